@@ -1,0 +1,108 @@
+//! The acting loop on its own OS thread: steps a vectorised environment with the newest policy plus
+//! Gaussian exploration (uniform-random actions until the learner has `random_steps` transitions), and
+//! hands fixed-size batches to the streamer. A full channel blocks this thread: that is how the
+//! learner's backpressure reaches the physics.
+
+use crate::policy_slot::PolicySlot;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal};
+use spikerl_envs::vector::VecEnv;
+use spikerl_proto::{EpisodeSummary, TransitionBatch};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use tokio::sync::mpsc;
+
+pub struct EnvLoopConfig {
+    pub env_id: String,
+    pub num_envs: usize,
+    pub seed: u64,
+    /// Environment steps (of all envs together: one step = num_envs transitions) per batch.
+    pub steps_per_batch: usize,
+    pub exploration_noise: f32,
+    pub random_steps: u64,
+}
+
+/// State the streamer shares with the loop.
+pub struct Shared {
+    pub policy: PolicySlot,
+    /// Total transitions the learner reports inserted (from acks): ends the random phase.
+    pub learner_inserted: AtomicU64,
+    pub stop: AtomicBool,
+}
+
+impl Shared {
+    pub fn new() -> Arc<Shared> {
+        Arc::new(Shared { policy: PolicySlot::default(), learner_inserted: AtomicU64::new(0), stop: AtomicBool::new(false) })
+    }
+}
+
+pub fn run(cfg: EnvLoopConfig, shared: Arc<Shared>, out: mpsc::Sender<TransitionBatch>) -> anyhow::Result<()> {
+    let mut venv = VecEnv::new(&cfg.env_id, cfg.num_envs, cfg.seed)?;
+    let spec = venv.spec().clone();
+    let (n, od, ad) = (cfg.num_envs, spec.obs_dim, spec.act_dim);
+    let max_action: Vec<f32> = spec.act_high.iter().map(|&h| h as f32).collect();
+    let low: Vec<f32> = spec.act_low.iter().map(|&l| l as f32).collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5EED_AC70);
+    let noise = Normal::new(0.0f32, cfg.exploration_noise.max(0.0))?;
+    let mut policy = None;
+    let mut policy_version: Option<u64> = None;
+    let mut obs32 = vec![0f32; n * od];
+    let mut actions = vec![0f32; n * ad];
+
+    while !shared.stop.load(Ordering::Relaxed) {
+        let cap = cfg.steps_per_batch * n;
+        let mut batch = TransitionBatch {
+            obs: Vec::with_capacity(cap * od),
+            actions: Vec::with_capacity(cap * ad),
+            rewards: Vec::with_capacity(cap),
+            next_obs: Vec::with_capacity(cap * od),
+            terminated: Vec::with_capacity(cap),
+            truncated: Vec::with_capacity(cap),
+            ..Default::default()
+        };
+        for _ in 0..cfg.steps_per_batch {
+            if let Some((p, v)) = shared.policy.newer_than(policy_version) {
+                policy = Some(p);
+                policy_version = Some(v);
+            }
+            for (o, &x) in obs32.iter_mut().zip(venv.obs()) {
+                *o = x as f32;
+            }
+            let random_phase = shared.learner_inserted.load(Ordering::Relaxed) < cfg.random_steps;
+            match policy.as_mut() {
+                Some(p) if !random_phase => {
+                    p.act_batch(&obs32, &mut actions);
+                    for (i, a) in actions.iter_mut().enumerate() {
+                        let m = max_action[i % ad];
+                        *a = (*a + m * noise.sample(&mut rng)).clamp(low[i % ad], m);
+                    }
+                }
+                _ => {
+                    for (i, a) in actions.iter_mut().enumerate() {
+                        *a = rng.random_range(low[i % ad]..max_action[i % ad]);
+                    }
+                }
+            }
+            let step = venv.step(&actions)?;
+            batch.obs.extend_from_slice(&obs32);
+            batch.actions.extend_from_slice(&actions);
+            batch.rewards.extend(step.rewards.iter().map(|&r| r as f32));
+            batch.next_obs.extend(step.next_obs.iter().map(|&x| x as f32));
+            batch.terminated.extend_from_slice(&step.terminated);
+            batch.truncated.extend_from_slice(&step.truncated);
+            for ep in step.finished.iter().flatten() {
+                batch.episodes.push(EpisodeSummary { episode_return: ep.ret, length: ep.len as u32 });
+                metrics::counter!("spikerl_actor_episodes_total").increment(1);
+                metrics::gauge!("spikerl_actor_episode_return_last").set(ep.ret);
+            }
+            metrics::counter!("spikerl_actor_env_steps_total").increment(n as u64);
+        }
+        batch.count = batch.rewards.len() as u32;
+        batch.policy_version = policy_version.unwrap_or(0);
+        if out.blocking_send(batch).is_err() {
+            break; // the streamer is gone: the actor is shutting down
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,272 @@
+//! The actor: registers with the learner, steps its environments with the newest policy it has
+//! (plain-Rust inference, no libtorch), streams transitions in batches and picks up new weights as they
+//! arrive. It survives the learner: on any connection error it retries with exponential backoff and
+//! jitter, pauses the environments (the acting thread blocks on the full batch channel) and resumes by
+//! itself; batches sent but not acknowledged are resent, and the learner drops any it already stored.
+//!
+//! Tasks: the acting thread ([`env_loop`]), the streamer (this module's [`run`]: connection, batches
+//! out, acks in) and the policy subscriber (weights in, into a [`policy_slot::PolicySlot`]).
+
+pub mod env_loop;
+pub mod policy_slot;
+
+use env_loop::{EnvLoopConfig, Shared};
+use rand::Rng;
+use spikerl_proto::learner_client::LearnerClient;
+use spikerl_proto::{PROTOCOL_VERSION, RegisterReply, RegisterRequest, SubscribeRequest, TransitionBatch};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+#[derive(Clone, Debug)]
+pub struct ActorOptions {
+    /// Learner address, e.g. `http://learner:50051`.
+    pub learner: String,
+    /// Stable name: an actor restarted under the same name keeps its id and sequence numbers.
+    pub name: String,
+    pub num_envs: usize,
+    /// Env steps (of all envs together) per transition batch.
+    pub steps_per_batch: usize,
+    /// Batches sent ahead of their acknowledgement.
+    pub window: usize,
+    pub max_backoff: Duration,
+    pub max_message_bytes: usize,
+}
+
+impl Default for ActorOptions {
+    fn default() -> Self {
+        ActorOptions {
+            learner: "http://127.0.0.1:50051".into(),
+            name: default_name(),
+            num_envs: 1,
+            steps_per_batch: 32,
+            window: 4,
+            max_backoff: Duration::from_secs(10),
+            max_message_bytes: 64 << 20,
+        }
+    }
+}
+
+/// host name + process id: unique on a cluster unless set explicitly.
+pub fn default_name() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_string()))
+        .unwrap_or_else(|| "actor".into());
+    format!("{host}-{}", std::process::id())
+}
+
+/// Errors worth a retry (the learner is away or restarting) versus ones that a retry cannot fix.
+fn retryable(status: &Status) -> bool {
+    !matches!(status.code(), Code::InvalidArgument | Code::Unauthenticated | Code::PermissionDenied | Code::Unimplemented)
+        && !(status.code() == Code::FailedPrecondition && status.message().contains("protocol version"))
+}
+
+/// Runs the actor until `shutdown` resolves or a non-retryable error occurs.
+pub async fn run(opts: ActorOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    tokio::pin!(shutdown);
+    tokio::select! {
+        r = run_inner(opts) => r,
+        _ = &mut shutdown => {
+            tracing::info!("actor shutting down");
+            Ok(())
+        }
+    }
+}
+
+async fn run_inner(opts: ActorOptions) -> anyhow::Result<()> {
+    let shared = Shared::new();
+    let (batch_tx, mut batch_rx) = mpsc::channel::<TransitionBatch>(1);
+    let mut batch_tx = Some(batch_tx);
+    let mut acting: Option<(String, std::thread::JoinHandle<anyhow::Result<()>>)> = None;
+    let mut pending: VecDeque<TransitionBatch> = VecDeque::new();
+    let mut next_sequence = 1u64;
+    let mut backoff = Duration::from_millis(100);
+
+    let _stop_on_exit = StopGuard(shared.clone());
+    loop {
+        if acting.as_ref().is_some_and(|(_, handle)| handle.is_finished()) {
+            return join_acting(acting);
+        }
+        let session = connect_and_register(&opts).await;
+        let (mut client, reply) = match session {
+            Ok(s) => s,
+            Err(status) if retryable(&status) => {
+                sleep_backoff(&mut backoff, opts.max_backoff, &status).await;
+                continue;
+            }
+            Err(status) => anyhow::bail!("the learner refused this actor: {status}"),
+        };
+        backoff = Duration::from_millis(100);
+        tracing::info!(actor_id = reply.actor_id, run = %reply.run_id, env = %reply.env_id, "registered");
+        metrics::gauge!("spikerl_actor_connected").set(1.0);
+
+        // Anything the learner already stored is done; the rest is resent in order.
+        pending.retain(|b| b.sequence > reply.last_sequence);
+        next_sequence = next_sequence.max(reply.last_sequence + 1);
+        for b in pending.iter_mut() {
+            b.run_id = reply.run_id.clone();
+            b.actor_id = reply.actor_id;
+        }
+        match &acting {
+            Some((env_id, _)) if *env_id != reply.env_id => {
+                anyhow::bail!("the learner now runs {} but this actor steps {env_id}; restart the actor", reply.env_id)
+            }
+            Some(_) => {}
+            None => {
+                let cfg = EnvLoopConfig {
+                    env_id: reply.env_id.clone(),
+                    num_envs: opts.num_envs,
+                    seed: reply.seed,
+                    steps_per_batch: opts.steps_per_batch,
+                    exploration_noise: reply.exploration_noise,
+                    random_steps: reply.random_steps,
+                };
+                let (shared, tx) = (shared.clone(), batch_tx.take().expect("the acting thread starts once"));
+                let handle = std::thread::Builder::new()
+                    .name("acting".into())
+                    .spawn(move || env_loop::run(cfg, shared, tx))?;
+                acting = Some((reply.env_id.clone(), handle));
+            }
+        }
+
+        let subscriber = tokio::spawn(subscribe(client.clone(), reply.clone(), shared.clone()));
+        let result = stream(&mut client, &reply, &opts, &shared, &mut pending, &mut batch_rx, &mut next_sequence).await;
+        subscriber.abort();
+        metrics::gauge!("spikerl_actor_connected").set(0.0);
+        match result {
+            Ok(()) => return join_acting(acting),
+            Err(status) if retryable(&status) => sleep_backoff(&mut backoff, opts.max_backoff, &status).await,
+            Err(status) => anyhow::bail!("the learner rejected this actor's data: {status}"),
+        }
+    }
+}
+
+fn join_acting(acting: Option<(String, std::thread::JoinHandle<anyhow::Result<()>>)>) -> anyhow::Result<()> {
+    let Some((_, handle)) = acting else { return Ok(()) };
+    match handle.join() {
+        Ok(result) => result.map_err(|e| e.context("the acting loop failed")),
+        Err(_) => Err(anyhow::anyhow!("the acting thread panicked")),
+    }
+}
+
+/// Stops the acting thread however `run` ends.
+struct StopGuard(Arc<Shared>);
+
+impl Drop for StopGuard {
+    fn drop(&mut self) {
+        self.0.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+async fn sleep_backoff(backoff: &mut Duration, max: Duration, why: &Status) {
+    let jitter = rand::rng().random_range(0.5..1.5);
+    let wait = backoff.mul_f64(jitter);
+    tracing::warn!(error = %why.message(), code = ?why.code(), retry_in_ms = wait.as_millis() as u64, "learner unavailable");
+    metrics::counter!("spikerl_actor_reconnects_total").increment(1);
+    tokio::time::sleep(wait).await;
+    *backoff = (*backoff * 2).min(max);
+}
+
+async fn connect_and_register(opts: &ActorOptions) -> Result<(LearnerClient<Channel>, RegisterReply), Status> {
+    let endpoint = Endpoint::from_shared(opts.learner.clone())
+        .map_err(|e| Status::invalid_argument(format!("bad learner address '{}': {e}", opts.learner)))?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(20));
+    let channel = endpoint.connect().await.map_err(|e| Status::unavailable(format!("connect: {e}")))?;
+    let mut client = LearnerClient::new(channel)
+        .max_decoding_message_size(opts.max_message_bytes)
+        .max_encoding_message_size(opts.max_message_bytes);
+    let reply = client
+        .register(RegisterRequest {
+            protocol_version: PROTOCOL_VERSION,
+            actor_name: opts.name.clone(),
+            num_envs: opts.num_envs as u32,
+        })
+        .await?
+        .into_inner();
+    Ok((client, reply))
+}
+
+/// Sends batches (resent ones first) with at most `window` unacknowledged, and applies acks.
+async fn stream(
+    client: &mut LearnerClient<Channel>,
+    reply: &RegisterReply,
+    opts: &ActorOptions,
+    shared: &Shared,
+    pending: &mut VecDeque<TransitionBatch>,
+    batches: &mut mpsc::Receiver<TransitionBatch>,
+    next_sequence: &mut u64,
+) -> Result<(), Status> {
+    let (out_tx, out_rx) = mpsc::channel::<TransitionBatch>(opts.window.max(1));
+    for b in pending.iter() {
+        out_tx.try_send(b.clone()).map_err(|_| Status::internal("resend window overflow"))?;
+    }
+    let mut acks = client.stream_transitions(tokio_stream::wrappers::ReceiverStream::new(out_rx)).await?.into_inner();
+    loop {
+        tokio::select! {
+            next = batches.recv(), if pending.len() < opts.window.max(1) => {
+                let Some(mut b) = next else { return Ok(()) };
+                b.run_id = reply.run_id.clone();
+                b.actor_id = reply.actor_id;
+                b.sequence = *next_sequence;
+                *next_sequence += 1;
+                pending.push_back(b.clone());
+                if out_tx.send(b).await.is_err() {
+                    return Err(Status::unavailable("the transition stream closed"));
+                }
+            }
+            ack = acks.next() => {
+                let ack = match ack {
+                    Some(Ok(ack)) => ack,
+                    Some(Err(status)) => return Err(status),
+                    None => return Err(Status::unavailable("the learner closed the transition stream")),
+                };
+                while pending.front().is_some_and(|b| b.sequence <= ack.sequence) {
+                    pending.pop_front();
+                }
+                shared.learner_inserted.store(ack.total_inserted, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Receives policy versions and stores the valid ones for the acting thread.
+async fn subscribe(mut client: LearnerClient<Channel>, reply: RegisterReply, shared: Arc<Shared>) {
+    let request = SubscribeRequest { run_id: reply.run_id.clone(), actor_id: reply.actor_id, have_version: shared.policy.version() };
+    let mut updates = match client.subscribe_policy(request).await {
+        Ok(r) => r.into_inner(),
+        Err(status) => {
+            tracing::warn!(%status, "policy subscription failed");
+            return;
+        }
+    };
+    while let Some(update) = updates.next().await {
+        let update = match update {
+            Ok(u) => u,
+            Err(status) => {
+                tracing::warn!(%status, "policy stream ended");
+                return;
+            }
+        };
+        match spikerl_snn::decode_policy(&update.weights) {
+            Ok((cfg, tensors, _)) if cfg.obs_dim == reply.obs_dim as usize && cfg.act_dim == reply.act_dim as usize => {
+                if let Ok(now) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+                    let latency = (now.as_nanos() as i64 - update.published_unix_nanos).max(0) as f64 * 1e-9;
+                    metrics::histogram!("spikerl_actor_broadcast_latency_seconds").record(latency);
+                }
+                shared.policy.store(update.version, cfg, tensors);
+            }
+            Ok((cfg, _, _)) => tracing::error!(obs = cfg.obs_dim, act = cfg.act_dim, "policy shapes do not match the run's spaces; ignored"),
+            Err(e) => tracing::error!(error = %e, version = update.version, "undecodable policy weights ignored"),
+        }
+    }
+}

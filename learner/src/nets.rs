@@ -1,0 +1,76 @@
+//! Networks that exist only on the learner: the twin critics (and their targets). The actor, the
+//! Polyak target actor and the proxy are `spikerl_snn::torch::TorchPolicy` values, so that whatever the
+//! learner trains can be exported under the same parameter names the plain-Rust actor loads.
+
+use tch::{Tensor, nn};
+
+/// A ReLU multilayer perceptron with a linear output; parameters `layers.{i}.weight|bias`.
+#[derive(Debug)]
+pub struct Mlp {
+    layers: Vec<nn::Linear>,
+}
+
+impl Mlp {
+    pub fn new(p: &nn::Path, input: usize, hidden: &[usize], output: usize) -> Self {
+        let widths: Vec<usize> = std::iter::once(input).chain(hidden.iter().copied()).chain([output]).collect();
+        let layers = widths
+            .windows(2)
+            .enumerate()
+            .map(|(i, w)| nn::linear(p / "layers" / i, w[0] as i64, w[1] as i64, Default::default()))
+            .collect();
+        Mlp { layers }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        let last = self.layers.len() - 1;
+        let mut h = x.shallow_clone();
+        for (i, layer) in self.layers.iter().enumerate() {
+            h = h.apply(layer);
+            if i < last {
+                h = h.relu();
+            }
+        }
+        h
+    }
+}
+
+/// Twin Q networks Q(s, a) -> [B, 1], under `q1.*` and `q2.*`.
+#[derive(Debug)]
+pub struct TwinCritic {
+    pub q1: Mlp,
+    pub q2: Mlp,
+}
+
+impl TwinCritic {
+    pub fn new(p: &nn::Path, obs_dim: usize, act_dim: usize, hidden: &[usize]) -> Self {
+        TwinCritic {
+            q1: Mlp::new(&(p / "q1"), obs_dim + act_dim, hidden, 1),
+            q2: Mlp::new(&(p / "q2"), obs_dim + act_dim, hidden, 1),
+        }
+    }
+
+    pub fn both(&self, obs: &Tensor, act: &Tensor) -> (Tensor, Tensor) {
+        let x = Tensor::cat(&[obs, act], 1);
+        (self.q1.forward(&x), self.q2.forward(&x))
+    }
+
+    pub fn q1(&self, obs: &Tensor, act: &Tensor) -> Tensor {
+        self.q1.forward(&Tensor::cat(&[obs, act], 1))
+    }
+}
+
+/// Polyak averaging target <- tau * source + (1 - tau) * target, over every variable by name.
+pub fn soft_update(target: &nn::VarStore, source: &nn::VarStore, tau: f64) {
+    let src = source.variables();
+    tch::no_grad(|| {
+        for (name, mut t) in target.variables() {
+            let s = &src[&name];
+            t.copy_(&(&t * (1.0 - tau) + s * tau));
+        }
+    });
+}
+
+/// Copies every variable of `source` into `target` (same names and shapes).
+pub fn hard_update(target: &mut nn::VarStore, source: &nn::VarStore) {
+    target.copy(source).expect("target and source networks are built from the same config");
+}

@@ -1,0 +1,186 @@
+//! The run folder users' scripts rely on (../shared/docs/interface.md): `manifest.json` (resolved
+//! configuration, seeds, versions, host, times, status), `evals.csv` (one row per evaluation) and
+//! `checkpoints/`.
+
+use crate::config::RunConfig;
+use serde::Serialize;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// Versions of everything that decides a run's numbers.
+#[derive(Clone, Debug, Serialize)]
+pub struct Versions {
+    pub spikerl: String,
+    pub git_commit: String,
+    pub libtorch: String,
+    pub mujoco: String,
+    pub protocol: u32,
+}
+
+impl Versions {
+    pub fn current(git_commit: &str) -> Versions {
+        Versions {
+            spikerl: env!("CARGO_PKG_VERSION").to_string(),
+            git_commit: git_commit.to_string(),
+            libtorch: "2.13.0".to_string(),
+            mujoco: "3.17.0".to_string(),
+            protocol: spikerl_proto::PROTOCOL_VERSION,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Manifest {
+    pub run_id: String,
+    /// "running", "completed", "failed" or "interrupted".
+    pub status: String,
+    /// "sync" (lockstep, in one process) or "distributed".
+    pub mode: String,
+    pub config: RunConfig,
+    pub env: spikerl_envs::EnvSpec,
+    pub seeds: Seeds,
+    pub versions: Versions,
+    pub host: String,
+    pub actors: usize,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    pub error: Option<String>,
+}
+
+/// Every random stream's seed, derived from the run seed.
+#[derive(Clone, Debug, Serialize)]
+pub struct Seeds {
+    pub run: u64,
+    pub torch: u64,
+    pub replay: u64,
+    pub eval_env: u64,
+    /// Actor i's seed is `derive_seed(run, 1000 + i)`; in lockstep mode the single actor is 0.
+    pub actor_base: u64,
+}
+
+impl Seeds {
+    pub fn from_run(seed: u64) -> Seeds {
+        Seeds { run: seed, torch: derive_seed(seed, 1), replay: derive_seed(seed, 2), eval_env: seed + 100, actor_base: 1000 }
+    }
+}
+
+/// Derives an independent stream seed (SplitMix64 finaliser over seed and stream index).
+pub fn derive_seed(seed: u64, stream: u64) -> u64 {
+    let mut z = seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// One evaluation's result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvalRecord {
+    /// Env steps taken by training actors when the evaluation ran (random ones included).
+    pub step: u64,
+    pub iterations: u64,
+    pub policy_version: u64,
+    pub returns: Vec<f64>,
+    pub wall_seconds: f64,
+}
+
+impl EvalRecord {
+    pub fn mean(&self) -> f64 {
+        self.returns.iter().sum::<f64>() / self.returns.len().max(1) as f64
+    }
+
+    pub fn std(&self) -> f64 {
+        let m = self.mean();
+        (self.returns.iter().map(|r| (r - m) * (r - m)).sum::<f64>() / self.returns.len().max(1) as f64).sqrt()
+    }
+}
+
+pub const EVALS_HEADER: &str = "step,avg_return,std_return,min_return,max_return,episodes,iterations,policy_version,wall_seconds";
+
+pub struct RunDir {
+    path: PathBuf,
+    manifest: Manifest,
+    evals: File,
+}
+
+impl RunDir {
+    /// Creates the folder (and `checkpoints/`), writes the manifest and the CSV header.
+    pub fn create(path: &Path, manifest: Manifest) -> std::io::Result<RunDir> {
+        fs::create_dir_all(path.join("checkpoints"))?;
+        let csv = path.join("evals.csv");
+        let fresh = !csv.exists() || fs::metadata(&csv)?.len() == 0;
+        let mut evals = OpenOptions::new().create(true).append(true).open(&csv)?;
+        if fresh {
+            writeln!(evals, "{EVALS_HEADER}")?;
+        }
+        let dir = RunDir { path: path.to_path_buf(), manifest, evals };
+        dir.write_manifest()?;
+        Ok(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn checkpoints(&self) -> PathBuf {
+        self.path.join("checkpoints")
+    }
+
+    pub fn append_eval(&mut self, e: &EvalRecord) -> std::io::Result<()> {
+        let min = e.returns.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = e.returns.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        writeln!(
+            self.evals,
+            "{},{:.6},{:.6},{:.6},{:.6},{},{},{},{:.3}",
+            e.step,
+            e.mean(),
+            e.std(),
+            min,
+            max,
+            e.returns.len(),
+            e.iterations,
+            e.policy_version,
+            e.wall_seconds
+        )?;
+        self.evals.flush()
+    }
+
+    /// Records the final status and end time.
+    pub fn finish(&mut self, status: &str, error: Option<String>) -> std::io::Result<()> {
+        self.manifest.status = status.to_string();
+        self.manifest.ended_at = Some(now_rfc3339());
+        self.manifest.error = error;
+        self.write_manifest()
+    }
+
+    fn write_manifest(&self) -> std::io::Result<()> {
+        let json = serde_json::to_vec_pretty(&self.manifest).map_err(std::io::Error::other)?;
+        write_atomic(&self.path.join("manifest.json"), &json)
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so readers never see half a file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })
+}
+
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+pub fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_string()))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".to_string())
+}

@@ -1,0 +1,268 @@
+//! The learner's gRPC service: registration, transition ingest (validated, deduplicated by sequence,
+//! rate-limited) and policy broadcast. Every field from the network is checked before it touches the
+//! replay buffer; bad input gets INVALID_ARGUMENT (or the right status) and a metric, never a panic.
+
+use crate::replay::Transitions;
+use crate::replay_service::ReplayService;
+use crate::run_dir::derive_seed;
+use spikerl_proto::learner_server::Learner;
+use spikerl_proto::{
+    BatchAck, PROTOCOL_VERSION, PolicyUpdate, RegisterReply, RegisterRequest, SubscribeRequest, TransitionBatch,
+};
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::Stream;
+use tokio_stream::wrappers::{ReceiverStream, WatchStream};
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
+
+/// What registration hands to actors, fixed for the run.
+#[derive(Clone, Debug)]
+pub struct RunInfo {
+    pub run_id: String,
+    pub env_id: String,
+    pub seed: u64,
+    pub obs_dim: usize,
+    pub act_dim: usize,
+    pub exploration_noise: f32,
+    pub random_steps: u64,
+    pub max_batch_transitions: usize,
+}
+
+/// Per-actor bookkeeping, keyed by the actor's chosen name so a restarted actor keeps its id.
+#[derive(Clone, Debug)]
+struct ActorEntry {
+    id: u32,
+    last_sequence: u64,
+}
+
+#[derive(Default)]
+struct Registry {
+    by_name: HashMap<String, ActorEntry>,
+    by_id: HashMap<u32, String>,
+}
+
+pub struct LearnerService {
+    info: RunInfo,
+    replay: Arc<ReplayService>,
+    policy: watch::Receiver<Option<Arc<PolicyUpdate>>>,
+    registry: Arc<Mutex<Registry>>,
+}
+
+impl LearnerService {
+    pub fn new(info: RunInfo, replay: Arc<ReplayService>, policy: watch::Receiver<Option<Arc<PolicyUpdate>>>) -> Self {
+        LearnerService { info, replay, policy, registry: Arc::default() }
+    }
+
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn check_actor(&self, run_id: &str, actor_id: u32) -> Result<(), Status> {
+        if run_id != self.info.run_id {
+            return Err(reject("unknown_run", format!("unknown run id '{run_id}' (this learner runs '{}')", self.info.run_id)));
+        }
+        if !self.registry().by_id.contains_key(&actor_id) {
+            return Err(reject("unknown_actor", format!("actor id {actor_id} is not registered")));
+        }
+        Ok(())
+    }
+}
+
+/// Counts a rejection by reason and builds the status for it.
+fn reject(reason: &'static str, message: String) -> Status {
+    metrics::counter!("spikerl_learner_transitions_rejected_total", "reason" => reason).increment(1);
+    match reason {
+        "unknown_run" | "unknown_actor" => Status::failed_precondition(message),
+        _ => Status::invalid_argument(message),
+    }
+}
+
+/// Checks a batch against the run's spaces and limits and converts it to replay rows.
+pub fn validate_batch(b: &TransitionBatch, info: &RunInfo) -> Result<Transitions, (&'static str, String)> {
+    let n = b.count as usize;
+    if n == 0 {
+        return Err(("empty", "batch has count 0".into()));
+    }
+    if n > info.max_batch_transitions {
+        return Err(("oversized", format!("batch of {n} transitions exceeds the maximum {}", info.max_batch_transitions)));
+    }
+    let (od, ad) = (info.obs_dim, info.act_dim);
+    let lens = [
+        ("obs", b.obs.len(), n * od),
+        ("actions", b.actions.len(), n * ad),
+        ("rewards", b.rewards.len(), n),
+        ("next_obs", b.next_obs.len(), n * od),
+        ("terminated", b.terminated.len(), n),
+        ("truncated", b.truncated.len(), n),
+    ];
+    for (field, got, want) in lens {
+        if got != want {
+            return Err(("shape", format!("{field} has {got} values, expected {want} ({n} transitions, obs_dim {od}, act_dim {ad})")));
+        }
+    }
+    for (field, values) in [("obs", &b.obs), ("actions", &b.actions), ("rewards", &b.rewards), ("next_obs", &b.next_obs)] {
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            return Err(("non_finite", format!("{field}[{i}] is {} (values must be finite)", values[i])));
+        }
+    }
+    Ok(Transitions {
+        obs: b.obs.clone(),
+        actions: b.actions.clone(),
+        rewards: b.rewards.clone(),
+        next_obs: b.next_obs.clone(),
+        terminated: b.terminated.iter().map(|&t| if t { 1.0 } else { 0.0 }).collect(),
+    })
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// Keeps `spikerl_learner_connected_actors` right however a stream ends.
+struct ConnectionGuard;
+
+impl ConnectionGuard {
+    fn new() -> Self {
+        metrics::gauge!("spikerl_learner_connected_actors").increment(1.0);
+        ConnectionGuard
+    }
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        metrics::gauge!("spikerl_learner_connected_actors").decrement(1.0);
+    }
+}
+
+#[tonic::async_trait]
+impl Learner for LearnerService {
+    async fn register(&self, request: Request<RegisterRequest>) -> Result<Response<RegisterReply>, Status> {
+        let req = request.into_inner();
+        if req.protocol_version != PROTOCOL_VERSION {
+            return Err(Status::failed_precondition(format!(
+                "protocol version {} is not supported by this learner (it speaks {PROTOCOL_VERSION}); use matching images",
+                req.protocol_version
+            )));
+        }
+        if req.actor_name.is_empty() || req.actor_name.len() > 256 {
+            return Err(Status::invalid_argument("actor_name must be 1 to 256 bytes"));
+        }
+        let entry = {
+            let mut reg = self.registry();
+            let next_id = reg.by_name.len() as u32;
+            let entry = reg
+                .by_name
+                .entry(req.actor_name.clone())
+                .or_insert(ActorEntry { id: next_id, last_sequence: 0 })
+                .clone();
+            reg.by_id.insert(entry.id, req.actor_name.clone());
+            entry
+        };
+        tracing::info!(actor = %req.actor_name, id = entry.id, envs = req.num_envs, "actor registered");
+        let i = &self.info;
+        Ok(Response::new(RegisterReply {
+            protocol_version: PROTOCOL_VERSION,
+            run_id: i.run_id.clone(),
+            actor_id: entry.id,
+            env_id: i.env_id.clone(),
+            seed: derive_seed(i.seed, 1000 + entry.id as u64),
+            obs_dim: i.obs_dim as u32,
+            act_dim: i.act_dim as u32,
+            exploration_noise: i.exploration_noise,
+            random_steps: i.random_steps,
+            max_batch_transitions: i.max_batch_transitions as u32,
+            last_sequence: entry.last_sequence,
+        }))
+    }
+
+    type StreamTransitionsStream = BoxStream<BatchAck>;
+
+    async fn stream_transitions(
+        &self,
+        request: Request<Streaming<TransitionBatch>>,
+    ) -> Result<Response<Self::StreamTransitionsStream>, Status> {
+        let mut inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(4);
+        let info = self.info.clone();
+        let replay = self.replay.clone();
+        let registry = self.registry.clone();
+        let policy = self.policy.clone();
+        let this = LearnerService { info: info.clone(), replay: replay.clone(), policy, registry: registry.clone() };
+        tokio::spawn(async move {
+            let _guard = ConnectionGuard::new();
+            // Batches are handled one at a time: the next one is read only after this one is in the
+            // buffer, so a held insert stops reading and HTTP/2 flow control pushes back on the actor.
+            while let Some(next) = inbound.next().await {
+                let batch = match next {
+                    Ok(b) => b,
+                    Err(status) => {
+                        tracing::debug!(%status, "actor stream ended");
+                        break;
+                    }
+                };
+                let ack = match ingest(&this, &batch).await {
+                    Ok(ack) => Ok(ack),
+                    Err(status) => Err(status),
+                };
+                let failed = ack.is_err();
+                if tx.send(ack).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    type SubscribePolicyStream = BoxStream<PolicyUpdate>;
+
+    async fn subscribe_policy(
+        &self,
+        request: Request<SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribePolicyStream>, Status> {
+        let req = request.into_inner();
+        self.check_actor(&req.run_id, req.actor_id)?;
+        let have = req.have_version;
+        // WatchStream always yields the newest value: a slow subscriber skips versions and the learner
+        // never waits for it.
+        let stream = WatchStream::new(self.policy.clone())
+            .filter_map(move |p| p.filter(|p| have.is_none_or(|h| p.version > h)))
+            .map(|p| Ok((*p).clone()));
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+async fn ingest(svc: &LearnerService, batch: &TransitionBatch) -> Result<BatchAck, Status> {
+    svc.check_actor(&batch.run_id, batch.actor_id)?;
+    let rows = validate_batch(batch, &svc.info).map_err(|(reason, msg)| reject(reason, msg))?;
+    let last = {
+        let reg = svc.registry();
+        let name = &reg.by_id[&batch.actor_id];
+        reg.by_name[name].last_sequence
+    };
+    if batch.sequence <= last {
+        // Already stored (a resend after a lost ack): acknowledge without inserting twice.
+        metrics::counter!("spikerl_learner_duplicate_batches_total").increment(1);
+        let total = svc.replay.counters().inserted;
+        return Ok(BatchAck { sequence: batch.sequence, inserted: 0, total_inserted: total });
+    }
+    let total = svc.replay.insert(&rows).await.map_err(|_| Status::unavailable("the run has finished"))?;
+    {
+        let mut reg = svc.registry();
+        let name = reg.by_id[&batch.actor_id].clone();
+        if let Some(e) = reg.by_name.get_mut(&name) {
+            e.last_sequence = batch.sequence;
+        }
+    }
+    let n = rows.len() as u64;
+    metrics::counter!("spikerl_learner_transitions_received_total", "actor" => batch.actor_id.to_string()).increment(n);
+    if let Some(version) = svc.policy.borrow().as_ref().map(|p| p.version) {
+        metrics::gauge!("spikerl_learner_policy_lag", "actor" => batch.actor_id.to_string())
+            .set(version.saturating_sub(batch.policy_version) as f64);
+    }
+    for e in &batch.episodes {
+        metrics::counter!("spikerl_learner_episodes_total").increment(1);
+        metrics::gauge!("spikerl_learner_episode_return_last").set(e.episode_return);
+    }
+    Ok(BatchAck { sequence: batch.sequence, inserted: n as u32, total_inserted: total })
+}

@@ -1,0 +1,245 @@
+//! The TD3 core shared by the three algorithms, as a pure function of networks + batches + config:
+//! no gRPC, no replay ingestion, no broadcasting. The algorithms differ only in the target policy:
+//!
+//! - `ann`, `vanilla`: a copy of the actor updated by Polyak averaging (standard TD3);
+//! - `proxy`: a continuous ANN trained to imitate the spiking actor in output space (K steps of
+//!   ||proxy(s) - snn(s)||^2 per iteration, the SNN held constant). No spiking target exists.
+
+use crate::config::{Algo, RunConfig, Td3Config};
+use crate::nets::{TwinCritic, hard_update, soft_update};
+use crate::replay::Transitions;
+use spikerl_snn::torch::TorchPolicy;
+use spikerl_snn::{NetworkConfig, PolicyConfig};
+use tch::nn::{self, OptimizerConfig};
+use tch::{Device, Kind, Reduction, Tensor};
+
+/// A minibatch on the training device.
+pub struct Batch {
+    pub obs: Tensor,
+    pub actions: Tensor,
+    pub rewards: Tensor,
+    pub next_obs: Tensor,
+    /// 1 - terminated: bootstrapping continues through truncation.
+    pub not_done: Tensor,
+}
+
+impl Batch {
+    pub fn from_transitions(t: &Transitions, obs_dim: usize, act_dim: usize, device: Device) -> Batch {
+        let n = t.len() as i64;
+        let put = |v: &[f32], cols: usize| Tensor::from_slice(v).view([n, cols as i64]).to_device(device);
+        Batch {
+            obs: put(&t.obs, obs_dim),
+            actions: put(&t.actions, act_dim),
+            rewards: put(&t.rewards, 1),
+            next_obs: put(&t.next_obs, obs_dim),
+            not_done: 1.0 - put(&t.terminated, 1),
+        }
+    }
+}
+
+/// What one training iteration measured.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct UpdateStats {
+    pub critic_loss: f64,
+    /// Mean Q1 over the batch.
+    pub q_mean: f64,
+    /// Mean TD target.
+    pub target_mean: f64,
+    /// Present on iterations where the (delayed) actor was updated.
+    pub actor_loss: Option<f64>,
+    /// Mean imitation loss over the K proxy steps (proxy algorithm only).
+    pub proxy_loss: Option<f64>,
+}
+
+/// The TD target y = r + gamma * (1 - terminated) * min(Q1'(s', a~), Q2'(s', a~)).
+pub fn td_target(rewards: &Tensor, not_done: &Tensor, q1_next: &Tensor, q2_next: &Tensor, gamma: f64) -> Tensor {
+    rewards + not_done * gamma * q1_next.minimum(q2_next)
+}
+
+/// Target policy smoothing: clip(a + clip(eps * sigma, -c, c), -max_a, max_a), with sigma and c given as
+/// fractions of max_action and `eps` standard normal.
+pub fn smoothed_target_action(a: &Tensor, eps: &Tensor, max_action: &Tensor, cfg: &Td3Config) -> Tensor {
+    let clip = max_action * cfg.noise_clip;
+    let noise = (eps * max_action * cfg.policy_noise).clamp_tensor(Some(&-&clip), Some(&clip));
+    (a + noise).clamp_tensor(Some(&-max_action), Some(max_action))
+}
+
+enum TargetPolicy {
+    Polyak { vs: nn::VarStore, net: TorchPolicy },
+    Proxy { vs: nn::VarStore, net: TorchPolicy, opt: nn::Optimizer, steps: usize },
+}
+
+/// Networks, optimisers and counters of one TD3 learner.
+pub struct Td3 {
+    cfg: Td3Config,
+    pub policy_config: PolicyConfig,
+    device: Device,
+    max_action: Tensor,
+    pub actor_vs: nn::VarStore,
+    actor: TorchPolicy,
+    actor_opt: nn::Optimizer,
+    target: TargetPolicy,
+    pub critic_vs: nn::VarStore,
+    critic: TwinCritic,
+    critic_opt: nn::Optimizer,
+    pub critic_target_vs: nn::VarStore,
+    critic_target: TwinCritic,
+    /// Training iterations done.
+    pub iterations: u64,
+    /// Delayed actor updates done (the policy's version).
+    pub actor_updates: u64,
+}
+
+impl Td3 {
+    /// Builds every network. Initialisation draws from libtorch's global generator: call
+    /// `tch::manual_seed` first for a reproducible run.
+    pub fn new(run: &RunConfig, policy_config: PolicyConfig, device: Device) -> Td3 {
+        let (obs_dim, act_dim) = (policy_config.obs_dim, policy_config.act_dim);
+        let cfg = run.td3.clone();
+        let max_action = Tensor::from_slice(&policy_config.max_action).view([1, act_dim as i64]).to_device(device);
+
+        let actor_vs = nn::VarStore::new(device);
+        let actor = TorchPolicy::new(&actor_vs.root(), &policy_config);
+        let actor_opt = nn::Adam::default().build(&actor_vs, cfg.actor_lr).expect("adam");
+
+        let target = match run.algo {
+            Algo::Ann | Algo::Vanilla => {
+                let mut vs = nn::VarStore::new(device);
+                let net = TorchPolicy::new(&vs.root(), &policy_config);
+                hard_update(&mut vs, &actor_vs);
+                vs.freeze();
+                TargetPolicy::Polyak { vs, net }
+            }
+            Algo::Proxy => {
+                let proxy_cfg = PolicyConfig {
+                    network: NetworkConfig::Ann { hidden: run.proxy.hidden.clone() },
+                    ..policy_config.clone()
+                };
+                let vs = nn::VarStore::new(device);
+                let net = TorchPolicy::new(&vs.root(), &proxy_cfg);
+                let opt = nn::Adam::default().build(&vs, run.proxy.lr).expect("adam");
+                TargetPolicy::Proxy { vs, net, opt, steps: run.proxy.steps }
+            }
+        };
+
+        let critic_vs = nn::VarStore::new(device);
+        let critic = TwinCritic::new(&critic_vs.root(), obs_dim, act_dim, &cfg.critic_hidden);
+        let critic_opt = nn::Adam::default().build(&critic_vs, cfg.critic_lr).expect("adam");
+        let mut critic_target_vs = nn::VarStore::new(device);
+        let critic_target = TwinCritic::new(&critic_target_vs.root(), obs_dim, act_dim, &cfg.critic_hidden);
+        hard_update(&mut critic_target_vs, &critic_vs);
+        critic_target_vs.freeze();
+
+        Td3 {
+            cfg,
+            policy_config,
+            device,
+            max_action,
+            actor_vs,
+            actor,
+            actor_opt,
+            target,
+            critic_vs,
+            critic,
+            critic_opt,
+            critic_target_vs,
+            critic_target,
+            iterations: 0,
+            actor_updates: 0,
+        }
+    }
+
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// The online actor's action for a batch of observations (no gradient).
+    pub fn act(&self, obs: &Tensor) -> Tensor {
+        tch::no_grad(|| self.actor.forward(obs))
+    }
+
+    /// The target policy the critic bootstraps with: the Polyak copy, or the proxy.
+    pub fn target_act(&self, obs: &Tensor) -> Tensor {
+        tch::no_grad(|| match &self.target {
+            TargetPolicy::Polyak { net, .. } | TargetPolicy::Proxy { net, .. } => net.forward(obs),
+        })
+    }
+
+    /// The target policy's variables (Polyak copy or proxy), for checkpoints and tests.
+    pub fn target_vs(&self) -> &nn::VarStore {
+        match &self.target {
+            TargetPolicy::Polyak { vs, .. } | TargetPolicy::Proxy { vs, .. } => vs,
+        }
+    }
+
+    pub fn target_vs_mut(&mut self) -> &mut nn::VarStore {
+        match &mut self.target {
+            TargetPolicy::Polyak { vs, .. } | TargetPolicy::Proxy { vs, .. } => vs,
+        }
+    }
+
+    pub fn has_proxy(&self) -> bool {
+        matches!(self.target, TargetPolicy::Proxy { .. })
+    }
+
+    /// One proxy imitation step on `obs`: minimise mean ||proxy(s) - snn(s)||^2 with the SNN's output
+    /// held constant. Returns the loss before the step, or None without a proxy.
+    pub fn proxy_step(&mut self, obs: &Tensor) -> Option<f64> {
+        let TargetPolicy::Proxy { net, opt, .. } = &mut self.target else { return None };
+        let snn_action = tch::no_grad(|| self.actor.forward(obs));
+        let loss = net.forward(obs).mse_loss(&snn_action, Reduction::Mean);
+        opt.backward_step(&loss);
+        Some(loss.double_value(&[]))
+    }
+
+    /// One training iteration. `sample` draws a fresh minibatch each call: K of them for the proxy
+    /// steps, then one for the critic and (delayed) actor update.
+    pub fn update(&mut self, mut sample: impl FnMut() -> Batch) -> UpdateStats {
+        let mut stats = UpdateStats::default();
+        if let TargetPolicy::Proxy { steps, .. } = self.target {
+            let mut total = 0.0;
+            for _ in 0..steps {
+                let b = sample();
+                total += self.proxy_step(&b.obs).unwrap_or_default();
+            }
+            stats.proxy_loss = Some(total / steps as f64);
+        }
+
+        let b = sample();
+        let target = tch::no_grad(|| {
+            let a = self.target_act(&b.next_obs);
+            let eps = a.randn_like();
+            let a = smoothed_target_action(&a, &eps, &self.max_action, &self.cfg);
+            let (q1, q2) = self.critic_target.both(&b.next_obs, &a);
+            td_target(&b.rewards, &b.not_done, &q1, &q2, self.cfg.gamma)
+        });
+        let (q1, q2) = self.critic.both(&b.obs, &b.actions);
+        let critic_loss = q1.mse_loss(&target, Reduction::Mean) + q2.mse_loss(&target, Reduction::Mean);
+        self.critic_opt.backward_step(&critic_loss);
+        stats.critic_loss = critic_loss.double_value(&[]);
+        stats.q_mean = q1.mean(Kind::Float).double_value(&[]);
+        stats.target_mean = target.mean(Kind::Float).double_value(&[]);
+
+        self.iterations += 1;
+        if self.iterations % self.cfg.policy_delay == 0 {
+            // Critic parameters need no gradient for the actor step: freezing skips that work.
+            self.critic_vs.freeze();
+            let actor_loss = -self.critic.q1(&b.obs, &self.actor.forward(&b.obs)).mean(Kind::Float);
+            self.actor_opt.backward_step(&actor_loss);
+            self.critic_vs.unfreeze();
+            stats.actor_loss = Some(actor_loss.double_value(&[]));
+            self.actor_updates += 1;
+
+            soft_update(&self.critic_target_vs, &self.critic_vs, self.cfg.tau);
+            if let TargetPolicy::Polyak { vs, .. } = &self.target {
+                soft_update(vs, &self.actor_vs, self.cfg.tau);
+            }
+        }
+        stats
+    }
+
+    /// The acting policy's weights under their stable names.
+    pub fn export_policy(&self) -> spikerl_snn::NamedTensors {
+        spikerl_snn::torch::export(&self.actor_vs)
+    }
+}

@@ -1,0 +1,136 @@
+//! The training loop around the pure TD3 core: waits on the rate limiter, samples minibatches, runs
+//! iterations, evaluates on schedule and records results. Used by both the lockstep mode (one process,
+//! `--sync`) and the distributed learner (a dedicated OS thread, never on the async runtime).
+
+use crate::config::RunConfig;
+use crate::replay::Transitions;
+use crate::replay_service::ReplayService;
+use crate::run_dir::{EvalRecord, RunDir};
+use crate::td3::{Batch, Td3, UpdateStats};
+use spikerl_envs::EnvSpec;
+use spikerl_snn::{NamedTensors, Policy};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Training state that outlives single iterations.
+pub struct Trainer {
+    pub cfg: RunConfig,
+    pub spec: EnvSpec,
+    pub td3: Td3,
+    pub replay: Arc<ReplayService>,
+    scratch: Vec<Transitions>,
+    /// Env-step count at which the next evaluation is due.
+    next_eval: u64,
+    pub evals: Vec<EvalRecord>,
+    started: Instant,
+    pub last_stats: UpdateStats,
+}
+
+impl Trainer {
+    pub fn new(cfg: RunConfig, spec: EnvSpec, td3: Td3, replay: Arc<ReplayService>) -> Trainer {
+        Trainer {
+            cfg,
+            spec,
+            td3,
+            replay,
+            scratch: Vec::new(),
+            next_eval: 0,
+            evals: Vec::new(),
+            started: Instant::now(),
+            last_stats: UpdateStats::default(),
+        }
+    }
+
+    /// Whether the run has done all its training iterations.
+    pub fn done(&self) -> bool {
+        self.td3.iterations >= self.cfg.steps
+    }
+
+    /// One training iteration, once the rate limiter allows it. None when the replay service closed.
+    pub fn iterate(&mut self) -> Option<&UpdateStats> {
+        let batches = 1 + if self.td3.has_proxy() { self.cfg.proxy.steps } else { 0 };
+        if !self.replay.wait_and_sample(batches, self.cfg.td3.batch_size, &mut self.scratch) {
+            return None;
+        }
+        let (od, ad, device) = (self.spec.obs_dim, self.spec.act_dim, self.td3.device());
+        let mut next = self.scratch.iter();
+        let started = Instant::now();
+        self.last_stats = self.td3.update(|| {
+            let t = next.next().expect("one sampled minibatch per draw");
+            Batch::from_transitions(t, od, ad, device)
+        });
+        self.replay.record_update();
+        metrics::histogram!("spikerl_learner_update_duration_seconds").record(started.elapsed().as_secs_f64());
+        record_update_metrics(&self.last_stats);
+        Some(&self.last_stats)
+    }
+
+    /// Runs the evaluations due at `env_steps` (every `eval_every` steps, starting at 0).
+    pub fn evaluate_if_due(&mut self, env_steps: u64, run_dir: Option<&mut RunDir>) -> anyhow::Result<Option<f64>> {
+        if self.cfg.eval_every == 0 || env_steps < self.next_eval {
+            return Ok(None);
+        }
+        self.next_eval = (env_steps / self.cfg.eval_every + 1) * self.cfg.eval_every;
+        self.evaluate(env_steps, run_dir).map(Some)
+    }
+
+    /// Evaluates the current policy: `eval_episodes` deterministic episodes (no exploration noise) on an
+    /// environment seeded with seed + 100, in plain-Rust inference as the actors act.
+    pub fn evaluate(&mut self, env_steps: u64, run_dir: Option<&mut RunDir>) -> anyhow::Result<f64> {
+        let mut policy = Policy::new(&self.td3.policy_config, &self.td3.export_policy())?;
+        let returns = evaluate_policy(&mut policy, &self.spec.id, self.cfg.eval_episodes, self.cfg.seed + 100)?;
+        let record = EvalRecord {
+            step: env_steps,
+            iterations: self.td3.iterations,
+            policy_version: self.td3.actor_updates,
+            returns,
+            wall_seconds: self.started.elapsed().as_secs_f64(),
+        };
+        let mean = record.mean();
+        metrics::gauge!("spikerl_eval_return_last").set(mean);
+        let best = self.evals.iter().map(EvalRecord::mean).fold(mean, f64::max);
+        metrics::gauge!("spikerl_eval_return_best").set(best);
+        let stats = policy.stats();
+        metrics::gauge!("spikerl_snn_firing_rate").set(stats.firing_rate());
+        metrics::gauge!("spikerl_snn_sops_per_inference").set(stats.sops_per_inference());
+        metrics::gauge!("spikerl_snn_energy_nanojoules_per_inference").set(stats.energy_nj_per_inference());
+        if let Some(dir) = run_dir {
+            dir.append_eval(&record)?;
+        }
+        self.evals.push(record);
+        Ok(mean)
+    }
+
+    /// Current weights of the acting policy.
+    pub fn policy_weights(&self) -> NamedTensors {
+        self.td3.export_policy()
+    }
+
+    /// Best evaluation mean so far (the paper's "max average return").
+    pub fn best_return(&self) -> Option<f64> {
+        self.evals.iter().map(EvalRecord::mean).reduce(f64::max)
+    }
+}
+
+/// Runs `episodes` deterministic episodes of `policy` and returns their returns.
+pub fn evaluate_policy(policy: &mut Policy, env_id: &str, episodes: usize, seed: u64) -> anyhow::Result<Vec<f64>> {
+    let mut obs32 = Vec::new();
+    let returns = spikerl_envs::evaluate(env_id, episodes, seed, |obs, action| {
+        obs32.clear();
+        obs32.extend(obs.iter().map(|&x| x as f32));
+        policy.act(&obs32, action);
+    })?;
+    Ok(returns)
+}
+
+fn record_update_metrics(s: &UpdateStats) {
+    metrics::counter!("spikerl_learner_train_iterations_total").increment(1);
+    metrics::gauge!("spikerl_learner_critic_loss").set(s.critic_loss);
+    metrics::gauge!("spikerl_learner_q_mean").set(s.q_mean);
+    if let Some(l) = s.actor_loss {
+        metrics::gauge!("spikerl_learner_actor_loss").set(l);
+    }
+    if let Some(l) = s.proxy_loss {
+        metrics::gauge!("spikerl_learner_proxy_loss").set(l);
+    }
+}

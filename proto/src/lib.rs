@@ -1,0 +1,15 @@
+//! spikerl's wire format: the `spikerl.v1.Learner` gRPC service and its messages, generated from
+//! `proto/spikerl.proto`. Only this crate knows prost types' layout; the learner and actor convert and
+//! validate at their boundaries.
+
+#![allow(clippy::all)]
+
+/// Bumped on any incompatible change to the messages or their meaning.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Generated messages, client and server.
+pub mod v1 {
+    tonic::include_proto!("spikerl.v1");
+}
+
+pub use v1::*;

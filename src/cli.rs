@@ -1,0 +1,197 @@
+//! The command line (../shared/docs/interface.md is the contract): every option documented, defaults
+//! defined once, `SPIKERL_*` environment overrides for containers.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "spikerl", version, about = "Distributed training of spiking policies with the proxy target method")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log filter (tracing syntax, e.g. "info" or "spikerl_learner=debug").
+    #[arg(long, global = true, env = "SPIKERL_LOG", default_value = "warn")]
+    pub log: String,
+    /// Write logs as JSON lines.
+    #[arg(long, global = true, env = "SPIKERL_LOG_JSON")]
+    pub log_json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// A whole run on this machine: the learner plus N actor processes (or the lockstep protocol with --sync).
+    Train(TrainArgs),
+    /// The learner role: serves actors over gRPC, trains, broadcasts weights, writes the run folder.
+    #[cfg(feature = "learner")]
+    Learner(LearnerArgs),
+    /// The actor role: steps environments with the newest policy and streams transitions to a learner.
+    Actor(ActorArgs),
+    /// Environment tools: spaces, and replaying actions to compare with Gymnasium.
+    #[command(subcommand)]
+    Env(EnvCommand),
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AlgoArg {
+    Ann,
+    Vanilla,
+    Proxy,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NeuronArg {
+    Lif,
+    Clif,
+    Dn,
+    Plif,
+    If,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceArg {
+    Cpu,
+    Cuda,
+}
+
+/// What defines a run (method.md's values are the defaults).
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Gymnasium environment id (see `spikerl env info`).
+    #[arg(long, env = "SPIKERL_ENV", default_value = "Pendulum-v1")]
+    pub env: String,
+    /// Algorithm: ann (TD3, ANN actor), vanilla (SNN actor, Polyak SNN target), proxy (SNN actor, proxy target).
+    #[arg(long, env = "SPIKERL_ALGO", value_enum, default_value = "proxy")]
+    pub algo: AlgoArg,
+    /// Spiking neuron model (accepted and ignored for --algo ann).
+    #[arg(long, env = "SPIKERL_NEURON", value_enum, default_value = "lif")]
+    pub neuron: NeuronArg,
+    /// Master seed: every random stream of the run derives from it.
+    #[arg(long, env = "SPIKERL_SEED", default_value_t = 0)]
+    pub seed: u64,
+    /// Training env steps after the random ones (one training iteration each).
+    #[arg(long, env = "SPIKERL_STEPS", default_value_t = 1_000_000)]
+    pub steps: u64,
+    /// Uniform-random env steps before training starts.
+    #[arg(long, env = "SPIKERL_RANDOM_STEPS", default_value_t = 25_000)]
+    pub random_steps: u64,
+    /// Evaluate every N env steps (random ones included); 0 disables.
+    #[arg(long, env = "SPIKERL_EVAL_EVERY", default_value_t = 5_000)]
+    pub eval_every: u64,
+    /// Deterministic episodes per evaluation (eval env seeded with seed + 100).
+    #[arg(long, env = "SPIKERL_EVAL_EPISODES", default_value_t = 10)]
+    pub eval_episodes: usize,
+    /// Minibatch size.
+    #[arg(long, env = "SPIKERL_BATCH_SIZE", default_value_t = 256)]
+    pub batch_size: usize,
+    /// Replay buffer capacity (transitions).
+    #[arg(long, env = "SPIKERL_REPLAY_CAPACITY", default_value_t = 1_000_000)]
+    pub replay_capacity: usize,
+    /// Training iterations per inserted transition.
+    #[arg(long, env = "SPIKERL_UPDATE_RATIO", default_value_t = 1.0)]
+    pub update_ratio: f64,
+    /// Proxy imitation steps per iteration (K); default: the paper's 3.
+    #[arg(long, env = "SPIKERL_PROXY_STEPS")]
+    pub proxy_steps: Option<usize>,
+    /// Proxy learning rate; default: the paper's value for the neuron type.
+    #[arg(long, env = "SPIKERL_PROXY_LR")]
+    pub proxy_lr: Option<f64>,
+    /// Spiking network hidden widths, comma separated; default 256,256.
+    #[arg(long, env = "SPIKERL_SNN_HIDDEN", value_delimiter = ',')]
+    pub snn_hidden: Option<Vec<usize>>,
+    /// SNN simulation time steps T; default 5.
+    #[arg(long, env = "SPIKERL_TIMESTEPS")]
+    pub timesteps: Option<usize>,
+    /// Training device of the learner.
+    #[arg(long, env = "SPIKERL_DEVICE", value_enum, default_value = "cpu")]
+    pub device: DeviceArg,
+    /// libtorch threads of the learner; default: the cores not used by actors.
+    #[arg(long, env = "SPIKERL_THREADS")]
+    pub threads: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Actor processes to start (ignored with --sync).
+    #[arg(long, env = "SPIKERL_ACTORS", default_value_t = 2)]
+    pub actors: usize,
+    /// Environments per actor.
+    #[arg(long, env = "SPIKERL_ENVS", default_value_t = 1)]
+    pub envs: usize,
+    /// The paper's lockstep protocol: one actor, one training iteration per env step, in one process.
+    #[arg(long, env = "SPIKERL_SYNC")]
+    pub sync: bool,
+    /// Run folder (manifest.json, evals.csv, checkpoints/).
+    #[arg(long, env = "SPIKERL_OUT")]
+    pub out: PathBuf,
+    /// Serve Prometheus metrics of the learner on this address.
+    #[arg(long, env = "SPIKERL_METRICS")]
+    pub metrics: Option<SocketAddr>,
+    /// No progress bar (for scripts and CI logs).
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LearnerArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// gRPC listen address.
+    #[arg(long, env = "SPIKERL_LISTEN", default_value = "0.0.0.0:50051")]
+    pub listen: SocketAddr,
+    /// Prometheus metrics address (/metrics).
+    #[arg(long, env = "SPIKERL_METRICS", default_value = "0.0.0.0:9100")]
+    pub metrics: SocketAddr,
+    /// Run folder (manifest.json, evals.csv, checkpoints/).
+    #[arg(long, env = "SPIKERL_RUN_DIR")]
+    pub run_dir: PathBuf,
+    /// Continue the run in --run-dir from its latest checkpoint.
+    #[arg(long, env = "SPIKERL_RESUME")]
+    pub resume: bool,
+    /// Seconds between periodic checkpoints.
+    #[arg(long, env = "SPIKERL_CHECKPOINT_SECS", default_value_t = 300)]
+    pub checkpoint_secs: u64,
+    /// Run id actors must present; default: derived from the run folder's name.
+    #[arg(long, env = "SPIKERL_RUN_ID")]
+    pub run_id: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ActorArgs {
+    /// Learner URL.
+    #[arg(long, env = "SPIKERL_LEARNER", default_value = "http://127.0.0.1:50051")]
+    pub learner: String,
+    /// Prometheus metrics address (/metrics); none if absent.
+    #[arg(long, env = "SPIKERL_METRICS")]
+    pub metrics: Option<SocketAddr>,
+    /// Environments stepped by this actor (inference batched across them).
+    #[arg(long, env = "SPIKERL_ENVS", default_value_t = 1)]
+    pub envs: usize,
+    /// Stable actor name (a restarted actor with the same name continues its sequence); default host-pid.
+    #[arg(long, env = "SPIKERL_ACTOR_NAME")]
+    pub name: Option<String>,
+    /// Env steps per transition batch.
+    #[arg(long, env = "SPIKERL_STEPS_PER_BATCH", default_value_t = 32)]
+    pub steps_per_batch: usize,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EnvCommand {
+    /// Print the environment's spaces, dt, frame skip and time limit as JSON.
+    Info {
+        /// Gymnasium environment id.
+        #[arg(long)]
+        env: String,
+    },
+    /// Replay an initial state and actions; print one JSON line per step (obs, reward, flags).
+    Replay {
+        /// Gymnasium environment id.
+        #[arg(long)]
+        env: String,
+        /// JSON file {"qpos": [...], "qvel": [...], "actions": [[...], ...]} ("-" for stdin).
+        #[arg(long)]
+        input: PathBuf,
+    },
+}

@@ -1,0 +1,105 @@
+//! `spikerl`: one binary for every role. Thin glue over the library crates: argument parsing, process
+//! orchestration, progress display. Exit codes: 0 success, 1 a run failed, 2 invalid arguments.
+
+mod cli;
+mod env_cmd;
+#[cfg(feature = "learner")]
+mod train;
+
+use clap::Parser;
+use cli::{Cli, Command};
+use std::process::ExitCode;
+
+/// An error in what the user asked for (exit 2), as opposed to a failure while doing it (exit 1).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log, cli.log_json);
+    let result = match cli.command {
+        #[cfg(feature = "learner")]
+        Command::Train(args) => train::train(args),
+        #[cfg(not(feature = "learner"))]
+        Command::Train(_) => Err(UsageError("this build has no learner (built without the 'learner' feature)".into()).into()),
+        #[cfg(feature = "learner")]
+        Command::Learner(args) => train::learner(args),
+        Command::Actor(args) => actor(args),
+        Command::Env(cmd) => env_cmd::run(cmd),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<UsageError>().is_some() || is_usage(&e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Errors that come from the user's input rather than the run (unknown env id, bad values).
+fn is_usage(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<spikerl_envs::EnvError>(),
+        Some(spikerl_envs::EnvError::UnknownId { .. } | spikerl_envs::EnvError::BadInput(_))
+    )
+}
+
+fn init_logging(filter: &str, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Installs the Prometheus exporter (must run inside the tokio runtime).
+pub fn install_metrics(addr: std::net::SocketAddr, role: &str) -> anyhow::Result<()> {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .add_global_label("role", role)
+        .install()
+        .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}
+
+fn actor(args: cli::ActorArgs) -> anyhow::Result<()> {
+    if args.envs == 0 || args.steps_per_batch == 0 {
+        return Err(UsageError("--envs and --steps-per-batch must be positive".into()).into());
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    rt.block_on(async {
+        if let Some(addr) = args.metrics {
+            install_metrics(addr, "actor")?;
+        }
+        let opts = spikerl_actor::ActorOptions {
+            learner: args.learner,
+            name: args.name.unwrap_or_else(spikerl_actor::default_name),
+            num_envs: args.envs,
+            steps_per_batch: args.steps_per_batch,
+            ..Default::default()
+        };
+        spikerl_actor::run(opts, shutdown_signal()).await
+    })
+}

@@ -1,0 +1,255 @@
+//! `spikerl train` (a whole run on this machine) and `spikerl learner` (the learner role).
+
+use crate::cli::{AlgoArg, DeviceArg, LearnerArgs, NeuronArg, RunArgs, TrainArgs};
+use crate::{UsageError, install_metrics, shutdown_signal};
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use spikerl_learner::lockstep::{self, Progress};
+use spikerl_learner::run_dir::{Manifest, RunDir, Seeds, Versions, host_name, now_rfc3339};
+use spikerl_learner::runtime::{self, LearnerOptions, ProgressHandle};
+use spikerl_learner::trainer::Trainer;
+use spikerl_learner::{Algo, ProxyConfig, RunConfig};
+use spikerl_snn::NeuronKind;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Resolves the command line into a validated run configuration.
+pub fn run_config(a: &RunArgs) -> anyhow::Result<RunConfig> {
+    let algo = match a.algo {
+        AlgoArg::Ann => Algo::Ann,
+        AlgoArg::Vanilla => Algo::Vanilla,
+        AlgoArg::Proxy => Algo::Proxy,
+    };
+    let neuron = match a.neuron {
+        NeuronArg::Lif => NeuronKind::Lif,
+        NeuronArg::Clif => NeuronKind::Clif,
+        NeuronArg::Dn => NeuronKind::Dn,
+        NeuronArg::Plif => NeuronKind::Plif,
+        NeuronArg::If => NeuronKind::If,
+    };
+    spikerl_envs::spec(&a.env)?; // unknown ids fail here, listing the known ones
+    let mut cfg = RunConfig::paper(&a.env, algo, neuron, a.seed);
+    cfg.steps = a.steps;
+    cfg.random_steps = a.random_steps;
+    cfg.eval_every = a.eval_every;
+    cfg.eval_episodes = a.eval_episodes;
+    cfg.td3.batch_size = a.batch_size;
+    cfg.replay_capacity = a.replay_capacity;
+    cfg.update_ratio = a.update_ratio;
+    let paper_proxy = ProxyConfig::paper(neuron, &a.env);
+    cfg.proxy.steps = a.proxy_steps.unwrap_or(paper_proxy.steps);
+    cfg.proxy.lr = a.proxy_lr.unwrap_or(paper_proxy.lr);
+    if let Some(h) = &a.snn_hidden {
+        cfg.snn.hidden = h.clone();
+    }
+    if let Some(t) = a.timesteps {
+        cfg.snn.timesteps = t;
+    }
+    cfg.validate().map_err(UsageError)?;
+    Ok(cfg)
+}
+
+fn device(d: DeviceArg) -> anyhow::Result<tch::Device> {
+    match d {
+        DeviceArg::Cpu => Ok(tch::Device::Cpu),
+        DeviceArg::Cuda if tch::Cuda::is_available() => Ok(tch::Device::Cuda(0)),
+        DeviceArg::Cuda => Err(UsageError(
+            "--device cuda: no CUDA device visible to libtorch (install the CUDA libtorch with scripts/setup_native.py --cuda)".into(),
+        )
+        .into()),
+    }
+}
+
+fn set_threads(requested: Option<usize>, actor_cores: usize) {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    // libtorch's OpenMP threads spin while waiting: never give it cores that actors use.
+    let threads = requested.unwrap_or_else(|| cores.saturating_sub(actor_cores).max(1));
+    tch::set_num_threads(threads as i32);
+    tch::set_num_interop_threads(1);
+}
+
+fn manifest(cfg: &RunConfig, run_id: &str, mode: &str, actors: usize) -> anyhow::Result<Manifest> {
+    Ok(Manifest {
+        run_id: run_id.to_string(),
+        status: "running".into(),
+        mode: mode.into(),
+        config: cfg.clone(),
+        env: spikerl_envs::spec(&cfg.env_id)?,
+        seeds: Seeds::from_run(cfg.seed),
+        versions: Versions::current(env!("SPIKERL_GIT_COMMIT")),
+        host: host_name(),
+        actors,
+        started_at: now_rfc3339(),
+        ended_at: None,
+        error: None,
+    })
+}
+
+fn run_id_for(dir: &Path) -> String {
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into());
+    format!("{name}-{}", std::process::id())
+}
+
+fn progress_bar(enabled: bool, total: u64) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} env steps ({per_sec}, ETA {eta}) {msg}",
+        )
+        .expect("valid template"),
+    );
+    bar
+}
+
+fn show(bar: &ProgressBar, p: &Progress) {
+    bar.set_position(p.env_steps);
+    let fmt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+    bar.set_message(format!("it {} | eval {} (best {})", p.iterations, fmt(p.last_eval), fmt(p.best_eval)));
+}
+
+fn summary(trainer: &Trainer, out: &Path, started: Instant) {
+    let secs = started.elapsed().as_secs_f64();
+    let first = trainer.evals.first().map(|e| e.mean());
+    let last = trainer.evals.last().map(|e| e.mean());
+    println!("run finished in {secs:.1} s: {} training iterations ({:.1} it/s)", trainer.td3.iterations, trainer.td3.iterations as f64 / secs);
+    if let (Some(first), Some(last)) = (first, last) {
+        println!(
+            "evaluation return: initial {first:.1}, final {last:.1}, best {:.1} ({} evaluations)",
+            trainer.best_return().unwrap_or(last),
+            trainer.evals.len()
+        );
+    }
+    println!("run folder: {} (manifest.json, evals.csv, checkpoints/)", out.display());
+}
+
+pub fn train(args: TrainArgs) -> anyhow::Result<()> {
+    let cfg = run_config(&args.run)?;
+    let device = device(args.run.device)?;
+    if !args.sync && args.actors == 0 {
+        return Err(UsageError("--actors must be at least 1 (or use --sync)".into()).into());
+    }
+    let run_id = run_id_for(&args.out);
+    let started = Instant::now();
+    if args.sync {
+        set_threads(args.run.threads, 0);
+        let mut dir = RunDir::create(&args.out, manifest(&cfg, &run_id, "sync", 1)?)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        // One runtime worker serves the metrics endpoint and waits for signals; training runs here.
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+        if let Some(addr) = args.metrics {
+            rt.block_on(async { install_metrics(addr, "learner") })?;
+        }
+        let stop_on_signal = stop.clone();
+        rt.spawn(async move {
+            shutdown_signal().await;
+            stop_on_signal.store(true, Ordering::SeqCst);
+        });
+        let bar = progress_bar(!args.no_progress, cfg.random_steps + cfg.steps);
+        let mut last_draw = Instant::now();
+        let result = lockstep::run(&cfg, device, &mut dir, &stop, |p| {
+            if last_draw.elapsed() > Duration::from_millis(100) {
+                show(&bar, p);
+                last_draw = Instant::now();
+            }
+        });
+        bar.finish_and_clear();
+        let status = match (&result, stop.load(Ordering::SeqCst)) {
+            (Err(_), _) => "failed",
+            (Ok(_), true) => "interrupted",
+            _ => "completed",
+        };
+        dir.finish(status, result.as_ref().err().map(|e| format!("{e:#}")))?;
+        summary(&result?, &args.out, started);
+        return Ok(());
+    }
+
+    // A local cluster: the learner in this process, actors as child processes on loopback.
+    set_threads(args.run.threads, args.actors.min(1));
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(async move {
+        if let Some(addr) = args.metrics {
+            install_metrics(addr, "learner")?;
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let dir = RunDir::create(&args.out, manifest(&cfg, &run_id, "distributed", args.actors)?)?;
+        let exe = std::env::current_exe()?;
+        let mut children = Vec::new();
+        for i in 0..args.actors {
+            let log = std::fs::File::create(args.out.join(format!("actor-{i}.log")))?;
+            let child = tokio::process::Command::new(&exe)
+                .args(["actor", "--learner", &format!("http://{addr}"), "--name", &format!("{run_id}-actor-{i}")])
+                .args(["--envs", &args.envs.to_string(), "--log", "info"])
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .kill_on_drop(true)
+                .spawn()
+                .context("starting an actor process")?;
+            children.push(child);
+        }
+        let progress: ProgressHandle = Arc::new(Mutex::new(Progress::default()));
+        let bar = progress_bar(!args.no_progress, cfg.random_steps + cfg.steps);
+        let ticker = {
+            let (bar, progress) = (bar.clone(), progress.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    let p = progress.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    show(&bar, &p);
+                }
+            })
+        };
+        let opts = LearnerOptions {
+            cfg: cfg.clone(),
+            run_id: run_id.clone(),
+            device,
+            publish_interval: Duration::from_millis(100),
+            max_batch_transitions: 4096,
+            max_message_bytes: 64 << 20,
+        };
+        let result = runtime::run(opts, listener, dir, progress, shutdown_signal()).await;
+        ticker.abort();
+        bar.finish_and_clear();
+        for mut child in children {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+        summary(&result?, &args.out, started);
+        Ok(())
+    })
+}
+
+pub fn learner(args: LearnerArgs) -> anyhow::Result<()> {
+    let cfg = run_config(&args.run)?;
+    let device = device(args.run.device)?;
+    if args.resume {
+        anyhow::bail!("--resume is not implemented yet in this build (tracked by the fault-tolerance issue)");
+    }
+    set_threads(args.run.threads, 0);
+    let run_id = args.run_id.clone().unwrap_or_else(|| run_id_for(&args.run_dir));
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(async move {
+        install_metrics(args.metrics, "learner")?;
+        let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+        let dir = RunDir::create(&args.run_dir, manifest(&cfg, &run_id, "distributed", 0)?)?;
+        let opts = LearnerOptions {
+            cfg,
+            run_id,
+            device,
+            publish_interval: Duration::from_millis(100),
+            max_batch_transitions: 4096,
+            max_message_bytes: 64 << 20,
+        };
+        let started = Instant::now();
+        let trainer = runtime::run(opts, listener, dir, Arc::default(), shutdown_signal()).await?;
+        summary(&trainer, &args.run_dir, started);
+        Ok(())
+    })
+}
