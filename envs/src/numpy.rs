@@ -23,7 +23,9 @@ use std::hint::black_box;
 const PW_BLOCKSIZE: usize = 128;
 
 /// Floating-point types NumPy's pairwise summation is used with here.
-pub(crate) trait Float: Copy + std::ops::Add<Output = Self> + std::ops::Mul<Output = Self> {
+pub(crate) trait Float:
+    Copy + std::ops::Add<Output = Self> + std::ops::Mul<Output = Self>
+{
     const ZERO: Self;
 }
 impl Float for f32 {
@@ -187,7 +189,12 @@ impl Np {
         }
     }
 
-    fn binary(self, other: Np, f64_op: impl Fn(f64, f64) -> f64, f32_op: impl Fn(f32, f32) -> f32) -> Np {
+    fn binary(
+        self,
+        other: Np,
+        f64_op: impl Fn(f64, f64) -> f64,
+        f32_op: impl Fn(f32, f32) -> f32,
+    ) -> Np {
         match Np::promote(self, other) {
             Prec::F64 => Np::F64(f64_op(self.value(), other.value())),
             Prec::Py => Np::Py(f64_op(self.value(), other.value())),
@@ -235,18 +242,105 @@ impl Np {
 mod tests {
     use super::*;
 
+    fn check_norm(v: [u64; 3], want: u64) {
+        assert_eq!(
+            norm3(v.map(f64::from_bits)).to_bits(),
+            want,
+            "norm of {v:x?}"
+        );
+    }
+
+    fn check_ctrl(a: &[u32], want: u32) {
+        let a: Vec<f32> = a.iter().map(|&b| f32::from_bits(b)).collect();
+        assert_eq!(ctrl_cost_f32(0.1, &a).to_bits(), want, "n = {}", a.len());
+    }
+
+    /// Reference values printed by NumPy 2.4.6 (OpenBLAS 0.3.31, glibc libm, x86-64 with AVX-512),
+    /// chosen where the naive computation gives a different result.
     #[test]
-    fn pairwise_matches_numpy_examples() {
-        // Reference values printed by NumPy 2.4: np.sum(np.square(np.arange(n, dtype=np.float32) * 0.1))
-        // is exact for small n either way, so check the structure on values where order matters.
-        let a: Vec<f64> = (0..20).map(|i| 1.0 + f64::from(i) * 1e-16).collect();
-        // Sequential and pairwise sums of these differ; pairwise groups 8 lanes first.
-        let seq: f64 = a.iter().fold(0.0, |s, x| s + x);
-        let pw = sum_f64(&a);
-        assert!((seq - pw).abs() < 1e-14);
+    fn matches_numpy_where_naive_arithmetic_does_not() {
+        // np.linalg.norm(v) where a plain left-to-right sum of squares differs.
+        check_norm(
+            [0x3fc4ecdb6947330c, 0x3f9bee7844a632e2, 0xbfbf92be23b92098],
+            0x3fca7199ca96641d,
+        );
+        check_norm(
+            [0x3f93554434f549e8, 0xbf6162e1dae173c3, 0x3faf311f569480a5],
+            0x3fb05634a04067a1,
+        );
+        check_norm(
+            [0xbfc048588b842457, 0x3faf6fbad8a7a965, 0xbfbea2be671dc317],
+            0x3fc7b24fc85636c3,
+        );
+        // np.float64(x) ** 2 where it differs from x * x.
+        assert_eq!(
+            pow2_f64(f64::from_bits(0x40123182c546243a)).to_bits(),
+            0x4034afff7102ee54
+        );
+        assert_eq!(
+            pow2_f64(f64::from_bits(0xbffdce3b523dae80)).to_bits(),
+            0x400bc2fca1409e85
+        );
+        assert_eq!(
+            pow2_f64(f64::from_bits(0x40123a4fee8d8f28)).to_bits(),
+            0x4034c4085dcf5603
+        );
+        // 0.1 * np.sum(np.square(a)) for float32 a, where a sequential sum differs (n >= 8).
+        check_ctrl(&[0xbf701779, 0x3f8be6e9, 0x3f074381], 0x3e70fc3a);
+        check_ctrl(
+            &[
+                0x3f14e4b1, 0xbfa3d390, 0x3f57e4eb, 0x400d9304, 0xbdf6247d, 0x3f3a1711, 0x3efdb140,
+                0x3f6ecc9d,
+            ],
+            0x3f6c87f5,
+        );
+        check_ctrl(
+            &[
+                0xbf32f8e3, 0xbf3122cf, 0xbf900027, 0xbf350fea, 0x3f2b2eb5, 0xbf473124, 0x3f988d5a,
+                0xbef1549f, 0xbed7a01c, 0xbe0ed8be, 0x3f9d172c, 0x3eda9d8a, 0x3fcbb640, 0xc000f3f5,
+                0x3f5a9fbb, 0x3fc35680, 0xbf58a986,
+            ],
+            0x3fe25143,
+        );
+        check_ctrl(
+            &[
+                0x3f436c55, 0xbf21b3ff, 0x3eeae970, 0x3fc68a05, 0xbe798a82, 0xbea1125f, 0xc0025a56,
+                0xbeac07bc, 0xbf85463e, 0xbfe9c6f2, 0xbf075db3, 0x3f864125, 0x3fe95b16, 0x3f7571fe,
+                0x3f682e05, 0x3edae845, 0xbec38d82, 0xbf6bd5e1, 0xc048e225, 0xbe97d62f, 0x3f66e6b3,
+            ],
+            0x4045350f,
+        );
+        check_ctrl(
+            &[
+                0xbf6b0e66, 0x3fa389d7, 0xbf3e9cc6, 0x3f910ec0, 0xbead2eeb, 0xbf72f948, 0xbf39ceae,
+                0xbec8ca1a, 0x401421da, 0x3c8a5df3, 0x3d1ccf7d, 0x3f420865, 0xbf46eddb, 0x3f000786,
+                0x3df73c95, 0x3ef34900, 0xbfdffffa, 0x3f662a7f, 0xbd708a49, 0x3f2945a4, 0x3fb92194,
+                0x3f19bab7, 0xbe9393a9, 0xbf4139ac, 0x3fa0120d, 0x3f8f677f, 0xbbb461c2, 0x3e52650e,
+                0x3ebdb345, 0x3fa9bdf3, 0xbe212a85, 0x3fc21e39, 0x3e0e50ca, 0xbf3d466d, 0x3fa9ffd9,
+                0xbd9110a6, 0x3e40fce2, 0x3c9a0f01, 0xbe1cbd46, 0xbf7a8d2c, 0x3d2c8b16, 0xbf68a8d8,
+                0x3f77e911, 0x3f2cfbdc, 0xbe4daa4a, 0xbf09f015, 0x3fa8f3e9, 0xbf5a1e94, 0xbfe490d2,
+                0x3f921810, 0xbffdca2c, 0xbf4e37d5, 0x3fff4acd, 0xbfd85cf0, 0x3edacd39, 0xbf783659,
+                0xc012243e, 0xbeeef6c1, 0x3ef90b23, 0x3dcfc8c9, 0x3ef9127f, 0xbfcdaf14, 0x3fc8a33b,
+                0xbfdc2672, 0x3f3c67f3, 0xbee5e8b3, 0xbfd2f4c1, 0x3ed2f490, 0x3ce2fc0f, 0x3f4df973,
+                0x3e1c0271, 0xbe573ac4, 0x3e19255f, 0x3f95979d, 0xbf3b5c85, 0xbf7c6810, 0x3e96ae0e,
+                0x3f809fb9, 0xbf3af0fb, 0xbfd1ac15, 0x3fde7b7e, 0x3f66d042, 0x3e96ebc0, 0xc01b2d65,
+                0x3fa6fa04, 0x3f44d9da, 0x3fc15da7, 0xbfc1ae08, 0xbf400bbc, 0xbfc419ca, 0xbf3f213f,
+                0xbf9a90fb, 0xbe4e2954, 0xbf80a025, 0x3ff60820, 0x3de78207, 0xbdb14633, 0x3f24a80d,
+                0x3f875c8e, 0x3f53e309, 0x3fe7d9b3, 0x3f8e9fa4, 0x3f9b2853, 0xbf265cc9, 0xbf0c831b,
+                0xbf7c0484, 0x3e0dae53, 0x3fb5b107, 0x3f64e3c6, 0xbf102f2a, 0x3eb44ee3, 0xbf57e7f0,
+                0xbef9d564, 0xbf73edb2, 0x3f0be030, 0xbfc4adb4, 0xbfe161d3, 0xbd508860, 0xbf72ee46,
+                0xbe700efb, 0xbd4493c3, 0x4004ddf4, 0xbf9e3cff, 0x3d2cc125, 0x3f9f689b, 0x3e492811,
+                0xbd96a079, 0x3f659580, 0x3d3cb7e6, 0xbf0c8118, 0x3f386b77, 0x3faa9c80, 0xbe29fa6e,
+                0xbfc95e83, 0xbf14ef78, 0x3ff570a2,
+            ],
+            0x41663140,
+        );
+    }
+
+    #[test]
+    fn sums_of_nothing_and_negative_zero() {
         assert_eq!(sum_f64(&[1.0, 2.0, 3.0]), 6.0);
         assert_eq!(sum_sq_f32(&[]), 0.0);
-        assert_eq!(sum_sq_f32(&[-0.0]), 0.0);
         assert!(sum_sq_f32(&[-0.0]).is_sign_positive());
     }
 
@@ -263,7 +357,10 @@ mod tests {
         let a = Np::F32(0.1);
         let b = Np::Py(0.2);
         assert_eq!(a.add(b), Np::F32(0.1f32 + 0.2f32));
-        assert_eq!(Np::F64(0.1).add(Np::F32(0.2)), Np::F64(0.1 + f64::from(0.2f32)));
+        assert_eq!(
+            Np::F64(0.1).add(Np::F32(0.2)),
+            Np::F64(0.1 + f64::from(0.2f32))
+        );
         assert_eq!(Np::Py(0.1).add(Np::Py(0.2)), Np::Py(0.1 + 0.2));
         // 0.07 as float32 is above 0.07: a float32 equal to it is not "greater" in float32.
         assert!(!Np::F32(0.07).gt(Np::Py(0.07)));

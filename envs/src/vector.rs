@@ -50,7 +50,9 @@ impl VecEnv {
     /// `n` envs `id` (with time limit); env `i` is reset with seed [`env_seed`]`(seed, i)`.
     pub fn new(id: &str, n: usize, seed: u64) -> Result<Self, EnvError> {
         if n == 0 {
-            return Err(EnvError::BadInput("VecEnv needs at least one environment".into()));
+            return Err(EnvError::BadInput(
+                "VecEnv needs at least one environment".into(),
+            ));
         }
         let envs = (0..n).map(|_| make(id)).collect::<Result<Vec<_>, _>>()?;
         let spec = envs[0].spec().clone();
@@ -103,7 +105,11 @@ impl VecEnv {
             )));
         }
         if let Some(i) = actions.iter().position(|x| !x.is_finite()) {
-            return Err(EnvError::BadInput(format!("action {} of env {} is not finite", i % a, i / a)));
+            return Err(EnvError::BadInput(format!(
+                "action {} of env {} is not finite",
+                i % a,
+                i / a
+            )));
         }
         let s = &mut self.step;
         for (i, env) in self.envs.iter_mut().enumerate() {
@@ -116,7 +122,10 @@ impl VecEnv {
             self.lens[i] += 1;
             let obs = &mut self.obs[i * d..(i + 1) * d];
             if t.terminated || t.truncated {
-                s.finished[i] = Some(EpisodeStats { ret: self.returns[i], len: self.lens[i] });
+                s.finished[i] = Some(EpisodeStats {
+                    ret: self.returns[i],
+                    len: self.lens[i],
+                });
                 self.returns[i] = 0.0;
                 self.lens[i] = 0;
                 env.reset_into(None, obs);
@@ -169,7 +178,9 @@ mod tests {
         let mut v = VecEnv::new("InvertedPendulum-v5", 3, 1).unwrap();
         let mut finished = 0;
         for t in 0..200 {
-            let actions: Vec<f32> = (0..3).map(|i| if (t / 5 + i) % 2 == 0 { 3.0 } else { -3.0 }).collect();
+            let actions: Vec<f32> = (0..3)
+                .map(|i| if (t / 5 + i) % 2 == 0 { 3.0 } else { -3.0 })
+                .collect();
             let s = v.step(&actions).unwrap();
             for i in 0..3 {
                 if let Some(stats) = s.finished[i] {
@@ -187,7 +198,10 @@ mod tests {
     fn bad_actions_are_errors() {
         let mut v = VecEnv::new("Pendulum-v1", 2, 0).unwrap();
         assert!(matches!(v.step(&[0.0]), Err(EnvError::BadInput(_))));
-        assert!(matches!(v.step(&[0.0, f32::NAN]), Err(EnvError::BadInput(_))));
+        assert!(matches!(
+            v.step(&[0.0, f32::NAN]),
+            Err(EnvError::BadInput(_))
+        ));
         assert!(VecEnv::new("Pendulum-v1", 0, 0).is_err());
     }
 }

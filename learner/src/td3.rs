@@ -243,3 +243,172 @@ impl Td3 {
         spikerl_snn::torch::export(&self.actor_vs)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RunConfig;
+    use spikerl_snn::NeuronKind;
+
+    fn t(v: &[f32]) -> Tensor {
+        Tensor::from_slice(v).view([v.len() as i64, 1])
+    }
+
+    fn values(x: &Tensor) -> Vec<f32> {
+        Vec::<f32>::try_from(x.flatten(0, -1)).unwrap()
+    }
+
+    #[test]
+    fn td_target_bootstraps_through_truncation_not_termination() {
+        // Row 0 terminated, row 1 truncated (stored as not terminated), row 2 ongoing.
+        let rewards = t(&[1.0, 1.0, 1.0]);
+        let not_done = t(&[0.0, 1.0, 1.0]);
+        let y = td_target(&rewards, &not_done, &t(&[10.0, 10.0, 10.0]), &t(&[20.0, 20.0, 20.0]), 0.9);
+        assert_eq!(values(&y), vec![1.0, 1.0 + 0.9 * 10.0, 1.0 + 0.9 * 10.0]);
+    }
+
+    #[test]
+    fn td_target_takes_the_minimum_of_the_twin_critics() {
+        let y = td_target(&t(&[0.0, 0.0]), &t(&[1.0, 1.0]), &t(&[3.0, -2.0]), &t(&[5.0, -7.0]), 1.0);
+        assert_eq!(values(&y), vec![3.0, -7.0]);
+    }
+
+    #[test]
+    fn target_noise_is_clipped_and_the_action_stays_in_bounds() {
+        let cfg = Td3Config::default(); // noise 0.2, clip 0.5 (fractions of max_action)
+        let max_action = Tensor::from_slice(&[2.0f32, 1.0]).view([1, 2]);
+        let a = Tensor::from_slice(&[0.0f32, 0.0, 1.9, -0.95]).view([2, 2]);
+        // Huge noise: clipped to +-0.5 * max_action, then to the action bounds.
+        let eps = Tensor::from_slice(&[100.0f32, -100.0, 100.0, -100.0]).view([2, 2]);
+        let out = values(&smoothed_target_action(&a, &eps, &max_action, &cfg));
+        assert_eq!(out, vec![1.0, -0.5, 2.0, -1.0]);
+        // Small noise passes through scaled by 0.2 * max_action.
+        let eps = Tensor::from_slice(&[1.0f32, 1.0, 0.0, 0.0]).view([2, 2]);
+        let out = values(&smoothed_target_action(&a, &eps, &max_action, &cfg));
+        assert!((out[0] - 0.4).abs() < 1e-6 && (out[1] - 0.2).abs() < 1e-6, "{out:?}");
+    }
+
+    fn small_run(algo: Algo) -> (RunConfig, PolicyConfig) {
+        let mut cfg = RunConfig::paper("Pendulum-v1", algo, NeuronKind::Lif, 0);
+        cfg.snn.hidden = vec![32, 32];
+        cfg.ann_hidden = vec![32, 32];
+        cfg.proxy.hidden = vec![32, 32];
+        cfg.td3.critic_hidden = vec![32, 32];
+        let policy = cfg.policy_config(3, 1, vec![2.0]);
+        (cfg, policy)
+    }
+
+    fn batch(seed: i64) -> Batch {
+        tch::manual_seed(seed);
+        let n = 64;
+        Batch {
+            obs: Tensor::randn([n, 3], (Kind::Float, Device::Cpu)),
+            actions: Tensor::rand([n, 1], (Kind::Float, Device::Cpu)) * 4.0 - 2.0,
+            rewards: Tensor::randn([n, 1], (Kind::Float, Device::Cpu)),
+            next_obs: Tensor::randn([n, 3], (Kind::Float, Device::Cpu)),
+            not_done: Tensor::ones([n, 1], (Kind::Float, Device::Cpu)),
+        }
+    }
+
+    fn snapshot(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
+        let mut v: Vec<_> = vs.variables().into_iter().map(|(k, t)| (k, t.detach().copy())).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    fn changed(before: &[(String, Tensor)], vs: &nn::VarStore) -> bool {
+        let now = vs.variables();
+        before.iter().any(|(k, t)| !now[k].equal(t))
+    }
+
+    #[test]
+    fn proxy_step_lowers_imitation_loss_and_touches_only_the_proxy() {
+        tch::set_num_threads(1);
+        tch::manual_seed(1);
+        let (cfg, policy) = small_run(Algo::Proxy);
+        let mut td3 = Td3::new(&cfg, policy, Device::Cpu);
+        let (actor, critic, proxy) = (snapshot(&td3.actor_vs), snapshot(&td3.critic_vs), snapshot(td3.target_vs()));
+        let obs = batch(2).obs;
+        let first = td3.proxy_step(&obs).unwrap();
+        let mut last = first;
+        for _ in 0..50 {
+            last = td3.proxy_step(&obs).unwrap();
+        }
+        assert!(last < 0.5 * first, "imitation loss must fall: {first} -> {last}");
+        assert!(!changed(&actor, &td3.actor_vs), "a proxy step must not change the SNN");
+        assert!(!changed(&critic, &td3.critic_vs), "a proxy step must not change the critics");
+        assert!(changed(&proxy, td3.target_vs()), "the proxy itself must learn");
+    }
+
+    #[test]
+    fn proxy_mode_polyak_touches_only_critic_targets() {
+        tch::set_num_threads(1);
+        tch::manual_seed(3);
+        let (cfg, policy) = small_run(Algo::Proxy);
+        let mut td3 = Td3::new(&cfg, policy, Device::Cpu);
+        assert!(td3.has_proxy());
+        assert!(
+            td3.target_vs().variables().keys().all(|k| !k.starts_with("encoder")),
+            "in proxy mode the target policy is an ANN: no spiking target exists"
+        );
+        let critic_target = snapshot(&td3.critic_target_vs);
+        let mut n = 0;
+        let stats = td3.update(|| {
+            n += 1;
+            batch(10 + n)
+        });
+        assert_eq!(n, 1 + cfg.proxy.steps as i64, "K proxy minibatches plus one for the critic");
+        assert!(stats.proxy_loss.is_some() && stats.actor_loss.is_none(), "the actor waits for the policy delay");
+        assert!(!changed(&critic_target, &td3.critic_target_vs), "no Polyak before the delayed step");
+        let stats = td3.update(|| batch(99));
+        assert!(stats.actor_loss.is_some());
+        assert!(changed(&critic_target, &td3.critic_target_vs), "Polyak moves the critic targets");
+    }
+
+    #[test]
+    fn vanilla_mode_polyak_moves_the_snn_target_by_tau() {
+        tch::set_num_threads(1);
+        tch::manual_seed(4);
+        let (cfg, policy) = small_run(Algo::Vanilla);
+        let mut td3 = Td3::new(&cfg, policy, Device::Cpu);
+        assert!(!td3.has_proxy());
+        let target_before = snapshot(td3.target_vs());
+        assert!(target_before.iter().any(|(k, _)| k == "encoder.mu"), "the vanilla target is a spiking copy");
+        td3.update(|| batch(5));
+        td3.update(|| batch(6));
+        // After the delayed step: target = (1 - tau) * old_target + tau * actor.
+        let actor = td3.actor_vs.variables();
+        let target = td3.target_vs().variables();
+        for (name, old) in &target_before {
+            let expected = old * (1.0 - cfg.td3.tau) + &actor[name] * cfg.td3.tau;
+            let diff = (&target[name] - expected).abs().max().double_value(&[]);
+            assert!(diff < 1e-6, "{name}: Polyak mismatch {diff}");
+        }
+        assert!(changed(&target_before, td3.target_vs()));
+    }
+
+    #[test]
+    fn same_seed_same_losses_and_weights() {
+        tch::set_num_threads(1);
+        let run = || {
+            tch::manual_seed(7);
+            let (cfg, policy) = small_run(Algo::Proxy);
+            let mut td3 = Td3::new(&cfg, policy, Device::Cpu);
+            let mut losses = Vec::new();
+            let mut k = 0;
+            for _ in 0..4 {
+                let s = td3.update(|| {
+                    k += 1;
+                    batch(100 + k)
+                });
+                losses.push((s.critic_loss, s.proxy_loss, s.actor_loss));
+            }
+            tch::manual_seed(7);
+            (losses, td3.export_policy())
+        };
+        let (a, wa) = run();
+        let (b, wb) = run();
+        assert_eq!(a, b);
+        assert_eq!(wa, wb);
+    }
+}

@@ -1,6 +1,6 @@
 //! Ant: a quadruped on a free joint, rewarded for the torso's x speed.
 //!
-//! * v4 (27 obs: qpos[2:], qvel): `(v + 1) - 0.5 sum a^2`.
+//! * v4 (27 obs: `qpos[2:]`, qvel): `(v + 1) - 0.5 sum a^2`.
 //! * v5 (105 obs: + `clip(cfrc_ext[1:], -1, 1)` flattened):
 //!   `(v + healthy) - (0.5 sum a^2 + 5e-4 sum clip(cfrc_ext, -1, 1)^2)`, the contact sum over all
 //!   bodies including the world.
@@ -25,7 +25,12 @@ pub(crate) struct Ant {
 impl Ant {
     pub(crate) fn env(id: &str, v5: bool) -> Result<MujocoEnv<Ant>, EnvError> {
         let obs_dim = if v5 { 105 } else { 27 };
-        MujocoEnv::new(id, "ant.xml", 5, obs_dim, 1000, |sim| Ok(Ant { v5, torso: sim.body_id("torso")? }))
+        MujocoEnv::new(id, "ant.xml", 5, obs_dim, 1000, |sim| {
+            Ok(Ant {
+                v5,
+                torso: sim.body_id("torso")?,
+            })
+        })
     }
 }
 
@@ -45,7 +50,7 @@ impl Task for Ant {
         let x_velocity = (sim.data().xpos()[self.torso][0] - x_before) / sim.dt();
         let (qpos, qvel) = (sim.qpos(), sim.qvel());
         let z = qpos[2];
-        let healthy = qpos.iter().chain(qvel).all(|x| x.is_finite()) && 0.2 <= z && z <= 1.0;
+        let healthy = qpos.iter().chain(qvel).all(|x| x.is_finite()) && (0.2..=1.0).contains(&z);
         let ctrl_cost = f64::from(ctrl_cost_f32(0.5, action));
         let reward = if self.v5 {
             let contact_cost = 5e-4 * sum_sq_clipped_f64(flat(sim.data().cfrc_ext(), 0), -1.0, 1.0);

@@ -3,8 +3,8 @@
 //! InvertedPendulum (2 substeps; obs qpos, qvel): terminated when the observation is not finite or
 //! `|qpos[1]| > 0.2`; reward 1 (v4) or `not terminated` (v5). Reset: U(0.01) on qpos and qvel.
 //!
-//! InvertedDoublePendulum (5 substeps; obs qpos[0], sin qpos[1:], cos qpos[1:], clip(qvel, 10),
-//! clip(qfrc_constraint, 10), v5 keeping only qfrc_constraint[0]): with `(x, _, y)` the tip site,
+//! InvertedDoublePendulum (5 substeps; obs `qpos[0]`, sin `qpos[1:]`, cos `qpos[1:]`, clip(qvel, 10),
+//! clip(qfrc_constraint, 10), v5 keeping only `qfrc_constraint[0]`): with `(x, _, y)` the tip site,
 //! `r = alive - (0.01 x^2 + (y - 2)^2) - (1e-3 v1^2 + 5e-3 v2^2)`, alive 10 (v4) or
 //! `10 * not terminated` (v5); terminated when `y <= 1`. The squares are NumPy scalar `**`, i.e. C
 //! `pow` ([`crate::numpy::pow2_f64`]). Reset: qpos U(0.1), qvel 0.1 N.
@@ -21,7 +21,9 @@ pub(crate) struct InvertedPendulum {
 
 impl InvertedPendulum {
     pub(crate) fn env(id: &str, v5: bool) -> Result<MujocoEnv<InvertedPendulum>, EnvError> {
-        MujocoEnv::new(id, "inverted_pendulum.xml", 2, 4, 1000, |_| Ok(InvertedPendulum { v5 }))
+        MujocoEnv::new(id, "inverted_pendulum.xml", 2, 4, 1000, |_| {
+            Ok(InvertedPendulum { v5 })
+        })
     }
 }
 

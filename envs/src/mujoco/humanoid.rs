@@ -1,6 +1,6 @@
 //! Humanoid: a 3-D biped rewarded for the x speed of its centre of mass.
 //!
-//! * v4 (376 obs: qpos[2:], qvel, cinert, cvel, qfrc_actuator, cfrc_ext):
+//! * v4 (376 obs: `qpos[2:]`, qvel, cinert, cvel, qfrc_actuator, cfrc_ext):
 //!   `(1.25 v + 5) - 0.1 sum ctrl^2`.
 //! * v5 (348 obs: the same with the world body dropped from cinert/cvel/cfrc_ext and the free joint's
 //!   6 dofs from qfrc_actuator): `(1.25 v + 5 healthy) - (0.1 sum ctrl^2 + min(5e-7 sum cfrc_ext^2, 10))`.
@@ -26,7 +26,10 @@ impl Humanoid {
     pub(crate) fn env(id: &str, v5: bool) -> Result<MujocoEnv<Humanoid>, EnvError> {
         let obs_dim = if v5 { 348 } else { 376 };
         MujocoEnv::new(id, "humanoid.xml", 5, obs_dim, 1000, |sim| {
-            Ok(Humanoid { v5, total_mass: sum_f64(sim.model().body_mass()) })
+            Ok(Humanoid {
+                v5,
+                total_mass: sum_f64(sim.model().body_mass()),
+            })
         })
     }
 
@@ -63,7 +66,8 @@ impl Task for Humanoid {
         let reward = if self.v5 {
             let healthy_reward = if healthy { 5.0 } else { 0.0 };
             // np.clip(cost, -inf, 10): NaN stays NaN.
-            let contact_cost = (5e-7 * sum_sq_f64(flat(sim.data().cfrc_ext(), 0))).clamp(f64::NEG_INFINITY, 10.0);
+            let contact_cost =
+                (5e-7 * sum_sq_f64(flat(sim.data().cfrc_ext(), 0))).clamp(f64::NEG_INFINITY, 10.0);
             (forward_reward + healthy_reward) - (ctrl_cost + contact_cost)
         } else {
             (forward_reward + 5.0) - ctrl_cost

@@ -2,10 +2,10 @@
 //!
 //! | Env | obs | reward | terminated | reset noise |
 //! |---|---|---|---|---|
-//! | HalfCheetah (5 substeps) | qpos[1:], qvel | v - 0.1 sum a^2 | never | qpos U(0.1), qvel 0.1 N |
-//! | Hopper (4) | qpos[1:], clip(qvel, 10) | (v + healthy) - 1e-3 sum a^2 | unhealthy | U(0.005) both |
-//! | Walker2d (4) | qpos[1:], clip(qvel, 10) | (v + healthy) - 1e-3 sum a^2 | unhealthy | U(0.005) both |
-//! | Swimmer (4) | qpos[2:], qvel | v - 1e-4 sum a^2 | never | U(0.1) both |
+//! | HalfCheetah (5 substeps) | `qpos[1:]`, qvel | v - 0.1 sum a^2 | never | qpos U(0.1), qvel 0.1 N |
+//! | Hopper (4) | `qpos[1:]`, clip(qvel, 10) | (v + healthy) - 1e-3 sum a^2 | unhealthy | U(0.005) both |
+//! | Walker2d (4) | `qpos[1:]`, clip(qvel, 10) | (v + healthy) - 1e-3 sum a^2 | unhealthy | U(0.005) both |
+//! | Swimmer (4) | `qpos[2:]`, qvel | v - 1e-4 sum a^2 | never | U(0.1) both |
 //!
 //! The healthy bonus (1) is paid on every step in v4 (its default `terminate_when_unhealthy=True`
 //! makes `is_healthy or terminate` always true) and only while healthy in v5. The sums of squares are
@@ -44,12 +44,28 @@ pub(crate) fn env(kind: Kind, id: &str, v5: bool) -> Result<MujocoEnv<Planar>, E
         Kind::HalfCheetah => ("half_cheetah.xml", 5, 0.1, Noise::UniformNormal(0.1)),
         Kind::Hopper => ("hopper.xml", 4, 1e-3, Noise::Uniform(5e-3)),
         // v5 has its own XML: friction 1.9 on both feet (v4: 0.9 on `foot_geom`).
-        Kind::Walker2d => (if v5 { "walker2d_v5.xml" } else { "walker2d.xml" }, 4, 1e-3, Noise::Uniform(5e-3)),
+        Kind::Walker2d => (
+            if v5 {
+                "walker2d_v5.xml"
+            } else {
+                "walker2d.xml"
+            },
+            4,
+            1e-3,
+            Noise::Uniform(5e-3),
+        ),
         Kind::Swimmer => ("swimmer.xml", 4, 1e-4, Noise::Uniform(0.1)),
     };
     let skipped_qpos = if kind == Kind::Swimmer { 2 } else { 1 };
     let clip_qvel = matches!(kind, Kind::Hopper | Kind::Walker2d);
-    let task = Planar { kind, v5, ctrl_cost_weight, noise, skipped_qpos, clip_qvel };
+    let task = Planar {
+        kind,
+        v5,
+        ctrl_cost_weight,
+        noise,
+        skipped_qpos,
+        clip_qvel,
+    };
     let obs_dim = match kind {
         Kind::HalfCheetah | Kind::Walker2d => 17,
         Kind::Hopper => 11,
@@ -68,7 +84,10 @@ impl Planar {
         match self.kind {
             Kind::Hopper => {
                 // state_vector()[2:] strictly inside (-100, 100), z > 0.7, |angle| < 0.2; NaN fails all.
-                let state_ok = qpos[2..].iter().chain(qvel).all(|&s| -100.0 < s && s < 100.0);
+                let state_ok = qpos[2..]
+                    .iter()
+                    .chain(qvel)
+                    .all(|&s| -100.0 < s && s < 100.0);
                 Some(state_ok && 0.7 < z && z < f64::INFINITY && -0.2 < angle && angle < 0.2)
             }
             Kind::Walker2d => Some(0.8 < z && z < 2.0 && -1.0 < angle && angle < 1.0),

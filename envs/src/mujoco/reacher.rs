@@ -1,12 +1,12 @@
 //! Reacher: a two-link arm bringing its fingertip to a target (50-step episodes).
 //!
-//! Observation: cos qpos[:2], sin qpos[:2], qpos[2:] (the target, part of the state), qvel[:2],
+//! Observation: cos `qpos[:2]`, sin `qpos[:2]`, `qpos[2:]` (the target, part of the state), `qvel[:2]`,
 //! fingertip - target (3-D in v4, 11 dims; xy in v5, 10 dims).
 //! Reward: `-|fingertip - target| - sum a^2`, the norm being NumPy's (OpenBLAS `ddot` with fused
 //! multiply-adds, [`crate::numpy::norm3`]) and the sum of squares float32. v4 computes it *before*
 //! stepping, v5 after. Never terminates.
-//! Reset: qpos U(0.1); the goal drawn from U(0.2)^2 until its norm is below 0.2, into qpos[-2:];
-//! qvel U(0.005) with qvel[-2:] = 0.
+//! Reset: qpos U(0.1); the goal drawn from U(0.2)^2 until its norm is below 0.2, into `qpos[-2:]`;
+//! qvel U(0.005) with `qvel[-2:]` = 0.
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -25,7 +25,11 @@ impl Reacher {
     pub(crate) fn env(id: &str, v5: bool) -> Result<MujocoEnv<Reacher>, EnvError> {
         let obs_dim = if v5 { 10 } else { 11 };
         MujocoEnv::new(id, "reacher.xml", 2, obs_dim, 50, |sim| {
-            Ok(Reacher { v5, fingertip: sim.body_id("fingertip")?, target: sim.body_id("target")? })
+            Ok(Reacher {
+                v5,
+                fingertip: sim.body_id("fingertip")?,
+                target: sim.body_id("target")?,
+            })
         })
     }
 

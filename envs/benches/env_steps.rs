@@ -1,0 +1,149 @@
+//! Environment throughput, one thread, uniform random actions: `cargo bench -p spikerl-envs`.
+//!
+//! Prints env steps per second for every id (through `Env::step_into`, resetting when an episode
+//! ends), then HalfCheetah three ways to show the wrapper costs nothing next to the physics: a raw
+//! `mj_step` loop doing what one env step does, `Env::step_into`, and the allocating `Env::step`;
+//! and a sequential `VecEnv` of 8.
+//!
+//! `SPIKERL_BENCH_SECS` sets the time per row (default 1 s).
+
+use std::time::{Duration, Instant};
+
+use mujoco_rs::prelude::{MjData, MjModel};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use spikerl_envs::{known_ids, make, vector::VecEnv};
+
+fn budget() -> Duration {
+    let secs = std::env::var("SPIKERL_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
+    Duration::from_secs_f64(secs)
+}
+
+/// A pool of random actions in the box, drawn before timing.
+fn actions(low: &[f64], high: &[f64], n: usize) -> Vec<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    (0..n)
+        .flat_map(|_| {
+            low.iter()
+                .zip(high)
+                .map(|(&l, &h)| rng.random_range(l..h) as f32)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Runs `step` (given the step index) in batches until the budget is spent; returns steps per second.
+fn rate(mut step: impl FnMut(usize)) -> f64 {
+    let budget = budget();
+    let start = Instant::now();
+    let mut n = 0;
+    while start.elapsed() < budget {
+        for _ in 0..256 {
+            step(n);
+            n += 1;
+        }
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+const POOL: usize = 4096;
+
+fn env_rate(id: &str, allocating: bool) -> f64 {
+    let mut env = make(id).unwrap();
+    let spec = env.spec().clone();
+    let pool = actions(&spec.act_low, &spec.act_high, POOL);
+    let mut obs = vec![0.0; spec.obs_dim];
+    env.reset_into(Some(0), &mut obs);
+    let a = spec.act_dim;
+    rate(|t| {
+        let action = &pool[(t % POOL) * a..(t % POOL + 1) * a];
+        let (terminated, truncated) = if allocating {
+            let s = env.step(action);
+            (s.terminated, s.truncated)
+        } else {
+            let s = env.step_into(action, &mut obs).unwrap();
+            (s.terminated, s.truncated)
+        };
+        if terminated || truncated {
+            env.reset_into(None, &mut obs);
+        }
+    })
+}
+
+/// What one HalfCheetah step does, without any of our code: ctrl, 5 x mj_step, mj_rnePostConstraint.
+fn raw_cheetah_rate() -> f64 {
+    let model = MjModel::from_xml_string(include_str!("../assets/half_cheetah.xml")).unwrap();
+    let mut data = MjData::new(&model);
+    let pool = actions(&[-1.0; 6], &[1.0; 6], POOL);
+    rate(|t| {
+        if t % 1000 == 0 {
+            data.reset();
+            data.forward();
+        }
+        let action = &pool[(t % POOL) * 6..(t % POOL + 1) * 6];
+        for (c, &x) in data.ctrl_mut().iter_mut().zip(action) {
+            *c = f64::from(x);
+        }
+        for _ in 0..5 {
+            data.step();
+        }
+        data.rne_post_constraint();
+    })
+}
+
+fn vec_rate(id: &str, n: usize) -> f64 {
+    let mut v = VecEnv::new(id, n, 0).unwrap();
+    let spec = v.spec().clone();
+    let pool = actions(&spec.act_low, &spec.act_high, POOL);
+    let width = n * spec.act_dim;
+    let batches = POOL * spec.act_dim / width;
+    // Each call steps n envs.
+    n as f64
+        * rate(|t| {
+            let b = t % batches;
+            v.step(&pool[b * width..(b + 1) * width]).unwrap();
+        })
+}
+
+fn main() {
+    // `cargo test` runs benches once in test mode with `--bench` absent; keep that quick.
+    if std::env::args().any(|a| a == "--test") {
+        return;
+    }
+    println!("{:<28} {:>14}", "environment (one thread)", "env steps/s");
+    for &id in known_ids() {
+        println!("{id:<28} {:>14.0}", env_rate(id, false));
+    }
+    println!();
+    println!(
+        "HalfCheetah-v5 overhead check {:>14}",
+        "env steps/s (best of 5, interleaved)"
+    );
+    // Interleaved rounds, best of each: on a shared machine, load changes between rows otherwise
+    // swamp the few percent being measured.
+    let (mut raw, mut into, mut alloc) = (0.0f64, 0.0f64, 0.0f64);
+    for _ in 0..5 {
+        raw = raw.max(raw_cheetah_rate());
+        into = into.max(env_rate("HalfCheetah-v5", false));
+        alloc = alloc.max(env_rate("HalfCheetah-v5", true));
+    }
+    println!("{:<28} {raw:>14.0}", "raw mj_step loop");
+    println!(
+        "{:<28} {into:>14.0}  ({:+.1}%)",
+        "Env::step_into",
+        100.0 * (into / raw - 1.0)
+    );
+    println!(
+        "{:<28} {alloc:>14.0}  ({:+.1}%)",
+        "Env::step (allocating)",
+        100.0 * (alloc / raw - 1.0)
+    );
+    println!(
+        "{:<28} {:>14.0}",
+        "VecEnv x8 (sequential)",
+        vec_rate("HalfCheetah-v5", 8)
+    );
+}

@@ -1,0 +1,608 @@
+//! Plain-Rust inference: what actors run on every environment step. No libtorch.
+//!
+//! The spiking network is simulated event-driven: weights are stored transposed (`[in][out]`), and each
+//! input spike adds its weight row to the layer's input currents. Silent inputs cost nothing, and the
+//! synaptic operations (SOPs) of the energy model are counted for free. Layers are simulated one after the
+//! other over all T steps (there is no feedback between layers, so this equals stepping the whole network
+//! T times, and keeps one layer's weights hot in cache). All buffers are allocated in [`Policy::new`].
+
+use crate::config::{NetworkConfig, PolicyConfig};
+use crate::neuron::{Clif, Dn, Lif, MembraneDecay, Neuron, NeuronModel, NeuronState, RegularEncoder, sigmoid};
+use crate::weights::{NamedTensors, check_tensors};
+use crate::SnnError;
+
+/// Energy per synaptic operation (accumulate) in the paper's 45 nm model: 77 fJ.
+pub const SOP_ENERGY_PJ: f64 = 0.077;
+/// Energy per multiply-accumulate in the paper's 45 nm model: 3.97 pJ.
+pub const MAC_ENERGY_PJ: f64 = 3.97;
+
+/// Activity counters accumulated over inferences since the last [`Policy::reset_stats`].
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct InferenceStats {
+    /// Observations processed.
+    pub inferences: u64,
+    /// Simulation steps per inference (0 for an ANN).
+    pub timesteps: usize,
+    /// Spikes emitted by the encoder population.
+    pub encoder_spikes: u64,
+    /// Encoder neurons (`obs_dim * pop`).
+    pub encoder_neurons: usize,
+    /// Spikes emitted by each spiking layer `layers.{i}` (the last is the output population). Empty for an ANN.
+    pub spikes_per_layer: Vec<u64>,
+    /// Neurons of each spiking layer.
+    pub neurons_per_layer: Vec<usize>,
+    /// Synaptic operations: every spike times its fan-out, encoder spikes into layer 0 included, and the
+    /// output population's spikes into the decoder (fan-out 1: one accumulate into its action's sum).
+    pub sops: u64,
+    /// Multiply-accumulates of dense layers (ANN: `sum in * out` per inference; 0 for the SNN).
+    pub macs: u64,
+}
+
+impl InferenceStats {
+    /// Mean firing probability per neuron and time step over the network's spiking layers (hidden and
+    /// output; the encoder is excluded: its rate reflects the observation, not the network).
+    pub fn firing_rate(&self) -> f64 {
+        let slots = self.neurons_per_layer.iter().sum::<usize>() as f64 * self.timesteps as f64 * self.inferences as f64;
+        if slots == 0.0 { 0.0 } else { self.spikes_per_layer.iter().sum::<u64>() as f64 / slots }
+    }
+
+    /// Mean firing probability of the encoder population.
+    pub fn encoder_firing_rate(&self) -> f64 {
+        let slots = self.encoder_neurons as f64 * self.timesteps as f64 * self.inferences as f64;
+        if slots == 0.0 { 0.0 } else { self.encoder_spikes as f64 / slots }
+    }
+
+    /// SOPs per inference.
+    pub fn sops_per_inference(&self) -> f64 {
+        if self.inferences == 0 { 0.0 } else { self.sops as f64 / self.inferences as f64 }
+    }
+
+    /// MACs per inference.
+    pub fn macs_per_inference(&self) -> f64 {
+        if self.inferences == 0 { 0.0 } else { self.macs as f64 / self.inferences as f64 }
+    }
+
+    /// Energy per inference in nJ under the paper's model: SOPs * 77 fJ + MACs * 3.97 pJ (an SNN has only
+    /// SOPs, an ANN only MACs).
+    pub fn energy_nj_per_inference(&self) -> f64 {
+        (self.sops_per_inference() * SOP_ENERGY_PJ + self.macs_per_inference() * MAC_ENERGY_PJ) / 1000.0
+    }
+}
+
+/// MACs of the ANN the energy comparison sets against `cfg`: for an ANN config, itself; for an SNN config,
+/// an ANN with the same hidden widths on the raw observation (the paper's 256-256 baseline for its actor).
+pub fn ann_equivalent_macs(cfg: &PolicyConfig) -> u64 {
+    let hidden = match &cfg.network {
+        NetworkConfig::Ann { hidden } => hidden,
+        NetworkConfig::Snn(s) => &s.hidden,
+    };
+    let mut prev = cfg.obs_dim as u64;
+    let mut macs = 0;
+    for &h in hidden.iter().chain(std::iter::once(&cfg.act_dim)) {
+        macs += prev * h as u64;
+        prev = h as u64;
+    }
+    macs
+}
+
+/// Per-population spike trains of one inference, for tests and analysis: `spikes[p][t * n_p + j]` is 1 if
+/// neuron `j` of population `p` fired at step `t`; population 0 is the encoder, `p >= 1` is `layers.{p-1}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpikeTrace {
+    /// Simulation steps.
+    pub timesteps: usize,
+    /// Spike trains, population-major.
+    pub spikes: Vec<Vec<u8>>,
+}
+
+/// A fully connected layer, weights transposed to `[in][stride]` so that one input's fan-out is contiguous.
+/// Rows are zero-padded from `fan_out` to `stride` (a multiple of [`LANE_BLOCK`]) so that the accumulation
+/// kernel only ever handles whole register blocks.
+#[derive(Debug, Clone)]
+struct Dense {
+    fan_in: usize,
+    fan_out: usize,
+    stride: usize,
+    wt: Vec<f32>,
+    /// `stride` entries, zero-padded.
+    bias: Vec<f32>,
+}
+
+/// Granularity of the padded layer widths: 16 f32 = two AVX registers, four SSE registers.
+const LANE_BLOCK: usize = 16;
+
+impl Dense {
+    fn from_tensors(tensors: &NamedTensors, i: usize) -> Self {
+        // Shapes were checked by `check_tensors`.
+        let w = &tensors[&format!("layers.{i}.weight")];
+        let (fan_out, fan_in) = (w.shape[0], w.shape[1]);
+        let stride = fan_out.div_ceil(LANE_BLOCK) * LANE_BLOCK;
+        let mut wt = vec![0.0; fan_in * stride];
+        for o in 0..fan_out {
+            for k in 0..fan_in {
+                wt[k * stride + o] = w.data[o * fan_in + k];
+            }
+        }
+        let mut bias = tensors[&format!("layers.{i}.bias")].data.clone();
+        bias.resize(stride, 0.0);
+        Self { fan_in, fan_out, stride, wt, bias }
+    }
+}
+
+/// `x[start..start + B] = bias + sum over spiking inputs of their weight rows`, with the partial sums held
+/// in a fixed-size array the compiler keeps in registers across all spikes (one load and one add per lane
+/// and spike, no stores). Summation order: bias first, then spikes in index order, as in the scalar code.
+#[inline(always)]
+fn accumulate_block<const B: usize>(layer: &Dense, spikes: &[u32], x: &mut [f32], start: usize) {
+    let mut acc: [f32; B] = layer.bias[start..start + B].try_into().unwrap();
+    for &k in spikes {
+        let row: &[f32; B] = layer.wt[k as usize * layer.stride + start..][..B].try_into().unwrap();
+        for (a, w) in acc.iter_mut().zip(row) {
+            *a += w;
+        }
+    }
+    x[start..start + B].copy_from_slice(&acc);
+}
+
+/// `x = bias + sum of the weight rows of the spiking inputs`, over the padded width: blocks of `B` lanes,
+/// then blocks of [`LANE_BLOCK`]. `B` is chosen per instruction set to fill the vector registers.
+#[inline(always)]
+fn accumulate<const B: usize>(layer: &Dense, spikes: &[u32], x: &mut [f32]) {
+    let mut start = 0;
+    while start + B <= layer.stride {
+        accumulate_block::<B>(layer, spikes, x, start);
+        start += B;
+    }
+    while start < layer.stride {
+        accumulate_block::<LANE_BLOCK>(layer, spikes, x, start);
+        start += LANE_BLOCK;
+    }
+}
+
+/// Membrane state of one layer, structure-of-arrays.
+#[derive(Debug, Clone)]
+struct LayerState {
+    v: Vec<f32>,
+    s: Vec<f32>,
+    i: Vec<f32>,
+    u: Vec<f32>,
+}
+
+impl LayerState {
+    fn new(n: usize) -> Self {
+        Self { v: vec![0.0; n], s: vec![0.0; n], i: vec![0.0; n], u: vec![0.0; n] }
+    }
+    fn reset(&mut self, n: usize) {
+        for buf in [&mut self.v, &mut self.s, &mut self.i, &mut self.u] {
+            buf[..n].fill(0.0);
+        }
+    }
+}
+
+/// One step of neuron `N` over a whole layer. Monomorphic per neuron so the loop vectorises.
+#[inline(always)]
+fn step_layer<N: Neuron>(neuron: N, decay: f32, x: &[f32], st: &mut LayerState) {
+    let n = x.len();
+    let (v, s, i, u) = (&mut st.v[..n], &mut st.s[..n], &mut st.i[..n], &mut st.u[..n]);
+    for j in 0..n {
+        let mut ns = NeuronState { v: v[j], s: s[j], i: i[j], u: u[j] };
+        neuron.step(&mut ns, &x[j], &decay);
+        v[j] = ns.v;
+        s[j] = ns.s;
+        i[j] = ns.i;
+        u[j] = ns.u;
+    }
+}
+
+/// Spike trains of one population over all T steps: indices of the firing neurons, step after step.
+#[derive(Debug, Clone)]
+struct Events {
+    /// `T * neurons` slots (the most that can fire); the first `offsets[T]` are used.
+    idx: Vec<u32>,
+    /// `idx[offsets[t]..offsets[t + 1]]` fired at step t.
+    offsets: Vec<usize>,
+}
+
+impl Events {
+    fn new(neurons: usize, timesteps: usize) -> Self {
+        let mut e = Self { idx: vec![0; neurons * timesteps], offsets: Vec::with_capacity(timesteps + 1) };
+        e.clear();
+        e
+    }
+    fn clear(&mut self) {
+        self.offsets.clear();
+        self.offsets.push(0);
+    }
+    fn len(&self) -> usize {
+        *self.offsets.last().unwrap()
+    }
+    /// Appends the indices of the nonzero entries of `spikes` as the next step. Branch-free on the data:
+    /// every index is written, and the write position advances only past spikes (it never passes `j`, so
+    /// the bounds check never fires).
+    #[inline(always)]
+    fn push_step(&mut self, spikes: &[f32]) {
+        let c = self.len();
+        let slots = &mut self.idx[c..c + spikes.len()];
+        let mut w = 0;
+        for (j, &s) in spikes.iter().enumerate() {
+            slots[w] = j as u32;
+            w += usize::from(s != 0.0);
+        }
+        self.offsets.push(c + w);
+    }
+    fn step(&self, t: usize) -> &[u32] {
+        &self.idx[self.offsets[t]..self.offsets[t + 1]]
+    }
+    fn all(&self) -> &[u32] {
+        &self.idx[..self.len()]
+    }
+}
+
+#[derive(Debug, Clone)]
+struct SnnNet {
+    obs_dim: usize,
+    act_dim: usize,
+    pop: usize,
+    timesteps: usize,
+    model: NeuronModel,
+    encoder: RegularEncoder,
+    mu: Vec<f32>,
+    /// sigma^2, computed as the tch network does (`sigma * sigma`).
+    sigma_sq: Vec<f32>,
+    layers: Vec<Dense>,
+    /// Membrane decay per layer (PLIF: sigmoid of its logit).
+    decays: Vec<f32>,
+    dec_w: Vec<f32>,
+    dec_b: Vec<f32>,
+    // Preallocated work buffers.
+    act: Vec<f32>,
+    enc_v: Vec<f32>,
+    enc_s: Vec<f32>,
+    /// Population 0 = encoder, p = layers.{p-1}.
+    events: Vec<Events>,
+    /// Input currents of the current layer and step, padded to the widest layer's stride.
+    x: Vec<f32>,
+    state: LayerState,
+    rate: Vec<f32>,
+    isa: Isa,
+}
+
+/// The vector instruction set the hot loops were compiled for, detected once at [`Policy::new`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Isa {
+    /// The build's baseline (SSE2 on x86_64).
+    Baseline,
+    /// AVX2 (+FMA enabled, which Rust never uses to contract `a * b + c`, so results are unchanged).
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+}
+
+impl Isa {
+    fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            return Self::Avx2;
+        }
+        Self::Baseline
+    }
+}
+
+impl SnnNet {
+    fn forward(&mut self, obs: &[f32], action: &mut [f32], max_action: &[f32], stats: &mut InferenceStats) {
+        match self.isa {
+            // 32 lanes = 8 SSE registers of partial sums.
+            Isa::Baseline => self.forward_impl::<32>(obs, action, max_action, stats),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Isa::Avx2` is only chosen when the CPU reports AVX2 and FMA.
+            Isa::Avx2 => unsafe { self.forward_avx2(obs, action, max_action, stats) },
+        }
+    }
+
+    /// The same code compiled for AVX2: the whole forward pass (encoder, accumulation, neuron loops) is
+    /// inlined here, so every loop gets 8-lane vectors. 64 lanes = 8 AVX registers of partial sums.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn forward_avx2(&mut self, obs: &[f32], action: &mut [f32], max_action: &[f32], stats: &mut InferenceStats) {
+        self.forward_impl::<64>(obs, action, max_action, stats)
+    }
+
+    #[inline(always)]
+    fn forward_impl<const B: usize>(
+        &mut self,
+        obs: &[f32],
+        action: &mut [f32],
+        max_action: &[f32],
+        stats: &mut InferenceStats,
+    ) {
+        let pop = self.pop;
+        // Encoder: squash, Gaussian receptive fields, regular spikes.
+        for d in 0..self.obs_dim {
+            let s = obs[d].tanh();
+            for k in d * pop..(d + 1) * pop {
+                let diff = s - self.mu[k];
+                self.act[k] = (diff * diff / self.sigma_sq[k] * -0.5).exp();
+            }
+        }
+        self.enc_v.fill(0.0);
+        let enc = &mut self.events[0];
+        enc.clear();
+        for _ in 0..self.timesteps {
+            for ((v, a), s) in self.enc_v.iter_mut().zip(&self.act).zip(self.enc_s.iter_mut()) {
+                *s = self.encoder.step(v, a);
+            }
+            enc.push_step(&self.enc_s);
+        }
+        let enc_spikes = enc.len() as u64;
+        stats.encoder_spikes += enc_spikes;
+        stats.sops += enc_spikes * self.layers[0].fan_out as u64;
+
+        // Spiking layers, each over all steps.
+        for l in 0..self.layers.len() {
+            let (before, after) = self.events.split_at_mut(l + 1);
+            let (input, output) = (&before[l], &mut after[0]);
+            let layer = &self.layers[l];
+            let n = layer.fan_out;
+            let decay = self.decays[l];
+            self.state.reset(n);
+            output.clear();
+            for t in 0..self.timesteps {
+                accumulate::<B>(layer, input.step(t), &mut self.x);
+                let x = &self.x[..n];
+                match self.model {
+                    NeuronModel::Lif(m) => step_layer::<Lif>(m, decay, x, &mut self.state),
+                    NeuronModel::Clif(m) => step_layer::<Clif>(m, decay, x, &mut self.state),
+                    NeuronModel::Dn(m) => step_layer::<Dn>(m, decay, x, &mut self.state),
+                }
+                output.push_step(&self.state.s[..n]);
+            }
+            let spikes = output.len() as u64;
+            stats.spikes_per_layer[l] += spikes;
+            let fan_out = self.layers.get(l + 1).map_or(1, |next| next.fan_out);
+            stats.sops += spikes * fan_out as u64;
+        }
+
+        // Decoder: firing rate of the output population, weighted per action dimension.
+        self.rate.fill(0.0);
+        for &j in self.events[self.layers.len()].all() {
+            self.rate[j as usize] += 1.0;
+        }
+        let t = self.timesteps as f32;
+        for r in &mut self.rate {
+            *r /= t;
+        }
+        for a in 0..self.act_dim {
+            let w = &self.dec_w[a * pop..(a + 1) * pop];
+            let r = &self.rate[a * pop..(a + 1) * pop];
+            let y: f32 = w.iter().zip(r).map(|(w, r)| w * r).sum::<f32>() + self.dec_b[a];
+            action[a] = y.tanh() * max_action[a];
+        }
+    }
+
+    fn trace(&self) -> SpikeTrace {
+        let mut sizes = vec![self.obs_dim * self.pop];
+        sizes.extend(self.layers.iter().map(|l| l.fan_out));
+        let spikes = self
+            .events
+            .iter()
+            .zip(sizes)
+            .map(|(ev, n)| {
+                let mut train = vec![0u8; self.timesteps * n];
+                for t in 0..self.timesteps {
+                    for &j in ev.step(t) {
+                        train[t * n + j as usize] = 1;
+                    }
+                }
+                train
+            })
+            .collect();
+        SpikeTrace { timesteps: self.timesteps, spikes }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct AnnNet {
+    layers: Vec<Dense>,
+    /// Activations, padded to the widest stride.
+    a: Vec<f32>,
+    b: Vec<f32>,
+    isa: Isa,
+}
+
+/// `y[start..start + B] = bias + sum_k x_k W_t[k]`, partial sums in registers (see [`accumulate_block`]).
+/// ReLU zeros contribute nothing and are skipped (exact); MACs are still counted densely, as the energy
+/// model's dense hardware would perform them.
+#[inline(always)]
+fn dense_block<const B: usize>(layer: &Dense, x: &[f32], y: &mut [f32], start: usize) {
+    let mut acc: [f32; B] = layer.bias[start..start + B].try_into().unwrap();
+    for (k, &xk) in x.iter().enumerate() {
+        if xk != 0.0 {
+            let row: &[f32; B] = layer.wt[k * layer.stride + start..][..B].try_into().unwrap();
+            for (a, w) in acc.iter_mut().zip(row) {
+                *a += xk * w;
+            }
+        }
+    }
+    y[start..start + B].copy_from_slice(&acc);
+}
+
+impl AnnNet {
+    fn forward(&mut self, obs: &[f32], action: &mut [f32], max_action: &[f32], stats: &mut InferenceStats) {
+        match self.isa {
+            Isa::Baseline => self.forward_impl::<32>(obs, action, max_action, stats),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Isa::Avx2` is only chosen when the CPU reports AVX2 and FMA.
+            Isa::Avx2 => unsafe { self.forward_avx2(obs, action, max_action, stats) },
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn forward_avx2(&mut self, obs: &[f32], action: &mut [f32], max_action: &[f32], stats: &mut InferenceStats) {
+        self.forward_impl::<64>(obs, action, max_action, stats)
+    }
+
+    #[inline(always)]
+    fn forward_impl<const B: usize>(
+        &mut self,
+        obs: &[f32],
+        action: &mut [f32],
+        max_action: &[f32],
+        stats: &mut InferenceStats,
+    ) {
+        let last = self.layers.len() - 1;
+        self.a[..obs.len()].copy_from_slice(obs);
+        for (l, layer) in self.layers.iter().enumerate() {
+            let (x, y) = (&self.a[..layer.fan_in], &mut self.b[..layer.stride]);
+            let mut start = 0;
+            while start + B <= layer.stride {
+                dense_block::<B>(layer, x, y, start);
+                start += B;
+            }
+            while start < layer.stride {
+                dense_block::<LANE_BLOCK>(layer, x, y, start);
+                start += LANE_BLOCK;
+            }
+            if l < last {
+                for v in y.iter_mut() {
+                    *v = v.max(0.0);
+                }
+            }
+            stats.macs += (layer.fan_in * layer.fan_out) as u64;
+            std::mem::swap(&mut self.a, &mut self.b);
+        }
+        for (o, (y, m)) in action.iter_mut().zip(self.a.iter().zip(max_action)) {
+            *o = y.tanh() * m;
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Net {
+    Snn(SnnNet),
+    Ann(AnnNet),
+}
+
+/// A policy ready to act: the network of a [`PolicyConfig`] with its weights, and activity counters.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    cfg: PolicyConfig,
+    net: Net,
+    stats: InferenceStats,
+}
+
+impl Policy {
+    /// Builds the network `cfg` describes. Every parameter must be present with its exact shape, and
+    /// nothing else (see [`crate::weights::expected_shapes`]).
+    pub fn new(cfg: &PolicyConfig, tensors: &NamedTensors) -> Result<Self, SnnError> {
+        check_tensors(cfg, tensors)?;
+        let dims = cfg.layer_dims();
+        let layers: Vec<Dense> = (0..dims.len()).map(|i| Dense::from_tensors(tensors, i)).collect();
+        let widest = dims.iter().map(|&(i, o)| i.max(o)).max().unwrap_or(0);
+        let widest_stride = layers.iter().map(|l| l.stride).max().unwrap_or(0);
+        let mut stats = InferenceStats::default();
+        let net = match &cfg.network {
+            NetworkConfig::Ann { .. } => {
+                let n = widest.max(widest_stride);
+                Net::Ann(AnnNet { layers, a: vec![0.0; n], b: vec![0.0; n], isa: Isa::detect() })
+            }
+            NetworkConfig::Snn(s) => {
+                let decays = (0..dims.len())
+                    .map(|i| match MembraneDecay::from_config(s) {
+                        MembraneDecay::Fixed(d) => d,
+                        MembraneDecay::Learned { .. } => sigmoid(tensors[&format!("layers.{i}.decay_logit")].data[0]),
+                    })
+                    .collect();
+                let n_enc = cfg.obs_dim * s.pop_size;
+                let mut events = vec![Events::new(n_enc, s.timesteps)];
+                events.extend(dims.iter().map(|&(_, o)| Events::new(o, s.timesteps)));
+                stats.timesteps = s.timesteps;
+                stats.encoder_neurons = n_enc;
+                stats.neurons_per_layer = dims.iter().map(|&(_, o)| o).collect();
+                stats.spikes_per_layer = vec![0; dims.len()];
+                Net::Snn(SnnNet {
+                    obs_dim: cfg.obs_dim,
+                    act_dim: cfg.act_dim,
+                    pop: s.pop_size,
+                    timesteps: s.timesteps,
+                    model: NeuronModel::from_config(s),
+                    encoder: RegularEncoder { threshold: s.encoder_threshold },
+                    mu: tensors["encoder.mu"].data.clone(),
+                    sigma_sq: tensors["encoder.sigma"].data.iter().map(|s| s * s).collect(),
+                    layers,
+                    decays,
+                    dec_w: tensors["decoder.weight"].data.clone(),
+                    dec_b: tensors["decoder.bias"].data.clone(),
+                    act: vec![0.0; n_enc],
+                    enc_v: vec![0.0; n_enc],
+                    enc_s: vec![0.0; n_enc],
+                    events,
+                    x: vec![0.0; widest_stride],
+                    state: LayerState::new(widest),
+                    rate: vec![0.0; cfg.act_dim * s.pop_size],
+                    isa: Isa::detect(),
+                })
+            }
+        };
+        Ok(Self { cfg: cfg.clone(), net, stats })
+    }
+
+    /// The configuration this policy was built from.
+    pub fn config(&self) -> &PolicyConfig {
+        &self.cfg
+    }
+
+    /// The action for one observation, in `[-max_action, max_action]`. Allocation-free.
+    ///
+    /// # Panics
+    /// If `obs.len() != obs_dim` or `action.len() != act_dim` (a programming error, not remote input).
+    pub fn act(&mut self, obs: &[f32], action: &mut [f32]) {
+        assert_eq!(obs.len(), self.cfg.obs_dim, "observation length");
+        assert_eq!(action.len(), self.cfg.act_dim, "action length");
+        self.stats.inferences += 1;
+        match &mut self.net {
+            Net::Snn(n) => n.forward(obs, action, &self.cfg.max_action, &mut self.stats),
+            Net::Ann(n) => n.forward(obs, action, &self.cfg.max_action, &mut self.stats),
+        }
+    }
+
+    /// Actions for `obs.len() / obs_dim` observations laid out row after row, written row after row into
+    /// `actions`. Identical to calling [`Policy::act`] per row: the event-driven simulation gains nothing from
+    /// batching, as the weights stay in cache between rows anyway.
+    ///
+    /// # Panics
+    /// If `obs.len()` is not a multiple of `obs_dim` or `actions` does not have room for exactly one action
+    /// per observation.
+    pub fn act_batch(&mut self, obs: &[f32], actions: &mut [f32]) {
+        let (od, ad) = (self.cfg.obs_dim, self.cfg.act_dim);
+        assert_eq!(obs.len() % od, 0, "observation batch length is not a multiple of obs_dim");
+        assert_eq!(actions.len(), obs.len() / od * ad, "action batch length");
+        for (o, a) in obs.chunks_exact(od).zip(actions.chunks_exact_mut(ad)) {
+            self.act(o, a);
+        }
+    }
+
+    /// Like [`Policy::act`], also returning every population's spike trains (`None` for an ANN).
+    /// Allocates; for tests and analysis.
+    pub fn act_traced(&mut self, obs: &[f32], action: &mut [f32]) -> Option<SpikeTrace> {
+        self.act(obs, action);
+        match &self.net {
+            Net::Snn(n) => Some(n.trace()),
+            Net::Ann(_) => None,
+        }
+    }
+
+    /// Activity counters since construction or the last [`Policy::reset_stats`].
+    pub fn stats(&self) -> &InferenceStats {
+        &self.stats
+    }
+
+    /// Zeroes the counters (keeping the network's sizes).
+    pub fn reset_stats(&mut self) {
+        let s = &mut self.stats;
+        s.inferences = 0;
+        s.encoder_spikes = 0;
+        s.spikes_per_layer.iter_mut().for_each(|c| *c = 0);
+        s.sops = 0;
+        s.macs = 0;
+    }
+}
