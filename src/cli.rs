@@ -11,7 +11,8 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
     /// Log filter (tracing syntax, e.g. "info" or "spikerl_learner=debug").
-    #[arg(long, global = true, env = "SPIKERL_LOG", default_value = "warn")]
+    /// MuJoCo's own deprecation notices about Gymnasium's XML files are not actionable: hidden by default.
+    #[arg(long, global = true, env = "SPIKERL_LOG", default_value = "warn,mujoco=error")]
     pub log: String,
     /// Write logs as JSON lines.
     #[arg(long, global = true, env = "SPIKERL_LOG_JSON")]
