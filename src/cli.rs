@@ -31,6 +31,30 @@ pub enum Command {
     /// Environment tools: spaces, and replaying actions to compare with Gymnasium.
     #[command(subcommand)]
     Env(EnvCommand),
+    /// Run a grid of experiments (envs x algorithms x neurons x seeds) from a TOML spec; resumable.
+    Sweep(SweepArgs),
+    /// Aggregate run folders into the paper's Table 1 format, learning curves and energy tables.
+    Report(ReportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SweepArgs {
+    /// The sweep specification (TOML; see experiments/).
+    pub spec: PathBuf,
+    /// Folder holding one run folder per grid point.
+    #[arg(long, env = "SPIKERL_OUT")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub options: spikerl_experiments::sweep::SweepOptions,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Folder of run folders (as written by `spikerl sweep` or `spikerl train --out`).
+    pub runs_dir: PathBuf,
+    /// Output folder: report.md, report.html, table1.csv, JSON exports, plots.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

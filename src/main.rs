@@ -3,11 +3,13 @@
 
 mod cli;
 mod env_cmd;
+mod metrics;
 #[cfg(feature = "learner")]
 mod train;
 
 use clap::Parser;
 use cli::{Cli, Command};
+pub use metrics::install as install_metrics;
 use std::process::ExitCode;
 
 /// An error in what the user asked for (exit 2), as opposed to a failure while doing it (exit 1).
@@ -34,6 +36,8 @@ fn main() -> ExitCode {
         Command::Learner(args) => train::learner(args),
         Command::Actor(args) => actor(args),
         Command::Env(cmd) => env_cmd::run(cmd),
+        Command::Sweep(args) => spikerl_experiments::sweep::run(&args.spec, &args.out, &args.options),
+        Command::Report(args) => spikerl_experiments::report::run(&args.runs_dir, &args.out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -64,15 +68,6 @@ fn init_logging(filter: &str, json: bool) {
     } else {
         builder.init();
     }
-}
-
-/// Installs the Prometheus exporter (must run inside the tokio runtime).
-pub fn install_metrics(addr: std::net::SocketAddr, role: &str) -> anyhow::Result<()> {
-    metrics_exporter_prometheus::PrometheusBuilder::new()
-        .with_http_listener(addr)
-        .add_global_label("role", role)
-        .install()
-        .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))
 }
 
 /// Resolves on SIGINT or SIGTERM.

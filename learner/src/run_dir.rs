@@ -83,6 +83,11 @@ pub struct EvalRecord {
     pub policy_version: u64,
     pub returns: Vec<f64>,
     pub wall_seconds: f64,
+    /// Spiking statistics of the evaluated policy over the evaluation episodes (plain-Rust inference).
+    pub sops_per_inference: f64,
+    pub firing_rate: f64,
+    /// The paper's energy model: SOPs x 77 fJ (SNN) or MACs x 3.97 pJ (ANN), in nJ per inference.
+    pub energy_nj_per_inference: f64,
 }
 
 impl EvalRecord {
@@ -96,7 +101,7 @@ impl EvalRecord {
     }
 }
 
-pub const EVALS_HEADER: &str = "step,avg_return,std_return,min_return,max_return,episodes,iterations,policy_version,wall_seconds";
+pub const EVALS_HEADER: &str = "step,avg_return,std_return,min_return,max_return,episodes,iterations,policy_version,wall_seconds,sops_per_inference,firing_rate,energy_nj_per_inference";
 
 pub struct RunDir {
     path: PathBuf,
@@ -132,7 +137,7 @@ impl RunDir {
         let max = e.returns.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         writeln!(
             self.evals,
-            "{},{:.6},{:.6},{:.6},{:.6},{},{},{},{:.3}",
+            "{},{:.6},{:.6},{:.6},{:.6},{},{},{},{:.3},{:.1},{:.6},{:.4}",
             e.step,
             e.mean(),
             e.std(),
@@ -141,7 +146,10 @@ impl RunDir {
             e.returns.len(),
             e.iterations,
             e.policy_version,
-            e.wall_seconds
+            e.wall_seconds,
+            e.sops_per_inference,
+            e.firing_rate,
+            e.energy_nj_per_inference
         )?;
         self.evals.flush()
     }

@@ -79,21 +79,24 @@ impl Trainer {
     pub fn evaluate(&mut self, env_steps: u64, run_dir: Option<&mut RunDir>) -> anyhow::Result<f64> {
         let mut policy = Policy::new(&self.td3.policy_config, &self.td3.export_policy())?;
         let returns = evaluate_policy(&mut policy, &self.spec.id, self.cfg.eval_episodes, self.cfg.seed + 100)?;
+        let stats = policy.stats();
         let record = EvalRecord {
             step: env_steps,
             iterations: self.td3.iterations,
             policy_version: self.td3.actor_updates,
             returns,
             wall_seconds: self.started.elapsed().as_secs_f64(),
+            sops_per_inference: stats.sops_per_inference(),
+            firing_rate: stats.firing_rate(),
+            energy_nj_per_inference: stats.energy_nj_per_inference(),
         };
         let mean = record.mean();
         metrics::gauge!("spikerl_eval_return_last").set(mean);
         let best = self.evals.iter().map(EvalRecord::mean).fold(mean, f64::max);
         metrics::gauge!("spikerl_eval_return_best").set(best);
-        let stats = policy.stats();
-        metrics::gauge!("spikerl_snn_firing_rate").set(stats.firing_rate());
-        metrics::gauge!("spikerl_snn_sops_per_inference").set(stats.sops_per_inference());
-        metrics::gauge!("spikerl_snn_energy_nanojoules_per_inference").set(stats.energy_nj_per_inference());
+        metrics::gauge!("spikerl_snn_firing_rate").set(record.firing_rate);
+        metrics::gauge!("spikerl_snn_sops_per_inference").set(record.sops_per_inference);
+        metrics::gauge!("spikerl_snn_energy_nanojoules_per_inference").set(record.energy_nj_per_inference);
         if let Some(dir) = run_dir {
             dir.append_eval(&record)?;
         }
