@@ -24,7 +24,7 @@ fn main() {
     for algo in [Algo::Ann, Algo::Vanilla, Algo::Proxy] {
         let cfg = RunConfig::paper(&env, algo, NeuronKind::Lif, 0);
         let pc = cfg.policy_config(spec.obs_dim, spec.act_dim, vec![1.0; spec.act_dim]);
-        let mut td3 = Td3::new(&cfg, pc, Device::Cpu);
+        let mut td3 = Td3::new(&cfg, pc, Device::Cpu, 0);
         let b = batch(od, ad);
         for _ in 0..5 { td3.update(|| batch(od, ad)); }
         let n = 20;

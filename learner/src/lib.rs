@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod lockstep;
 pub mod nets;
+pub mod optim;
 pub mod rate_limiter;
 pub mod replay;
 pub mod replay_service;

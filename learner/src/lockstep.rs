@@ -43,15 +43,22 @@ pub fn max_action(spec: &spikerl_envs::EnvSpec) -> anyhow::Result<Vec<f32>> {
         .collect()
 }
 
+/// libtorch's generator is process-global: seeding it and drawing the initial weights happen under this
+/// lock, so trainers built on parallel threads (tests, several seeds in one process) stay reproducible.
+static TORCH_INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Builds the trainer for a run: seeds libtorch, networks, replay and limiter.
 pub fn build_trainer(cfg: &RunConfig, device: tch::Device) -> anyhow::Result<Trainer> {
     cfg.validate().map_err(anyhow::Error::msg)?;
     let spec = spikerl_envs::spec(&cfg.env_id)?;
     let seeds = Seeds::from_run(cfg.seed);
-    tch::manual_seed(seeds.torch as i64);
     let policy_config = cfg.policy_config(spec.obs_dim, spec.act_dim, max_action(&spec)?);
     policy_config.validate()?;
-    let td3 = Td3::new(cfg, policy_config, device);
+    let td3 = {
+        let _init = TORCH_INIT.lock().unwrap_or_else(|p| p.into_inner());
+        tch::manual_seed(seeds.torch as i64);
+        Td3::new(cfg, policy_config, device, seeds.target_noise)
+    };
     let buffer = ReplayBuffer::new(cfg.replay_capacity, spec.obs_dim, spec.act_dim, seeds.replay);
     let limiter = RateLimiter::new(cfg.update_ratio, cfg.random_steps, cfg.ratio_tolerance);
     let replay = Arc::new(ReplayService::new(buffer, limiter));

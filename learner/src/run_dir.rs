@@ -55,6 +55,8 @@ pub struct Seeds {
     pub run: u64,
     pub torch: u64,
     pub replay: u64,
+    /// TD3's target policy smoothing noise.
+    pub target_noise: u64,
     pub eval_env: u64,
     /// Actor i's seed is `derive_seed(run, 1000 + i)`; in lockstep mode the single actor is 0.
     pub actor_base: u64,
@@ -62,7 +64,7 @@ pub struct Seeds {
 
 impl Seeds {
     pub fn from_run(seed: u64) -> Seeds {
-        Seeds { run: seed, torch: derive_seed(seed, 1), replay: derive_seed(seed, 2), eval_env: seed + 100, actor_base: 1000 }
+        Seeds { run: seed, torch: derive_seed(seed, 1), replay: derive_seed(seed, 2), target_noise: derive_seed(seed, 3), eval_env: seed + 100, actor_base: 1000 }
     }
 }
 

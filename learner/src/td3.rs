@@ -7,10 +7,14 @@
 
 use crate::config::{Algo, RunConfig, Td3Config};
 use crate::nets::{TwinCritic, hard_update, soft_update};
+use crate::optim::Adam;
 use crate::replay::Transitions;
 use spikerl_snn::torch::TorchPolicy;
 use spikerl_snn::{NetworkConfig, PolicyConfig};
-use tch::nn::{self, OptimizerConfig};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+use tch::nn;
 use tch::{Device, Kind, Reduction, Tensor};
 
 /// A minibatch on the training device.
@@ -66,7 +70,7 @@ pub fn smoothed_target_action(a: &Tensor, eps: &Tensor, max_action: &Tensor, cfg
 
 enum TargetPolicy {
     Polyak { vs: nn::VarStore, net: TorchPolicy },
-    Proxy { vs: nn::VarStore, net: TorchPolicy, opt: nn::Optimizer, steps: usize },
+    Proxy { vs: nn::VarStore, net: TorchPolicy, opt: Adam, steps: usize },
 }
 
 /// Networks, optimisers and counters of one TD3 learner.
@@ -77,30 +81,34 @@ pub struct Td3 {
     max_action: Tensor,
     pub actor_vs: nn::VarStore,
     actor: TorchPolicy,
-    actor_opt: nn::Optimizer,
+    pub actor_opt: Adam,
     target: TargetPolicy,
     pub critic_vs: nn::VarStore,
     critic: TwinCritic,
-    critic_opt: nn::Optimizer,
+    pub critic_opt: Adam,
     pub critic_target_vs: nn::VarStore,
     critic_target: TwinCritic,
     /// Training iterations done.
     pub iterations: u64,
     /// Delayed actor updates done (the policy's version).
     pub actor_updates: u64,
+    /// Target policy smoothing noise comes from this generator (not libtorch's global one), so that a
+    /// checkpoint can hold its state and a resumed run continues the same stream.
+    pub noise_rng: ChaCha8Rng,
+    noise: Vec<f32>,
 }
 
 impl Td3 {
     /// Builds every network. Initialisation draws from libtorch's global generator: call
-    /// `tch::manual_seed` first for a reproducible run.
-    pub fn new(run: &RunConfig, policy_config: PolicyConfig, device: Device) -> Td3 {
+    /// `tch::manual_seed` first for a reproducible run. `noise_seed` seeds the target smoothing noise.
+    pub fn new(run: &RunConfig, policy_config: PolicyConfig, device: Device, noise_seed: u64) -> Td3 {
         let (obs_dim, act_dim) = (policy_config.obs_dim, policy_config.act_dim);
         let cfg = run.td3.clone();
         let max_action = Tensor::from_slice(&policy_config.max_action).view([1, act_dim as i64]).to_device(device);
 
         let actor_vs = nn::VarStore::new(device);
         let actor = TorchPolicy::new(&actor_vs.root(), &policy_config);
-        let actor_opt = nn::Adam::default().build(&actor_vs, cfg.actor_lr).expect("adam");
+        let actor_opt = Adam::new(&actor_vs, cfg.actor_lr);
 
         let target = match run.algo {
             Algo::Ann | Algo::Vanilla => {
@@ -117,14 +125,14 @@ impl Td3 {
                 };
                 let vs = nn::VarStore::new(device);
                 let net = TorchPolicy::new(&vs.root(), &proxy_cfg);
-                let opt = nn::Adam::default().build(&vs, run.proxy.lr).expect("adam");
+                let opt = Adam::new(&vs, run.proxy.lr);
                 TargetPolicy::Proxy { vs, net, opt, steps: run.proxy.steps }
             }
         };
 
         let critic_vs = nn::VarStore::new(device);
         let critic = TwinCritic::new(&critic_vs.root(), obs_dim, act_dim, &cfg.critic_hidden);
-        let critic_opt = nn::Adam::default().build(&critic_vs, cfg.critic_lr).expect("adam");
+        let critic_opt = Adam::new(&critic_vs, cfg.critic_lr);
         let mut critic_target_vs = nn::VarStore::new(device);
         let critic_target = TwinCritic::new(&critic_target_vs.root(), obs_dim, act_dim, &cfg.critic_hidden);
         hard_update(&mut critic_target_vs, &critic_vs);
@@ -146,6 +154,8 @@ impl Td3 {
             critic_target,
             iterations: 0,
             actor_updates: 0,
+            noise_rng: ChaCha8Rng::seed_from_u64(noise_seed),
+            noise: Vec::new(),
         }
     }
 
@@ -208,7 +218,7 @@ impl Td3 {
         let b = sample();
         let target = tch::no_grad(|| {
             let a = self.target_act(&b.next_obs);
-            let eps = a.randn_like();
+            let eps = self.standard_normal(&a.size());
             let a = smoothed_target_action(&a, &eps, &self.max_action, &self.cfg);
             let (q1, q2) = self.critic_target.both(&b.next_obs, &a);
             td_target(&b.rewards, &b.not_done, &q1, &q2, self.cfg.gamma)
@@ -238,6 +248,29 @@ impl Td3 {
         stats
     }
 
+    /// A standard-normal tensor of `shape` drawn from `noise_rng`.
+    fn standard_normal(&mut self, shape: &[i64]) -> Tensor {
+        let n = shape.iter().product::<i64>() as usize;
+        self.noise.clear();
+        self.noise.extend((0..n).map(|_| -> f32 { StandardNormal.sample(&mut self.noise_rng) }));
+        Tensor::from_slice(&self.noise).view(shape).to_device(self.device)
+    }
+
+    /// The proxy's optimiser, if there is a proxy.
+    pub fn proxy_opt(&self) -> Option<&Adam> {
+        match &self.target {
+            TargetPolicy::Proxy { opt, .. } => Some(opt),
+            TargetPolicy::Polyak { .. } => None,
+        }
+    }
+
+    pub fn proxy_opt_mut(&mut self) -> Option<&mut Adam> {
+        match &mut self.target {
+            TargetPolicy::Proxy { opt, .. } => Some(opt),
+            TargetPolicy::Polyak { .. } => None,
+        }
+    }
+
     /// The acting policy's weights under their stable names.
     pub fn export_policy(&self) -> spikerl_snn::NamedTensors {
         spikerl_snn::torch::export(&self.actor_vs)
@@ -249,6 +282,14 @@ mod tests {
     use super::*;
     use crate::config::RunConfig;
     use spikerl_snn::NeuronKind;
+
+    /// libtorch's generator is global to the process and tests run on parallel threads: every test that
+    /// seeds it holds this lock, or another test's `manual_seed` would interleave with its draws.
+    static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn torch_rng() -> std::sync::MutexGuard<'static, ()> {
+        TORCH_RNG.lock().unwrap_or_else(|p| p.into_inner())
+    }
 
     fn t(v: &[f32]) -> Tensor {
         Tensor::from_slice(v).view([v.len() as i64, 1])
@@ -323,10 +364,11 @@ mod tests {
 
     #[test]
     fn proxy_step_lowers_imitation_loss_and_touches_only_the_proxy() {
+        let _rng = torch_rng();
         tch::set_num_threads(1);
         tch::manual_seed(1);
         let (cfg, policy) = small_run(Algo::Proxy);
-        let mut td3 = Td3::new(&cfg, policy, Device::Cpu);
+        let mut td3 = Td3::new(&cfg, policy, Device::Cpu, 11);
         let (actor, critic, proxy) = (snapshot(&td3.actor_vs), snapshot(&td3.critic_vs), snapshot(td3.target_vs()));
         let obs = batch(2).obs;
         let first = td3.proxy_step(&obs).unwrap();
@@ -342,10 +384,11 @@ mod tests {
 
     #[test]
     fn proxy_mode_polyak_touches_only_critic_targets() {
+        let _rng = torch_rng();
         tch::set_num_threads(1);
         tch::manual_seed(3);
         let (cfg, policy) = small_run(Algo::Proxy);
-        let mut td3 = Td3::new(&cfg, policy, Device::Cpu);
+        let mut td3 = Td3::new(&cfg, policy, Device::Cpu, 11);
         assert!(td3.has_proxy());
         assert!(
             td3.target_vs().variables().keys().all(|k| !k.starts_with("encoder")),
@@ -367,10 +410,11 @@ mod tests {
 
     #[test]
     fn vanilla_mode_polyak_moves_the_snn_target_by_tau() {
+        let _rng = torch_rng();
         tch::set_num_threads(1);
         tch::manual_seed(4);
         let (cfg, policy) = small_run(Algo::Vanilla);
-        let mut td3 = Td3::new(&cfg, policy, Device::Cpu);
+        let mut td3 = Td3::new(&cfg, policy, Device::Cpu, 11);
         assert!(!td3.has_proxy());
         let target_before = snapshot(td3.target_vs());
         assert!(target_before.iter().any(|(k, _)| k == "encoder.mu"), "the vanilla target is a spiking copy");
@@ -389,11 +433,12 @@ mod tests {
 
     #[test]
     fn same_seed_same_losses_and_weights() {
+        let _rng = torch_rng();
         tch::set_num_threads(1);
         let run = || {
             tch::manual_seed(7);
             let (cfg, policy) = small_run(Algo::Proxy);
-            let mut td3 = Td3::new(&cfg, policy, Device::Cpu);
+            let mut td3 = Td3::new(&cfg, policy, Device::Cpu, 11);
             let mut losses = Vec::new();
             let mut k = 0;
             for _ in 0..4 {
