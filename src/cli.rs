@@ -172,10 +172,10 @@ pub struct LearnerArgs {
     /// Run folder (manifest.json, evals.csv, checkpoints/).
     #[arg(long, env = "SPIKERL_RUN_DIR")]
     pub run_dir: PathBuf,
-    /// Continue the run in --run-dir from its latest checkpoint.
+    /// Continue the run in --run-dir from its newest valid checkpoint (its configuration wins over the run options).
     #[arg(long, env = "SPIKERL_RESUME")]
     pub resume: bool,
-    /// Seconds between periodic checkpoints.
+    /// Seconds between periodic checkpoints (0: only at the end and on SIGTERM/SIGINT).
     #[arg(long, env = "SPIKERL_CHECKPOINT_SECS", default_value_t = 300)]
     pub checkpoint_secs: u64,
     /// Run id actors must present; default: derived from the run folder's name.

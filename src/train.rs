@@ -85,6 +85,7 @@ fn manifest(cfg: &RunConfig, run_id: &str, mode: &str, actors: usize) -> anyhow:
         started_at: now_rfc3339(),
         ended_at: None,
         error: None,
+        resumed_from: None,
     })
 }
 
@@ -178,7 +179,6 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let dir = RunDir::create(&args.out, manifest(&cfg, &run_id, "distributed", args.actors)?)?;
         let exe = std::env::current_exe()?;
         let mut children = Vec::new();
         for i in 0..args.actors {
@@ -209,12 +209,17 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         let opts = LearnerOptions {
             cfg: cfg.clone(),
             run_id: run_id.clone(),
+            run_dir: args.out.clone(),
+            resume: false,
             device,
             publish_interval: Duration::from_millis(100),
+            checkpoint_interval: None,
             max_batch_transitions: 4096,
             max_message_bytes: 64 << 20,
         };
-        let result = runtime::run(opts, listener, dir, progress, shutdown_signal()).await;
+        let actors = args.actors;
+        let describe = move |cfg: &RunConfig, id: &str| manifest(cfg, id, "distributed", actors);
+        let result = runtime::run(opts, listener, describe, progress, shutdown_signal()).await;
         ticker.abort();
         bar.finish_and_clear();
         for mut child in children {
@@ -227,28 +232,29 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
 }
 
 pub fn learner(args: LearnerArgs) -> anyhow::Result<()> {
+    // On --resume the checkpoint's configuration wins; the run options are still parsed and checked.
     let cfg = run_config(&args.run)?;
     let device = device(args.run.device)?;
-    if args.resume {
-        anyhow::bail!("--resume is not implemented yet in this build (tracked by the fault-tolerance issue)");
-    }
     set_threads(args.run.threads, 0);
     let run_id = args.run_id.clone().unwrap_or_else(|| run_id_for(&args.run_dir));
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {
         install_metrics(args.metrics, "learner")?;
         let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
-        let dir = RunDir::create(&args.run_dir, manifest(&cfg, &run_id, "distributed", 0)?)?;
         let opts = LearnerOptions {
             cfg,
             run_id,
+            run_dir: args.run_dir.clone(),
+            resume: args.resume,
             device,
             publish_interval: Duration::from_millis(100),
+            checkpoint_interval: (args.checkpoint_secs > 0).then(|| Duration::from_secs(args.checkpoint_secs)),
             max_batch_transitions: 4096,
             max_message_bytes: 64 << 20,
         };
         let started = Instant::now();
-        let trainer = runtime::run(opts, listener, dir, Arc::default(), shutdown_signal()).await?;
+        let describe = |cfg: &RunConfig, id: &str| manifest(cfg, id, "distributed", 0);
+        let trainer = runtime::run(opts, listener, describe, Arc::default(), shutdown_signal()).await?;
         summary(&trainer, &args.run_dir, started);
         Ok(())
     })

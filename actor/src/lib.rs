@@ -35,6 +35,9 @@ pub struct ActorOptions {
     pub steps_per_batch: usize,
     /// Batches sent ahead of their acknowledgement.
     pub window: usize,
+    /// Acknowledged batches kept for resending after a learner restarts from an older checkpoint
+    /// (bytes of transition data; the oldest are dropped first).
+    pub retain_bytes: usize,
     pub max_backoff: Duration,
     pub max_message_bytes: usize,
 }
@@ -47,6 +50,7 @@ impl Default for ActorOptions {
             num_envs: 1,
             steps_per_batch: 32,
             window: 4,
+            retain_bytes: 64 << 20,
             max_backoff: Duration::from_secs(10),
             max_message_bytes: 64 << 20,
         }
@@ -85,8 +89,9 @@ async fn run_inner(opts: ActorOptions) -> anyhow::Result<()> {
     let (batch_tx, mut batch_rx) = mpsc::channel::<TransitionBatch>(1);
     let mut batch_tx = Some(batch_tx);
     let mut acting: Option<(String, std::thread::JoinHandle<anyhow::Result<()>>)> = None;
-    let mut pending: VecDeque<TransitionBatch> = VecDeque::new();
+    let mut outbox = Outbox::new(opts.retain_bytes);
     let mut next_sequence = 1u64;
+    let mut run_id: Option<String> = None;
     let mut backoff = Duration::from_millis(100);
 
     let _stop_on_exit = StopGuard(shared.clone());
@@ -107,13 +112,16 @@ async fn run_inner(opts: ActorOptions) -> anyhow::Result<()> {
         tracing::info!(actor_id = reply.actor_id, run = %reply.run_id, env = %reply.env_id, "registered");
         metrics::gauge!("spikerl_actor_connected").set(1.0);
 
-        // Anything the learner already stored is done; the rest is resent in order.
-        pending.retain(|b| b.sequence > reply.last_sequence);
-        next_sequence = next_sequence.max(reply.last_sequence + 1);
-        for b in pending.iter_mut() {
-            b.run_id = reply.run_id.clone();
-            b.actor_id = reply.actor_id;
+        // Anything the learner has stored is done; everything after it (unacknowledged, or acknowledged
+        // but lost when the learner went back to an older checkpoint) is resent in order.
+        if run_id.as_ref().is_some_and(|r| *r != reply.run_id) {
+            tracing::warn!(old = ?run_id, new = %reply.run_id, "the learner runs a new run: unsent data of the old one is dropped");
+            outbox = Outbox::new(opts.retain_bytes);
+            next_sequence = 1;
         }
+        run_id = Some(reply.run_id.clone());
+        outbox.rewind(reply.last_sequence, &reply.run_id, reply.actor_id);
+        next_sequence = next_sequence.max(reply.last_sequence + 1);
         match &acting {
             Some((env_id, _)) if *env_id != reply.env_id => {
                 anyhow::bail!("the learner now runs {} but this actor steps {env_id}; restart the actor", reply.env_id)
@@ -137,7 +145,7 @@ async fn run_inner(opts: ActorOptions) -> anyhow::Result<()> {
         }
 
         let subscriber = tokio::spawn(subscribe(client.clone(), reply.clone(), shared.clone()));
-        let result = stream(&mut client, &reply, &opts, &shared, &mut pending, &mut batch_rx, &mut next_sequence).await;
+        let result = stream(&mut client, &reply, &opts, &shared, &mut outbox, &mut batch_rx, &mut next_sequence).await;
         subscriber.abort();
         metrics::gauge!("spikerl_actor_connected").set(0.0);
         match result {
@@ -196,33 +204,92 @@ async fn connect_and_register(opts: &ActorOptions) -> Result<(LearnerClient<Chan
     Ok((client, reply))
 }
 
+/// Batches on their way to the learner: `queued` (to send, resends first), `in_flight` (sent, not
+/// acknowledged) and `acked` (kept, up to a byte budget, in case the learner restarts from a checkpoint
+/// older than their acknowledgement).
+struct Outbox {
+    queued: VecDeque<TransitionBatch>,
+    in_flight: VecDeque<TransitionBatch>,
+    acked: VecDeque<TransitionBatch>,
+    acked_bytes: usize,
+    retain_bytes: usize,
+}
+
+impl Outbox {
+    fn new(retain_bytes: usize) -> Self {
+        Outbox { queued: VecDeque::new(), in_flight: VecDeque::new(), acked: VecDeque::new(), acked_bytes: 0, retain_bytes }
+    }
+
+    fn size(b: &TransitionBatch) -> usize {
+        4 * (b.obs.len() + b.actions.len() + b.rewards.len() + b.next_obs.len()) + 2 * b.terminated.len()
+    }
+
+    /// After (re)registration: everything newer than `last_stored` is queued again, in order.
+    fn rewind(&mut self, last_stored: u64, run_id: &str, actor_id: u32) {
+        let mut all: Vec<TransitionBatch> =
+            self.acked.drain(..).chain(self.in_flight.drain(..)).chain(self.queued.drain(..)).collect();
+        self.acked_bytes = 0;
+        all.sort_by_key(|b| b.sequence);
+        let oldest_kept = all.first().map(|b| b.sequence);
+        all.retain(|b| b.sequence > last_stored);
+        if let Some(oldest) = oldest_kept
+            && oldest > last_stored + 1
+            && last_stored > 0
+        {
+            let lost = oldest - last_stored - 1;
+            tracing::warn!(lost_batches = lost, "the learner went back further than this actor retains; those batches are lost");
+            metrics::counter!("spikerl_actor_lost_batches_total").increment(lost);
+        }
+        for mut b in all {
+            b.run_id = run_id.to_string();
+            b.actor_id = actor_id;
+            self.queued.push_back(b);
+        }
+    }
+
+    fn acknowledge(&mut self, sequence: u64) {
+        while self.in_flight.front().is_some_and(|b| b.sequence <= sequence) {
+            let b = self.in_flight.pop_front().expect("checked");
+            self.acked_bytes += Self::size(&b);
+            self.acked.push_back(b);
+        }
+        while self.acked_bytes > self.retain_bytes {
+            let Some(b) = self.acked.pop_front() else { break };
+            self.acked_bytes -= Self::size(&b);
+        }
+    }
+}
+
 /// Sends batches (resent ones first) with at most `window` unacknowledged, and applies acks.
 async fn stream(
     client: &mut LearnerClient<Channel>,
     reply: &RegisterReply,
     opts: &ActorOptions,
     shared: &Shared,
-    pending: &mut VecDeque<TransitionBatch>,
+    outbox: &mut Outbox,
     batches: &mut mpsc::Receiver<TransitionBatch>,
     next_sequence: &mut u64,
 ) -> Result<(), Status> {
-    let (out_tx, out_rx) = mpsc::channel::<TransitionBatch>(opts.window.max(1));
-    for b in pending.iter() {
-        out_tx.try_send(b.clone()).map_err(|_| Status::internal("resend window overflow"))?;
-    }
+    let window = opts.window.max(1);
+    let (out_tx, out_rx) = mpsc::channel::<TransitionBatch>(window);
     let mut acks = client.stream_transitions(tokio_stream::wrappers::ReceiverStream::new(out_rx)).await?.into_inner();
     loop {
+        // Resends go first; new batches are taken from the acting thread only when none are queued.
+        while outbox.in_flight.len() < window {
+            let Some(b) = outbox.queued.pop_front() else { break };
+            outbox.in_flight.push_back(b.clone());
+            if out_tx.send(b).await.is_err() {
+                return Err(Status::unavailable("the transition stream closed"));
+            }
+        }
         tokio::select! {
-            next = batches.recv(), if pending.len() < opts.window.max(1) => {
+            next = batches.recv(), if outbox.in_flight.len() < window => {
                 let Some(mut b) = next else { return Ok(()) };
                 b.run_id = reply.run_id.clone();
                 b.actor_id = reply.actor_id;
                 b.sequence = *next_sequence;
                 *next_sequence += 1;
-                pending.push_back(b.clone());
-                if out_tx.send(b).await.is_err() {
-                    return Err(Status::unavailable("the transition stream closed"));
-                }
+                outbox.queued.push_back(b);
             }
             ack = acks.next() => {
                 let ack = match ack {
@@ -230,9 +297,7 @@ async fn stream(
                     Some(Err(status)) => return Err(status),
                     None => return Err(Status::unavailable("the learner closed the transition stream")),
                 };
-                while pending.front().is_some_and(|b| b.sequence <= ack.sequence) {
-                    pending.pop_front();
-                }
+                outbox.acknowledge(ack.sequence);
                 shared.learner_inserted.store(ack.total_inserted, Ordering::Relaxed);
             }
         }
@@ -268,5 +333,47 @@ async fn subscribe(mut client: LearnerClient<Channel>, reply: RegisterReply, sha
             Ok((cfg, _, _)) => tracing::error!(obs = cfg.obs_dim, act = cfg.act_dim, "policy shapes do not match the run's spaces; ignored"),
             Err(e) => tracing::error!(error = %e, version = update.version, "undecodable policy weights ignored"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(sequence: u64) -> TransitionBatch {
+        TransitionBatch { sequence, rewards: vec![0.0; 10], obs: vec![0.0; 30], ..Default::default() }
+    }
+
+    fn seqs(q: &VecDeque<TransitionBatch>) -> Vec<u64> {
+        q.iter().map(|b| b.sequence).collect()
+    }
+
+    #[test]
+    fn rewind_resends_everything_after_the_learners_last_stored_batch() {
+        let mut o = Outbox::new(1 << 20);
+        for s in 1..=5 {
+            o.in_flight.push_back(batch(s));
+        }
+        o.acknowledge(3);
+        assert_eq!(seqs(&o.acked), vec![1, 2, 3]);
+        assert_eq!(seqs(&o.in_flight), vec![4, 5]);
+        // The learner restarted from a checkpoint that had stored up to batch 2.
+        o.rewind(2, "run", 7);
+        assert_eq!(seqs(&o.queued), vec![3, 4, 5], "acked-but-lost and unacked batches are resent, in order");
+        assert!(o.queued.iter().all(|b| b.actor_id == 7 && b.run_id == "run"));
+        assert!(o.in_flight.is_empty() && o.acked.is_empty());
+    }
+
+    #[test]
+    fn retention_is_bounded_by_bytes() {
+        let size = Outbox::size(&batch(1));
+        let mut o = Outbox::new(3 * size);
+        for s in 1..=10 {
+            o.in_flight.push_back(batch(s));
+        }
+        o.acknowledge(10);
+        assert_eq!(seqs(&o.acked), vec![8, 9, 10], "only the newest batches within the budget are kept");
+        o.rewind(5, "run", 0);
+        assert_eq!(seqs(&o.queued), vec![8, 9, 10], "batches 6 and 7 are reported lost");
     }
 }

@@ -1,60 +1,438 @@
-//! Checkpoints in the run folder's `checkpoints/`:
-//! - `policy.safetensors`: the acting policy in the wire format (spikerl-snn's `encode_policy`), loadable
-//!   by actors and by PyTorch users (`safetensors.torch.load_file`);
-//! - `learner.safetensors`: every network of the learner (actor, target policy or proxy, critics, target
-//!   critics) under `actor.`, `target.`, `critic.`, `critic_target.` prefixes, with the counters in the
-//!   metadata.
-//! Both are written atomically (temp file + rename).
+//! Checkpoints: everything a learner needs to continue a run as if nothing happened.
+//!
+//! `checkpoints/` in the run folder holds
+//! - `ckpt-<iterations>/` (the newest two are kept), each with
+//!   - `nets.safetensors`: actor, target policy or proxy, critics, target critics (`actor.`, `target.`,
+//!     `critic.`, `critic_target.` prefixes) and the Adam moments (`opt.actor.`, `opt.critic.`,
+//!     `opt.proxy.`);
+//!   - `replay.safetensors`: the replay buffer's rows;
+//!   - `state.json`: counters, rate limiter, RNG states, evaluation history, actors' sequence numbers;
+//!   - `SHA256SUMS`: written last; a checkpoint whose sums do not match is corrupt and never loaded.
+//! - `policy.safetensors`: the newest acting policy in the wire format (loadable by actors and by
+//!   PyTorch users with `safetensors.torch.load_file`).
+//!
+//! A checkpoint is assembled in a temporary folder and renamed into place, so a crash or a full disk
+//! mid-write leaves the previous checkpoint valid.
 
-use crate::run_dir::write_atomic;
+use crate::config::RunConfig;
+use crate::rate_limiter::RateLimiter;
+use crate::replay::{ReplayBuffer, Transitions};
+use crate::run_dir::{EvalRecord, write_atomic};
+use crate::server::ActorRecord;
 use crate::trainer::Trainer;
+use anyhow::{Context, bail};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use safetensors::SafeTensors;
 use safetensors::tensor::{Dtype, TensorView};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::path::Path;
+use std::fs;
+use std::path::{Path, PathBuf};
+use tch::Tensor;
 use tch::nn::VarStore;
 
 pub const POLICY_FILE: &str = "policy.safetensors";
-pub const LEARNER_FILE: &str = "learner.safetensors";
+const NETS_FILE: &str = "nets.safetensors";
+const REPLAY_FILE: &str = "replay.safetensors";
+const STATE_FILE: &str = "state.json";
+const SUMS_FILE: &str = "SHA256SUMS";
+const KEEP: usize = 2;
+const STATE_FORMAT: u32 = 1;
 
-pub fn save(trainer: &Trainer, dir: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir)?;
+/// A ChaCha generator's position: its seed and word position.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RngState {
+    pub seed: [u8; 32],
+    /// u128 as a decimal string (JSON numbers cannot hold it).
+    pub word_pos: String,
+}
+
+impl RngState {
+    pub fn of(rng: &ChaCha8Rng) -> Self {
+        RngState { seed: rng.get_seed(), word_pos: rng.get_word_pos().to_string() }
+    }
+
+    pub fn restore(&self) -> anyhow::Result<ChaCha8Rng> {
+        let mut rng = ChaCha8Rng::from_seed(self.seed);
+        rng.set_word_pos(self.word_pos.parse().context("rng word position")?);
+        Ok(rng)
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct EvalState {
+    pub step: u64,
+    pub iterations: u64,
+    pub policy_version: u64,
+    pub returns: Vec<f64>,
+    pub wall_seconds: f64,
+    pub sops_per_inference: f64,
+    pub firing_rate: f64,
+    pub energy_nj_per_inference: f64,
+}
+
+/// The non-tensor part of a checkpoint.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LearnerState {
+    pub format_version: u32,
+    pub run_id: String,
+    pub config: RunConfig,
+    pub iterations: u64,
+    pub actor_updates: u64,
+    pub adam_steps_actor: u64,
+    pub adam_steps_critic: u64,
+    pub adam_steps_proxy: Option<u64>,
+    pub limiter: RateLimiter,
+    pub replay_len: usize,
+    pub replay_cursor: usize,
+    pub replay_rng: RngState,
+    pub noise_rng: RngState,
+    pub next_eval: u64,
+    pub evals: Vec<EvalState>,
+    pub actors: Vec<ActorRecord>,
+    pub wall_seconds: f64,
+    pub saved_at: String,
+}
+
+/// Writes a complete checkpoint of `trainer` (plus the actors' sequence numbers) into `dir`.
+/// Returns the new checkpoint's folder.
+pub fn save(trainer: &Trainer, run_id: &str, actors: Vec<ActorRecord>, dir: &Path) -> anyhow::Result<PathBuf> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let td3 = &trainer.td3;
     let policy = spikerl_snn::encode_policy(&td3.policy_config, &td3.export_policy(), td3.actor_updates)?;
-    write_atomic(&dir.join(POLICY_FILE), &policy)?;
+    write_atomic(&dir.join(POLICY_FILE), &policy).context("writing policy.safetensors")?;
 
-    let mut flat: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    let name = format!("ckpt-{:012}", td3.iterations);
+    let tmp = dir.join(format!(".tmp-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&tmp);
+    let result = write_checkpoint(trainer, run_id, actors, &tmp);
+    if let Err(e) = result {
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    let final_dir = dir.join(&name);
+    let _ = fs::remove_dir_all(&final_dir);
+    fs::rename(&tmp, &final_dir).inspect_err(|_| {
+        let _ = fs::remove_dir_all(&tmp);
+    })?;
+    sync_dir(dir);
+    prune(dir, KEEP);
+    Ok(final_dir)
+}
+
+fn write_checkpoint(trainer: &Trainer, run_id: &str, actors: Vec<ActorRecord>, tmp: &Path) -> anyhow::Result<()> {
+    fs::create_dir_all(tmp)?;
+    let td3 = &trainer.td3;
+    let mut nets: Vec<(String, Tensor)> = Vec::new();
     for (prefix, vs) in [
         ("actor", &td3.actor_vs),
         ("target", td3.target_vs()),
         ("critic", &td3.critic_vs),
         ("critic_target", &td3.critic_target_vs),
     ] {
-        collect(prefix, vs, &mut flat);
+        nets.extend(vs.variables().into_iter().map(|(n, t)| (format!("{prefix}.{n}"), t)));
     }
+    nets.extend(td3.actor_opt.state().into_iter().map(|(n, t)| (format!("opt.actor.{n}"), t)));
+    nets.extend(td3.critic_opt.state().into_iter().map(|(n, t)| (format!("opt.critic.{n}"), t)));
+    if let Some(opt) = td3.proxy_opt() {
+        nets.extend(opt.state().into_iter().map(|(n, t)| (format!("opt.proxy.{n}"), t)));
+    }
+    let mut sums = String::new();
+    let bytes = serialize_tensors(&nets)?;
+    write_file(tmp, NETS_FILE, &bytes, &mut sums)?;
+    drop(bytes);
+
+    let (len, cursor, data, rng) = {
+        let guard = trainer.replay.lock();
+        let (len, cursor, data, rng) = guard.buffer.parts();
+        (len, cursor, replay_rows(data, len, trainer.spec.obs_dim, trainer.spec.act_dim), rng.clone())
+    };
+    let replay = serialize_replay(&data, len, trainer.spec.obs_dim, trainer.spec.act_dim)?;
+    write_file(tmp, REPLAY_FILE, &replay, &mut sums)?;
+    drop(replay);
+
+    let state = LearnerState {
+        format_version: STATE_FORMAT,
+        run_id: run_id.to_string(),
+        config: trainer.cfg.clone(),
+        iterations: td3.iterations,
+        actor_updates: td3.actor_updates,
+        adam_steps_actor: td3.actor_opt.steps,
+        adam_steps_critic: td3.critic_opt.steps,
+        adam_steps_proxy: td3.proxy_opt().map(|o| o.steps),
+        limiter: trainer.replay.lock().limiter.clone(),
+        replay_len: len,
+        replay_cursor: cursor,
+        replay_rng: RngState::of(&rng),
+        noise_rng: RngState::of(&td3.noise_rng),
+        next_eval: trainer.next_eval(),
+        evals: trainer.evals.iter().map(eval_state).collect(),
+        actors,
+        wall_seconds: trainer.wall_seconds(),
+        saved_at: crate::run_dir::now_rfc3339(),
+    };
+    write_file(tmp, STATE_FILE, &serde_json::to_vec_pretty(&state)?, &mut sums)?;
+    write_file(tmp, SUMS_FILE, sums.as_bytes(), &mut String::new())?;
+    sync_dir(tmp);
+    Ok(())
+}
+
+fn write_file(dir: &Path, name: &str, bytes: &[u8], sums: &mut String) -> anyhow::Result<()> {
+    use std::io::Write;
+    let path = dir.join(name);
+    let mut f = fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(bytes).with_context(|| format!("writing {}", path.display()))?;
+    f.sync_all().with_context(|| format!("syncing {}", path.display()))?;
+    sums.push_str(&format!("{}  {name}\n", hex(&Sha256::digest(bytes))));
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(f) = fs::File::open(dir) {
+        let _ = f.sync_all();
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Removes all but the newest `keep` checkpoints (and stale temporary folders).
+fn prune(dir: &Path, keep: usize) {
+    let mut all = list(dir);
+    all.reverse();
+    for old in all.into_iter().skip(keep) {
+        let _ = fs::remove_dir_all(old);
+    }
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".tmp-") && !name.ends_with(&format!("-{}", std::process::id())) {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+    }
+}
+
+/// Checkpoint folders, oldest first.
+pub fn list(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("ckpt-") && e.path().is_dir())
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn eval_state(e: &EvalRecord) -> EvalState {
+    EvalState {
+        step: e.step,
+        iterations: e.iterations,
+        policy_version: e.policy_version,
+        returns: e.returns.clone(),
+        wall_seconds: e.wall_seconds,
+        sops_per_inference: e.sops_per_inference,
+        firing_rate: e.firing_rate,
+        energy_nj_per_inference: e.energy_nj_per_inference,
+    }
+}
+
+pub fn eval_record(e: &EvalState) -> EvalRecord {
+    EvalRecord {
+        step: e.step,
+        iterations: e.iterations,
+        policy_version: e.policy_version,
+        returns: e.returns.clone(),
+        wall_seconds: e.wall_seconds,
+        sops_per_inference: e.sops_per_inference,
+        firing_rate: e.firing_rate,
+        energy_nj_per_inference: e.energy_nj_per_inference,
+    }
+}
+
+fn serialize_tensors(named: &[(String, Tensor)]) -> anyhow::Result<Vec<u8>> {
+    let flat: Vec<(String, Vec<usize>, Vec<u8>)> = named
+        .iter()
+        .map(|(n, t)| {
+            let t = t.to_device(tch::Device::Cpu).to_kind(tch::Kind::Float).contiguous();
+            let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
+            let values = Vec::<f32>::try_from(t.flatten(0, -1)).context("tensor to f32")?;
+            Ok((n.clone(), shape, values.iter().flat_map(|v| v.to_le_bytes()).collect()))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    serialize_flat(&flat)
+}
+
+fn serialize_flat(flat: &[(String, Vec<usize>, Vec<u8>)]) -> anyhow::Result<Vec<u8>> {
     let views: Vec<(String, TensorView<'_>)> = flat
         .iter()
         .map(|(n, shape, bytes)| Ok((n.clone(), TensorView::new(Dtype::F32, shape.clone(), bytes)?)))
         .collect::<Result<_, safetensors::SafeTensorError>>()?;
-    let metadata = HashMap::from([
-        ("format".to_string(), "spikerl-learner".to_string()),
-        ("format_version".to_string(), "1".to_string()),
-        ("iterations".to_string(), td3.iterations.to_string()),
-        ("actor_updates".to_string(), td3.actor_updates.to_string()),
-        ("config".to_string(), serde_json::to_string(&trainer.cfg)?),
-    ]);
-    let bytes = safetensors::serialize(views, Some(metadata))?;
-    write_atomic(&dir.join(LEARNER_FILE), &bytes)?;
+    let meta = HashMap::from([("format".to_string(), "spikerl-checkpoint".to_string())]);
+    Ok(safetensors::serialize(views, Some(meta))?)
+}
+
+/// The first `len` rows of each replay array (all of them once the ring is full).
+fn replay_rows(data: &Transitions, len: usize, od: usize, ad: usize) -> Transitions {
+    Transitions {
+        obs: data.obs[..len * od].to_vec(),
+        actions: data.actions[..len * ad].to_vec(),
+        rewards: data.rewards[..len].to_vec(),
+        next_obs: data.next_obs[..len * od].to_vec(),
+        terminated: data.terminated[..len].to_vec(),
+    }
+}
+
+fn serialize_replay(t: &Transitions, len: usize, od: usize, ad: usize) -> anyhow::Result<Vec<u8>> {
+    let le = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+    let flat = vec![
+        ("obs".to_string(), vec![len, od], le(&t.obs)),
+        ("actions".to_string(), vec![len, ad], le(&t.actions)),
+        ("rewards".to_string(), vec![len], le(&t.rewards)),
+        ("next_obs".to_string(), vec![len, od], le(&t.next_obs)),
+        ("terminated".to_string(), vec![len], le(&t.terminated)),
+    ];
+    serialize_flat(&flat)
+}
+
+/// A verified checkpoint read into memory.
+pub struct Loaded {
+    pub path: PathBuf,
+    pub state: LearnerState,
+    nets: Vec<u8>,
+    replay: Vec<u8>,
+}
+
+/// Reads the newest checkpoint in `dir` whose checksums verify, reporting (and skipping) corrupt ones.
+pub fn load_latest(dir: &Path) -> anyhow::Result<Loaded> {
+    let candidates = list(dir);
+    if candidates.is_empty() {
+        bail!("no checkpoint in {} to resume from", dir.display());
+    }
+    let mut problems = Vec::new();
+    for path in candidates.iter().rev() {
+        match load(path) {
+            Ok(l) => {
+                if !problems.is_empty() {
+                    tracing::warn!(skipped = ?problems, used = %path.display(), "newer checkpoints were corrupt; resuming from an older one");
+                }
+                return Ok(l);
+            }
+            Err(e) => {
+                tracing::error!(checkpoint = %path.display(), error = %format!("{e:#}"), "corrupt checkpoint skipped");
+                problems.push(format!("{}: {e:#}", path.display()));
+            }
+        }
+    }
+    bail!("no valid checkpoint in {}:\n  {}", dir.display(), problems.join("\n  "))
+}
+
+/// Reads and verifies one checkpoint folder.
+pub fn load(path: &Path) -> anyhow::Result<Loaded> {
+    let sums = fs::read_to_string(path.join(SUMS_FILE)).context("missing SHA256SUMS (incomplete checkpoint)")?;
+    let mut files = HashMap::new();
+    for line in sums.lines().filter(|l| !l.trim().is_empty()) {
+        let (digest, name) = line.split_once("  ").with_context(|| format!("malformed SHA256SUMS line '{line}'"))?;
+        let bytes = fs::read(path.join(name)).with_context(|| format!("reading {name}"))?;
+        let got = hex(&Sha256::digest(&bytes));
+        if got != digest {
+            bail!("{name} is corrupt: SHA-256 {got}, expected {digest}");
+        }
+        files.insert(name.to_string(), bytes);
+    }
+    let mut take = |name: &str| files.remove(name).with_context(|| format!("SHA256SUMS does not list {name}"));
+    let state: LearnerState = serde_json::from_slice(&take(STATE_FILE)?).context("state.json")?;
+    if state.format_version != STATE_FORMAT {
+        bail!("checkpoint format {} is not supported (this build reads {STATE_FORMAT})", state.format_version);
+    }
+    let nets = take(NETS_FILE)?;
+    let replay = take(REPLAY_FILE)?;
+    SafeTensors::deserialize(&nets).context("nets.safetensors")?;
+    SafeTensors::deserialize(&replay).context("replay.safetensors")?;
+    Ok(Loaded { path: path.to_path_buf(), state, nets, replay })
+}
+
+fn tensor_of(st: &SafeTensors<'_>, name: &str) -> Option<Tensor> {
+    let view = st.tensor(name).ok()?;
+    if view.dtype() != Dtype::F32 {
+        return None;
+    }
+    let values: Vec<f32> = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+    Some(Tensor::from_slice(&values).view(shape.as_slice()))
+}
+
+fn copy_into(vs: &VarStore, prefix: &str, st: &SafeTensors<'_>) -> anyhow::Result<()> {
+    for (name, mut var) in vs.variables() {
+        let key = format!("{prefix}.{name}");
+        let t = tensor_of(st, &key).with_context(|| format!("checkpoint lacks {key}"))?;
+        if t.size() != var.size() {
+            bail!("{key} has shape {:?} in the checkpoint, {:?} in this build", t.size(), var.size());
+        }
+        tch::no_grad(|| var.copy_(&t.to_device(var.device())));
+    }
     Ok(())
 }
 
-fn collect(prefix: &str, vs: &VarStore, out: &mut Vec<(String, Vec<usize>, Vec<u8>)>) {
-    let mut vars: Vec<_> = vs.variables().into_iter().collect();
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
-    for (name, t) in vars {
-        let t = t.to_device(tch::Device::Cpu).to_kind(tch::Kind::Float).contiguous();
-        let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
-        let values: Vec<f32> = Vec::<f32>::try_from(t.flatten(0, -1)).unwrap_or_default();
-        let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        out.push((format!("{prefix}.{name}"), shape, bytes));
+impl Loaded {
+    /// Restores networks, optimisers, replay, limiter, RNGs and schedule into a freshly built trainer
+    /// of the same configuration. Returns the actors' sequence records.
+    pub fn restore_into(&self, trainer: &mut Trainer) -> anyhow::Result<Vec<ActorRecord>> {
+        let s = &self.state;
+        let nets = SafeTensors::deserialize(&self.nets)?;
+        let device = trainer.td3.device();
+        {
+            let td3 = &mut trainer.td3;
+            copy_into(&td3.actor_vs, "actor", &nets)?;
+            copy_into(td3.target_vs(), "target", &nets)?;
+            copy_into(&td3.critic_vs, "critic", &nets)?;
+            copy_into(&td3.critic_target_vs, "critic_target", &nets)?;
+            let nets = &nets;
+            let get = |prefix: &'static str| move |k: &str| tensor_of(nets, &format!("{prefix}.{k}")).map(|t| t.to_device(device));
+            td3.actor_opt.load_state(s.adam_steps_actor, &get("opt.actor")).map_err(anyhow::Error::msg)?;
+            td3.critic_opt.load_state(s.adam_steps_critic, &get("opt.critic")).map_err(anyhow::Error::msg)?;
+            match (td3.proxy_opt_mut(), s.adam_steps_proxy) {
+                (Some(opt), Some(steps)) => opt.load_state(steps, &get("opt.proxy")).map_err(anyhow::Error::msg)?,
+                (None, None) => {}
+                _ => bail!("the checkpoint's algorithm does not match this run's (proxy present in one only)"),
+            }
+            td3.iterations = s.iterations;
+            td3.actor_updates = s.actor_updates;
+            td3.noise_rng = s.noise_rng.restore()?;
+        }
+
+        let replay = SafeTensors::deserialize(&self.replay)?;
+        let (od, ad, cap) = (trainer.spec.obs_dim, trainer.spec.act_dim, trainer.cfg.replay_capacity);
+        let rows = |name: &str, width: usize| -> anyhow::Result<Vec<f32>> {
+            let v = replay.tensor(name).with_context(|| format!("replay lacks {name}"))?;
+            if v.dtype() != Dtype::F32 || v.data().len() != s.replay_len * width * 4 {
+                bail!("replay {name} has the wrong size for {} rows", s.replay_len);
+            }
+            let mut out: Vec<f32> = v.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            out.resize(cap * width, 0.0);
+            Ok(out)
+        };
+        let data = Transitions {
+            obs: rows("obs", od)?,
+            actions: rows("actions", ad)?,
+            rewards: rows("rewards", 1)?,
+            next_obs: rows("next_obs", od)?,
+            terminated: rows("terminated", 1)?,
+        };
+        let buffer = ReplayBuffer::from_parts(od, ad, cap, s.replay_len, s.replay_cursor, data, s.replay_rng.restore()?)
+            .map_err(anyhow::Error::msg)?;
+        {
+            let mut guard = trainer.replay.lock();
+            guard.buffer = buffer;
+            guard.limiter = s.limiter.clone();
+        }
+        trainer.restore_schedule(s.next_eval, s.evals.iter().map(eval_record).collect(), s.wall_seconds);
+        Ok(s.actors.clone())
     }
 }

@@ -150,6 +150,6 @@ pub fn run(
         p.best_eval = trainer.best_return();
         progress(&p);
     }
-    checkpoint::save(&trainer, &run_dir.checkpoints())?;
+    checkpoint::save(&trainer, "lockstep", Vec::new(), &run_dir.checkpoints())?;
     Ok(trainer)
 }

@@ -47,6 +47,9 @@ pub struct Manifest {
     pub started_at: String,
     pub ended_at: Option<String>,
     pub error: Option<String>,
+    /// The checkpoint this life of the run resumed from, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumed_from: Option<String>,
 }
 
 /// Every random stream's seed, derived from the run seed.
@@ -132,6 +135,21 @@ impl RunDir {
 
     pub fn checkpoints(&self) -> PathBuf {
         self.path.join("checkpoints")
+    }
+
+    /// Rewrites evals.csv from `history` (a resumed run's authoritative record: rows written after
+    /// the checkpoint it resumed from are dropped, they will be evaluated again).
+    pub fn rewrite_evals(&mut self, history: &[EvalRecord]) -> std::io::Result<()> {
+        let csv = self.path.join("evals.csv");
+        let tmp = csv.with_extension("csv.tmp");
+        {
+            let mut f = File::create(&tmp)?;
+            writeln!(f, "{EVALS_HEADER}")?;
+            f.sync_all()?;
+        }
+        fs::rename(&tmp, &csv)?;
+        self.evals = OpenOptions::new().append(true).open(&csv)?;
+        history.iter().try_for_each(|e| self.append_eval(e))
     }
 
     pub fn append_eval(&mut self, e: &EvalRecord) -> std::io::Result<()> {

@@ -1,15 +1,18 @@
 //! The distributed learner process: the gRPC service on the async runtime, training on a dedicated OS
-//! thread, weights published through a `watch` channel (newest wins), run folder and checkpoints.
+//! thread, weights published through a `watch` channel (newest wins), run folder, periodic and final
+//! checkpoints, and resume.
 
 use crate::checkpoint;
 use crate::config::RunConfig;
 use crate::lockstep::{Progress, build_trainer};
-use crate::run_dir::RunDir;
-use crate::server::{LearnerService, RunInfo};
+use crate::run_dir::{Manifest, RunDir};
+use crate::server::{LearnerService, Registry, RunInfo, SharedRegistry};
 use crate::trainer::Trainer;
+use anyhow::{Context, bail};
 use spikerl_proto::PolicyUpdate;
 use spikerl_proto::learner_server::LearnerServer;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -19,11 +22,17 @@ use tokio::sync::watch;
 /// How the learner process runs (the run's own settings are in `RunConfig`).
 #[derive(Clone, Debug)]
 pub struct LearnerOptions {
+    /// The run's configuration; on resume the checkpoint's configuration is used instead.
     pub cfg: RunConfig,
     pub run_id: String,
+    pub run_dir: PathBuf,
+    /// Continue from the newest valid checkpoint in the run folder.
+    pub resume: bool,
     pub device: tch::Device,
     /// Weights are published at most this often (the newest actor weights then).
     pub publish_interval: Duration,
+    /// Periodic checkpoints (None: only at the end and on shutdown).
+    pub checkpoint_interval: Option<Duration>,
     /// Largest transition batch accepted from an actor.
     pub max_batch_transitions: usize,
     /// Largest gRPC message accepted, in bytes.
@@ -34,35 +43,70 @@ pub struct LearnerOptions {
 pub type ProgressHandle = Arc<Mutex<Progress>>;
 
 /// Serves on `listener` and trains until the configured steps are done or `shutdown` resolves, then
-/// evaluates, checkpoints and returns the trainer.
+/// evaluates (unless stopped early), checkpoints and returns the trainer. `manifest` describes the run
+/// for its folder, given the effective configuration and run id.
 pub async fn run(
     opts: LearnerOptions,
     listener: TcpListener,
-    mut run_dir: RunDir,
+    manifest: impl FnOnce(&RunConfig, &str) -> anyhow::Result<Manifest>,
     progress: ProgressHandle,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Trainer> {
-    let cfg = opts.cfg.clone();
+    let ckpt_dir = opts.run_dir.join("checkpoints");
+    let loaded = if opts.resume {
+        let dir = ckpt_dir.clone();
+        Some(tokio::task::spawn_blocking(move || checkpoint::load_latest(&dir)).await??)
+    } else {
+        None
+    };
+    let (cfg, run_id) = match &loaded {
+        Some(l) => (l.state.config.clone(), l.state.run_id.clone()),
+        None => (opts.cfg.clone(), opts.run_id.clone()),
+    };
     let device = opts.device;
-    // Building the networks is libtorch work: keep it off the async workers.
-    let trainer = tokio::task::spawn_blocking(move || build_trainer(&cfg, device)).await??;
+    let (trainer, records, resumed_from) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        // Building the networks is libtorch work: keep it off the async workers.
+        let mut trainer = build_trainer(&cfg, device)?;
+        let mut records = Vec::new();
+        let mut from = None;
+        if let Some(l) = loaded {
+            records = l.restore_into(&mut trainer).with_context(|| format!("restoring {}", l.path.display()))?;
+            from = Some(l.path.display().to_string());
+            tracing::info!(checkpoint = %l.path.display(), iterations = trainer.td3.iterations, "resumed");
+        }
+        Ok((trainer, records, from))
+    })
+    .await??;
+
+    let mut manifest = manifest(&trainer.cfg, &run_id)?;
+    manifest.resumed_from = resumed_from.clone();
+    let mut run_dir = RunDir::create(&opts.run_dir, manifest)?;
+    if resumed_from.is_some() {
+        run_dir.rewrite_evals(&trainer.evals)?;
+    }
+    let registry: SharedRegistry = Arc::new(Mutex::new(Registry::from_records(&records)));
     let info = RunInfo {
-        run_id: opts.run_id.clone(),
+        run_id: run_id.clone(),
         env_id: trainer.spec.id.clone(),
-        seed: opts.cfg.seed,
+        seed: trainer.cfg.seed,
         obs_dim: trainer.spec.obs_dim,
         act_dim: trainer.spec.act_dim,
-        exploration_noise: opts.cfg.td3.exploration_noise as f32,
-        random_steps: opts.cfg.random_steps,
+        exploration_noise: trainer.cfg.td3.exploration_noise as f32,
+        random_steps: trainer.cfg.random_steps,
         max_batch_transitions: opts.max_batch_transitions,
     };
     let (policy_tx, policy_rx) = watch::channel(None);
     publish(&trainer, &policy_tx)?;
     let replay = trainer.replay.clone();
+    {
+        let c = replay.counters();
+        metrics::gauge!("spikerl_learner_replay_size").set(c.replay_size as f64);
+        metrics::counter!("spikerl_learner_train_iterations_total").absolute(trainer.td3.iterations);
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
     let (server_stop_tx, server_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let service = LearnerServer::new(LearnerService::new(info, replay.clone(), policy_rx))
+    let service = LearnerServer::new(LearnerService::new(info, replay.clone(), policy_rx, registry.clone()))
         .max_decoding_message_size(opts.max_message_bytes)
         .max_encoding_message_size(64 << 20);
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
@@ -86,9 +130,15 @@ pub async fn run(
 
     let training = {
         let stop = stop.clone();
-        let publish_interval = opts.publish_interval;
+        let ctx = TrainContext {
+            run_id,
+            ckpt_dir,
+            registry,
+            publish_interval: opts.publish_interval,
+            checkpoint_interval: opts.checkpoint_interval,
+        };
         std::thread::Builder::new().name("training".into()).spawn(move || {
-            let result = train(trainer, &mut run_dir, &policy_tx, &stop, publish_interval, &progress);
+            let result = train(trainer, &mut run_dir, &policy_tx, &stop, &ctx, &progress);
             let status = match (&result, stop.load(Ordering::SeqCst)) {
                 (Err(_), _) => "failed",
                 (Ok(_), true) => "interrupted",
@@ -108,33 +158,67 @@ pub async fn run(
     Ok(trainer)
 }
 
+struct TrainContext {
+    run_id: String,
+    ckpt_dir: PathBuf,
+    registry: SharedRegistry,
+    publish_interval: Duration,
+    checkpoint_interval: Option<Duration>,
+}
+
+impl TrainContext {
+    /// Writes a checkpoint; a failure (a full disk, say) is reported and counted, and the previous
+    /// checkpoint stays the valid one.
+    fn checkpoint(&self, trainer: &Trainer) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let records = self.registry.lock().unwrap_or_else(|p| p.into_inner()).records();
+        match checkpoint::save(trainer, &self.run_id, records, &self.ckpt_dir) {
+            Ok(path) => {
+                metrics::histogram!("spikerl_learner_checkpoint_duration_seconds").record(started.elapsed().as_secs_f64());
+                let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+                metrics::gauge!("spikerl_learner_checkpoint_last_success_timestamp_seconds").set(now);
+                tracing::info!(path = %path.display(), secs = started.elapsed().as_secs_f64(), "checkpoint written");
+                Ok(())
+            }
+            Err(e) => {
+                metrics::counter!("spikerl_learner_checkpoint_failures_total").increment(1);
+                tracing::error!(error = %format!("{e:#}"), "checkpoint failed; training goes on, the previous checkpoint stays valid");
+                Err(e)
+            }
+        }
+    }
+}
+
 fn train(
     mut trainer: Trainer,
     run_dir: &mut RunDir,
     policy_tx: &watch::Sender<Option<Arc<PolicyUpdate>>>,
     stop: &AtomicBool,
-    publish_interval: Duration,
+    ctx: &TrainContext,
     progress: &ProgressHandle,
 ) -> anyhow::Result<Trainer> {
     let mut published = trainer.td3.actor_updates;
     let mut last_publish = Instant::now();
+    let mut last_checkpoint = Instant::now();
     let total_steps = trainer.cfg.random_steps + trainer.cfg.steps;
-    let mut evaluated_at_start = false;
+    if trainer.evals.is_empty() {
+        trainer.evaluate_if_due(0, Some(run_dir))?;
+    }
     while !trainer.done() && !stop.load(Ordering::SeqCst) {
-        if !evaluated_at_start {
-            trainer.evaluate_if_due(0, Some(run_dir))?;
-            evaluated_at_start = true;
-        }
         if trainer.iterate().is_none() {
             break;
         }
         let counters = trainer.replay.counters();
-        if trainer.td3.actor_updates != published && last_publish.elapsed() >= publish_interval {
+        if trainer.td3.actor_updates != published && last_publish.elapsed() >= ctx.publish_interval {
             publish(&trainer, policy_tx)?;
             published = trainer.td3.actor_updates;
             last_publish = Instant::now();
         }
         let eval = trainer.evaluate_if_due(counters.inserted, Some(run_dir))?;
+        if ctx.checkpoint_interval.is_some_and(|every| last_checkpoint.elapsed() >= every) {
+            let _ = ctx.checkpoint(&trainer);
+            last_checkpoint = Instant::now();
+        }
         metrics::gauge!("spikerl_learner_replay_size").set(counters.replay_size as f64);
         metrics::gauge!("spikerl_learner_samples_per_insert").set(counters.ratio);
         let mut p = progress.lock().unwrap_or_else(|p| p.into_inner());
@@ -146,7 +230,8 @@ fn train(
             p.best_eval = trainer.best_return();
         }
     }
-    if !stop.load(Ordering::SeqCst) {
+    let stopped = stop.load(Ordering::SeqCst);
+    if !stopped {
         let steps = trainer.replay.counters().inserted;
         let r = trainer.evaluate(steps, Some(run_dir))?;
         let mut p = progress.lock().unwrap_or_else(|p| p.into_inner());
@@ -154,7 +239,11 @@ fn train(
         p.best_eval = trainer.best_return();
     }
     publish(&trainer, policy_tx)?;
-    checkpoint::save(&trainer, &run_dir.checkpoints())?;
+    if let Err(e) = ctx.checkpoint(&trainer) {
+        if !stopped {
+            bail!("the final checkpoint failed: {e:#}");
+        }
+    }
     Ok(trainer)
 }
 

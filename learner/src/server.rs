@@ -38,22 +38,59 @@ struct ActorEntry {
     last_sequence: u64,
 }
 
+/// An actor as checkpoints remember it: a resumed learner keeps ids and deduplicates resent batches.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ActorRecord {
+    pub name: String,
+    pub id: u32,
+    pub last_sequence: u64,
+}
+
+/// Registered actors and the last batch sequence stored from each.
 #[derive(Default)]
-struct Registry {
+pub struct Registry {
     by_name: HashMap<String, ActorEntry>,
     by_id: HashMap<u32, String>,
 }
+
+impl Registry {
+    pub fn from_records(records: &[ActorRecord]) -> Registry {
+        let mut r = Registry::default();
+        for a in records {
+            r.by_name.insert(a.name.clone(), ActorEntry { id: a.id, last_sequence: a.last_sequence });
+            r.by_id.insert(a.id, a.name.clone());
+        }
+        r
+    }
+
+    pub fn records(&self) -> Vec<ActorRecord> {
+        let mut v: Vec<ActorRecord> = self
+            .by_name
+            .iter()
+            .map(|(name, e)| ActorRecord { name: name.clone(), id: e.id, last_sequence: e.last_sequence })
+            .collect();
+        v.sort_by_key(|a| a.id);
+        v
+    }
+}
+
+pub type SharedRegistry = Arc<Mutex<Registry>>;
 
 pub struct LearnerService {
     info: RunInfo,
     replay: Arc<ReplayService>,
     policy: watch::Receiver<Option<Arc<PolicyUpdate>>>,
-    registry: Arc<Mutex<Registry>>,
+    registry: SharedRegistry,
 }
 
 impl LearnerService {
-    pub fn new(info: RunInfo, replay: Arc<ReplayService>, policy: watch::Receiver<Option<Arc<PolicyUpdate>>>) -> Self {
-        LearnerService { info, replay, policy, registry: Arc::default() }
+    pub fn new(
+        info: RunInfo,
+        replay: Arc<ReplayService>,
+        policy: watch::Receiver<Option<Arc<PolicyUpdate>>>,
+        registry: SharedRegistry,
+    ) -> Self {
+        LearnerService { info, replay, policy, registry }
     }
 
     fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
@@ -150,7 +187,7 @@ impl Learner for LearnerService {
         }
         let entry = {
             let mut reg = self.registry();
-            let next_id = reg.by_name.len() as u32;
+            let next_id = reg.by_id.keys().max().map_or(0, |m| m + 1);
             let entry = reg
                 .by_name
                 .entry(req.actor_name.clone())

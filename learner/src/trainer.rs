@@ -23,6 +23,8 @@ pub struct Trainer {
     next_eval: u64,
     pub evals: Vec<EvalRecord>,
     started: Instant,
+    /// Wall seconds of earlier lives of this run (before a resume).
+    wall_offset: f64,
     pub last_stats: UpdateStats,
 }
 
@@ -37,8 +39,27 @@ impl Trainer {
             next_eval: 0,
             evals: Vec::new(),
             started: Instant::now(),
+            wall_offset: 0.0,
             last_stats: UpdateStats::default(),
         }
+    }
+
+    /// Env-step count at which the next evaluation is due.
+    pub fn next_eval(&self) -> u64 {
+        self.next_eval
+    }
+
+    /// Wall-clock seconds this run has trained, across resumes.
+    pub fn wall_seconds(&self) -> f64 {
+        self.wall_offset + self.started.elapsed().as_secs_f64()
+    }
+
+    /// Continues a checkpointed run's evaluation schedule and history.
+    pub fn restore_schedule(&mut self, next_eval: u64, evals: Vec<EvalRecord>, wall_seconds: f64) {
+        self.next_eval = next_eval;
+        self.evals = evals;
+        self.wall_offset = wall_seconds;
+        self.started = Instant::now();
     }
 
     /// Whether the run has done all its training iterations.
@@ -85,7 +106,7 @@ impl Trainer {
             iterations: self.td3.iterations,
             policy_version: self.td3.actor_updates,
             returns,
-            wall_seconds: self.started.elapsed().as_secs_f64(),
+            wall_seconds: self.wall_seconds(),
             sops_per_inference: stats.sops_per_inference(),
             firing_rate: stats.firing_rate(),
             energy_nj_per_inference: stats.energy_nj_per_inference(),

@@ -29,6 +29,7 @@ fn run(algo: Algo, neuron: NeuronKind, steps: u64, seed: u64) -> Vec<f64> {
         started_at: now_rfc3339(),
         ended_at: None,
         error: None,
+        resumed_from: None,
     };
     let mut run_dir = RunDir::create(&dir, manifest).unwrap();
     let trainer = lockstep::run(&cfg, tch::Device::Cpu, &mut run_dir, &AtomicBool::new(false), |_| {}).unwrap();
