@@ -181,6 +181,53 @@ pub struct LearnerArgs {
     /// Run id actors must present; default: derived from the run folder's name.
     #[arg(long, env = "SPIKERL_RUN_ID")]
     pub run_id: Option<String>,
+    #[command(flatten)]
+    pub token: TokenArgs,
+    /// Serve TLS with this certificate (PEM); needs --tls-key.
+    #[arg(long, env = "SPIKERL_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, env = "SPIKERL_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (mutual TLS); needs --tls-cert.
+    #[arg(long, env = "SPIKERL_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Largest transition batch accepted from an actor.
+    #[arg(long, env = "SPIKERL_MAX_BATCH_TRANSITIONS", default_value_t = 4096)]
+    pub max_batch_transitions: usize,
+    /// Largest gRPC message accepted, in bytes.
+    #[arg(long, env = "SPIKERL_MAX_MESSAGE_BYTES", default_value_t = 64 << 20)]
+    pub max_message_bytes: usize,
+}
+
+/// The shared secret between learner and actors.
+#[derive(Args, Debug, Clone)]
+pub struct TokenArgs {
+    /// Shared token actors must present (prefer --auth-token-file or a container secret).
+    #[arg(long, env = "SPIKERL_AUTH_TOKEN", hide_env_values = true, conflicts_with = "auth_token_file")]
+    pub auth_token: Option<String>,
+    /// File holding the shared token (e.g. /run/secrets/spikerl_token); surrounding whitespace is ignored.
+    #[arg(long, env = "SPIKERL_AUTH_TOKEN_FILE")]
+    pub auth_token_file: Option<PathBuf>,
+}
+
+impl TokenArgs {
+    pub fn resolve(&self) -> anyhow::Result<Option<String>> {
+        let token = match (&self.auth_token, &self.auth_token_file) {
+            (Some(t), _) => Some(t.clone()),
+            (None, Some(f)) => Some(
+                std::fs::read_to_string(f)
+                    .map_err(|e| crate::UsageError(format!("cannot read --auth-token-file {}: {e}", f.display())))?
+                    .trim()
+                    .to_string(),
+            ),
+            (None, None) => None,
+        };
+        if token.as_ref().is_some_and(|t| t.is_empty() || !t.bytes().all(|b| b.is_ascii_graphic())) {
+            return Err(crate::UsageError("the auth token must be non-empty printable ASCII without spaces".into()).into());
+        }
+        Ok(token)
+    }
 }
 
 #[derive(Args, Debug)]
@@ -200,6 +247,23 @@ pub struct ActorArgs {
     /// Env steps per transition batch.
     #[arg(long, env = "SPIKERL_STEPS_PER_BATCH", default_value_t = 32)]
     pub steps_per_batch: usize,
+    #[command(flatten)]
+    pub token: TokenArgs,
+    /// CA (PEM) that signed the learner's certificate; use with an https:// --learner URL.
+    #[arg(long, env = "SPIKERL_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for learners that require mutual TLS; needs --tls-key.
+    #[arg(long, env = "SPIKERL_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, env = "SPIKERL_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Name to verify in the learner's certificate (default: the URL's host).
+    #[arg(long, env = "SPIKERL_TLS_DOMAIN")]
+    pub tls_domain: Option<String>,
+    /// Acknowledged transition data kept to resend if the learner restarts from an older checkpoint (MiB).
+    #[arg(long, env = "SPIKERL_RETAIN_MIB", default_value_t = 64)]
+    pub retain_mib: usize,
 }
 
 #[derive(Subcommand, Debug)]

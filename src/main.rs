@@ -88,11 +88,21 @@ fn actor(args: cli::ActorArgs) -> anyhow::Result<()> {
         if let Some(addr) = args.metrics {
             install_metrics(addr, "actor")?;
         }
+        let tls = (args.tls_ca.is_some() || args.tls_cert.is_some() || args.learner.starts_with("https://")).then(|| {
+            spikerl_actor::ClientTls {
+                ca: args.tls_ca.clone(),
+                identity: args.tls_cert.clone().zip(args.tls_key.clone()),
+                domain: args.tls_domain.clone(),
+            }
+        });
         let opts = spikerl_actor::ActorOptions {
-            learner: args.learner,
-            name: args.name.unwrap_or_else(spikerl_actor::default_name),
+            learner: args.learner.clone(),
+            name: args.name.clone().unwrap_or_else(spikerl_actor::default_name),
             num_envs: args.envs,
             steps_per_batch: args.steps_per_batch,
+            retain_bytes: args.retain_mib << 20,
+            auth_token: args.token.resolve()?,
+            tls,
             ..Default::default()
         };
         spikerl_actor::run(opts, shutdown_signal()).await

@@ -7,6 +7,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use spikerl_learner::lockstep::{self, Progress};
 use spikerl_learner::run_dir::{Manifest, RunDir, Seeds, Versions, host_name, now_rfc3339};
 use spikerl_learner::runtime::{self, LearnerOptions, ProgressHandle};
+use spikerl_learner::security::TlsFiles;
 use spikerl_learner::trainer::Trainer;
 use spikerl_learner::{Algo, ProxyConfig, RunConfig};
 use spikerl_snn::NeuronKind;
@@ -216,6 +217,8 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             checkpoint_interval: None,
             max_batch_transitions: 4096,
             max_message_bytes: 64 << 20,
+            auth_token: None,
+            tls: None,
         };
         let actors = args.actors;
         let describe = move |cfg: &RunConfig, id: &str| manifest(cfg, id, "distributed", actors);
@@ -249,8 +252,14 @@ pub fn learner(args: LearnerArgs) -> anyhow::Result<()> {
             device,
             publish_interval: Duration::from_millis(100),
             checkpoint_interval: (args.checkpoint_secs > 0).then(|| Duration::from_secs(args.checkpoint_secs)),
-            max_batch_transitions: 4096,
-            max_message_bytes: 64 << 20,
+            max_batch_transitions: args.max_batch_transitions,
+            max_message_bytes: args.max_message_bytes,
+            auth_token: args.token.resolve()?,
+            tls: args.tls_cert.clone().zip(args.tls_key.clone()).map(|(cert, key)| TlsFiles {
+                cert,
+                key,
+                client_ca: args.tls_client_ca.clone(),
+            }),
         };
         let started = Instant::now();
         let describe = |cfg: &RunConfig, id: &str| manifest(cfg, id, "distributed", 0);

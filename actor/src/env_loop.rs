@@ -95,6 +95,7 @@ pub fn run(cfg: EnvLoopConfig, shared: Arc<Shared>, out: mpsc::Sender<Transition
                 batch.episodes.push(EpisodeSummary { episode_return: ep.ret, length: ep.len as u32 });
                 metrics::counter!("spikerl_actor_episodes_total").increment(1);
                 metrics::gauge!("spikerl_actor_episode_return_last").set(ep.ret);
+                metrics::gauge!("spikerl_actor_episode_length_last").set(ep.len as f64);
             }
             metrics::counter!("spikerl_actor_env_steps_total").increment(n as u64);
         }

@@ -21,8 +21,36 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
-use tonic::transport::{Channel, Endpoint};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Status};
+
+/// The learner client with the token interceptor.
+type Client = LearnerClient<InterceptedService<Channel, BearerToken>>;
+
+/// Adds `authorization: Bearer <token>` to every request when a token is configured.
+#[derive(Clone)]
+pub struct BearerToken(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for BearerToken {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        if let Some(v) = &self.0 {
+            request.metadata_mut().insert(spikerl_proto::AUTH_METADATA_KEY, v.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// TLS settings for reaching the learner (the URL must then be https://).
+#[derive(Clone, Debug, Default)]
+pub struct ClientTls {
+    /// CA that signed the learner's certificate (default: the system's roots are not used; give one).
+    pub ca: Option<std::path::PathBuf>,
+    /// Client certificate and key, for learners that require mutual TLS.
+    pub identity: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// Name to verify in the learner's certificate (default: the URL's host).
+    pub domain: Option<String>,
+}
 
 #[derive(Clone, Debug)]
 pub struct ActorOptions {
@@ -40,6 +68,9 @@ pub struct ActorOptions {
     pub retain_bytes: usize,
     pub max_backoff: Duration,
     pub max_message_bytes: usize,
+    /// Shared token the learner requires, if any.
+    pub auth_token: Option<String>,
+    pub tls: Option<ClientTls>,
 }
 
 impl Default for ActorOptions {
@@ -53,6 +84,8 @@ impl Default for ActorOptions {
             retain_bytes: 64 << 20,
             max_backoff: Duration::from_secs(10),
             max_message_bytes: 64 << 20,
+            auth_token: None,
+            tls: None,
         }
     }
 }
@@ -110,6 +143,8 @@ async fn run_inner(opts: ActorOptions) -> anyhow::Result<()> {
         };
         backoff = Duration::from_millis(100);
         tracing::info!(actor_id = reply.actor_id, run = %reply.run_id, env = %reply.env_id, "registered");
+        metrics::gauge!("spikerl_actor_info", "actor" => reply.actor_id.to_string(), "run_id" => reply.run_id.clone(), "env" => reply.env_id.clone())
+            .set(1.0);
         metrics::gauge!("spikerl_actor_connected").set(1.0);
 
         // Anything the learner has stored is done; everything after it (unacknowledged, or acknowledged
@@ -178,19 +213,46 @@ async fn sleep_backoff(backoff: &mut Duration, max: Duration, why: &Status) {
     let wait = backoff.mul_f64(jitter);
     tracing::warn!(error = %why.message(), code = ?why.code(), retry_in_ms = wait.as_millis() as u64, "learner unavailable");
     metrics::counter!("spikerl_actor_reconnects_total").increment(1);
+    metrics::counter!("spikerl_actor_grpc_errors_total", "code" => format!("{:?}", why.code())).increment(1);
     tokio::time::sleep(wait).await;
     *backoff = (*backoff * 2).min(max);
 }
 
-async fn connect_and_register(opts: &ActorOptions) -> Result<(LearnerClient<Channel>, RegisterReply), Status> {
-    let endpoint = Endpoint::from_shared(opts.learner.clone())
+fn tls_config(tls: &ClientTls) -> Result<ClientTlsConfig, Status> {
+    let read = |p: &std::path::PathBuf| {
+        std::fs::read(p).map_err(|e| Status::invalid_argument(format!("reading {}: {e}", p.display())))
+    };
+    let mut cfg = ClientTlsConfig::new();
+    if let Some(ca) = &tls.ca {
+        cfg = cfg.ca_certificate(Certificate::from_pem(read(ca)?));
+    }
+    if let Some((cert, key)) = &tls.identity {
+        cfg = cfg.identity(Identity::from_pem(read(cert)?, read(key)?));
+    }
+    if let Some(domain) = &tls.domain {
+        cfg = cfg.domain_name(domain.clone());
+    }
+    Ok(cfg)
+}
+
+async fn connect_and_register(opts: &ActorOptions) -> Result<(Client, RegisterReply), Status> {
+    let mut endpoint = Endpoint::from_shared(opts.learner.clone())
         .map_err(|e| Status::invalid_argument(format!("bad learner address '{}': {e}", opts.learner)))?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(20));
+    if let Some(tls) = &opts.tls {
+        endpoint = endpoint.tls_config(tls_config(tls)?).map_err(|e| Status::invalid_argument(format!("TLS: {e}")))?;
+    }
+    let token = match &opts.auth_token {
+        Some(t) => Some(
+            format!("Bearer {t}").parse().map_err(|_| Status::invalid_argument("the auth token must be printable ASCII"))?,
+        ),
+        None => None,
+    };
     let channel = endpoint.connect().await.map_err(|e| Status::unavailable(format!("connect: {e}")))?;
-    let mut client = LearnerClient::new(channel)
+    let mut client = LearnerClient::with_interceptor(channel, BearerToken(token))
         .max_decoding_message_size(opts.max_message_bytes)
         .max_encoding_message_size(opts.max_message_bytes);
     let reply = client
@@ -262,7 +324,7 @@ impl Outbox {
 
 /// Sends batches (resent ones first) with at most `window` unacknowledged, and applies acks.
 async fn stream(
-    client: &mut LearnerClient<Channel>,
+    client: &mut Client,
     reply: &RegisterReply,
     opts: &ActorOptions,
     shared: &Shared,
@@ -305,7 +367,7 @@ async fn stream(
 }
 
 /// Receives policy versions and stores the valid ones for the acting thread.
-async fn subscribe(mut client: LearnerClient<Channel>, reply: RegisterReply, shared: Arc<Shared>) {
+async fn subscribe(mut client: Client, reply: RegisterReply, shared: Arc<Shared>) {
     let request = SubscribeRequest { run_id: reply.run_id.clone(), actor_id: reply.actor_id, have_version: shared.policy.version() };
     let mut updates = match client.subscribe_policy(request).await {
         Ok(r) => r.into_inner(),

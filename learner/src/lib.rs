@@ -17,8 +17,10 @@ pub mod replay;
 pub mod replay_service;
 pub mod run_dir;
 pub mod runtime;
+pub mod security;
 pub mod server;
 pub mod td3;
+pub mod telemetry;
 pub mod trainer;
 
 pub use config::{Algo, ProxyConfig, RunConfig, Td3Config};

@@ -75,6 +75,8 @@ pub fn run(
     mut progress: impl FnMut(&Progress),
 ) -> anyhow::Result<Trainer> {
     let mut trainer = build_trainer(cfg, device)?;
+    let run_name = run_dir.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    crate::telemetry::run_started(&trainer, &run_name, "sync", None);
     let spec = trainer.spec.clone();
     let max_action = max_action(&spec)?;
     let actor_seed = derive_seed(cfg.seed, Seeds::from_run(cfg.seed).actor_base);
@@ -127,6 +129,7 @@ pub fn run(
             bail!("lockstep insert refused by the rate limiter (update ratio must be >= 1 per step here)");
         }
         metrics::counter!("spikerl_actor_env_steps_total").increment(1);
+        metrics::counter!("spikerl_learner_transitions_inserted_total").increment(1);
         if step.terminated || step.truncated {
             metrics::counter!("spikerl_actor_episodes_total").increment(1);
             metrics::gauge!("spikerl_actor_episode_return_last").set(episode_return);

@@ -69,7 +69,9 @@ impl ReplayService {
         s.buffer.insert(batch);
         s.limiter.record_insert(n);
         let total = s.limiter.inserted;
+        let size = s.buffer.len();
         drop(s);
+        metrics::gauge!("spikerl_learner_replay_size").set(size as f64);
         self.learner_wake.notify_all();
         Ok(Some(total))
     }

@@ -6,6 +6,7 @@ use crate::checkpoint;
 use crate::config::RunConfig;
 use crate::lockstep::{Progress, build_trainer};
 use crate::run_dir::{Manifest, RunDir};
+use crate::security::{TlsFiles, TokenCheck};
 use crate::server::{LearnerService, Registry, RunInfo, SharedRegistry};
 use crate::trainer::Trainer;
 use anyhow::{Context, bail};
@@ -37,6 +38,10 @@ pub struct LearnerOptions {
     pub max_batch_transitions: usize,
     /// Largest gRPC message accepted, in bytes.
     pub max_message_bytes: usize,
+    /// Shared token every actor must present (None: no authentication).
+    pub auth_token: Option<String>,
+    /// Serve over TLS (None: plaintext).
+    pub tls: Option<TlsFiles>,
 }
 
 /// Shared view of the run for progress displays.
@@ -103,15 +108,22 @@ pub async fn run(
         metrics::gauge!("spikerl_learner_replay_size").set(c.replay_size as f64);
         metrics::counter!("spikerl_learner_train_iterations_total").absolute(trainer.td3.iterations);
     }
+    crate::telemetry::run_started(&trainer, &run_id, "distributed", opts.checkpoint_interval);
 
     let stop = Arc::new(AtomicBool::new(false));
     let (server_stop_tx, server_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let service = LearnerServer::new(LearnerService::new(info, replay.clone(), policy_rx, registry.clone()))
         .max_decoding_message_size(opts.max_message_bytes)
         .max_encoding_message_size(64 << 20);
+    let service = tonic::service::interceptor::InterceptedService::new(service, TokenCheck::new(opts.auth_token.clone()));
+    let service = crate::telemetry::GrpcMetrics::new(service);
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &opts.tls {
+        builder = builder.tls_config(tls.server_config()?)?;
+    }
     let server = tokio::spawn(
-        tonic::transport::Server::builder()
+        builder
             .add_service(service)
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = server_stop_rx.await;
@@ -219,7 +231,6 @@ fn train(
             let _ = ctx.checkpoint(&trainer);
             last_checkpoint = Instant::now();
         }
-        metrics::gauge!("spikerl_learner_replay_size").set(counters.replay_size as f64);
         metrics::gauge!("spikerl_learner_samples_per_insert").set(counters.ratio);
         let mut p = progress.lock().unwrap_or_else(|p| p.into_inner());
         p.env_steps = counters.inserted;

@@ -197,6 +197,7 @@ impl Learner for LearnerService {
             entry
         };
         tracing::info!(actor = %req.actor_name, id = entry.id, envs = req.num_envs, "actor registered");
+        crate::telemetry::actor_registered(entry.id);
         let i = &self.info;
         Ok(Response::new(RegisterReply {
             protocol_version: PROTOCOL_VERSION,
@@ -234,7 +235,14 @@ impl Learner for LearnerService {
                 let batch = match next {
                     Ok(b) => b,
                     Err(status) => {
+                        // A message that failed to decode (too large, malformed) or a broken connection:
+                        // report it to the peer if it still listens, and end this stream.
+                        if matches!(status.code(), tonic::Code::ResourceExhausted | tonic::Code::OutOfRange | tonic::Code::Internal) {
+                            let reason = if status.code() == tonic::Code::ResourceExhausted { "message_too_large" } else { "undecodable" };
+                            metrics::counter!("spikerl_learner_transitions_rejected_total", "reason" => reason).increment(1);
+                        }
                         tracing::debug!(%status, "actor stream ended");
+                        let _ = tx.send(Err(status)).await;
                         break;
                     }
                 };
@@ -283,7 +291,9 @@ async fn ingest(svc: &LearnerService, batch: &TransitionBatch) -> Result<BatchAc
         let total = svc.replay.counters().inserted;
         return Ok(BatchAck { sequence: batch.sequence, inserted: 0, total_inserted: total });
     }
+    let waiting = std::time::Instant::now();
     let total = svc.replay.insert(&rows).await.map_err(|_| Status::unavailable("the run has finished"))?;
+    metrics::histogram!("spikerl_learner_insert_wait_seconds").record(waiting.elapsed().as_secs_f64());
     {
         let mut reg = svc.registry();
         let name = reg.by_id[&batch.actor_id].clone();
@@ -293,13 +303,15 @@ async fn ingest(svc: &LearnerService, batch: &TransitionBatch) -> Result<BatchAc
     }
     let n = rows.len() as u64;
     metrics::counter!("spikerl_learner_transitions_received_total", "actor" => batch.actor_id.to_string()).increment(n);
+    metrics::counter!("spikerl_learner_transitions_inserted_total").increment(n);
     if let Some(version) = svc.policy.borrow().as_ref().map(|p| p.version) {
         metrics::gauge!("spikerl_learner_policy_lag", "actor" => batch.actor_id.to_string())
             .set(version.saturating_sub(batch.policy_version) as f64);
     }
     for e in &batch.episodes {
-        metrics::counter!("spikerl_learner_episodes_total").increment(1);
+        metrics::counter!("spikerl_learner_episodes_total", "actor" => batch.actor_id.to_string()).increment(1);
         metrics::gauge!("spikerl_learner_episode_return_last").set(e.episode_return);
+        metrics::gauge!("spikerl_learner_episode_length_last").set(e.length as f64);
     }
     Ok(BatchAck { sequence: batch.sequence, inserted: n as u32, total_inserted: total })
 }

@@ -70,9 +70,11 @@ impl Trainer {
     /// One training iteration, once the rate limiter allows it. None when the replay service closed.
     pub fn iterate(&mut self) -> Option<&UpdateStats> {
         let batches = 1 + if self.td3.has_proxy() { self.cfg.proxy.steps } else { 0 };
+        let waiting = Instant::now();
         if !self.replay.wait_and_sample(batches, self.cfg.td3.batch_size, &mut self.scratch) {
             return None;
         }
+        metrics::histogram!("spikerl_learner_sample_wait_seconds").record(waiting.elapsed().as_secs_f64());
         let (od, ad, device) = (self.spec.obs_dim, self.spec.act_dim, self.td3.device());
         let mut next = self.scratch.iter();
         let started = Instant::now();
@@ -118,6 +120,7 @@ impl Trainer {
         metrics::gauge!("spikerl_snn_firing_rate").set(record.firing_rate);
         metrics::gauge!("spikerl_snn_sops_per_inference").set(record.sops_per_inference);
         metrics::gauge!("spikerl_snn_energy_nanojoules_per_inference").set(record.energy_nj_per_inference);
+        crate::telemetry::record_evaluation(self.evals.first().map_or(mean, EvalRecord::mean), &self.td3.policy_config, stats);
         if let Some(dir) = run_dir {
             dir.append_eval(&record)?;
         }
@@ -151,6 +154,7 @@ fn record_update_metrics(s: &UpdateStats) {
     metrics::counter!("spikerl_learner_train_iterations_total").increment(1);
     metrics::gauge!("spikerl_learner_critic_loss").set(s.critic_loss);
     metrics::gauge!("spikerl_learner_q_mean").set(s.q_mean);
+    metrics::gauge!("spikerl_learner_td_target_mean").set(s.target_mean);
     if let Some(l) = s.actor_loss {
         metrics::gauge!("spikerl_learner_actor_loss").set(l);
     }

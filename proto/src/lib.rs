@@ -7,6 +7,9 @@
 /// Bumped on any incompatible change to the messages or their meaning.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// Request metadata carrying the shared token, as `Bearer <token>`, when the learner requires one.
+pub const AUTH_METADATA_KEY: &str = "authorization";
+
 /// Generated messages, client and server.
 pub mod v1 {
     tonic::include_proto!("spikerl.v1");

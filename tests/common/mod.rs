@@ -105,3 +105,40 @@ pub fn evals(run_dir: &Path) -> Vec<(u64, f64)> {
         })
         .collect()
 }
+
+/// Args for a learner that trains for a long time on Pendulum with the ANN (cheap), on given ports.
+pub fn learner_cmd(grpc: u16, metrics: u16, run_dir: &Path, extra: &[&str]) -> Command {
+    let mut cmd = spikerl();
+    cmd.args(["learner", "--listen", &format!("127.0.0.1:{grpc}"), "--metrics", &format!("127.0.0.1:{metrics}")]);
+    cmd.args(["--run-dir", run_dir.to_str().unwrap(), "--env", "Pendulum-v1", "--algo", "ann", "--threads", "1"]);
+    cmd.args(["--log", "info"]);
+    cmd.args(extra);
+    cmd
+}
+
+pub fn actor_cmd(grpc: u16, name: &str, extra: &[&str]) -> Command {
+    let mut cmd = spikerl();
+    cmd.args(["actor", "--learner", &format!("http://127.0.0.1:{grpc}"), "--name", name, "--log", "info"]);
+    cmd.args(extra);
+    cmd
+}
+
+/// Polls the metrics endpoint until `pred` holds on the scraped text, or panics after `timeout`.
+pub fn wait_metrics(addr: &str, timeout: Duration, what: &str, mut pred: impl FnMut(&str) -> bool) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(text) = scrape(addr)
+            && pred(&text)
+        {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what} on {addr}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Resident memory of a process in KiB (Linux).
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+}

@@ -1,0 +1,280 @@
+//! Learner metrics that need more than a one-line macro call: the run's info series and the series
+//! initialised when a run starts, per-actor series created at registration, the spiking network's
+//! activity and energy at each evaluation, and a gRPC server wrapper that counts calls, codes and
+//! durations per method. Every name is defined in docs/metrics.md; label values are bounded (method
+//! names from a fixed list, gRPC codes, actor ids, layer names).
+
+use crate::trainer::Trainer;
+use spikerl_snn::{InferenceStats, MAC_ENERGY_PJ, PolicyConfig, ann_equivalent_macs};
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tonic::codegen::http;
+
+/// Reasons `spikerl_learner_transitions_rejected_total` counts (server::reject / validate_batch).
+pub const REJECT_REASONS: [&str; 6] = ["unknown_run", "unknown_actor", "empty", "oversized", "shape", "non_finite"];
+
+/// gRPC methods the learner serves; any other path is counted as "other".
+pub const GRPC_METHODS: [&str; 3] = ["Register", "StreamTransitions", "SubscribePolicy"];
+
+/// gRPC status code names by number (tonic's `Code` variant names).
+pub const GRPC_CODES: [&str; 17] = [
+    "Ok",
+    "Cancelled",
+    "Unknown",
+    "InvalidArgument",
+    "DeadlineExceeded",
+    "NotFound",
+    "AlreadyExists",
+    "PermissionDenied",
+    "ResourceExhausted",
+    "FailedPrecondition",
+    "Aborted",
+    "OutOfRange",
+    "Unimplemented",
+    "Internal",
+    "Unavailable",
+    "DataLoss",
+    "Unauthenticated",
+];
+
+fn unix_now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+/// Publishes what describes the run and initialises the series dashboards and alerts rely on, once the
+/// trainer exists (after a resume: with its restored counters and evaluation history). `mode` is
+/// "distributed" (gRPC learner) or "sync" (lockstep, no actors).
+pub fn run_started(trainer: &Trainer, run_id: &str, mode: &'static str, checkpoint_interval: Option<Duration>) {
+    let cfg = &trainer.cfg;
+    let neuron = match cfg.algo {
+        crate::Algo::Ann => "none".to_string(),
+        _ => cfg.neuron.to_string(),
+    };
+    metrics::gauge!(
+        "spikerl_run_info",
+        "run_id" => run_id.to_string(),
+        "env" => cfg.env_id.clone(),
+        "algo" => cfg.algo.to_string(),
+        "neuron" => neuron,
+        "mode" => mode
+    )
+    .set(1.0);
+    metrics::gauge!("spikerl_learner_train_iterations_target").set(cfg.steps as f64);
+    metrics::gauge!("spikerl_learner_random_steps").set(cfg.random_steps as f64);
+    metrics::gauge!("spikerl_learner_target_samples_per_insert").set(cfg.update_ratio);
+    metrics::gauge!("spikerl_learner_checkpoint_interval_seconds")
+        .set(checkpoint_interval.map_or(0.0, |d| d.as_secs_f64()));
+    // The age of the newest durable state: at start, nothing has been trained yet that could be lost.
+    metrics::gauge!("spikerl_learner_checkpoint_last_success_timestamp_seconds").set(unix_now());
+    let c = trainer.replay.counters();
+    metrics::counter!("spikerl_learner_train_iterations_total").absolute(trainer.td3.iterations);
+    metrics::counter!("spikerl_learner_transitions_inserted_total").absolute(c.inserted);
+    metrics::gauge!("spikerl_learner_replay_size").set(c.replay_size as f64);
+    metrics::gauge!("spikerl_learner_policy_version").set(trainer.td3.actor_updates as f64);
+    if let (Some(first), Some(last)) = (trainer.evals.first(), trainer.evals.last()) {
+        metrics::gauge!("spikerl_eval_return_initial").set(first.mean());
+        metrics::gauge!("spikerl_eval_return_last").set(last.mean());
+        metrics::gauge!("spikerl_eval_return_best").set(trainer.best_return().unwrap_or(last.mean()));
+    }
+    let ann_nj = ann_equivalent_macs(&trainer.td3.policy_config) as f64 * MAC_ENERGY_PJ / 1000.0;
+    metrics::gauge!("spikerl_snn_ann_energy_nanojoules_per_inference").set(ann_nj);
+    if mode == "distributed" {
+        metrics::gauge!("spikerl_learner_connected_actors").set(0.0);
+        metrics::counter!("spikerl_learner_duplicate_batches_total").increment(0);
+        metrics::counter!("spikerl_learner_unauthenticated_requests_total").increment(0);
+        for reason in REJECT_REASONS {
+            metrics::counter!("spikerl_learner_transitions_rejected_total", "reason" => reason).increment(0);
+        }
+        for method in GRPC_METHODS {
+            metrics::counter!("spikerl_grpc_server_started_total", "method" => method).increment(0);
+            metrics::counter!("spikerl_grpc_server_handled_total", "method" => method, "code" => "Ok").increment(0);
+            metrics::gauge!("spikerl_grpc_server_in_flight", "method" => method).set(0.0);
+        }
+    }
+}
+
+/// Creates an actor's per-actor series when it registers, so they exist before its first batch.
+pub fn actor_registered(actor_id: u32) {
+    let actor = actor_id.to_string();
+    metrics::counter!("spikerl_learner_transitions_received_total", "actor" => actor.clone()).increment(0);
+    metrics::counter!("spikerl_learner_episodes_total", "actor" => actor).increment(0);
+}
+
+/// Records an evaluation's return and the spiking network's activity during it: firing rate per
+/// population, operations per inference and the paper's energy model next to the ANN equivalent.
+pub fn record_evaluation(initial: f64, cfg: &PolicyConfig, s: &InferenceStats) {
+    metrics::gauge!("spikerl_eval_return_initial").set(initial);
+    let slots = |neurons: usize| neurons as f64 * s.timesteps as f64 * s.inferences as f64;
+    let rate = |spikes: u64, neurons: usize| if slots(neurons) > 0.0 { spikes as f64 / slots(neurons) } else { 0.0 };
+    if s.encoder_neurons > 0 {
+        metrics::gauge!("spikerl_snn_layer_firing_rate", "layer" => "encoder").set(rate(s.encoder_spikes, s.encoder_neurons));
+    }
+    for (i, (&spikes, &neurons)) in s.spikes_per_layer.iter().zip(&s.neurons_per_layer).enumerate() {
+        metrics::gauge!("spikerl_snn_layer_firing_rate", "layer" => format!("layers.{i}")).set(rate(spikes, neurons));
+    }
+    metrics::gauge!("spikerl_snn_timesteps").set(s.timesteps as f64);
+    metrics::gauge!("spikerl_snn_macs_per_inference").set(s.macs_per_inference());
+    let ann_nj = ann_equivalent_macs(cfg) as f64 * MAC_ENERGY_PJ / 1000.0;
+    metrics::gauge!("spikerl_snn_ann_energy_nanojoules_per_inference").set(ann_nj);
+    let ratio = if ann_nj > 0.0 { s.energy_nj_per_inference() / ann_nj } else { f64::NAN };
+    metrics::gauge!("spikerl_snn_energy_ratio_to_ann").set(ratio);
+}
+
+/// Wraps the learner's gRPC service: `spikerl_grpc_server_started_total{method}`,
+/// `spikerl_grpc_server_handled_total{method,code}`, `spikerl_grpc_server_handling_seconds{method}` (until
+/// the call completes: a stream's whole lifetime) and `spikerl_grpc_server_in_flight{method}`.
+#[derive(Clone)]
+pub struct GrpcMetrics<S> {
+    inner: S,
+}
+
+impl<S> GrpcMetrics<S> {
+    pub fn new(inner: S) -> Self {
+        GrpcMetrics { inner }
+    }
+}
+
+impl<S: tonic::server::NamedService> tonic::server::NamedService for GrpcMetrics<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+fn method_label(path: &str) -> &'static str {
+    let name = path.rsplit('/').next().unwrap_or("");
+    GRPC_METHODS.iter().find(|m| **m == name).copied().unwrap_or("other")
+}
+
+fn code_label(value: Option<&http::HeaderValue>) -> Option<&'static str> {
+    let n: usize = value?.to_str().ok()?.trim().parse().ok()?;
+    Some(GRPC_CODES.get(n).copied().unwrap_or("Unknown"))
+}
+
+impl<S, ReqBody, ResBody> tonic::codegen::Service<http::Request<ReqBody>> for GrpcMetrics<S>
+where
+    S: tonic::codegen::Service<http::Request<ReqBody>, Response = http::Response<ResBody>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: http_body::Body + Send + 'static,
+{
+    type Response = http::Response<MeteredBody<ResBody>>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
+        let method = method_label(req.uri().path());
+        metrics::counter!("spikerl_grpc_server_started_total", "method" => method).increment(1);
+        metrics::gauge!("spikerl_grpc_server_in_flight", "method" => method).increment(1.0);
+        let call = Call { method, started: Instant::now(), code: None };
+        // The service that was polled ready handles this call; a clone takes its place.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            let response = inner.call(req).await?;
+            let (parts, body) = response.into_parts();
+            // A trailers-only response (an error before any message) carries its status in the headers.
+            let code = code_label(parts.headers.get("grpc-status"));
+            let body = MeteredBody { inner: Box::pin(body), call: Some(Call { code, ..call }) };
+            Ok(http::Response::from_parts(parts, body))
+        })
+    }
+}
+
+struct Call {
+    method: &'static str,
+    started: Instant,
+    code: Option<&'static str>,
+}
+
+impl Call {
+    fn finish(self, fallback: &'static str) {
+        let code = self.code.unwrap_or(fallback);
+        metrics::counter!("spikerl_grpc_server_handled_total", "method" => self.method, "code" => code).increment(1);
+        metrics::histogram!("spikerl_grpc_server_handling_seconds", "method" => self.method)
+            .record(self.started.elapsed().as_secs_f64());
+        metrics::gauge!("spikerl_grpc_server_in_flight", "method" => self.method).decrement(1.0);
+    }
+}
+
+/// A response body that records its call when the status trailers pass or the body ends or is dropped
+/// (dropped early: the client went away, counted as Cancelled).
+pub struct MeteredBody<B> {
+    inner: Pin<Box<B>>,
+    call: Option<Call>,
+}
+
+impl<B: http_body::Body> http_body::Body for MeteredBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        let polled = this.inner.as_mut().poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(code) = frame.trailers_ref().and_then(|t| code_label(t.get("grpc-status")))
+                    && let Some(call) = this.call.as_mut()
+                {
+                    call.code = Some(code);
+                }
+            }
+            Poll::Ready(Some(Err(_))) => {
+                if let Some(call) = this.call.take() {
+                    call.finish("Unknown");
+                }
+            }
+            Poll::Ready(None) => {
+                if let Some(call) = this.call.take() {
+                    call.finish("Ok");
+                }
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B> Drop for MeteredBody<B> {
+    fn drop(&mut self) {
+        if let Some(call) = self.call.take() {
+            call.finish("Cancelled");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_bounded() {
+        assert_eq!(method_label("/spikerl.Learner/Register"), "Register");
+        assert_eq!(method_label("/spikerl.Learner/StreamTransitions"), "StreamTransitions");
+        assert_eq!(method_label("/evil/AnythingElse"), "other");
+        assert_eq!(method_label(""), "other");
+        assert_eq!(code_label(Some(&http::HeaderValue::from_static("0"))), Some("Ok"));
+        assert_eq!(code_label(Some(&http::HeaderValue::from_static("14"))), Some("Unavailable"));
+        assert_eq!(code_label(Some(&http::HeaderValue::from_static("99"))), Some("Unknown"));
+        assert_eq!(code_label(Some(&http::HeaderValue::from_static("x"))), None);
+        assert_eq!(code_label(None), None);
+    }
+}
