@@ -5,10 +5,10 @@
 //! whose fan-in is `pop`; encoder `mu` evenly over `[-1, 1]`, `sigma` constant; PLIF's logit at
 //! `logit(v_decay)`. The values differ from a tch init with the same seed (different generators).
 
+use crate::SnnError;
 use crate::config::{NetworkConfig, PolicyConfig};
 use crate::neuron::logit;
 use crate::weights::{NamedTensor, NamedTensors, expected_shapes};
-use crate::SnnError;
 
 /// SplitMix64: tiny, dependency-free and good enough for initial weights.
 struct SplitMix(u64);
@@ -33,7 +33,9 @@ pub fn encoder_mu_init(pop: usize) -> Vec<f32> {
     if pop == 1 {
         return vec![0.0];
     }
-    (0..pop).map(|k| -1.0 + 2.0 * k as f32 / (pop - 1) as f32).collect()
+    (0..pop)
+        .map(|k| -1.0 + 2.0 * k as f32 / (pop - 1) as f32)
+        .collect()
 }
 
 /// Freshly initialised parameters for `cfg`, deterministic in `seed`.
@@ -60,7 +62,11 @@ pub fn initial_tensors(cfg: &PolicyConfig, seed: u64) -> Result<NamedTensors, Sn
             },
             _ => {
                 // layers.{i}.weight [out, in] / layers.{i}.bias [out]: the layer's fan-in bounds both.
-                let layer: usize = name.split('.').nth(1).and_then(|i| i.parse().ok()).expect("layer name");
+                let layer: usize = name
+                    .split('.')
+                    .nth(1)
+                    .and_then(|i| i.parse().ok())
+                    .expect("layer name");
                 let fan_in = cfg.layer_dims()[layer].0;
                 let b = 1.0 / (fan_in as f32).sqrt();
                 (0..n).map(|_| rng.uniform(-b, b)).collect()

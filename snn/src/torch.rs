@@ -12,11 +12,11 @@
 
 use tch::{Kind, Tensor, nn};
 
+use crate::SnnError;
 use crate::config::{NetworkConfig, PolicyConfig, SnnConfig};
 use crate::init::encoder_mu_init;
 use crate::neuron::{MembraneDecay, NeuronModel, NeuronState, RegularEncoder, Signal, logit};
 use crate::weights::{NamedTensor, NamedTensors, expected_shapes};
-use crate::SnnError;
 
 impl Signal for Tensor {
     fn plus(&self, other: &Self) -> Self {
@@ -61,7 +61,16 @@ fn linear_init(p: &nn::Path, fan_in: usize, fan_out: usize) -> nn::Linear {
     // weight init is Kaiming-uniform with ReLU gain, sqrt(6) times wider, so it is spelled out here.)
     let b = 1.0 / (fan_in as f64).sqrt();
     let u = nn::Init::Uniform { lo: -b, up: b };
-    nn::linear(p, fan_in as i64, fan_out as i64, nn::LinearConfig { ws_init: u, bs_init: Some(u), bias: true })
+    nn::linear(
+        p,
+        fan_in as i64,
+        fan_out as i64,
+        nn::LinearConfig {
+            ws_init: u,
+            bs_init: Some(u),
+            bias: true,
+        },
+    )
 }
 
 /// The spiking actor's parameters and constants.
@@ -76,7 +85,8 @@ struct TorchSnn {
     layers: Vec<nn::Linear>,
     /// Per layer: PLIF's `decay_logit` variable, or `None` for a fixed decay.
     decay_logits: Vec<Option<Tensor>>,
-    fixed_decay: f32,
+    /// The fixed membrane decay as a 0-dim tensor on the network's device (not a variable).
+    fixed_decay: Tensor,
     dec_w: Tensor,
     dec_b: Tensor,
 }
@@ -92,9 +102,14 @@ impl TorchSnn {
     fn new(p: &nn::Path, pc: &PolicyConfig, cfg: &SnnConfig) -> Self {
         let (obs, act, pop) = (pc.obs_dim, pc.act_dim, cfg.pop_size);
         let enc = p / "encoder";
-        let mu0 = Tensor::from_slice(&encoder_mu_init(pop).repeat(obs)).view([obs as i64, pop as i64]);
+        let mu0 =
+            Tensor::from_slice(&encoder_mu_init(pop).repeat(obs)).view([obs as i64, pop as i64]);
         let mu = enc.var_copy("mu", &mu0);
-        let sigma = enc.var("sigma", &[obs as i64, pop as i64], nn::Init::Const(f64::from(cfg.encoder_sigma_init)));
+        let sigma = enc.var(
+            "sigma",
+            &[obs as i64, pop as i64],
+            nn::Init::Const(f64::from(cfg.encoder_sigma_init)),
+        );
         let decay = MembraneDecay::from_config(cfg);
         let mut layers = Vec::new();
         let mut decay_logits = Vec::new();
@@ -114,10 +129,11 @@ impl TorchSnn {
         let u = nn::Init::Uniform { lo: -b, up: b };
         let dec_w = dec.var("weight", &[act as i64, pop as i64], u);
         let dec_b = dec.var("bias", &[act as i64], u);
-        let fixed_decay = match decay {
+        let fixed_decay = Tensor::from(match decay {
             MembraneDecay::Fixed(d) => d,
             MembraneDecay::Learned { init } => init,
-        };
+        })
+        .to_device(p.device());
         Self {
             cfg: cfg.clone(),
             obs_dim: obs as i64,
@@ -141,8 +157,12 @@ impl TorchSnn {
         // Encoder: [B, obs, 1] against [obs, pop] -> [B, obs * pop].
         let s = obs.tanh().unsqueeze(-1);
         let diff = s - &self.mu;
-        let act = (diff.square() / self.sigma.square() * -0.5).exp().view([b, self.obs_dim * pop]);
-        let encoder = RegularEncoder { threshold: self.cfg.encoder_threshold };
+        let act = (diff.square() / self.sigma.square() * -0.5)
+            .exp()
+            .view([b, self.obs_dim * pop]);
+        let encoder = RegularEncoder {
+            threshold: self.cfg.encoder_threshold,
+        };
         let mut v = act.zeros_like();
         let enc_spikes: Vec<Tensor> = (0..t_steps).map(|_| encoder.step(&mut v, &act)).collect();
         // [T*B, n]: step-major, so one matrix product serves all steps and `chunk` recovers them.
@@ -155,10 +175,15 @@ impl TorchSnn {
             let x_all = input.linear(&layer.ws, layer.bs.as_ref());
             let decay = match logit {
                 Some(l) => l.sigmoid(),
-                None => Tensor::from(self.fixed_decay).to_device(x_all.device()),
+                None => self.fixed_decay.shallow_clone(),
             };
             let zeros = Tensor::zeros([b, layer.ws.size()[0]], (x_all.kind(), x_all.device()));
-            let mut st = NeuronState { v: zeros.shallow_clone(), s: zeros.shallow_clone(), i: zeros.shallow_clone(), u: zeros };
+            let mut st = NeuronState {
+                v: zeros.shallow_clone(),
+                s: zeros.shallow_clone(),
+                i: zeros.shallow_clone(),
+                u: zeros,
+            };
             let mut out = Vec::with_capacity(t_steps as usize);
             for x in x_all.chunk(t_steps, 0) {
                 self.model.step(&mut st, &x, &decay);
@@ -170,8 +195,11 @@ impl TorchSnn {
             }
         }
         // Decoder: rate over T, then per action a weighted sum of its population.
-        let rate = input.view([t_steps, b, self.act_dim * pop]).mean_dim(0, false, Kind::Float);
-        (rate.view([b, self.act_dim, pop]) * &self.dec_w).sum_dim_intlist(-1, false, Kind::Float) + &self.dec_b
+        let rate = input
+            .view([t_steps, b, self.act_dim * pop])
+            .mean_dim(0, false, Kind::Float);
+        (rate.view([b, self.act_dim, pop]) * &self.dec_w).sum_dim_intlist(-1, false, Kind::Float)
+            + &self.dec_b
     }
 }
 
@@ -248,7 +276,11 @@ pub fn export(vs: &nn::VarStore) -> NamedTensors {
         .into_iter()
         .map(|(name, t)| {
             let shape = t.size().iter().map(|&d| d as usize).collect();
-            let flat = t.detach().to_device(tch::Device::Cpu).to_kind(Kind::Float).flatten(0, -1);
+            let flat = t
+                .detach()
+                .to_device(tch::Device::Cpu)
+                .to_kind(Kind::Float)
+                .flatten(0, -1);
             let data = Vec::<f32>::try_from(&flat).expect("a float tensor converts to Vec<f32>");
             (name, NamedTensor { shape, data })
         })
@@ -260,14 +292,25 @@ pub fn export(vs: &nn::VarStore) -> NamedTensors {
 pub fn import(vs: &mut nn::VarStore, tensors: &NamedTensors) -> Result<(), SnnError> {
     let mut vars = vs.variables();
     for (name, var) in &vars {
-        let t = tensors.get(name).ok_or_else(|| SnnError::MissingTensor { name: name.clone() })?;
+        let t = tensors
+            .get(name)
+            .ok_or_else(|| SnnError::MissingTensor { name: name.clone() })?;
         let shape: Vec<usize> = var.size().iter().map(|&d| d as usize).collect();
         if t.shape != shape {
-            return Err(SnnError::ShapeMismatch { name: name.clone(), expected: shape, found: t.shape.clone() });
+            return Err(SnnError::ShapeMismatch {
+                name: name.clone(),
+                expected: shape,
+                found: t.shape.clone(),
+            });
         }
         let n: usize = shape.iter().product();
         if t.data.len() != n {
-            return Err(SnnError::DataLength { name: name.clone(), shape, expected: n, found: t.data.len() });
+            return Err(SnnError::DataLength {
+                name: name.clone(),
+                shape,
+                expected: n,
+                found: t.data.len(),
+            });
         }
     }
     if let Some(name) = tensors.keys().find(|n| !vars.contains_key(*n)) {
@@ -277,8 +320,12 @@ pub fn import(vs: &mut nn::VarStore, tensors: &NamedTensors) -> Result<(), SnnEr
         for (name, var) in vars.iter_mut() {
             let t = &tensors[name];
             let dims: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
-            let src = Tensor::from_slice(&t.data).view(dims.as_slice()).to_device(var.device()).to_kind(var.kind());
-            var.f_copy_(&src).map_err(|e| SnnError::Torch(e.to_string()))?;
+            let src = Tensor::from_slice(&t.data)
+                .view(dims.as_slice())
+                .to_device(var.device())
+                .to_kind(var.kind());
+            var.f_copy_(&src)
+                .map_err(|e| SnnError::Torch(e.to_string()))?;
         }
         Ok(())
     })
@@ -286,5 +333,8 @@ pub fn import(vs: &mut nn::VarStore, tensors: &NamedTensors) -> Result<(), SnnEr
 
 /// The shapes `cfg` needs, as tch dimensions (convenience for callers building their own checks).
 pub fn expected_dims(cfg: &PolicyConfig) -> Result<Vec<(String, Vec<i64>)>, SnnError> {
-    Ok(expected_shapes(cfg)?.into_iter().map(|(n, s)| (n, s.into_iter().map(|d| d as i64).collect())).collect())
+    Ok(expected_shapes(cfg)?
+        .into_iter()
+        .map(|(n, s)| (n, s.into_iter().map(|d| d as i64).collect()))
+        .collect())
 }

@@ -30,14 +30,23 @@ mod tests {
     use super::super::{NeuronModel, logit, sigmoid};
     use super::*;
 
-    const LIF: NeuronModel = NeuronModel::Lif(Lif { threshold: 0.5, window: 0.5 });
+    const LIF: NeuronModel = NeuronModel::Lif(Lif {
+        threshold: 0.5,
+        window: 0.5,
+    });
 
     #[test]
     fn lif_hand_computed() {
         // V1 = 0.3 (no spike); V2 = 0.75*0.3 + 0.3 = 0.525 > 0.5 (spike); V3 = 0.75*0.525*0 + 0.2 = 0.2 (reset);
         // V4 = 0.15 + 0.4 = 0.55 (spike); V5 = 0 + (-0.1) = -0.1.
         let got = run(LIF, 0.75, &[0.3, 0.3, 0.2, 0.4, -0.1]);
-        let want = [(0.3, 0.0, 0., 0.), (0.525, 1.0, 0., 0.), (0.2, 0.0, 0., 0.), (0.55, 1.0, 0., 0.), (-0.1, 0.0, 0., 0.)];
+        let want = [
+            (0.3, 0.0, 0., 0.),
+            (0.525, 1.0, 0., 0.),
+            (0.2, 0.0, 0., 0.),
+            (0.55, 1.0, 0., 0.),
+            (-0.1, 0.0, 0., 0.),
+        ];
         assert_close(&got, &want);
     }
 
@@ -51,7 +60,13 @@ mod tests {
     fn if_hand_computed() {
         // No leak: V1 = 0.2; V2 = 0.4; V3 = 0.6 (spike); V4 = 0 + 0.2 = 0.2 (reset); V5 = 0.2 + 0.35 = 0.55 (spike).
         let got = run(LIF, 1.0, &[0.2, 0.2, 0.2, 0.2, 0.35]);
-        let want = [(0.2, 0.0, 0., 0.), (0.4, 0.0, 0., 0.), (0.6, 1.0, 0., 0.), (0.2, 0.0, 0., 0.), (0.55, 1.0, 0., 0.)];
+        let want = [
+            (0.2, 0.0, 0., 0.),
+            (0.4, 0.0, 0., 0.),
+            (0.6, 1.0, 0., 0.),
+            (0.2, 0.0, 0., 0.),
+            (0.55, 1.0, 0., 0.),
+        ];
         assert_close(&got, &want);
     }
 
@@ -62,7 +77,12 @@ mod tests {
         let d = sigmoid(0.0);
         assert_eq!(d, 0.5);
         let got = run(LIF, d, &[0.4, 0.4, 0.4, 0.1]);
-        let want = [(0.4, 0.0, 0., 0.), (0.6, 1.0, 0., 0.), (0.4, 0.0, 0., 0.), (0.3, 0.0, 0., 0.)];
+        let want = [
+            (0.4, 0.0, 0., 0.),
+            (0.6, 1.0, 0., 0.),
+            (0.4, 0.0, 0., 0.),
+            (0.3, 0.0, 0., 0.),
+        ];
         assert_close(&got, &want);
         // The initial logit reproduces the paper's 0.75.
         assert!((sigmoid(logit(0.75)) - 0.75).abs() < 1e-6);

@@ -121,9 +121,20 @@ impl NeuronModel {
     pub fn from_config(cfg: &SnnConfig) -> Self {
         let (threshold, window) = (cfg.v_threshold, cfg.surrogate_window);
         match cfg.neuron {
-            NeuronKind::Lif | NeuronKind::Plif | NeuronKind::If => Self::Lif(Lif { threshold, window }),
-            NeuronKind::Clif => Self::Clif(Clif { i_decay: cfg.i_decay, threshold, window }),
-            NeuronKind::Dn => Self::Dn(Dn { i_decay: cfg.i_decay, c: cfg.dn, threshold, window }),
+            NeuronKind::Lif | NeuronKind::Plif | NeuronKind::If => {
+                Self::Lif(Lif { threshold, window })
+            }
+            NeuronKind::Clif => Self::Clif(Clif {
+                i_decay: cfg.i_decay,
+                threshold,
+                window,
+            }),
+            NeuronKind::Dn => Self::Dn(Dn {
+                i_decay: cfg.i_decay,
+                c: cfg.dn,
+                threshold,
+                window,
+            }),
         }
     }
 
@@ -178,7 +189,10 @@ pub(crate) mod test_util {
         assert_eq!(got.len(), want.len());
         for (t, (g, w)) in got.iter().zip(want).enumerate() {
             let ok = |a: f32, b: f32| (a - b).abs() <= 1e-5 * (1.0 + b.abs());
-            assert!(ok(g.0, w.0) && g.1 == w.1 && ok(g.2, w.2) && ok(g.3, w.3), "step {t}: got {g:?}, want {w:?}");
+            assert!(
+                ok(g.0, w.0) && g.1 == w.1 && ok(g.2, w.2) && ok(g.3, w.3),
+                "step {t}: got {g:?}, want {w:?}"
+            );
         }
     }
 }
