@@ -68,6 +68,40 @@ pub fn smoothed_target_action(a: &Tensor, eps: &Tensor, max_action: &Tensor, cfg
     (a + noise).clamp_tensor(Some(&-max_action), Some(max_action))
 }
 
+/// A plain-Rust copy of a spiking network for its gradient-free forwards on CPU: the event-driven
+/// inference of `spikerl_snn::Policy` is several times faster than libtorch's many small elementwise
+/// ops, and it computes what actors compute. Rebuilt lazily when the weights it mirrors have changed.
+struct SnnMirror {
+    policy: Option<spikerl_snn::Policy>,
+    /// The weights' generation the mirror was built from.
+    built_for: Option<u64>,
+    obs: Vec<f32>,
+    actions: Vec<f32>,
+}
+
+impl SnnMirror {
+    fn new() -> Self {
+        SnnMirror { policy: None, built_for: None, obs: Vec::new(), actions: Vec::new() }
+    }
+
+    /// Actions of the network held in `vs` (generation `generation`) for `obs`, without gradient.
+    fn forward(&mut self, vs: &nn::VarStore, cfg: &PolicyConfig, generation: u64, obs: &Tensor) -> Tensor {
+        if self.built_for != Some(generation) {
+            let weights = spikerl_snn::torch::export(vs);
+            self.policy = Some(spikerl_snn::Policy::new(cfg, &weights).expect("exported weights match their own config"));
+            self.built_for = Some(generation);
+        }
+        let policy = self.policy.as_mut().expect("built above");
+        let n = obs.size()[0];
+        self.obs.resize((n as usize) * cfg.obs_dim, 0.0);
+        let len = self.obs.len();
+        obs.to_kind(Kind::Float).contiguous().copy_data(&mut self.obs, len);
+        self.actions.resize(n as usize * cfg.act_dim, 0.0);
+        policy.act_batch(&self.obs, &mut self.actions);
+        Tensor::from_slice(&self.actions).view([n, cfg.act_dim as i64])
+    }
+}
+
 enum TargetPolicy {
     Polyak { vs: nn::VarStore, net: TorchPolicy },
     Proxy { vs: nn::VarStore, net: TorchPolicy, opt: Adam, steps: usize },
@@ -96,6 +130,9 @@ pub struct Td3 {
     /// checkpoint can hold its state and a resumed run continues the same stream.
     pub noise_rng: ChaCha8Rng,
     noise: Vec<f32>,
+    /// Plain-Rust mirrors of the online SNN and of a spiking Polyak target (CPU, SNN only).
+    actor_mirror: Option<SnnMirror>,
+    target_mirror: Option<SnnMirror>,
 }
 
 impl Td3 {
@@ -156,7 +193,23 @@ impl Td3 {
             actor_updates: 0,
             noise_rng: ChaCha8Rng::seed_from_u64(noise_seed),
             noise: Vec::new(),
+            actor_mirror: None,
+            target_mirror: None,
         }
+        .with_mirrors()
+    }
+
+    /// Gradient-free SNN forwards go through plain Rust on CPU (see `SnnMirror`); on CUDA libtorch
+    /// stays faster than a round trip to the host.
+    fn with_mirrors(mut self) -> Self {
+        let spiking = matches!(self.policy_config.network, NetworkConfig::Snn(_));
+        if spiking && self.device == Device::Cpu {
+            self.actor_mirror = Some(SnnMirror::new());
+            if matches!(self.target, TargetPolicy::Polyak { .. }) {
+                self.target_mirror = Some(SnnMirror::new());
+            }
+        }
+        self
     }
 
     pub fn device(&self) -> Device {
@@ -164,15 +217,20 @@ impl Td3 {
     }
 
     /// The online actor's action for a batch of observations (no gradient).
-    pub fn act(&self, obs: &Tensor) -> Tensor {
-        tch::no_grad(|| self.actor.forward(obs))
+    pub fn act(&mut self, obs: &Tensor) -> Tensor {
+        match &mut self.actor_mirror {
+            Some(m) => m.forward(&self.actor_vs, &self.policy_config, self.actor_updates, obs),
+            None => tch::no_grad(|| self.actor.forward(obs)),
+        }
     }
 
     /// The target policy the critic bootstraps with: the Polyak copy, or the proxy.
-    pub fn target_act(&self, obs: &Tensor) -> Tensor {
-        tch::no_grad(|| match &self.target {
-            TargetPolicy::Polyak { net, .. } | TargetPolicy::Proxy { net, .. } => net.forward(obs),
-        })
+    pub fn target_act(&mut self, obs: &Tensor) -> Tensor {
+        match (&self.target, &mut self.target_mirror) {
+            // The Polyak target changes with each actor update, so the actor's generation names it.
+            (TargetPolicy::Polyak { vs, .. }, Some(m)) => m.forward(vs, &self.policy_config, self.actor_updates, obs),
+            (TargetPolicy::Polyak { net, .. } | TargetPolicy::Proxy { net, .. }, _) => tch::no_grad(|| net.forward(obs)),
+        }
     }
 
     /// The target policy's variables (Polyak copy or proxy), for checkpoints and tests.
@@ -195,8 +253,11 @@ impl Td3 {
     /// One proxy imitation step on `obs`: minimise mean ||proxy(s) - snn(s)||^2 with the SNN's output
     /// held constant. Returns the loss before the step, or None without a proxy.
     pub fn proxy_step(&mut self, obs: &Tensor) -> Option<f64> {
+        if !self.has_proxy() {
+            return None;
+        }
+        let snn_action = self.act(obs).to_device(self.device);
         let TargetPolicy::Proxy { net, opt, .. } = &mut self.target else { return None };
-        let snn_action = tch::no_grad(|| self.actor.forward(obs));
         let loss = net.forward(obs).mse_loss(&snn_action, Reduction::Mean);
         opt.backward_step(&loss);
         Some(loss.double_value(&[]))
