@@ -35,6 +35,52 @@ pub enum Command {
     Sweep(SweepArgs),
     /// Aggregate run folders into the paper's Table 1 format, learning curves and energy tables.
     Report(ReportArgs),
+    /// Micro-benchmarks that print figures (a table, or JSON with --json).
+    #[cfg(feature = "learner")]
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Plain-Rust policy inference per action (the actors' hot path), with SOPs and energy.
+    Inference {
+        #[arg(long, default_value = "HalfCheetah-v4")]
+        env: String,
+        #[arg(long, value_enum, default_value = "lif")]
+        neuron: NeuronArg,
+        /// Benchmark the ANN baseline actor instead of the SNN.
+        #[arg(long, value_enum, default_value = "proxy")]
+        algo: AlgoArg,
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// Actions to time.
+        #[arg(long, default_value_t = 20_000)]
+        actions: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One full training iteration of an algorithm (and its phases) on synthetic minibatches.
+    Update {
+        #[arg(long, default_value = "HalfCheetah-v4")]
+        env: String,
+        #[arg(long, value_enum, default_value = "proxy")]
+        algo: AlgoArg,
+        #[arg(long, value_enum, default_value = "lif")]
+        neuron: NeuronArg,
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+        #[arg(long, value_enum, default_value = "cpu")]
+        device: DeviceArg,
+        /// Timed iterations (after a warm-up of a tenth as many).
+        #[arg(long, default_value_t = 50)]
+        iterations: usize,
+        /// libtorch threads (default: every core).
+        #[arg(long)]
+        threads: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args, Debug)]

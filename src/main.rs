@@ -36,6 +36,8 @@ fn main() -> ExitCode {
         Command::Learner(args) => train::learner(args),
         Command::Actor(args) => actor(args),
         Command::Env(cmd) => env_cmd::run(cmd),
+        #[cfg(feature = "learner")]
+        Command::Bench(cmd) => train::bench(cmd),
         Command::Sweep(args) => spikerl_experiments::sweep::run(&args.spec, &args.out, &args.options),
         Command::Report(args) => spikerl_experiments::report::run(&args.runs_dir, &args.out),
     };

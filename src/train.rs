@@ -1,6 +1,6 @@
 //! `spikerl train` (a whole run on this machine) and `spikerl learner` (the learner role).
 
-use crate::cli::{AlgoArg, DeviceArg, LearnerArgs, NeuronArg, RunArgs, TrainArgs};
+use crate::cli::{AlgoArg, BenchCommand, DeviceArg, LearnerArgs, NeuronArg, RunArgs, TrainArgs};
 use crate::{UsageError, install_metrics, shutdown_signal};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -17,20 +17,62 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Resolves the command line into a validated run configuration.
-pub fn run_config(a: &RunArgs) -> anyhow::Result<RunConfig> {
-    let algo = match a.algo {
+fn algo_of(a: AlgoArg) -> Algo {
+    match a {
         AlgoArg::Ann => Algo::Ann,
         AlgoArg::Vanilla => Algo::Vanilla,
         AlgoArg::Proxy => Algo::Proxy,
-    };
-    let neuron = match a.neuron {
+    }
+}
+
+fn neuron_of(n: NeuronArg) -> NeuronKind {
+    match n {
         NeuronArg::Lif => NeuronKind::Lif,
         NeuronArg::Clif => NeuronKind::Clif,
         NeuronArg::Dn => NeuronKind::Dn,
         NeuronArg::Plif => NeuronKind::Plif,
         NeuronArg::If => NeuronKind::If,
+    }
+}
+
+/// `spikerl bench ...`: prints a small table, or one JSON object with --json.
+pub fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
+    use spikerl_learner::bench;
+    let (json, value) = match cmd {
+        BenchCommand::Inference { env, neuron, algo, batch, actions, json } => {
+            if batch == 0 {
+                return Err(UsageError("--batch must be positive".into()).into());
+            }
+            let r = bench::inference(&env, algo_of(algo), neuron_of(neuron), batch, actions)?;
+            if !json {
+                println!("{} {} batch {}: {:.2} us/action ({:.0} actions/s), {:.0} SOPs, firing {:.1}%, {:.2} nJ (ANN equivalent {:.1} nJ)",
+                    r.env, r.network, r.batch, r.us_per_action, r.actions_per_second, r.sops_per_inference, 100.0 * r.firing_rate,
+                    r.energy_nj_per_inference, r.ann_equivalent_energy_nj);
+            }
+            (json, serde_json::to_value(r)?)
+        }
+        BenchCommand::Update { env, algo, neuron, batch, device: d, iterations, threads, json } => {
+            let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            tch::set_num_threads(threads.unwrap_or(cores) as i32);
+            tch::set_num_interop_threads(1);
+            let r = bench::update(&env, algo_of(algo), neuron_of(neuron), batch, device(d)?, iterations)?;
+            if !json {
+                println!("{} {} {} batch {} on {} ({} threads): {:.2} ms/iteration ({:.1} it/s); SNN forward (no grad) {:.2} ms; proxy step {}; batch to tensors {:.3} ms",
+                    r.env, r.algo, r.neuron, r.batch, r.device, r.threads, r.ms_per_iteration, r.iterations_per_second,
+                    r.ms_snn_forward_no_grad, r.ms_proxy_step.map_or("-".into(), |m| format!("{m:.2} ms")), r.ms_sample_to_tensors);
+            }
+            (json, serde_json::to_value(r)?)
+        }
     };
+    if json {
+        println!("{value}");
+    }
+    Ok(())
+}
+
+/// Resolves the command line into a validated run configuration.
+pub fn run_config(a: &RunArgs) -> anyhow::Result<RunConfig> {
+    let (algo, neuron) = (algo_of(a.algo), neuron_of(a.neuron));
     spikerl_envs::spec(&a.env)?; // unknown ids fail here, listing the known ones
     let mut cfg = RunConfig::paper(&a.env, algo, neuron, a.seed);
     cfg.steps = a.steps;

@@ -7,6 +7,7 @@
 //! - [`lockstep`]: the paper's protocol in one process; [`runtime`] + [`server`]: the distributed learner.
 //! - [`run_dir`], [`checkpoint`]: what a run leaves on disk.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod lockstep;
