@@ -1,7 +1,7 @@
 //! The cluster on the real Docker Engine (docs/deploy.md): images built by deploy/build-images.sh --offline from
 //! the binaries cargo already built, docker-compose.yml brought up with a learner, two actors and Prometheus;
 //! training must advance, Prometheus must scrape all three, actors scale to 3 and back, a crashed actor must
-//! not stop the learner, a restarted learner must come back with its checkpoint volume; then `down -v`. A
+//! not stop the learner, a restarted learner must resume from its checkpoint volume; then `down -v`. A
 //! single-node Docker Swarm runs the same file with `docker stack deploy`. The Kubernetes manifests are
 //! rendered and validated offline against the Kubernetes API schemas.
 //!
@@ -279,6 +279,12 @@ fn files_in(container: &str, dir: &str) -> Vec<String> {
     out.lines().map(String::from).collect()
 }
 
+/// A file of a running container, read with bash alone.
+fn read_file(container: &str, path: &str) -> String {
+    let out = run(&mut docker(&["exec", container, "bash", "-c", &format!("echo \"$(<{path})\"")]));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn images_are_small_non_root_and_healthy_by_design() {
     let _lock = docker_lock();
@@ -365,30 +371,23 @@ fn compose_cluster_trains_scales_and_survives_restarts() {
         let files = files_in(&learner, &format!("{run_dir}/checkpoints"));
         if files.iter().any(|f| f.contains("ckpt-")) { Ok(files) } else { Err(format!("{files:?}")) }
     });
+    // Checkpoint folders are named by training iteration.
+    let newest: f64 = before.iter().filter_map(|f| f.rsplit("ckpt-").next()?.parse::<f64>().ok()).fold(0.0, f64::max);
     run_ok(&mut docker(&["restart", "-t", "30", &learner]));
-    let after_restart = wait_for("the learner answering again", Duration::from_secs(120), || learner_state(&metrics_addr));
-    let back = wait_training(&metrics_addr, Some(2.0), 0.0, "actors reconnected and training after the learner restart", Duration::from_secs(180));
-    let after = files_in(&learner, &format!("{run_dir}/checkpoints"));
-    let kept: Vec<&String> = before.iter().filter(|f| f.contains("ckpt-") && after.contains(f)).collect();
-    let resumed = after_restart.iterations >= s.iterations;
-    assert!(
-        after.iter().any(|f| f.contains("ckpt-")) && (resumed || !kept.is_empty()),
-        "the checkpoint volume survives the restart: before {before:?}, after {after:?}"
-    );
+    // SPIKERL_RESUME=auto (the image's entrypoint): the restarted learner resumes from the volume's checkpoint.
+    let resumed = wait_for("the restarted learner resuming from its checkpoint volume", Duration::from_secs(120), || {
+        let manifest = read_file(&learner, &format!("{run_dir}/manifest.json"));
+        let state = learner_state(&metrics_addr)?;
+        if manifest.contains("\"resumed_from\": \"/runs/run/checkpoints/ckpt-") && state.iterations >= newest {
+            Ok(state)
+        } else {
+            Err(format!("{state:?}, newest checkpoint before the restart: {newest}; manifest: {manifest}"))
+        }
+    });
+    let back = wait_training(&metrics_addr, Some(2.0), resumed.iterations, "actors reconnected and training after the learner restart", Duration::from_secs(180));
+    eprintln!("  {} iterations before the restart (newest checkpoint {newest}), resumed at {}, now {}", s.iterations, resumed.iterations, back.iterations);
     let files = files_in(&learner, run_dir);
     assert!(files.iter().any(|f| f.ends_with("manifest.json")) && files.iter().any(|f| f.ends_with("evals.csv")), "{files:?}");
-    if resumed {
-        eprintln!("  the learner resumed from its checkpoint: {} iterations before, {} after", s.iterations, after_restart.iterations);
-    } else {
-        // `spikerl learner --resume` is not implemented yet (its own issue): the restarted learner starts a new
-        // run in the same folder. Checked here: it comes back, actors reconnect, training advances, the volume
-        // (checkpoints, manifest, evals.csv) is kept.
-        eprintln!(
-            "  PENDING resume: the restarted learner began again at iteration {} (was {} before); checkpoints kept: {kept:?}",
-            after_restart.iterations, s.iterations
-        );
-    }
-    eprintln!("  training again: {back:?}");
 
     eprintln!("compose down -v");
     drop(project);
@@ -499,9 +498,19 @@ fn kubernetes_manifests_validate_against_the_api_schemas() {
     // Defaults, then the GPU learner; each against the oldest and newest Kubernetes the schemas cover here.
     let plain = validate(&[]);
     eprintln!("{plain}");
-    for kind in ["StatefulSet", "Service", "Deployment", "Secret", "PersistentVolumeClaim", "ServiceMonitor", "PrometheusRule", "ConfigMap"] {
-        assert!(plain.contains(&format!("ok {kind}/")), "rendered manifests include a {kind}:\n{plain}");
+    let mut kinds = vec!["StatefulSet/spikerl-learner", "Service/spikerl-learner", "Deployment/spikerl-actor", "Secret/", "ServiceMonitor/"];
+    // Rendered from the monitoring files where they exist (deploy/prometheus/rules, deploy/grafana/dashboards).
+    if std::fs::read_dir(root().join("deploy/prometheus/rules")).is_ok_and(|mut d| d.next().is_some()) {
+        kinds.push("PrometheusRule/");
     }
+    if std::fs::read_dir(root().join("deploy/grafana/dashboards")).is_ok_and(|mut d| d.next().is_some()) {
+        kinds.push("ConfigMap/spikerl-dashboard-");
+    }
+    for kind in kinds {
+        assert!(plain.contains(&format!("ok {kind}")), "rendered manifests include {kind}:\n{plain}");
+    }
+    assert!(plain.contains("volumeClaimTemplates [('runs'"), "the learner keeps its run folder on a persistent volume:\n{plain}");
+    assert!(plain.contains(" 0 problems"), "{plain}");
     let gpu = validate(&["--set", "learner.gpu.enabled=true"]);
     assert!(gpu.contains("nvidia.com/gpu"), "the GPU values request a GPU:\n{gpu}");
 }

@@ -225,8 +225,11 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
                 while i < toks.len() && toks[i] != Tok::Other(')') {
                     i += 1;
                 }
-            } else if toks.get(i + 1) == Some(&Tok::Other('(')) || KEYWORDS.contains(&lower.as_str()) {
-                // A function call or an operator keyword.
+            } else if toks.get(i + 1) == Some(&Tok::Other('('))
+                || KEYWORDS.contains(&lower.as_str())
+                || matches!(toks.get(i + 1), Some(Tok::Ident(n)) if n == "by" || n == "without")
+            {
+                // A function call, an aggregation (`sum by (...) (...)`) or an operator keyword.
             } else {
                 names.insert(word.clone());
             }
@@ -260,7 +263,7 @@ fn metric_name_extraction_understands_promql() {
 fn sample_names(text: &str) -> BTreeSet<String> {
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .filter_map(|l| l.split(|c| c == '{' || c == ' ').next())
+        .filter_map(|l| l.split(['{', ' ']).next())
         .map(str::to_string)
         .collect()
 }
@@ -550,7 +553,8 @@ fn prometheus_tools() -> Result<(), String> {
                     .unwrap_or(false)
             };
             let install = ["install", "-y", "-q", "--no-install-recommends", "prometheus"];
-            if !apt(&install) && !(apt(&["update", "-q"]) && apt(&install)) {
+            let installed = apt(&install) || (apt(&["update", "-q"]) && apt(&install));
+            if !installed {
                 return Err("apt-get install prometheus failed (no package mirror reachable?)".into());
             }
             if on_path("prometheus") && on_path("promtool") {

@@ -112,6 +112,7 @@ pub fn run(
             if trainer.td3.actor_updates != policy_version {
                 policy = Policy::new(&trainer.td3.policy_config, &trainer.policy_weights())?;
                 policy_version = trainer.td3.actor_updates;
+                metrics::gauge!("spikerl_learner_policy_version").set(policy_version as f64);
             }
             policy.act(&obs32, &mut action);
             for (a, &m) in action.iter_mut().zip(&max_action) {

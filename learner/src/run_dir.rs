@@ -115,15 +115,23 @@ pub struct RunDir {
 }
 
 impl RunDir {
-    /// Creates the folder (and `checkpoints/`), writes the manifest and the CSV header.
+    /// Creates the folder (and `checkpoints/`), writes the manifest and a fresh evals.csv. A new run in
+    /// a folder that held an older one replaces its evaluations and checkpoints (a resumed run rewrites
+    /// evals.csv from its checkpoint instead, see `rewrite_evals`).
     pub fn create(path: &Path, manifest: Manifest) -> std::io::Result<RunDir> {
-        fs::create_dir_all(path.join("checkpoints"))?;
-        let csv = path.join("evals.csv");
-        let fresh = !csv.exists() || fs::metadata(&csv)?.len() == 0;
-        let mut evals = OpenOptions::new().create(true).append(true).open(&csv)?;
-        if fresh {
-            writeln!(evals, "{EVALS_HEADER}")?;
+        let checkpoints = path.join("checkpoints");
+        fs::create_dir_all(&checkpoints)?;
+        if manifest.resumed_from.is_none() {
+            for entry in fs::read_dir(&checkpoints)?.flatten() {
+                if entry.file_name().to_string_lossy().starts_with("ckpt-") {
+                    tracing::warn!(path = %entry.path().display(), "a new run replaces an older run's checkpoint");
+                    fs::remove_dir_all(entry.path())?;
+                }
+            }
         }
+        let csv = path.join("evals.csv");
+        let mut evals = File::create(&csv)?;
+        writeln!(evals, "{EVALS_HEADER}")?;
         let dir = RunDir { path: path.to_path_buf(), manifest, evals };
         dir.write_manifest()?;
         Ok(dir)
