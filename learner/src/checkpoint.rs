@@ -61,18 +61,6 @@ impl RngState {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct EvalState {
-    pub step: u64,
-    pub iterations: u64,
-    pub policy_version: u64,
-    pub returns: Vec<f64>,
-    pub wall_seconds: f64,
-    pub sops_per_inference: f64,
-    pub firing_rate: f64,
-    pub energy_nj_per_inference: f64,
-}
-
 /// The non-tensor part of a checkpoint.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LearnerState {
@@ -90,7 +78,7 @@ pub struct LearnerState {
     pub replay_rng: RngState,
     pub noise_rng: RngState,
     pub next_eval: u64,
-    pub evals: Vec<EvalState>,
+    pub evals: Vec<EvalRecord>,
     pub actors: Vec<ActorRecord>,
     pub wall_seconds: f64,
     pub saved_at: String,
@@ -168,7 +156,7 @@ fn write_checkpoint(trainer: &Trainer, run_id: &str, actors: Vec<ActorRecord>, t
         replay_rng: RngState::of(&rng),
         noise_rng: RngState::of(&td3.noise_rng),
         next_eval: trainer.next_eval(),
-        evals: trainer.evals.iter().map(eval_state).collect(),
+        evals: trainer.evals.clone(),
         actors,
         wall_seconds: trainer.wall_seconds(),
         saved_at: crate::run_dir::now_rfc3339(),
@@ -228,32 +216,6 @@ pub fn list(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default();
     v.sort();
     v
-}
-
-fn eval_state(e: &EvalRecord) -> EvalState {
-    EvalState {
-        step: e.step,
-        iterations: e.iterations,
-        policy_version: e.policy_version,
-        returns: e.returns.clone(),
-        wall_seconds: e.wall_seconds,
-        sops_per_inference: e.sops_per_inference,
-        firing_rate: e.firing_rate,
-        energy_nj_per_inference: e.energy_nj_per_inference,
-    }
-}
-
-pub fn eval_record(e: &EvalState) -> EvalRecord {
-    EvalRecord {
-        step: e.step,
-        iterations: e.iterations,
-        policy_version: e.policy_version,
-        returns: e.returns.clone(),
-        wall_seconds: e.wall_seconds,
-        sops_per_inference: e.sops_per_inference,
-        firing_rate: e.firing_rate,
-        energy_nj_per_inference: e.energy_nj_per_inference,
-    }
 }
 
 fn serialize_tensors(named: &[(String, Tensor)]) -> anyhow::Result<Vec<u8>> {
@@ -432,7 +394,7 @@ impl Loaded {
             guard.buffer = buffer;
             guard.limiter = s.limiter.clone();
         }
-        trainer.restore_schedule(s.next_eval, s.evals.iter().map(eval_record).collect(), s.wall_seconds);
+        trainer.restore_schedule(s.next_eval, s.evals.clone(), s.wall_seconds);
         Ok(s.actors.clone())
     }
 }

@@ -79,8 +79,8 @@ pub fn derive_seed(seed: u64, stream: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// One evaluation's result.
-#[derive(Clone, Debug, PartialEq)]
+/// One evaluation's result (also kept in checkpoints, as the run's history).
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct EvalRecord {
     /// Env steps taken by training actors when the evaluation ran (random ones included).
     pub step: u64,
