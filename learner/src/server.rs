@@ -246,9 +246,11 @@ impl Learner for LearnerService {
                         break;
                     }
                 };
-                let ack = match ingest(&this, &batch).await {
-                    Ok(ack) => Ok(ack),
-                    Err(status) => Err(status),
+                // An insert held by the rate limiter must not outlive its actor: when the peer goes
+                // away (the response stream is dropped) the batch is abandoned, never acknowledged.
+                let ack = tokio::select! {
+                    ack = ingest(&this, &batch) => ack,
+                    _ = tx.closed() => break,
                 };
                 let failed = ack.is_err();
                 if tx.send(ack).await.is_err() || failed {
