@@ -246,7 +246,8 @@ fn clean_env(cmd: &mut Command) {
 
 /// The run settings of the test clusters: small and fast, one libtorch thread, frequent checkpoints.
 fn cluster_env(grpc: u16, metrics: u16, prometheus: u16) -> BTreeMap<String, String> {
-    let mut env: BTreeMap<String, String> = [
+    // Prometheus gets the shipped configuration and rules (deploy/prometheus).
+    [
         ("SPIKERL_IMAGE_TAG", TAG.to_string()),
         ("SPIKERL_GRPC_PORT", grpc.to_string()),
         ("SPIKERL_LEARNER_METRICS_PORT", metrics.to_string()),
@@ -260,13 +261,7 @@ fn cluster_env(grpc: u16, metrics: u16, prometheus: u16) -> BTreeMap<String, Str
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    // The real Prometheus configuration where it exists; a stand-in with the same targets until then.
-    if !root().join("deploy/prometheus/prometheus.yml").exists() {
-        eprintln!("note: deploy/prometheus/prometheus.yml does not exist yet: using deploy/docker/test-prometheus/");
-        env.insert("SPIKERL_PROMETHEUS_CONFIG".into(), root().join("deploy/docker/test-prometheus").to_string_lossy().into_owned());
-    }
-    env
+    .collect()
 }
 
 fn inspect(container: &str, format: &str) -> String {
@@ -286,9 +281,9 @@ fn read_file(container: &str, path: &str) -> String {
 }
 
 #[test]
-fn images_are_small_non_root_and_healthy_by_design() {
+fn images_run_as_non_root_with_health_checks_and_a_small_actor() {
     let _lock = docker_lock();
-    if !docker_available("images_are_small_non_root_and_healthy_by_design") {
+    if !docker_available("images_run_as_non_root_with_health_checks_and_a_small_actor") {
         return;
     }
     build_images();
