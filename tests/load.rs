@@ -31,7 +31,9 @@ fn sixty_four_actors_stream_concurrently() {
         let mut tasks = Vec::new();
         for i in 0..CONNECTIONS {
             tasks.push(tokio::spawn(async move {
-                let mut client = LearnerClient::connect(format!("http://127.0.0.1:{grpc}")).await?;
+                let mut client = LearnerClient::connect(format!("http://127.0.0.1:{grpc}"))
+                    .await
+                    .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
                 let reply = client
                     .register(RegisterRequest { protocol_version: PROTOCOL_VERSION, actor_name: format!("load-{i}"), num_envs: 1 })
                     .await?

@@ -191,7 +191,7 @@ fn ctrl_c_stops_runs_cleanly_and_failures_are_recorded() {
     fs::write(
         &spec,
         "envs = [\"Pendulum-v1\"]\nalgos = [\"ann\", \"proxy\"]\nneurons = [\"lif\"]\nseeds = 1\n\
-         [train]\nsteps = 20\nrandom_steps = 64\neval_every = 0\neval_episodes = 1\nsync = true\n\
+         [train]\nsteps = 20\nrandom_steps = 256\neval_every = 0\neval_episodes = 1\nsync = true\n\
          [[override]]\nalgo = \"proxy\"\ntrain = { batch_size = \"lots\" }\n",
     )
     .unwrap();

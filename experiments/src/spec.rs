@@ -1,0 +1,395 @@
+//! Sweep specifications (TOML) and their expansion into runs.
+//!
+//! ```toml
+//! description = "what this grid is for"
+//! envs = ["HalfCheetah-v4", "Hopper-v4"]
+//! algos = ["ann", "vanilla", "proxy"]
+//! neurons = ["lif", "clif", "dn"]      # crossed with the spiking algorithms; ann runs once per env x seed
+//! seeds = 5                            # 0..5, or an explicit list: [0, 1, 2]
+//!
+//! [train]                              # options of `spikerl train` for every run (`_` or `-` in names)
+//! steps = 1_000_000
+//! sync = true                          # flags: true passes `--sync`, false leaves it out
+//! snn_hidden = [256, 256]              # arrays are passed comma separated: `--snn-hidden 256,256`
+//!
+//! [[override]]                         # more options for the runs it selects; later entries win
+//! env = "InvertedDoublePendulum-v4"    # selectors: env, algo, neuron; a string or a list; absent = all
+//! algo = "proxy"
+//! train = { proxy_lr = 0.003 }
+//! ```
+//!
+//! Every run is named after its grid point, `{env}/{method}/seed{N}` (`method` = `ann`, `vanilla-lif`,
+//! `proxy-clif`, ...), so the same spec always maps to the same folders.
+
+use crate::method::{Algo, Method, Neuron};
+use anyhow::{Context, bail, ensure};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
+use std::path::Path;
+
+/// A sweep specification as written in the TOML file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// Free text, repeated in the sweep state file.
+    #[serde(default)]
+    pub description: String,
+    /// Environment ids (`spikerl env info --env ID`).
+    pub envs: Vec<String>,
+    /// Algorithms: ann, vanilla, proxy.
+    pub algos: Vec<Algo>,
+    /// Neuron types, crossed with the spiking algorithms (required when any is listed).
+    #[serde(default)]
+    pub neurons: Vec<Neuron>,
+    /// A count N (seeds 0..N) or a list of seeds.
+    pub seeds: Seeds,
+    /// Options of `spikerl train` given to every run.
+    #[serde(default)]
+    pub train: toml::Table,
+    /// Options for selected runs, applied after `train` in file order.
+    #[serde(default, rename = "override")]
+    pub overrides: Vec<Override>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Seeds {
+    Count(u64),
+    List(Vec<u64>),
+}
+
+/// A string or a list of strings in the spec.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T: PartialEq> OneOrMany<T> {
+    fn contains(&self, v: &T) -> bool {
+        match self {
+            OneOrMany::One(x) => x == v,
+            OneOrMany::Many(xs) => xs.contains(v),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Override {
+    pub env: Option<OneOrMany<String>>,
+    pub algo: Option<OneOrMany<Algo>>,
+    /// Selects spiking runs with these neurons (never an ann run).
+    pub neuron: Option<OneOrMany<Neuron>>,
+    pub train: toml::Table,
+}
+
+impl Override {
+    fn selects(&self, env: &str, method: &Method) -> bool {
+        self.env.as_ref().is_none_or(|e| e.contains(&env.to_string()))
+            && self.algo.as_ref().is_none_or(|a| a.contains(&method.algo))
+            && self.neuron.as_ref().is_none_or(|n| method.neuron.is_some_and(|m| n.contains(&m)))
+    }
+}
+
+/// The value of one `spikerl train` option: a flag (`--sync`) or `--name value`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum OptValue {
+    /// Always `true`: a flag that is present.
+    Flag(bool),
+    Value(String),
+}
+
+/// Resolved options of one run, by long option name (`snn-hidden`), without the grid point's own
+/// (`--env`, `--algo`, `--neuron`, `--seed`) and without `--out`.
+pub type TrainOptions = BTreeMap<String, OptValue>;
+
+/// Options the sweep sets itself: a spec may not give them.
+pub const RESERVED: [&str; 8] = ["env", "algo", "neuron", "seed", "out", "no-progress", "metrics", "help"];
+
+/// One grid point: what to run and where.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunPlan {
+    /// Folder under the sweep's `--out`: `{env}/{method}/seed{N}`.
+    pub id: String,
+    pub env: String,
+    pub method: Method,
+    pub seed: u64,
+    pub options: TrainOptions,
+}
+
+impl Spec {
+    pub fn load(path: &Path) -> anyhow::Result<Spec> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Spec::parse(&text).with_context(|| format!("in {}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> anyhow::Result<Spec> {
+        Ok(toml::from_str(text)?)
+    }
+
+    pub fn seed_list(&self) -> Vec<u64> {
+        match &self.seeds {
+            Seeds::Count(n) => (0..*n).collect(),
+            Seeds::List(l) => l.clone(),
+        }
+    }
+
+    /// The rows of the grid: ann once, each spiking algorithm once per neuron type.
+    pub fn methods(&self) -> Vec<Method> {
+        let mut out = Vec::new();
+        for &algo in &self.algos {
+            if algo.is_spiking() {
+                out.extend(self.neurons.iter().map(|&n| Method::new(algo, n)));
+            } else {
+                out.push(Method::ANN);
+            }
+        }
+        out
+    }
+
+    /// Every run of the grid, seed-major (all methods and envs at seed 0 first), so a sweep stopped half
+    /// way has whole comparisons at fewer seeds rather than some methods only.
+    pub fn expand(&self) -> anyhow::Result<Vec<RunPlan>> {
+        self.validate()?;
+        let base = options_from_table(&self.train).context("in [train]")?;
+        let mut used = vec![false; self.overrides.len()];
+        let mut plans = Vec::new();
+        for seed in self.seed_list() {
+            for env in &self.envs {
+                for method in self.methods() {
+                    let mut options = base.clone();
+                    for (i, o) in self.overrides.iter().enumerate() {
+                        if o.selects(env, &method) {
+                            used[i] = true;
+                            let extra = options_from_table(&o.train).with_context(|| format!("in override #{}", i + 1))?;
+                            for (k, v) in extra {
+                                match v {
+                                    OptValue::Flag(false) => options.remove(&k),
+                                    v => options.insert(k, v),
+                                };
+                            }
+                        }
+                    }
+                    options.retain(|_, v| *v != OptValue::Flag(false));
+                    // One libtorch thread per run unless the spec says otherwise: runs share the machine's
+                    // cores (the scheduler sizes its concurrency from this).
+                    options.entry("threads".to_string()).or_insert_with(|| OptValue::Value("1".to_string()));
+                    plans.push(RunPlan { id: run_id(env, &method, seed), env: env.clone(), method, seed, options });
+                }
+            }
+        }
+        if let Some(i) = used.iter().position(|u| !u) {
+            bail!("override #{} selects no run of the grid (check its env/algo/neuron)", i + 1);
+        }
+        Ok(plans)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        ensure!(!self.envs.is_empty(), "`envs` is empty");
+        ensure!(!self.algos.is_empty(), "`algos` is empty");
+        for env in &self.envs {
+            ensure!(
+                !env.is_empty() && env.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.') && !env.starts_with('.'),
+                "environment id {env:?} is not a plain name"
+            );
+        }
+        if self.algos.iter().any(|a| a.is_spiking()) {
+            ensure!(!self.neurons.is_empty(), "`neurons` is empty but spiking algorithms are listed");
+        }
+        let seeds = self.seed_list();
+        ensure!(!seeds.is_empty(), "`seeds` is empty");
+        no_duplicates("envs", &self.envs)?;
+        no_duplicates("algos", &self.algos)?;
+        no_duplicates("neurons", &self.neurons)?;
+        no_duplicates("seeds", &seeds)?;
+        Ok(())
+    }
+}
+
+fn no_duplicates<T: Ord + std::fmt::Debug>(what: &str, items: &[T]) -> anyhow::Result<()> {
+    let mut seen = BTreeSet::new();
+    for i in items {
+        ensure!(seen.insert(i), "`{what}` lists {i:?} twice");
+    }
+    Ok(())
+}
+
+/// `{env}/{method}/seed{N}`.
+pub fn run_id(env: &str, method: &Method, seed: u64) -> String {
+    format!("{env}/{}/seed{seed}", method.key())
+}
+
+/// TOML table -> train options: names with `_` become `--kebab-case`; booleans are flags (false: absent);
+/// numbers and strings are values; arrays are joined with commas.
+pub fn options_from_table(table: &toml::Table) -> anyhow::Result<TrainOptions> {
+    let mut out = TrainOptions::new();
+    for (key, value) in table {
+        let name = key.replace('_', "-");
+        ensure!(
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') && !name.starts_with('-'),
+            "{key:?} is not an option name"
+        );
+        ensure!(!RESERVED.contains(&name.as_str()), "`{key}` is set by the sweep itself (the grid and --out decide it)");
+        let v = match value {
+            toml::Value::Boolean(b) => OptValue::Flag(*b),
+            toml::Value::Array(items) => {
+                let parts = items.iter().map(scalar).collect::<anyhow::Result<Vec<_>>>().with_context(|| format!("in `{key}`"))?;
+                OptValue::Value(parts.join(","))
+            }
+            other => OptValue::Value(scalar(other).with_context(|| format!("in `{key}`"))?),
+        };
+        out.insert(name, v);
+    }
+    Ok(out)
+}
+
+fn scalar(v: &toml::Value) -> anyhow::Result<String> {
+    Ok(match v {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Integer(i) => i.to_string(),
+        // Display is the shortest form that parses back to the same f64.
+        toml::Value::Float(f) => f.to_string(),
+        other => bail!("{} values cannot be passed on a command line", other.type_str()),
+    })
+}
+
+impl RunPlan {
+    /// The `spikerl train` arguments of this run writing into `dir`.
+    pub fn train_args(&self, dir: &Path) -> Vec<OsString> {
+        let mut args: Vec<OsString> = vec!["train".into(), "--env".into(), self.env.clone().into(), "--algo".into(), self.method.algo.as_str().into()];
+        if let Some(n) = self.method.neuron {
+            args.extend(["--neuron".into(), n.as_str().into()]);
+        }
+        args.extend(["--seed".into(), self.seed.to_string().into()]);
+        for (k, v) in &self.options {
+            match v {
+                OptValue::Flag(true) => args.push(format!("--{k}").into()),
+                OptValue::Flag(false) => {}
+                OptValue::Value(s) => args.extend([format!("--{k}").into(), s.into()]),
+            }
+        }
+        args.extend(["--out".into(), dir.as_os_str().to_owned(), "--no-progress".into()]);
+        args
+    }
+
+    pub fn option(&self, name: &str) -> Option<&str> {
+        match self.options.get(name) {
+            Some(OptValue::Value(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn flag(&self, name: &str) -> bool {
+        self.options.get(name) == Some(&OptValue::Flag(true))
+    }
+
+    /// Cores one run keeps busy: its libtorch threads, plus one per actor process unless lockstep.
+    /// (`--actors` defaults to 2 in `spikerl train`.)
+    pub fn cores(&self) -> usize {
+        let threads = self.option("threads").and_then(|t| t.parse().ok()).unwrap_or(1usize).max(1);
+        let actors = if self.flag("sync") { 0 } else { self.option("actors").and_then(|a| a.parse().ok()).unwrap_or(2usize) };
+        threads + actors
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC: &str = r#"
+        envs = ["Hopper-v4", "Ant-v4"]
+        algos = ["ann", "vanilla", "proxy"]
+        neurons = ["lif", "dn"]
+        seeds = 2
+
+        [train]
+        steps = 1_000
+        sync = true
+        snn_hidden = [64, 64]
+        proxy-lr = 0.001
+
+        [[override]]
+        env = "Ant-v4"
+        algo = ["proxy"]
+        neuron = "dn"
+        train = { proxy_lr = 3e-3, sync = false, actors = 3 }
+    "#;
+
+    #[test]
+    fn grid_expands_seed_major_with_ann_once() {
+        let plans = Spec::parse(SPEC).unwrap().expand().unwrap();
+        // 2 seeds x 2 envs x (ann + 2 vanilla + 2 proxy)
+        assert_eq!(plans.len(), 20);
+        let ids: Vec<_> = plans.iter().take(6).map(|p| p.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "Hopper-v4/ann/seed0",
+                "Hopper-v4/vanilla-lif/seed0",
+                "Hopper-v4/vanilla-dn/seed0",
+                "Hopper-v4/proxy-lif/seed0",
+                "Hopper-v4/proxy-dn/seed0",
+                "Ant-v4/ann/seed0"
+            ]
+        );
+        assert_eq!(plans[10].id, "Hopper-v4/ann/seed1");
+        let unique: BTreeSet<_> = plans.iter().map(|p| &p.id).collect();
+        assert_eq!(unique.len(), plans.len());
+    }
+
+    #[test]
+    fn options_merge_and_overrides_apply_only_where_selected() {
+        let plans = Spec::parse(SPEC).unwrap().expand().unwrap();
+        let get = |id: &str| plans.iter().find(|p| p.id == id).unwrap();
+        let hopper = get("Hopper-v4/proxy-dn/seed1");
+        assert_eq!(hopper.option("proxy-lr"), Some("0.001"));
+        assert_eq!(hopper.option("snn-hidden"), Some("64,64"));
+        assert_eq!(hopper.option("threads"), Some("1"));
+        assert!(hopper.flag("sync"));
+        assert_eq!(hopper.cores(), 1);
+        let ant = get("Ant-v4/proxy-dn/seed0");
+        assert_eq!(ant.option("proxy-lr"), Some("0.003"));
+        assert!(!ant.flag("sync") && !ant.options.contains_key("sync"));
+        assert_eq!(ant.cores(), 4);
+        assert_eq!(get("Ant-v4/proxy-lif/seed0").option("proxy-lr"), Some("0.001"));
+        assert_eq!(get("Ant-v4/ann/seed0").option("proxy-lr"), Some("0.001"));
+    }
+
+    #[test]
+    fn command_line_of_a_run() {
+        let plans = Spec::parse(SPEC).unwrap().expand().unwrap();
+        let args: Vec<String> =
+            plans[3].train_args(Path::new("/r/x")).into_iter().map(|a| a.into_string().unwrap()).collect();
+        assert_eq!(
+            args.join(" "),
+            "train --env Hopper-v4 --algo proxy --neuron lif --seed 0 --proxy-lr 0.001 --snn-hidden 64,64 \
+             --steps 1000 --sync --threads 1 --out /r/x --no-progress"
+        );
+        let ann: Vec<String> = plans[0].train_args(Path::new("d")).into_iter().map(|a| a.into_string().unwrap()).collect();
+        assert!(!ann.contains(&"--neuron".to_string()));
+    }
+
+    #[test]
+    fn seeds_as_a_list() {
+        let s = Spec::parse("envs=[\"Pendulum-v1\"]\nalgos=[\"ann\"]\nseeds=[3, 7]").unwrap();
+        let ids: Vec<_> = s.expand().unwrap().into_iter().map(|p| p.id).collect();
+        assert_eq!(ids, ["Pendulum-v1/ann/seed3", "Pendulum-v1/ann/seed7"]);
+    }
+
+    #[test]
+    fn bad_specs_are_refused_with_a_reason() {
+        let err = |text: &str| format!("{:#}", Spec::parse(text).and_then(|s| s.expand()).unwrap_err());
+        assert!(err("envs=[\"A-v1\"]\nalgos=[\"proxy\"]\nseeds=1").contains("neurons"));
+        assert!(err("envs=[\"A-v1\"]\nalgos=[\"ann\"]\nseeds=[1,1]").contains("twice"));
+        assert!(err("envs=[\"../x\"]\nalgos=[\"ann\"]\nseeds=1").contains("plain name"));
+        assert!(err("envs=[\"A-v1\"]\nalgos=[\"ann\"]\nseeds=1\n[train]\nseed=3").contains("set by the sweep"));
+        assert!(err("envs=[\"A-v1\"]\nalgos=[\"ann\"]\nseeds=1\n[train]\nx={a=1}").contains("command line"));
+        assert!(err("envs=[\"A-v1\"]\nalgos=[\"ann\"]\nseeds=1\ntypo=1").contains("typo"));
+        assert!(err("envs=[\"A-v1\"]\nalgos=[\"ann\"]\nseeds=1\n[[override]]\nneuron=\"lif\"\ntrain={steps=1}").contains("selects no run"));
+        assert!(err("envs=[\"A-v1\"]\nalgos=[\"sac\"]\nseeds=1").contains("sac"));
+    }
+}
