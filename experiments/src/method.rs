@@ -48,7 +48,13 @@ impl Algo {
 }
 
 impl Neuron {
-    pub const ALL: [Neuron; 5] = [Neuron::Lif, Neuron::Clif, Neuron::Dn, Neuron::Plif, Neuron::If];
+    pub const ALL: [Neuron; 5] = [
+        Neuron::Lif,
+        Neuron::Clif,
+        Neuron::Dn,
+        Neuron::Plif,
+        Neuron::If,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -85,10 +91,16 @@ pub struct Method {
 
 impl Method {
     pub fn new(algo: Algo, neuron: Neuron) -> Method {
-        Method { algo, neuron: algo.is_spiking().then_some(neuron) }
+        Method {
+            algo,
+            neuron: algo.is_spiking().then_some(neuron),
+        }
     }
 
-    pub const ANN: Method = Method { algo: Algo::Ann, neuron: None };
+    pub const ANN: Method = Method {
+        algo: Algo::Ann,
+        neuron: None,
+    };
 
     /// Machine name: `ann`, `vanilla-lif`, `proxy-clif`, ... (run folder names, CSV and JSON keys).
     pub fn key(&self) -> String {
@@ -121,11 +133,23 @@ impl fmt::Display for Method {
 }
 
 /// The paper's environments in its column order; others follow alphabetically.
-pub const PAPER_ENVS: [&str; 5] = ["InvertedDoublePendulum-v4", "Ant-v4", "HalfCheetah-v4", "Hopper-v4", "Walker2d-v4"];
+pub const PAPER_ENVS: [&str; 5] = [
+    "InvertedDoublePendulum-v4",
+    "Ant-v4",
+    "HalfCheetah-v4",
+    "Hopper-v4",
+    "Walker2d-v4",
+];
 
 /// Sort key for environment columns.
 pub fn env_order(env: &str) -> (usize, String) {
-    (PAPER_ENVS.iter().position(|e| *e == env).unwrap_or(PAPER_ENVS.len()), env.to_string())
+    (
+        PAPER_ENVS
+            .iter()
+            .position(|e| *e == env)
+            .unwrap_or(PAPER_ENVS.len()),
+        env.to_string(),
+    )
 }
 
 #[cfg(test)]
@@ -136,14 +160,17 @@ mod tests {
     fn keys_and_labels() {
         assert_eq!(Method::ANN.key(), "ann");
         assert_eq!(Method::new(Algo::Ann, Neuron::Clif), Method::ANN);
-        assert_eq!(Method::new(Algo::Vanilla, Neuron::Clif).key(), "vanilla-clif");
+        assert_eq!(
+            Method::new(Algo::Vanilla, Neuron::Clif).key(),
+            "vanilla-clif"
+        );
         assert_eq!(Method::new(Algo::Proxy, Neuron::Lif).label(), "PT-LIF");
         assert_eq!(Method::new(Algo::Vanilla, Neuron::Dn).label(), "Vanilla DN");
     }
 
     #[test]
     fn rows_and_columns_sort_as_the_paper() {
-        let mut m = vec![
+        let mut m = [
             Method::new(Algo::Proxy, Neuron::Lif),
             Method::new(Algo::Vanilla, Neuron::Dn),
             Method::ANN,
@@ -152,8 +179,21 @@ mod tests {
         m.sort();
         let keys: Vec<_> = m.iter().map(Method::key).collect();
         assert_eq!(keys, ["ann", "vanilla-lif", "vanilla-dn", "proxy-lif"]);
-        let mut envs = vec!["Pendulum-v1", "Hopper-v4", "InvertedDoublePendulum-v4", "Ant-v5"];
+        let mut envs = vec![
+            "Pendulum-v1",
+            "Hopper-v4",
+            "InvertedDoublePendulum-v4",
+            "Ant-v5",
+        ];
         envs.sort_by_key(|e| env_order(e));
-        assert_eq!(envs, ["InvertedDoublePendulum-v4", "Hopper-v4", "Ant-v5", "Pendulum-v1"]);
+        assert_eq!(
+            envs,
+            [
+                "InvertedDoublePendulum-v4",
+                "Hopper-v4",
+                "Ant-v5",
+                "Pendulum-v1"
+            ]
+        );
     }
 }

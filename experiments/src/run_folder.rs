@@ -76,7 +76,9 @@ pub struct RunInfo {
 }
 
 pub fn run_info(manifest: &Value) -> anyhow::Result<RunInfo> {
-    let config = manifest.get("config").ok_or_else(|| anyhow!("no `config`"))?;
+    let config = manifest
+        .get("config")
+        .ok_or_else(|| anyhow!("no `config`"))?;
     let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
     let env = text(config, "env_id").ok_or_else(|| anyhow!("no `config.env_id`"))?;
     let algo_name = text(config, "algo").ok_or_else(|| anyhow!("no `config.algo`"))?;
@@ -86,7 +88,10 @@ pub fn run_info(manifest: &Value) -> anyhow::Result<RunInfo> {
         None if !algo.is_spiking() => Neuron::Lif,
         None => bail!("no `config.neuron`"),
     };
-    let seed = config.get("seed").and_then(Value::as_u64).ok_or_else(|| anyhow!("no `config.seed`"))?;
+    let seed = config
+        .get("seed")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| anyhow!("no `config.seed`"))?;
     Ok(RunInfo {
         env,
         method: Method::new(algo, neuron),
@@ -119,12 +124,19 @@ pub fn read_evals(dir: &Path) -> anyhow::Result<Vec<Eval>> {
 
 pub fn parse_evals(text: &str) -> anyhow::Result<Vec<Eval>> {
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let Some(header) = lines.next() else { return Ok(Vec::new()) };
+    let Some(header) = lines.next() else {
+        return Ok(Vec::new());
+    };
     let cols: Vec<&str> = header.split(',').map(str::trim).collect();
     let col = |name: &str| cols.iter().position(|c| *c == name);
     let step = col("step").ok_or_else(|| anyhow!("no `step` column"))?;
     let ret = col("avg_return").ok_or_else(|| anyhow!("no `avg_return` column"))?;
-    let (it, sops, fr, nj) = (col("iterations"), col("sops_per_inference"), col("firing_rate"), col("energy_nj_per_inference"));
+    let (it, sops, fr, nj) = (
+        col("iterations"),
+        col("sops_per_inference"),
+        col("firing_rate"),
+        col("energy_nj_per_inference"),
+    );
     let mut rows = Vec::new();
     for (i, line) in lines.enumerate() {
         let fields: Vec<&str> = line.split(',').map(str::trim).collect();
@@ -132,7 +144,11 @@ pub fn parse_evals(text: &str) -> anyhow::Result<Vec<Eval>> {
             // A row cut short by a crash while it was written: everything before it stands.
             break;
         }
-        let num = |c: usize| fields[c].parse::<f64>().with_context(|| format!("row {}: {:?} is not a number", i + 2, fields[c]));
+        let num = |c: usize| {
+            fields[c]
+                .parse::<f64>()
+                .with_context(|| format!("row {}: {:?} is not a number", i + 2, fields[c]))
+        };
         let opt = |c: Option<usize>| c.and_then(|c| fields[c].parse::<f64>().ok());
         rows.push(Eval {
             step: num(step)?,
@@ -169,7 +185,13 @@ mod tests {
             "config": {"env_id": "Hopper-v4", "algo": "ann", "neuron": "clif", "seed": 3, "steps": 10, "random_steps": 5}});
         let info = run_info(&m).unwrap();
         assert_eq!(info.method, Method::ANN);
-        assert_eq!((info.seed, info.steps, info.random_steps), (3, Some(10), Some(5)));
-        assert!(run_info(&serde_json::json!({"config": {"env_id": "x", "algo": "sac", "seed": 1}})).is_err());
+        assert_eq!(
+            (info.seed, info.steps, info.random_steps),
+            (3, Some(10), Some(5))
+        );
+        assert!(
+            run_info(&serde_json::json!({"config": {"env_id": "x", "algo": "sac", "seed": 1}}))
+                .is_err()
+        );
     }
 }

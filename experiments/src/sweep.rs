@@ -79,7 +79,12 @@ pub enum Action {
 /// Decides from the run folder's status (and, when known, its manifest and the options it was started
 /// with) what to do with `plan`. Errors when a completed run does not match the spec any more: its
 /// numbers would be reported as the spec's but are not.
-pub fn decide(plan: &RunPlan, status: &Status, manifest: Option<&RunInfo>, recorded: Option<&TrainOptions>) -> anyhow::Result<Action> {
+pub fn decide(
+    plan: &RunPlan,
+    status: &Status,
+    manifest: Option<&RunInfo>,
+    recorded: Option<&TrainOptions>,
+) -> anyhow::Result<Action> {
     Ok(match status {
         Status::Missing => Action::Start,
         Status::Completed => {
@@ -92,10 +97,14 @@ pub fn decide(plan: &RunPlan, status: &Status, manifest: Option<&RunInfo>, recor
             };
             if let Some(info) = manifest {
                 if info.env != plan.env || info.method != plan.method || info.seed != plan.seed {
-                    return Err(stale(format!("its manifest says {} {} seed {}", info.env, info.method, info.seed)));
+                    return Err(stale(format!(
+                        "its manifest says {} {} seed {}",
+                        info.env, info.method, info.seed
+                    )));
                 }
                 for (opt, got) in [("steps", info.steps), ("random-steps", info.random_steps)] {
-                    if let (Some(want), Some(got)) = (plan.option(opt).and_then(|s| s.parse::<u64>().ok()), got)
+                    if let (Some(want), Some(got)) =
+                        (plan.option(opt).and_then(|s| s.parse::<u64>().ok()), got)
                         && want != got
                     {
                         return Err(stale(format!("--{opt} {got}, the spec says {want}")));
@@ -109,7 +118,9 @@ pub fn decide(plan: &RunPlan, status: &Status, manifest: Option<&RunInfo>, recor
             }
             Action::Skip
         }
-        Status::Running => Action::Restart("it was still marked running: its sweep or machine stopped".into()),
+        Status::Running => {
+            Action::Restart("it was still marked running: its sweep or machine stopped".into())
+        }
         Status::Interrupted => Action::Restart("it was interrupted".into()),
         Status::Failed => Action::Restart("it failed".into()),
         Status::Unreadable(why) => Action::Restart(format!("its manifest is unreadable: {why}")),
@@ -147,12 +158,17 @@ fn prepare(dir: &Path, action: &Action) -> anyhow::Result<()> {
 pub fn clear_run_folder(dir: &Path) -> anyhow::Result<()> {
     for entry in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let name = entry?.file_name().to_string_lossy().into_owned();
-        let ours = matches!(name.as_str(), "manifest.json" | "evals.csv" | "checkpoints" | "train.log")
-            || (name.starts_with("actor-") && name.ends_with(".log"))
+        let ours = matches!(
+            name.as_str(),
+            "manifest.json" | "evals.csv" | "checkpoints" | "train.log"
+        ) || (name.starts_with("actor-") && name.ends_with(".log"))
             || name.starts_with("manifest.tmp")
             || name.starts_with("evals.csv.tmp");
         if !ours {
-            bail!("refusing to delete {} to restart its run: it holds {name:?}, which spikerl does not write there", dir.display());
+            bail!(
+                "refusing to delete {} to restart its run: it holds {name:?}, which spikerl does not write there",
+                dir.display()
+            );
         }
     }
     fs::remove_dir_all(dir).with_context(|| format!("deleting {}", dir.display()))
@@ -167,7 +183,11 @@ fn train_option_names(exe: &Path) -> anyhow::Result<BTreeSet<String>> {
         .output()
         .with_context(|| format!("running {} train --help", exe.display()))?;
     if !out.status.success() {
-        bail!("{} train --help failed: {}", exe.display(), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{} train --help failed: {}",
+            exe.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(parse_option_names(&String::from_utf8_lossy(&out.stdout)))
 }
@@ -177,9 +197,19 @@ pub fn parse_option_names(help: &str) -> BTreeSet<String> {
     help.lines()
         .filter_map(|line| {
             let l = line.trim_start();
-            let l = if l.len() > 4 && l.starts_with('-') && !l.starts_with("--") && l[2..].starts_with(", ") { &l[4..] } else { l };
+            let l = if l.len() > 4
+                && l.starts_with('-')
+                && !l.starts_with("--")
+                && l[2..].starts_with(", ")
+            {
+                &l[4..]
+            } else {
+                l
+            };
             let name = l.strip_prefix("--")?;
-            let end = name.find(|c: char| !(c.is_ascii_alphanumeric() || c == '-')).unwrap_or(name.len());
+            let end = name
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+                .unwrap_or(name.len());
             (end > 0).then(|| name[..end].to_string())
         })
         .collect()
@@ -212,7 +242,11 @@ fn lock(out: &Path) -> anyhow::Result<Lock> {
     let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
     // SAFETY: flock on a file descriptor we own.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        bail!("another sweep is running in {} (it holds {})", out.display(), path.display());
+        bail!(
+            "another sweep is running in {} (it holds {})",
+            out.display(),
+            path.display()
+        );
     }
     Ok(Lock(file))
 }
@@ -250,13 +284,18 @@ fn default_jobs(plans: &[RunPlan]) -> usize {
 
 pub fn run(spec_path: &Path, out: &Path, opts: &SweepOptions) -> anyhow::Result<()> {
     let spec = Spec::load(spec_path)?;
-    let plans = spec.expand().with_context(|| format!("in {}", spec_path.display()))?;
+    let plans = spec
+        .expand()
+        .with_context(|| format!("in {}", spec_path.display()))?;
     let exe = std::env::current_exe().context("locating the spikerl binary")?;
     let known = train_option_names(&exe)?;
     for plan in &plans {
         for k in plan.options.keys() {
             if !known.contains(k) {
-                bail!("`{k}` in {} is not an option of `spikerl train` (see spikerl train --help)", spec_path.display());
+                bail!(
+                    "`{k}` in {} is not an option of `spikerl train` (see spikerl train --help)",
+                    spec_path.display()
+                );
             }
         }
     }
@@ -276,14 +315,23 @@ pub fn run(spec_path: &Path, out: &Path, opts: &SweepOptions) -> anyhow::Result<
     for plan in &plans {
         let dir = out.join(&plan.id);
         let status = run_folder::status(&dir);
-        let info = run_folder::read_manifest(&dir).ok().and_then(|m| run_folder::run_info(&m).ok());
-        let recorded = state.runs.get(&plan.id).filter(|r| !r.options.is_empty()).map(|r| &r.options);
+        let info = run_folder::read_manifest(&dir)
+            .ok()
+            .and_then(|m| run_folder::run_info(&m).ok());
+        let recorded = state
+            .runs
+            .get(&plan.id)
+            .filter(|r| !r.options.is_empty())
+            .map(|r| &r.options);
         actions.push(decide(plan, &status, info.as_ref(), recorded)?);
     }
 
     let count = |f: fn(&Action) -> bool| actions.iter().filter(|a| f(a)).count();
-    let (skip, start, restart) =
-        (count(|a| *a == Action::Skip), count(|a| *a == Action::Start), count(|a| matches!(a, Action::Restart(_))));
+    let (skip, start, restart) = (
+        count(|a| *a == Action::Skip),
+        count(|a| *a == Action::Start),
+        count(|a| matches!(a, Action::Restart(_))),
+    );
     eprintln!(
         "sweep {}: {} runs ({} completed already, {} to start, {} to restart), {} at once, into {}",
         spec_path.display(),
@@ -301,8 +349,17 @@ pub fn run(spec_path: &Path, out: &Path, opts: &SweepOptions) -> anyhow::Result<
                 Action::Start => "start".to_string(),
                 Action::Restart(why) => format!("restart ({why})"),
             };
-            let args: Vec<String> = plan.train_args(&out.join(&plan.id)).iter().map(|a| a.to_string_lossy().into_owned()).collect();
-            println!("{:<44} {what}\n    {} {}", plan.id, exe.display(), args.join(" "));
+            let args: Vec<String> = plan
+                .train_args(&out.join(&plan.id))
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            println!(
+                "{:<44} {what}\n    {} {}",
+                plan.id,
+                exe.display(),
+                args.join(" ")
+            );
         }
         return Ok(());
     }
@@ -317,7 +374,11 @@ pub fn run(spec_path: &Path, out: &Path, opts: &SweepOptions) -> anyhow::Result<
     for (plan, action) in plans.iter().zip(&actions) {
         let rec = state.runs.entry(plan.id.clone()).or_default();
         rec.options = plan.options.clone();
-        rec.command = plan.train_args(&out.join(&plan.id)).iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        rec.command = plan
+            .train_args(&out.join(&plan.id))
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
         if *action == Action::Skip {
             rec.status = "completed".into();
             if rec.max_avg_return.is_none() {
@@ -329,21 +390,44 @@ pub fn run(spec_path: &Path, out: &Path, opts: &SweepOptions) -> anyhow::Result<
     }
     save_state(out, &mut state)?;
 
-    let queue: Vec<(&RunPlan, &Action)> = plans.iter().zip(&actions).filter(|(_, a)| **a != Action::Skip).collect();
+    let queue: Vec<(&RunPlan, &Action)> = plans
+        .iter()
+        .zip(&actions)
+        .filter(|(_, a)| **a != Action::Skip)
+        .collect();
     let outcome = schedule(&exe, out, &queue, jobs, &mut state)?;
 
     let mut by_status: BTreeMap<&str, usize> = BTreeMap::new();
     for plan in &plans {
-        *by_status.entry(state.runs[&plan.id].status.as_str()).or_default() += 1;
+        *by_status
+            .entry(state.runs[&plan.id].status.as_str())
+            .or_default() += 1;
     }
-    let summary = by_status.iter().map(|(s, n)| format!("{n} {s}")).collect::<Vec<_>>().join(", ");
-    eprintln!("sweep: {summary} (state: {}; report: spikerl report {} --out REPORT_DIR)", state_path(out).display(), out.display());
-    let failed: Vec<&str> = plans.iter().filter(|p| state.runs[&p.id].status == "failed").map(|p| p.id.as_str()).collect();
+    let summary = by_status
+        .iter()
+        .map(|(s, n)| format!("{n} {s}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    eprintln!(
+        "sweep: {summary} (state: {}; report: spikerl report {} --out REPORT_DIR)",
+        state_path(out).display(),
+        out.display()
+    );
+    let failed: Vec<&str> = plans
+        .iter()
+        .filter(|p| state.runs[&p.id].status == "failed")
+        .map(|p| p.id.as_str())
+        .collect();
     if outcome.stopped {
         bail!("sweep stopped by a signal: {summary}; run the same command again to continue");
     }
     if !failed.is_empty() {
-        bail!("{} run(s) failed: {} (errors in {} and each run's train.log)", failed.len(), failed.join(", "), state_path(out).display());
+        bail!(
+            "{} run(s) failed: {} (errors in {} and each run's train.log)",
+            failed.len(),
+            failed.join(", "),
+            state_path(out).display()
+        );
     }
     Ok(())
 }
@@ -359,7 +443,13 @@ struct Outcome {
     stopped: bool,
 }
 
-fn schedule(exe: &Path, out: &Path, queue: &[(&RunPlan, &Action)], jobs: usize, state: &mut SweepState) -> anyhow::Result<Outcome> {
+fn schedule(
+    exe: &Path,
+    out: &Path,
+    queue: &[(&RunPlan, &Action)],
+    jobs: usize,
+    state: &mut SweepState,
+) -> anyhow::Result<Outcome> {
     let catcher = signals::Catcher::install().context("installing signal handlers")?;
     let total = queue.len();
     let mut next = 0;
@@ -369,7 +459,10 @@ fn schedule(exe: &Path, out: &Path, queue: &[(&RunPlan, &Action)], jobs: usize, 
         let signals = catcher.received();
         if signals > forwarded {
             let (sig, what) = if signals == 1 {
-                (libc::SIGINT, "stopping: no new runs; asking running ones to checkpoint and stop (signal again to kill them)")
+                (
+                    libc::SIGINT,
+                    "stopping: no new runs; asking running ones to checkpoint and stop (signal again to kill them)",
+                )
             } else {
                 (libc::SIGKILL, "killing the running runs")
             };
@@ -399,7 +492,12 @@ fn schedule(exe: &Path, out: &Path, queue: &[(&RunPlan, &Action)], jobs: usize, 
                 Ok(child) => {
                     rec.status = "running".into();
                     eprintln!("[{next}/{total}] start {}{why}", plan.id);
-                    active.push(Active { plan, child, started: Instant::now(), index: next });
+                    active.push(Active {
+                        plan,
+                        child,
+                        started: Instant::now(),
+                        index: next,
+                    });
                 }
                 Err(e) => {
                     rec.status = "failed".into();
@@ -422,7 +520,9 @@ fn schedule(exe: &Path, out: &Path, queue: &[(&RunPlan, &Action)], jobs: usize, 
             }
         }
         if active.is_empty() && (signals > 0 || next == total) {
-            return Ok(Outcome { stopped: signals > 0 });
+            return Ok(Outcome {
+                stopped: signals > 0,
+            });
         }
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -432,7 +532,11 @@ fn schedule(exe: &Path, out: &Path, queue: &[(&RunPlan, &Action)], jobs: usize, 
 fn launch(exe: &Path, plan: &RunPlan, dir: &Path) -> anyhow::Result<Child> {
     let log = File::create(dir.join("train.log")).context("creating train.log")?;
     let mut cmd = Command::new(exe);
-    cmd.args(plan.train_args(dir)).env_clear_spikerl().stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+    cmd.args(plan.train_args(dir))
+        .env_clear_spikerl()
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
     // Its own process group: a terminal's Ctrl-C reaches the sweep only, which forwards it once.
     cmd.process_group(0);
     #[cfg(target_os = "linux")]
@@ -450,7 +554,8 @@ fn launch(exe: &Path, plan: &RunPlan, dir: &Path) -> anyhow::Result<Child> {
             });
         }
     }
-    cmd.spawn().with_context(|| format!("starting {}", exe.display()))
+    cmd.spawn()
+        .with_context(|| format!("starting {}", exe.display()))
 }
 
 /// Records how a run ended. The manifest is the truth; when the process died before writing its outcome
@@ -468,7 +573,9 @@ fn finish(out: &Path, a: &Active, total: usize, exit: ExitStatus, state: &mut Sw
         }
         Status::Failed => {
             rec.status = "failed".into();
-            rec.error = run_folder::read_manifest(&dir).ok().and_then(|m| m.get("error").and_then(|e| e.as_str()).map(str::to_string));
+            rec.error = run_folder::read_manifest(&dir)
+                .ok()
+                .and_then(|m| m.get("error").and_then(|e| e.as_str()).map(str::to_string));
         }
         other => {
             let left = match other {
@@ -476,30 +583,52 @@ fn finish(out: &Path, a: &Active, total: usize, exit: ExitStatus, state: &mut Sw
                 Status::Running => "while its manifest still said running",
                 _ => "leaving an unreadable manifest",
             };
-            let error = format!("spikerl train exited ({exit}) {left}; end of its train.log:\n{}", log_tail(&dir.join("train.log"), 10));
+            let error = format!(
+                "spikerl train exited ({exit}) {left}; end of its train.log:\n{}",
+                log_tail(&dir.join("train.log"), 10)
+            );
             mark_failed(&dir, &error);
             rec.status = "failed".into();
             rec.error = Some(error);
         }
     }
     if rec.status == "failed" && rec.error.is_none() {
-        rec.error = Some(format!("spikerl train exited ({exit}); see {}", dir.join("train.log").display()));
+        rec.error = Some(format!(
+            "spikerl train exited ({exit}); see {}",
+            dir.join("train.log").display()
+        ));
     }
     if rec.status == "completed" {
         rec.max_avg_return = max_avg_return(&dir);
     }
-    let best = rec.max_avg_return.map_or(String::new(), |r| format!(", max average return {r:.1}"));
-    let error = rec.error.as_deref().map_or(String::new(), |e| format!(": {}", e.lines().next().unwrap_or("")));
-    eprintln!("[{}/{total}] {} {} after {:.0} s{best}{error}", a.index, a.plan.id, rec.status, a.started.elapsed().as_secs_f64());
+    let best = rec
+        .max_avg_return
+        .map_or(String::new(), |r| format!(", max average return {r:.1}"));
+    let error = rec.error.as_deref().map_or(String::new(), |e| {
+        format!(": {}", e.lines().next().unwrap_or(""))
+    });
+    eprintln!(
+        "[{}/{total}] {} {} after {:.0} s{best}{error}",
+        a.index,
+        a.plan.id,
+        rec.status,
+        a.started.elapsed().as_secs_f64()
+    );
 }
 
 fn max_avg_return(dir: &Path) -> Option<f64> {
-    run_folder::read_evals(dir).ok()?.iter().map(|e| e.avg_return).reduce(f64::max)
+    run_folder::read_evals(dir)
+        .ok()?
+        .iter()
+        .map(|e| e.avg_return)
+        .reduce(f64::max)
 }
 
 /// Sets `status: failed` and `error` in a manifest left `running` by a process that died.
 fn mark_failed(dir: &Path, error: &str) {
-    let Ok(mut m) = run_folder::read_manifest(dir) else { return };
+    let Ok(mut m) = run_folder::read_manifest(dir) else {
+        return;
+    };
     if let Some(obj) = m.as_object_mut() {
         obj.insert("status".into(), "failed".into());
         obj.insert("error".into(), error.into());
@@ -529,7 +658,13 @@ mod tests {
         let mut options = TrainOptions::new();
         options.insert("steps".into(), OptValue::Value("300".into()));
         options.insert("sync".into(), OptValue::Flag(true));
-        RunPlan { id: "Pendulum-v1/proxy-lif/seed1".into(), env: "Pendulum-v1".into(), method: Method::new(Algo::Proxy, Neuron::Lif), seed: 1, options }
+        RunPlan {
+            id: "Pendulum-v1/proxy-lif/seed1".into(),
+            env: "Pendulum-v1".into(),
+            method: Method::new(Algo::Proxy, Neuron::Lif),
+            seed: 1,
+            options,
+        }
     }
 
     fn temp_dir(name: &str) -> PathBuf {
@@ -544,11 +679,17 @@ mod tests {
         let m = serde_json::json!({"status": status, "mode": "sync",
             "config": {"env_id": env, "algo": "proxy", "neuron": "lif", "seed": 1, "steps": steps, "random_steps": 256}});
         fs::write(dir.join("manifest.json"), serde_json::to_vec(&m).unwrap()).unwrap();
-        fs::write(dir.join("evals.csv"), "step,avg_return\n0,-10\n300,-4.5\n556,-7\n").unwrap();
+        fs::write(
+            dir.join("evals.csv"),
+            "step,avg_return\n0,-10\n300,-4.5\n556,-7\n",
+        )
+        .unwrap();
     }
 
     fn decide_dir(dir: &Path, recorded: Option<&TrainOptions>) -> anyhow::Result<Action> {
-        let info = run_folder::read_manifest(dir).ok().and_then(|m| run_folder::run_info(&m).ok());
+        let info = run_folder::read_manifest(dir)
+            .ok()
+            .and_then(|m| run_folder::run_info(&m).ok());
         decide(&plan(), &run_folder::status(dir), info.as_ref(), recorded)
     }
 
@@ -556,7 +697,12 @@ mod tests {
     fn decisions_from_fake_run_folders() {
         let root = temp_dir("decide");
         assert_eq!(decide_dir(&root.join("none"), None).unwrap(), Action::Start);
-        for (status, restart) in [("completed", false), ("interrupted", true), ("failed", true), ("running", true)] {
+        for (status, restart) in [
+            ("completed", false),
+            ("interrupted", true),
+            ("failed", true),
+            ("running", true),
+        ] {
             let d = root.join(status);
             fake_run(&d, status, "Pendulum-v1", 300);
             let a = decide_dir(&d, Some(&plan().options)).unwrap();
@@ -566,7 +712,9 @@ mod tests {
         let garbled = root.join("garbled");
         fs::create_dir_all(&garbled).unwrap();
         fs::write(garbled.join("manifest.json"), "{not json").unwrap();
-        assert!(matches!(decide_dir(&garbled, None).unwrap(), Action::Restart(r) if r.contains("unreadable")));
+        assert!(
+            matches!(decide_dir(&garbled, None).unwrap(), Action::Restart(r) if r.contains("unreadable"))
+        );
         fs::remove_dir_all(&root).unwrap();
     }
 
@@ -575,7 +723,10 @@ mod tests {
         let root = temp_dir("stale");
         let other_steps = root.join("steps");
         fake_run(&other_steps, "completed", "Pendulum-v1", 999);
-        assert!(format!("{:#}", decide_dir(&other_steps, None).unwrap_err()).contains("--steps 999, the spec says 300"));
+        assert!(
+            format!("{:#}", decide_dir(&other_steps, None).unwrap_err())
+                .contains("--steps 999, the spec says 300")
+        );
         let other_env = root.join("env");
         fake_run(&other_env, "completed", "Hopper-v4", 300);
         assert!(decide_dir(&other_env, None).is_err());
@@ -601,7 +752,13 @@ mod tests {
         let precious = root.join("precious");
         fake_run(&precious, "failed", "Pendulum-v1", 300);
         fs::write(precious.join("thesis.tex"), "x").unwrap();
-        assert!(format!("{:#}", prepare(&precious, &Action::Restart("it failed".into())).unwrap_err()).contains("thesis.tex"));
+        assert!(
+            format!(
+                "{:#}",
+                prepare(&precious, &Action::Restart("it failed".into())).unwrap_err()
+            )
+            .contains("thesis.tex")
+        );
         assert!(precious.join("thesis.tex").exists());
         fs::remove_dir_all(&root).unwrap();
     }
@@ -617,14 +774,28 @@ mod tests {
     #[test]
     fn state_file_round_trips() {
         let root = temp_dir("state");
-        let mut s = SweepState { jobs: 2, ..Default::default() };
-        s.runs.insert("a/ann/seed0".into(), RunRecord { status: "failed".into(), options: plan().options, error: Some("boom".into()), ..Default::default() });
+        let mut s = SweepState {
+            jobs: 2,
+            ..Default::default()
+        };
+        s.runs.insert(
+            "a/ann/seed0".into(),
+            RunRecord {
+                status: "failed".into(),
+                options: plan().options,
+                error: Some("boom".into()),
+                ..Default::default()
+            },
+        );
         save_state(&root, &mut s).unwrap();
         let back = load_state(&root).unwrap();
         assert_eq!(back.runs, s.runs);
         assert!(!back.updated_at.is_empty());
         let _l = lock(&root).unwrap();
-        assert!(lock(&root).is_err(), "a second sweep on the same folder is refused");
+        assert!(
+            lock(&root).is_err(),
+            "a second sweep on the same folder is refused"
+        );
         fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -8,16 +8,25 @@ pub enum Block {
     Note(String),
     List(Vec<String>),
     /// First column left aligned, the others right aligned.
-    Table { header: Vec<String>, rows: Vec<Vec<String>> },
+    Table {
+        header: Vec<String>,
+        rows: Vec<Vec<String>>,
+    },
     /// `src` relative to the report; `link` (e.g. the SVG) opened by clicking it.
-    Image { src: String, alt: String, link: Option<String> },
+    Image {
+        src: String,
+        alt: String,
+        link: Option<String>,
+    },
 }
 
 pub fn markdown(blocks: &[Block]) -> String {
     let mut out = String::new();
     for b in blocks {
         match b {
-            Block::Heading(level, text) => out.push_str(&format!("{} {text}\n\n", "#".repeat(*level as usize))),
+            Block::Heading(level, text) => {
+                out.push_str(&format!("{} {text}\n\n", "#".repeat(*level as usize)))
+            }
             Block::Para(text) => out.push_str(&format!("{text}\n\n")),
             Block::Note(text) => out.push_str(&format!("<sub>{text}</sub>\n\n")),
             Block::List(items) => {
@@ -28,11 +37,19 @@ pub fn markdown(blocks: &[Block]) -> String {
             }
             Block::Table { header, rows } => {
                 let cell = |s: &String| s.replace('|', "\\|");
-                out.push_str(&format!("| {} |\n", header.iter().map(cell).collect::<Vec<_>>().join(" | ")));
-                let rule: Vec<&str> = (0..header.len()).map(|i| if i == 0 { "---" } else { "---:" }).collect();
+                out.push_str(&format!(
+                    "| {} |\n",
+                    header.iter().map(cell).collect::<Vec<_>>().join(" | ")
+                ));
+                let rule: Vec<&str> = (0..header.len())
+                    .map(|i| if i == 0 { "---" } else { "---:" })
+                    .collect();
                 out.push_str(&format!("|{}|\n", rule.join("|")));
                 for r in rows {
-                    out.push_str(&format!("| {} |\n", r.iter().map(cell).collect::<Vec<_>>().join(" | ")));
+                    out.push_str(&format!(
+                        "| {} |\n",
+                        r.iter().map(cell).collect::<Vec<_>>().join(" | ")
+                    ));
                 }
                 out.push('\n');
             }
@@ -46,7 +63,10 @@ pub fn markdown(blocks: &[Block]) -> String {
 }
 
 pub fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// Inline Markdown the report uses (`code` and **bold**) as HTML.
@@ -77,9 +97,13 @@ pub fn html(title: &str, blocks: &[Block]) -> String {
     let mut body = String::new();
     for b in blocks {
         match b {
-            Block::Heading(level, text) => body.push_str(&format!("<h{level}>{}</h{level}>\n", inline(text))),
+            Block::Heading(level, text) => {
+                body.push_str(&format!("<h{level}>{}</h{level}>\n", inline(text)))
+            }
             Block::Para(text) => body.push_str(&format!("<p>{}</p>\n", inline(text))),
-            Block::Note(text) => body.push_str(&format!("<p class=\"note\">{}</p>\n", inline(text))),
+            Block::Note(text) => {
+                body.push_str(&format!("<p class=\"note\">{}</p>\n", inline(text)))
+            }
             Block::List(items) => {
                 body.push_str("<ul>\n");
                 for i in items {
@@ -105,7 +129,9 @@ pub fn html(title: &str, blocks: &[Block]) -> String {
             Block::Image { src, alt, link } => {
                 let img = format!("<img src=\"{}\" alt=\"{}\">", escape(src), escape(alt));
                 match link {
-                    Some(l) => body.push_str(&format!("<p><a href=\"{}\">{img}</a></p>\n", escape(l))),
+                    Some(l) => {
+                        body.push_str(&format!("<p><a href=\"{}\">{img}</a></p>\n", escape(l)))
+                    }
                     None => body.push_str(&format!("<p>{img}</p>\n")),
                 }
             }
@@ -135,8 +161,15 @@ mod tests {
         let blocks = vec![
             Block::Heading(2, "Table 1".into()),
             Block::Para("see `x` **now** <b>".into()),
-            Block::Table { header: vec!["Method".into(), "A|B".into()], rows: vec![vec!["PT-LIF".into(), "1 ± 2".into()]] },
-            Block::Image { src: "plots/a.png".into(), alt: "a".into(), link: Some("plots/a.svg".into()) },
+            Block::Table {
+                header: vec!["Method".into(), "A|B".into()],
+                rows: vec![vec!["PT-LIF".into(), "1 ± 2".into()]],
+            },
+            Block::Image {
+                src: "plots/a.png".into(),
+                alt: "a".into(),
+                link: Some("plots/a.svg".into()),
+            },
         ];
         let md = markdown(&blocks);
         assert!(md.contains("## Table 1\n"));

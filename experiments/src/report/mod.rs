@@ -169,13 +169,19 @@ const MAC_ENERGY_PJ: f64 = 3.97;
 pub fn run(runs_dir: &Path, out: &Path) -> anyhow::Result<()> {
     let folders = find_run_folders(runs_dir)?;
     if folders.is_empty() {
-        bail!("no run folders (a folder with manifest.json) under {}", runs_dir.display());
+        bail!(
+            "no run folders (a folder with manifest.json) under {}",
+            runs_dir.display()
+        );
     }
     let (runs, excluded) = load_runs(runs_dir, &folders);
     let summary = summarize(runs_dir, &runs, excluded);
     write_report(out, &summary)?;
     println!("{}", doc::markdown(&table1_blocks(&summary)));
-    println!("report: {} (and report.html, table1.csv, summary.json, plots/)", out.join("report.md").display());
+    println!(
+        "report: {} (and report.html, table1.csv, summary.json, plots/)",
+        out.join("report.md").display()
+    );
     Ok(())
 }
 
@@ -191,7 +197,9 @@ pub fn find_run_folders(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
         }
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
-            Err(e) if dir == root => return Err(e).with_context(|| format!("reading {}", root.display())),
+            Err(e) if dir == root => {
+                return Err(e).with_context(|| format!("reading {}", root.display()));
+            }
             Err(_) => continue,
         };
         for e in entries.flatten() {
@@ -206,7 +214,11 @@ pub fn find_run_folders(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
 
 fn relative(root: &Path, dir: &Path) -> String {
     let rel = dir.strip_prefix(root).unwrap_or(dir);
-    if rel.as_os_str().is_empty() { ".".to_string() } else { rel.display().to_string() }
+    if rel.as_os_str().is_empty() {
+        ".".to_string()
+    } else {
+        rel.display().to_string()
+    }
 }
 
 /// Reads every folder; completed runs with evaluations count, one per (env, method, seed).
@@ -215,7 +227,13 @@ pub fn load_runs(root: &Path, folders: &[PathBuf]) -> (Vec<RunData>, Vec<Exclude
     let mut excluded = Vec::new();
     for dir in folders {
         let rel = relative(root, dir);
-        let mut exclude = |status: &str, reason: String| excluded.push(Excluded { dir: rel.clone(), status: status.to_string(), reason });
+        let mut exclude = |status: &str, reason: String| {
+            excluded.push(Excluded {
+                dir: rel.clone(),
+                status: status.to_string(),
+                reason,
+            })
+        };
         let info = match run_folder::read_manifest(dir).and_then(|m| run_folder::run_info(&m)) {
             Ok(i) => i,
             Err(e) => {
@@ -243,13 +261,28 @@ pub fn load_runs(root: &Path, folders: &[PathBuf]) -> (Vec<RunData>, Vec<Exclude
             exclude("completed", "no evaluations in evals.csv".into());
             continue;
         };
-        if let Some(first) = runs.iter().find(|r| r.info.env == info.env && r.info.method == info.method && r.info.seed == info.seed) {
-            exclude("completed", format!("the same env, method and seed as {} (counted once)", first.dir));
+        if let Some(first) = runs.iter().find(|r| {
+            r.info.env == info.env && r.info.method == info.method && r.info.seed == info.seed
+        }) {
+            exclude(
+                "completed",
+                format!(
+                    "the same env, method and seed as {} (counted once)",
+                    first.dir
+                ),
+            );
             continue;
         }
         let env_steps = evals.last().map_or(0.0, |e| e.step);
         let train_steps = (env_steps - info.random_steps.unwrap_or(0) as f64).max(0.0);
-        runs.push(RunData { dir: rel, info, evals, max_avg_return, env_steps, train_steps });
+        runs.push(RunData {
+            dir: rel,
+            info,
+            evals,
+            max_avg_return,
+            env_steps,
+            train_steps,
+        });
     }
     (runs, excluded)
 }
@@ -260,7 +293,15 @@ pub fn config_differences(configs: &[&Value]) -> Vec<String> {
         match v {
             Value::Object(m) => {
                 for (k, v) in m {
-                    flatten(v, if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") }, out);
+                    flatten(
+                        v,
+                        if prefix.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{prefix}.{k}")
+                        },
+                        out,
+                    );
                 }
             }
             other => {
@@ -287,20 +328,38 @@ pub fn config_differences(configs: &[&Value]) -> Vec<String> {
 pub fn summarize(runs_dir: &Path, runs: &[RunData], excluded: Vec<Excluded>) -> Summary {
     let mut groups: BTreeMap<(String, Method), Vec<&RunData>> = BTreeMap::new();
     for r in runs {
-        groups.entry((r.info.env.clone(), r.info.method)).or_default().push(r);
+        groups
+            .entry((r.info.env.clone(), r.info.method))
+            .or_default()
+            .push(r);
     }
-    let mut envs: Vec<String> = groups.keys().map(|(e, _)| e.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    let mut envs: Vec<String> = groups
+        .keys()
+        .map(|(e, _)| e.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     envs.sort_by_key(|e| env_order(e));
-    let methods: Vec<Method> = groups.keys().map(|(_, m)| *m).collect::<BTreeSet<_>>().into_iter().collect();
+    let methods: Vec<Method> = groups
+        .keys()
+        .map(|(_, m)| *m)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
 
     let mut cells = Vec::new();
     for env in &envs {
         for m in &methods {
-            let Some(rs) = groups.get(&(env.clone(), *m)) else { continue };
+            let Some(rs) = groups.get(&(env.clone(), *m)) else {
+                continue;
+            };
             let mut rs = rs.clone();
             rs.sort_by_key(|r| r.info.seed);
             let vals: Vec<f64> = rs.iter().map(|r| r.max_avg_return).collect();
-            let finals: Vec<f64> = rs.iter().filter_map(|r| r.evals.last().map(|e| e.avg_return)).collect();
+            let finals: Vec<f64> = rs
+                .iter()
+                .filter_map(|r| r.evals.last().map(|e| e.avg_return))
+                .collect();
             let mean = stats::mean(&vals).unwrap_or(f64::NAN);
             let std = stats::std_pop(&vals).unwrap_or(f64::NAN);
             let paper = paper::table1(env, m);
@@ -320,10 +379,15 @@ pub fn summarize(runs_dir: &Path, runs: &[RunData], excluded: Vec<Excluded>) -> 
                 final_avg_return_mean: stats::mean(&finals).unwrap_or(f64::NAN),
                 train_steps_min: train.iter().copied().fold(f64::INFINITY, f64::min),
                 train_steps_max: train.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-                env_steps_max: rs.iter().map(|r| r.env_steps).fold(f64::NEG_INFINITY, f64::max),
+                env_steps_max: rs
+                    .iter()
+                    .map(|r| r.env_steps)
+                    .fold(f64::NEG_INFINITY, f64::max),
                 paper_mean: paper.map(|p| p.0),
                 paper_std: paper.map(|p| p.1),
-                config_differences: config_differences(&rs.iter().map(|r| &r.info.config).collect::<Vec<_>>()),
+                config_differences: config_differences(
+                    &rs.iter().map(|r| &r.info.config).collect::<Vec<_>>(),
+                ),
             });
         }
     }
@@ -332,19 +396,35 @@ pub fn summarize(runs_dir: &Path, runs: &[RunData], excluded: Vec<Excluded>) -> 
     let mut method_summaries = Vec::new();
     for m in &methods {
         let mine: Vec<&Cell> = envs.iter().filter_map(|e| cell(e, m)).collect();
-        let vs = |base: &Method| -> (Option<(f64, usize)>, Option<(f64, usize)>) {
-            let pairs: Vec<(&Cell, &Cell)> = mine.iter().filter_map(|c| cell(&c.env, base).map(|b| (*c, b))).collect();
+        // (ours, the paper's): mean relative difference and the number of environments it covers.
+        type Relative = Option<(f64, usize)>;
+        let vs = |base: &Method| -> (Relative, Relative) {
+            let pairs: Vec<(&Cell, &Cell)> = mine
+                .iter()
+                .filter_map(|c| cell(&c.env, base).map(|b| (*c, b)))
+                .collect();
             let ours = stats::mean_relative(pairs.iter().map(|(c, b)| (c.mean, b.mean)));
-            let theirs = stats::mean_relative(pairs.iter().filter_map(|(c, b)| Some((c.paper_mean?, b.paper_mean?))));
+            let theirs = stats::mean_relative(
+                pairs
+                    .iter()
+                    .filter_map(|(c, b)| Some((c.paper_mean?, b.paper_mean?))),
+            );
             (ours, theirs)
         };
-        let (apg, paper_apg) = if m.algo == Algo::Ann { (None, None) } else { vs(&Method::ANN) };
+        let (apg, paper_apg) = if m.algo == Algo::Ann {
+            (None, None)
+        } else {
+            vs(&Method::ANN)
+        };
         let (gain, paper_gain) = match (m.algo, m.neuron) {
             (Algo::Proxy, Some(n)) => vs(&Method::new(Algo::Vanilla, n)),
             _ => (None, None),
         };
         let spreads: Vec<f64> = mine.iter().filter_map(|c| c.seed_spread).collect();
-        let paper_spreads: Vec<f64> = mine.iter().filter_map(|c| stats::spread(c.paper_mean?, c.paper_std?)).collect();
+        let paper_spreads: Vec<f64> = mine
+            .iter()
+            .filter_map(|c| stats::spread(c.paper_mean?, c.paper_std?))
+            .collect();
         method_summaries.push(MethodSummary {
             method: m.key(),
             label: m.label(),
@@ -356,8 +436,14 @@ pub fn summarize(runs_dir: &Path, runs: &[RunData], excluded: Vec<Excluded>) -> 
             mean_seed_spread: stats::mean(&spreads),
             seeds_min: mine.iter().map(|c| c.n_seeds).min().unwrap_or(0),
             seeds_max: mine.iter().map(|c| c.n_seeds).max().unwrap_or(0),
-            train_steps_min: mine.iter().map(|c| c.train_steps_min).fold(f64::INFINITY, f64::min),
-            train_steps_max: mine.iter().map(|c| c.train_steps_max).fold(f64::NEG_INFINITY, f64::max),
+            train_steps_min: mine
+                .iter()
+                .map(|c| c.train_steps_min)
+                .fold(f64::INFINITY, f64::min),
+            train_steps_max: mine
+                .iter()
+                .map(|c| c.train_steps_max)
+                .fold(f64::NEG_INFINITY, f64::max),
             paper_apg: paper_apg.map(|a| a.0),
             paper_gain_over_vanilla: paper_gain.map(|g| g.0),
             paper_mean_seed_spread: stats::mean(&paper_spreads),
@@ -368,9 +454,13 @@ pub fn summarize(runs_dir: &Path, runs: &[RunData], excluded: Vec<Excluded>) -> 
     for env in &envs {
         let mut rows = Vec::new();
         for m in &methods {
-            let Some(rs) = groups.get(&(env.clone(), *m)) else { continue };
+            let Some(rs) = groups.get(&(env.clone(), *m)) else {
+                continue;
+            };
             let last: Vec<&Eval> = rs.iter().filter_map(|r| r.evals.last()).collect();
-            let avg = |f: fn(&Eval) -> Option<f64>| stats::mean(&last.iter().filter_map(|e| f(e)).collect::<Vec<_>>());
+            let avg = |f: fn(&Eval) -> Option<f64>| {
+                stats::mean(&last.iter().filter_map(|e| f(e)).collect::<Vec<_>>())
+            };
             let nj = avg(|e| e.energy_nj_per_inference);
             let spiking = m.algo.is_spiking();
             rows.push(EnergyRow {
@@ -378,14 +468,29 @@ pub fn summarize(runs_dir: &Path, runs: &[RunData], excluded: Vec<Excluded>) -> 
                 method: m.key(),
                 label: m.label(),
                 n: last.len(),
-                sops_per_inference: if spiking { avg(|e| e.sops_per_inference) } else { None },
-                macs_per_inference: if spiking { None } else { nj.map(|nj| nj * 1000.0 / MAC_ENERGY_PJ) },
-                firing_rate: if spiking { avg(|e| e.firing_rate) } else { None },
+                sops_per_inference: if spiking {
+                    avg(|e| e.sops_per_inference)
+                } else {
+                    None
+                },
+                macs_per_inference: if spiking {
+                    None
+                } else {
+                    nj.map(|nj| nj * 1000.0 / MAC_ENERGY_PJ)
+                },
+                firing_rate: if spiking {
+                    avg(|e| e.firing_rate)
+                } else {
+                    None
+                },
                 energy_nj_per_inference: nj,
                 ann_energy_ratio: None,
             });
         }
-        let ann_nj = rows.iter().find(|r| r.method == Method::ANN.key()).and_then(|r| r.energy_nj_per_inference);
+        let ann_nj = rows
+            .iter()
+            .find(|r| r.method == Method::ANN.key())
+            .and_then(|r| r.energy_nj_per_inference);
         for r in &mut rows {
             r.ann_energy_ratio = match (ann_nj, r.energy_nj_per_inference) {
                 (Some(a), Some(e)) if e > 0.0 => Some(a / e),
@@ -398,14 +503,25 @@ pub fn summarize(runs_dir: &Path, runs: &[RunData], excluded: Vec<Excluded>) -> 
     let mut curves = Vec::new();
     for env in &envs {
         for m in &methods {
-            let Some(rs) = groups.get(&(env.clone(), *m)) else { continue };
-            let per_seed: Vec<Vec<(f64, f64)>> = rs.iter().map(|r| r.evals.iter().map(|e| (e.step, e.avg_return)).collect()).collect();
-            curves.push(Curve { m: *m, env: env.clone(), method: m.key(), label: m.label(), points: stats::average_curves(&per_seed) });
+            let Some(rs) = groups.get(&(env.clone(), *m)) else {
+                continue;
+            };
+            let per_seed: Vec<Vec<(f64, f64)>> = rs
+                .iter()
+                .map(|r| r.evals.iter().map(|e| (e.step, e.avg_return)).collect())
+                .collect();
+            curves.push(Curve {
+                m: *m,
+                env: env.clone(),
+                method: m.key(),
+                label: m.label(),
+                points: stats::average_curves(&per_seed),
+            });
         }
     }
 
     let mut sorted: Vec<&RunData> = runs.iter().collect();
-    sorted.sort_by(|a, b| (env_order(&a.info.env), a.info.method, a.info.seed).cmp(&(env_order(&b.info.env), b.info.method, b.info.seed)));
+    sorted.sort_by_key(|r| (env_order(&r.info.env), r.info.method, r.info.seed));
     let run_rows: Vec<RunRow> = sorted
         .into_iter()
         .map(|r| RunRow {
@@ -422,12 +538,21 @@ pub fn summarize(runs_dir: &Path, runs: &[RunData], excluded: Vec<Excluded>) -> 
         .collect();
 
     let paper_protocol = !cells.is_empty()
-        && cells.iter().all(|c| c.n_seeds == paper::SEEDS && c.train_steps_min >= paper::STEPS as f64)
-        && runs.iter().all(|r| r.info.random_steps == Some(paper::RANDOM_STEPS));
+        && cells
+            .iter()
+            .all(|c| c.n_seeds == paper::SEEDS && c.train_steps_min >= paper::STEPS as f64)
+        && runs
+            .iter()
+            .all(|r| r.info.random_steps == Some(paper::RANDOM_STEPS));
     let mut notes = Vec::new();
     for c in &cells {
         if !c.config_differences.is_empty() {
-            notes.push(format!("{} on {}: its runs differ in {}", c.label, c.env, c.config_differences.join(", ")));
+            notes.push(format!(
+                "{} on {}: its runs differ in {}",
+                c.label,
+                c.env,
+                c.config_differences.join(", ")
+            ));
         }
     }
     Summary {
@@ -491,7 +616,11 @@ fn fmt_int(x: f64) -> String {
 }
 
 fn fmt_range(lo: f64, hi: f64) -> String {
-    if lo == hi { fmt_int(lo) } else { format!("{}–{}", fmt_int(lo), fmt_int(hi)) }
+    if lo == hi {
+        fmt_int(lo)
+    } else {
+        format!("{}–{}", fmt_int(lo), fmt_int(hi))
+    }
 }
 
 fn fmt_opt(x: Option<f64>, decimals: usize) -> String {
@@ -500,23 +629,49 @@ fn fmt_opt(x: Option<f64>, decimals: usize) -> String {
 
 /// "x/4 envs" when a figure used fewer environments than the method has.
 fn with_envs(value: String, used: usize, of: usize) -> String {
-    if used > 0 && used < of { format!("{value} ({used}/{of} envs)") } else { value }
+    if used > 0 && used < of {
+        format!("{value} ({used}/{of} envs)")
+    } else {
+        value
+    }
 }
 
 fn table1_blocks(s: &Summary) -> Vec<Block> {
     let mut header = vec!["Method".to_string()];
     header.extend(s.envs.iter().cloned());
-    header.extend(["APG vs ANN", "PT gain vs vanilla", "Seed spread", "Seeds", "Steps run"].map(String::from));
+    header.extend(
+        [
+            "APG vs ANN",
+            "PT gain vs vanilla",
+            "Seed spread",
+            "Seeds",
+            "Steps run",
+        ]
+        .map(String::from),
+    );
     let mut rows = Vec::new();
     for ms in &s.method_summaries {
         let mut row = vec![ms.label.clone()];
         for env in &s.envs {
-            row.push(s.table1.iter().find(|c| &c.env == env && c.method == ms.method).map_or("—".into(), |c| fmt_mean_std(c.mean, c.std)));
+            row.push(
+                s.table1
+                    .iter()
+                    .find(|c| &c.env == env && c.method == ms.method)
+                    .map_or("—".into(), |c| fmt_mean_std(c.mean, c.std)),
+            );
         }
         row.push(with_envs(fmt_pct(ms.apg), ms.apg_envs, ms.envs));
-        row.push(with_envs(fmt_pct(ms.gain_over_vanilla), ms.gain_envs, ms.envs));
+        row.push(with_envs(
+            fmt_pct(ms.gain_over_vanilla),
+            ms.gain_envs,
+            ms.envs,
+        ));
         row.push(fmt_pct_plain(ms.mean_seed_spread));
-        row.push(if ms.seeds_min == ms.seeds_max { ms.seeds_min.to_string() } else { format!("{}–{}", ms.seeds_min, ms.seeds_max) });
+        row.push(if ms.seeds_min == ms.seeds_max {
+            ms.seeds_min.to_string()
+        } else {
+            format!("{}–{}", ms.seeds_min, ms.seeds_max)
+        });
         row.push(fmt_range(ms.train_steps_min, ms.train_steps_max));
         rows.push(row);
     }
@@ -524,9 +679,24 @@ fn table1_blocks(s: &Summary) -> Vec<Block> {
 }
 
 fn paper_blocks(s: &Summary) -> Vec<Block> {
-    let envs: Vec<&String> = s.envs.iter().filter(|e| s.table1.iter().any(|c| &c.env == *e && c.paper_mean.is_some())).collect();
-    let rows_with_paper: Vec<&MethodSummary> =
-        s.method_summaries.iter().filter(|m| s.table1.iter().any(|c| c.method == m.method && c.paper_mean.is_some())).collect();
+    let envs: Vec<&String> = s
+        .envs
+        .iter()
+        .filter(|e| {
+            s.table1
+                .iter()
+                .any(|c| &c.env == *e && c.paper_mean.is_some())
+        })
+        .collect();
+    let rows_with_paper: Vec<&MethodSummary> = s
+        .method_summaries
+        .iter()
+        .filter(|m| {
+            s.table1
+                .iter()
+                .any(|c| c.method == m.method && c.paper_mean.is_some())
+        })
+        .collect();
     if envs.is_empty() || rows_with_paper.is_empty() {
         return vec![Block::Para(
             "The paper publishes no numbers for this grid's cells (its Table 1 covers InvertedDoublePendulum-v4, Ant-v4, \
@@ -541,8 +711,14 @@ fn paper_blocks(s: &Summary) -> Vec<Block> {
     for ms in rows_with_paper {
         let mut row = vec![format!("{} (paper)", ms.label)];
         for env in &envs {
-            let c = s.table1.iter().find(|c| &&c.env == env && c.method == ms.method);
-            row.push(c.and_then(|c| Some(fmt_mean_std(c.paper_mean?, c.paper_std?))).unwrap_or("—".into()));
+            let c = s
+                .table1
+                .iter()
+                .find(|c| &&c.env == env && c.method == ms.method);
+            row.push(
+                c.and_then(|c| Some(fmt_mean_std(c.paper_mean?, c.paper_std?)))
+                    .unwrap_or("—".into()),
+            );
         }
         row.push(fmt_pct(ms.paper_apg));
         row.push(fmt_pct(ms.paper_gain_over_vanilla));
@@ -582,16 +758,25 @@ fn energy_blocks(s: &Summary) -> Vec<Block> {
                     r.macs_per_inference.map_or("—".into(), fmt_int),
                     fmt_pct_plain(r.firing_rate),
                     fmt_opt(r.energy_nj_per_inference, 2),
-                    r.ann_energy_ratio.map_or("—".into(), |x| format!("{x:.1}x")),
+                    r.ann_energy_ratio
+                        .map_or("—".into(), |x| format!("{x:.1}x")),
                     r.n.to_string(),
                 ]
             })
             .collect();
         blocks.push(Block::Heading(3, env.clone()));
         blocks.push(Block::Table {
-            header: ["Method", "SOPs/inference", "MACs/inference", "Firing rate", "Energy (nJ/inference)", "ANN energy / this", "Seeds"]
-                .map(String::from)
-                .to_vec(),
+            header: [
+                "Method",
+                "SOPs/inference",
+                "MACs/inference",
+                "Firing rate",
+                "Energy (nJ/inference)",
+                "ANN energy / this",
+                "Seeds",
+            ]
+            .map(String::from)
+            .to_vec(),
             rows,
         });
     }
@@ -599,8 +784,15 @@ fn energy_blocks(s: &Summary) -> Vec<Block> {
     let paper_lines = p
         .iter()
         .map(|f| {
-            let fr = f.firing_rate.map_or(String::new(), |r| format!(", firing rate about {:.0}%", r * 100.0));
-            format!("{}: {}, about {:.0} nJ per inference{fr}", f.method.label(), f.ops, f.energy_nj)
+            let fr = f.firing_rate.map_or(String::new(), |r| {
+                format!(", firing rate about {:.0}%", r * 100.0)
+            });
+            format!(
+                "{}: {}, about {:.0} nJ per inference{fr}",
+                f.method.label(),
+                f.ops,
+                f.energy_nj
+            )
         })
         .collect::<Vec<_>>()
         .join("; ");
@@ -616,12 +808,20 @@ fn report_blocks(s: &Summary) -> Vec<Block> {
     let mut b = vec![Block::Heading(1, "spikerl report".into())];
     let not_counted = match s.excluded.len() {
         0 => String::new(),
-        n => format!(" ({n} run folder{} not counted, listed at the end)", if n == 1 { "" } else { "s" }),
+        n => format!(
+            " ({n} run folder{} not counted, listed at the end)",
+            if n == 1 { "" } else { "s" }
+        ),
     };
-    b.push(Block::Para(format!("{} completed runs from `{}`{not_counted}. Generated {}.", s.completed_runs, s.runs_dir, s.generated_at)));
+    b.push(Block::Para(format!(
+        "{} completed runs from `{}`{not_counted}. Generated {}.",
+        s.completed_runs, s.runs_dir, s.generated_at
+    )));
     b.push(Block::Heading(2, "Table 1: max average return".into()));
     if s.table1.is_empty() {
-        b.push(Block::Para("No completed runs: nothing to tabulate.".into()));
+        b.push(Block::Para(
+            "No completed runs: nothing to tabulate.".into(),
+        ));
     } else {
         b.extend(table1_blocks(s));
         b.push(Block::Note(
@@ -644,7 +844,11 @@ fn report_blocks(s: &Summary) -> Vec<Block> {
                 .into(),
         ));
         for env in &s.envs {
-            b.push(Block::Image { src: format!("plots/{env}.png"), alt: format!("learning curves on {env}"), link: Some(format!("plots/{env}.svg")) });
+            b.push(Block::Image {
+                src: format!("plots/{env}.png"),
+                alt: format!("learning curves on {env}"),
+                link: Some(format!("plots/{env}.svg")),
+            });
         }
     }
     if !s.energy.is_empty() {
@@ -653,7 +857,12 @@ fn report_blocks(s: &Summary) -> Vec<Block> {
     }
     if !s.excluded.is_empty() {
         b.push(Block::Heading(2, "Run folders not counted".into()));
-        b.push(Block::List(s.excluded.iter().map(|e| format!("`{}` ({}): {}", e.dir, e.status, e.reason)).collect()));
+        b.push(Block::List(
+            s.excluded
+                .iter()
+                .map(|e| format!("`{}` ({}): {}", e.dir, e.status, e.reason))
+                .collect(),
+        ));
     }
     if !s.notes.is_empty() {
         b.push(Block::Heading(2, "Notes".into()));
@@ -679,18 +888,27 @@ fn report_blocks(s: &Summary) -> Vec<Block> {
 // ---- files ----
 
 fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
 }
 
 fn num(x: Option<f64>) -> String {
-    x.filter(|x| x.is_finite()).map_or(String::new(), |x| x.to_string())
+    x.filter(|x| x.is_finite())
+        .map_or(String::new(), |x| x.to_string())
 }
 
 fn csv(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> String {
     let mut out = header.join(",");
     out.push('\n');
     for r in rows {
-        let _ = writeln!(out, "{}", r.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
+        let _ = writeln!(
+            out,
+            "{}",
+            r.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(",")
+        );
     }
     out
 }
@@ -698,12 +916,26 @@ fn csv(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> String {
 fn write_report(out: &Path, s: &Summary) -> anyhow::Result<()> {
     let plots = out.join("plots");
     fs::create_dir_all(&plots).with_context(|| format!("creating {}", plots.display()))?;
-    let write = |name: &str, text: String| fs::write(out.join(name), text).with_context(|| format!("writing {}", out.join(name).display()));
+    let write = |name: &str, text: String| {
+        fs::write(out.join(name), text)
+            .with_context(|| format!("writing {}", out.join(name).display()))
+    };
 
     for env in &s.envs {
-        let series: Vec<plot::Series> =
-            s.curves.iter().filter(|c| &c.env == env).map(|c| plot::Series { method: c.m, points: c.points.clone() }).collect();
-        plot::learning_curves(&plots.join(env), &format!("{env}: mean ± std over seeds"), &series)?;
+        let series: Vec<plot::Series> = s
+            .curves
+            .iter()
+            .filter(|c| &c.env == env)
+            .map(|c| plot::Series {
+                method: c.m,
+                points: c.points.clone(),
+            })
+            .collect();
+        plot::learning_curves(
+            &plots.join(env),
+            &format!("{env}: mean ± std over seeds"),
+            &series,
+        )?;
     }
 
     let blocks = report_blocks(s);
@@ -713,8 +945,21 @@ fn write_report(out: &Path, s: &Summary) -> anyhow::Result<()> {
         "table1.csv",
         csv(
             &[
-                "env", "method", "label", "n_seeds", "seeds", "max_avg_returns", "mean", "std_pop", "std_sample", "seed_spread",
-                "final_avg_return_mean", "train_steps_min", "train_steps_max", "paper_mean", "paper_std",
+                "env",
+                "method",
+                "label",
+                "n_seeds",
+                "seeds",
+                "max_avg_returns",
+                "mean",
+                "std_pop",
+                "std_sample",
+                "seed_spread",
+                "final_avg_return_mean",
+                "train_steps_min",
+                "train_steps_max",
+                "paper_mean",
+                "paper_std",
             ],
             s.table1.iter().map(|c| {
                 vec![
@@ -722,8 +967,16 @@ fn write_report(out: &Path, s: &Summary) -> anyhow::Result<()> {
                     c.method.clone(),
                     c.label.clone(),
                     c.n_seeds.to_string(),
-                    c.seeds.iter().map(u64::to_string).collect::<Vec<_>>().join(";"),
-                    c.max_avg_returns.iter().map(f64::to_string).collect::<Vec<_>>().join(";"),
+                    c.seeds
+                        .iter()
+                        .map(u64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(";"),
+                    c.max_avg_returns
+                        .iter()
+                        .map(f64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(";"),
                     num(Some(c.mean)),
                     num(Some(c.std)),
                     num(c.std_sample),
@@ -741,8 +994,21 @@ fn write_report(out: &Path, s: &Summary) -> anyhow::Result<()> {
         "methods.csv",
         csv(
             &[
-                "method", "label", "envs", "apg", "apg_envs", "gain_over_vanilla", "gain_envs", "mean_seed_spread", "seeds_min", "seeds_max",
-                "train_steps_min", "train_steps_max", "paper_apg", "paper_gain_over_vanilla", "paper_mean_seed_spread",
+                "method",
+                "label",
+                "envs",
+                "apg",
+                "apg_envs",
+                "gain_over_vanilla",
+                "gain_envs",
+                "mean_seed_spread",
+                "seeds_min",
+                "seeds_max",
+                "train_steps_min",
+                "train_steps_max",
+                "paper_apg",
+                "paper_gain_over_vanilla",
+                "paper_mean_seed_spread",
             ],
             s.method_summaries.iter().map(|m| {
                 vec![
@@ -768,7 +1034,17 @@ fn write_report(out: &Path, s: &Summary) -> anyhow::Result<()> {
     write(
         "energy.csv",
         csv(
-            &["env", "method", "label", "n", "sops_per_inference", "macs_per_inference", "firing_rate", "energy_nj_per_inference", "ann_energy_ratio"],
+            &[
+                "env",
+                "method",
+                "label",
+                "n",
+                "sops_per_inference",
+                "macs_per_inference",
+                "firing_rate",
+                "energy_nj_per_inference",
+                "ann_energy_ratio",
+            ],
             s.energy.iter().map(|r| {
                 vec![
                     r.env.clone(),
@@ -789,14 +1065,33 @@ fn write_report(out: &Path, s: &Summary) -> anyhow::Result<()> {
         csv(
             &["env", "method", "step", "mean", "std", "n"],
             s.curves.iter().flat_map(|c| {
-                c.points.iter().map(|p| vec![c.env.clone(), c.method.clone(), num(Some(p.step)), num(Some(p.mean)), num(Some(p.std)), p.n.to_string()])
+                c.points.iter().map(|p| {
+                    vec![
+                        c.env.clone(),
+                        c.method.clone(),
+                        num(Some(p.step)),
+                        num(Some(p.mean)),
+                        num(Some(p.std)),
+                        p.n.to_string(),
+                    ]
+                })
             }),
         ),
     )?;
     write(
         "runs.csv",
         csv(
-            &["dir", "env", "method", "seed", "max_avg_return", "final_avg_return", "env_steps", "train_steps", "evaluations"],
+            &[
+                "dir",
+                "env",
+                "method",
+                "seed",
+                "max_avg_return",
+                "final_avg_return",
+                "env_steps",
+                "train_steps",
+                "evaluations",
+            ],
             s.runs.iter().map(|r| {
                 vec![
                     r.dir.clone(),

@@ -49,20 +49,31 @@ pub fn learning_curves(stem: &Path, title: &str, series: &[Series]) -> anyhow::R
     {
         let root = BitMapBackend::new(&png, (1000, 620)).into_drawing_area();
         draw(&root, title, series).map_err(|e| anyhow!("drawing {}: {e}", png.display()))?;
-        root.present().map_err(|e| anyhow!("writing {}: {e}", png.display()))?;
+        root.present()
+            .map_err(|e| anyhow!("writing {}: {e}", png.display()))?;
     }
     {
         let root = SVGBackend::new(&svg, (1000, 620)).into_drawing_area();
         draw(&root, title, series).map_err(|e| anyhow!("drawing {}: {e}", svg.display()))?;
-        root.present().map_err(|e| anyhow!("writing {}: {e}", svg.display()))?;
+        root.present()
+            .map_err(|e| anyhow!("writing {}: {e}", svg.display()))?;
     }
     Ok(())
 }
 
-fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, series: &[Series]) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+fn draw<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    series: &[Series],
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     root.fill(&WHITE)?;
     let pts = series.iter().flat_map(|s| s.points.iter());
-    let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
+    let (mut x0, mut x1, mut y0, mut y1) = (
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+    );
     for p in pts {
         x0 = x0.min(p.step);
         x1 = x1.max(p.step);
@@ -111,7 +122,9 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, series: 
             chart
                 .draw_series(DashedLineSeries::new(line, 9, 5, style))?
                 .label(label)
-                .legend(move |(x, y)| DashedPathElement::new(vec![(x, y), (x + 24, y)], 6, 3, style));
+                .legend(move |(x, y)| {
+                    DashedPathElement::new(vec![(x, y), (x + 24, y)], 6, 3, style)
+                });
         } else {
             chart
                 .draw_series(LineSeries::new(line, style))?
@@ -131,7 +144,13 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, series: 
 
 /// 1500 -> "1.5k", 1000000 -> "1M".
 fn steps_label(x: f64) -> String {
-    let trim = |s: String| if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s };
+    let trim = |s: String| {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s
+        }
+    };
     if x.abs() >= 1e6 {
         format!("{}M", trim(format!("{:.2}", x / 1e6)))
     } else if x.abs() >= 1e3 {
@@ -143,8 +162,16 @@ fn steps_label(x: f64) -> String {
 
 /// Axis labels without trailing zeros: -900, 12.5, 0.25.
 fn return_label(y: f64) -> String {
-    let s = if y.abs() >= 100.0 { format!("{y:.0}") } else { format!("{y:.2}") };
-    let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s };
+    let s = if y.abs() >= 100.0 {
+        format!("{y:.0}")
+    } else {
+        format!("{y:.2}")
+    };
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    };
     if s == "-0" { "0".into() } else { s }
 }
 
@@ -167,11 +194,29 @@ mod tests {
     fn writes_png_and_svg_with_text() {
         let dir = std::env::temp_dir().join(format!("spikerl-plot-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let pts = |o: f64| (0..5).map(|i| CurvePoint { step: i as f64 * 100.0, mean: o + i as f64, std: 0.5, n: 2 }).collect();
+        let pts = |o: f64| {
+            (0..5)
+                .map(|i| CurvePoint {
+                    step: i as f64 * 100.0,
+                    mean: o + i as f64,
+                    std: 0.5,
+                    n: 2,
+                })
+                .collect()
+        };
         let series = [
-            Series { method: Method::ANN, points: pts(0.0) },
-            Series { method: Method::new(Algo::Vanilla, Neuron::Lif), points: pts(1.0) },
-            Series { method: Method::new(Algo::Proxy, Neuron::Lif), points: pts(2.0) },
+            Series {
+                method: Method::ANN,
+                points: pts(0.0),
+            },
+            Series {
+                method: Method::new(Algo::Vanilla, Neuron::Lif),
+                points: pts(1.0),
+            },
+            Series {
+                method: Method::new(Algo::Proxy, Neuron::Lif),
+                points: pts(2.0),
+            },
         ];
         learning_curves(&dir.join("c"), "Pendulum-v1", &series).unwrap();
         let png = std::fs::read(dir.join("c.png")).unwrap();

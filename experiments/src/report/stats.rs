@@ -23,7 +23,11 @@ pub fn std_sample(xs: &[f64]) -> Option<f64> {
 
 /// The paper's per-run metric: the maximum over evaluations of the average evaluation return.
 pub fn max_average_return(avg_returns: &[f64]) -> Option<f64> {
-    avg_returns.iter().copied().filter(|x| x.is_finite()).reduce(f64::max)
+    avg_returns
+        .iter()
+        .copied()
+        .filter(|x| x.is_finite())
+        .reduce(f64::max)
 }
 
 /// `x / base - 1`, written `(x - base) / |base|` so that it keeps its meaning ("how much better") when
@@ -36,7 +40,10 @@ pub fn relative(x: f64, base: f64) -> Option<f64> {
 /// number of environments used. APG is this with the ANN as baseline; the proxy's gain is this with the
 /// vanilla SNN of the same neuron as baseline.
 pub fn mean_relative<'a>(pairs: impl IntoIterator<Item = (f64, f64)> + 'a) -> Option<(f64, usize)> {
-    let rel: Vec<f64> = pairs.into_iter().filter_map(|(x, base)| relative(x, base)).collect();
+    let rel: Vec<f64> = pairs
+        .into_iter()
+        .filter_map(|(x, base)| relative(x, base))
+        .collect();
     mean(&rel).map(|m| (m, rel.len()))
 }
 
@@ -66,7 +73,12 @@ pub fn average_curves(curves: &[Vec<(f64, f64)>]) -> Vec<CurvePoint> {
         .into_iter()
         .filter_map(|s| {
             let vals: Vec<f64> = curves.iter().filter_map(|c| interpolate(c, s)).collect();
-            Some(CurvePoint { step: s, mean: mean(&vals)?, std: std_pop(&vals)?, n: vals.len() })
+            Some(CurvePoint {
+                step: s,
+                mean: mean(&vals)?,
+                std: std_pop(&vals)?,
+                n: vals.len(),
+            })
         })
         .collect()
 }
@@ -108,7 +120,10 @@ mod tests {
 
     #[test]
     fn max_average_return_skips_nan() {
-        assert_eq!(max_average_return(&[-5.0, f64::NAN, -2.5, -7.0]), Some(-2.5));
+        assert_eq!(
+            max_average_return(&[-5.0, f64::NAN, -2.5, -7.0]),
+            Some(-2.5)
+        );
         assert_eq!(max_average_return(&[]), None);
     }
 
@@ -127,9 +142,27 @@ mod tests {
     #[test]
     fn the_papers_own_gains_come_out_of_its_table() {
         // method.md: PT over vanilla, LIF +32%, CLIF +15%, DN +5% (IDP, Ant, HalfCheetah, Hopper, Walker2d).
-        let lif = mean_relative([(9348.0, 9347.0), (5383.0, 4294.0), (10103.0, 9404.0), (3385.0, 3520.0), (4314.0, 1862.0)]);
-        let clif = mean_relative([(9351.0, 9351.0), (5014.0, 4590.0), (9663.0, 9594.0), (3526.0, 2772.0), (4564.0, 3307.0)]);
-        let dn = mean_relative([(9350.0, 9350.0), (5400.0, 4800.0), (9347.0, 9147.0), (3507.0, 3446.0), (4277.0, 3964.0)]);
+        let lif = mean_relative([
+            (9348.0, 9347.0),
+            (5383.0, 4294.0),
+            (10103.0, 9404.0),
+            (3385.0, 3520.0),
+            (4314.0, 1862.0),
+        ]);
+        let clif = mean_relative([
+            (9351.0, 9351.0),
+            (5014.0, 4590.0),
+            (9663.0, 9594.0),
+            (3526.0, 2772.0),
+            (4564.0, 3307.0),
+        ]);
+        let dn = mean_relative([
+            (9350.0, 9350.0),
+            (5400.0, 4800.0),
+            (9347.0, 9147.0),
+            (3507.0, 3446.0),
+            (4277.0, 3964.0),
+        ]);
         assert_eq!((lif.unwrap().0 * 100.0).round(), 32.0);
         assert_eq!((clif.unwrap().0 * 100.0).round(), 15.0);
         assert_eq!((dn.unwrap().0 * 100.0).round(), 5.0);
@@ -141,7 +174,15 @@ mod tests {
         let b = vec![(0.0, 2.0), (10.0, 4.0), (20.0, 6.0)];
         let avg = average_curves(&[a.clone(), b]);
         assert_eq!(avg.len(), 3);
-        assert_eq!(avg[1], CurvePoint { step: 10.0, mean: 7.0, std: 3.0, n: 2 });
+        assert_eq!(
+            avg[1],
+            CurvePoint {
+                step: 10.0,
+                mean: 7.0,
+                std: 3.0,
+                n: 2
+            }
+        );
         // c is evaluated at other steps and stops early: interpolated at 10, absent at 20.
         let c = vec![(0.0, 0.0), (5.0, 1.0), (15.0, 3.0)];
         let avg = average_curves(&[a, c]);
@@ -149,7 +190,15 @@ mod tests {
         assert_eq!(steps, [0.0, 5.0, 10.0, 15.0, 20.0]);
         assert_eq!(avg[2].n, 2);
         close(avg[2].mean, (10.0 + 2.0) / 2.0);
-        assert_eq!(avg[4], CurvePoint { step: 20.0, mean: 20.0, std: 0.0, n: 1 });
+        assert_eq!(
+            avg[4],
+            CurvePoint {
+                step: 20.0,
+                mean: 20.0,
+                std: 0.0,
+                n: 1
+            }
+        );
         assert_eq!(interpolate(&[], 1.0), None);
     }
 }
