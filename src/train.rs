@@ -222,6 +222,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
+        std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
         let exe = std::env::current_exe()?;
         let mut children = Vec::new();
         for i in 0..args.actors {
