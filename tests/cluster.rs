@@ -68,3 +68,24 @@ fn learner_and_two_actors_train_over_grpc() {
     assert!(run_dir.join("checkpoints/policy.safetensors").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The README's main command in miniature: `spikerl train` starts its own learner and actor processes
+/// into a run folder that does not exist yet, finishes, and leaves the run folder users rely on.
+#[test]
+fn train_runs_a_local_cluster_into_a_new_folder() {
+    let dir = temp_dir("train");
+    let out = dir.join("not").join("yet").join("there");
+    let status = spikerl()
+        .args(["train", "--env", "Pendulum-v1", "--algo", "ann", "--actors", "2", "--threads", "1"])
+        .args(["--steps", "300", "--random-steps", "256", "--eval-every", "200", "--eval-episodes", "2", "--no-progress"])
+        .args(["--out", out.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let manifest = std::fs::read_to_string(out.join("manifest.json")).unwrap();
+    assert!(manifest.contains("\"status\": \"completed\"") && manifest.contains("\"mode\": \"distributed\""), "{manifest}");
+    assert!(!evals(&out).is_empty());
+    assert!(out.join("actor-0.log").exists() && out.join("actor-1.log").exists());
+    assert!(out.join("checkpoints/policy.safetensors").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
