@@ -100,25 +100,6 @@ const SERIES: &[(&str, Kind, Option<Unit>, &str)] = &[
     ("spikerl_actor_broadcast_latency_seconds", Histogram, Some(Unit::Seconds), "Time from a policy's publication on the learner to its receipt (wall clocks of both)."),
 ];
 
-/// gRPC codes other than Ok, as the actor labels them (tonic's `Code` names).
-const GRPC_ERROR_CODES: [&str; 16] = [
-    "Cancelled",
-    "Unknown",
-    "InvalidArgument",
-    "DeadlineExceeded",
-    "NotFound",
-    "AlreadyExists",
-    "PermissionDenied",
-    "ResourceExhausted",
-    "FailedPrecondition",
-    "Aborted",
-    "OutOfRange",
-    "Unimplemented",
-    "Internal",
-    "Unavailable",
-    "DataLoss",
-    "Unauthenticated",
-];
 
 /// Installs the Prometheus exporter with an HTTP listener (must run inside the tokio runtime), labels
 /// every series with `role`, describes every series, initialises the ones `role` ("learner" or
@@ -205,7 +186,8 @@ fn initialise(role: &str) {
         metrics::gauge!(name).set(f64::NAN);
     }
     if role == "actor" {
-        for code in GRPC_ERROR_CODES {
+        // Every code but Ok, named as the actor labels them (tonic's `Code` names).
+        for &code in &spikerl_proto::GRPC_CODE_NAMES[1..] {
             metrics::counter!("spikerl_actor_grpc_errors_total", "code" => code).increment(0);
         }
     }

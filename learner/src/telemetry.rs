@@ -14,31 +14,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tonic::codegen::http;
 
 /// Reasons `spikerl_learner_transitions_rejected_total` counts (server::reject / validate_batch).
-pub const REJECT_REASONS: [&str; 6] = ["unknown_run", "unknown_actor", "empty", "oversized", "shape", "non_finite"];
+pub const REJECT_REASONS: [&str; 8] =
+    ["unknown_run", "unknown_actor", "empty", "oversized", "shape", "non_finite", "message_too_large", "undecodable"];
 
 /// gRPC methods the learner serves; any other path is counted as "other".
 pub const GRPC_METHODS: [&str; 3] = ["Register", "StreamTransitions", "SubscribePolicy"];
 
-/// gRPC status code names by number (tonic's `Code` variant names).
-pub const GRPC_CODES: [&str; 17] = [
-    "Ok",
-    "Cancelled",
-    "Unknown",
-    "InvalidArgument",
-    "DeadlineExceeded",
-    "NotFound",
-    "AlreadyExists",
-    "PermissionDenied",
-    "ResourceExhausted",
-    "FailedPrecondition",
-    "Aborted",
-    "OutOfRange",
-    "Unimplemented",
-    "Internal",
-    "Unavailable",
-    "DataLoss",
-    "Unauthenticated",
-];
 
 fn unix_now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
@@ -148,7 +129,7 @@ fn method_label(path: &str) -> &'static str {
 
 fn code_label(value: Option<&http::HeaderValue>) -> Option<&'static str> {
     let n: usize = value?.to_str().ok()?.trim().parse().ok()?;
-    Some(GRPC_CODES.get(n).copied().unwrap_or("Unknown"))
+    Some(spikerl_proto::GRPC_CODE_NAMES.get(n).copied().unwrap_or("Unknown"))
 }
 
 impl<S, ReqBody, ResBody> tonic::codegen::Service<http::Request<ReqBody>> for GrpcMetrics<S>

@@ -10,6 +10,27 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// Request metadata carrying the shared token, as `Bearer <token>`, when the learner requires one.
 pub const AUTH_METADATA_KEY: &str = "authorization";
 
+/// gRPC status code names by number, as tonic's `Code` variants spell them (metric labels use these).
+pub const GRPC_CODE_NAMES: [&str; 17] = [
+    "Ok",
+    "Cancelled",
+    "Unknown",
+    "InvalidArgument",
+    "DeadlineExceeded",
+    "NotFound",
+    "AlreadyExists",
+    "PermissionDenied",
+    "ResourceExhausted",
+    "FailedPrecondition",
+    "Aborted",
+    "OutOfRange",
+    "Unimplemented",
+    "Internal",
+    "Unavailable",
+    "DataLoss",
+    "Unauthenticated",
+];
+
 /// Generated messages, client and server.
 pub mod v1 {
     tonic::include_proto!("spikerl.v1");
