@@ -81,6 +81,56 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// gRPC transport on loopback: learner ingest from N actor streams, weight broadcast to M subscribers,
+    /// and training iterations/s without and with ingest (the real actor and learner code).
+    Transport {
+        #[arg(long, default_value = "HalfCheetah-v4")]
+        env: String,
+        /// Concurrent actor streams for the ingest figure.
+        #[arg(long, default_value_t = 8)]
+        ingest_actors: usize,
+        /// Transitions per batch (the actor's default: 32 steps x 1 env).
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        /// Policy subscribers for the broadcast figure.
+        #[arg(long, default_value_t = 16)]
+        subscribers: usize,
+        /// Actors whose production is ingested while training (the training figure).
+        #[arg(long, default_value_t = 16)]
+        train_actors: usize,
+        /// Total transitions/s ingested while training; default: --train-actors times one acting loop's
+        /// measured rate (HalfCheetah with the PT-LIF policy, 1 env).
+        #[arg(long)]
+        ingest_rate: Option<f64>,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// libtorch threads of the training figure.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Tokio worker threads of the actor clients (all in this process); the learner gets 2, as in a run.
+        #[arg(long, default_value_t = 1)]
+        client_threads: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Env steps/s of the real acting loop with the plain-Rust policy vs random actions (no learner).
+    Actor {
+        #[arg(long, default_value = "HalfCheetah-v4")]
+        env: String,
+        #[arg(long, value_enum, default_value = "lif")]
+        neuron: NeuronArg,
+        #[arg(long, value_enum, default_value = "proxy")]
+        algo: AlgoArg,
+        /// Environments per acting loop, comma separated (each measured).
+        #[arg(long, value_delimiter = ',', default_value = "1,8")]
+        envs: Vec<usize>,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 4.0)]
+        seconds: f64,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args, Debug)]

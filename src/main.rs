@@ -1,6 +1,8 @@
 //! `spikerl`: one binary for every role. Thin glue over the library crates: argument parsing, process
 //! orchestration, progress display. Exit codes: 0 success, 1 a run failed, 2 invalid arguments.
 
+#[cfg(feature = "learner")]
+mod bench;
 mod cli;
 mod env_cmd;
 mod metrics;

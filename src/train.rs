@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-fn algo_of(a: AlgoArg) -> Algo {
+pub(crate) fn algo_of(a: AlgoArg) -> Algo {
     match a {
         AlgoArg::Ann => Algo::Ann,
         AlgoArg::Vanilla => Algo::Vanilla,
@@ -25,7 +25,7 @@ fn algo_of(a: AlgoArg) -> Algo {
     }
 }
 
-fn neuron_of(n: NeuronArg) -> NeuronKind {
+pub(crate) fn neuron_of(n: NeuronArg) -> NeuronKind {
     match n {
         NeuronArg::Lif => NeuronKind::Lif,
         NeuronArg::Clif => NeuronKind::Clif,
@@ -61,13 +61,38 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
                     r.env, r.algo, r.neuron, r.batch, r.device, r.threads, r.ms_per_iteration, r.iterations_per_second,
                     r.ms_snn_forward_no_grad, r.ms_proxy_step.map_or("-".into(), |m| format!("{m:.2} ms")), r.ms_sample_to_tensors);
             }
+            if !json {
+                print_phases(&r);
+            }
             (json, serde_json::to_value(r)?)
         }
+        BenchCommand::Transport { .. } | BenchCommand::Actor { .. } => return crate::bench::run(cmd),
     };
     if json {
         println!("{value}");
     }
     Ok(())
+}
+
+/// The per-phase table of `bench update`.
+fn print_phases(r: &spikerl_learner::bench::UpdateBench) {
+    let p = &r.phases;
+    let opt = |v: Option<f64>, d: usize| v.map_or("-".to_string(), |v| format!("{v:.d$}"));
+    println!("{:<34} {:>9} {:>9} {:>9} {:>10}", "phase", "ms", "GFLOP", "GFLOP/s", "of sgemm");
+    let row = |name: &str, ms: Option<f64>, gflop: Option<f64>, rate: Option<f64>, frac: Option<f64>| {
+        println!("{name:<34} {:>9} {:>9} {:>9} {:>10}", opt(ms, 2), opt(gflop, 3), opt(rate, 1), frac.map_or("-".into(), |f| format!("{:.0}%", 100.0 * f)));
+    };
+    row(&format!("proxy step (x{})", p.proxy_steps), p.ms_proxy_step, None, None, None);
+    row("  of which SNN targets (plain Rust)", p.ms_proxy_step.map(|_| r.ms_snn_forward_no_grad), None, None, None);
+    row("  of which proxy MLP fwd/bwd/Adam", p.ms_proxy_mlp, p.gflop_proxy_mlp, p.gflops_proxy_mlp, p.sgemm_fraction_proxy_mlp);
+    row("critic step (derived)", Some(p.ms_critic_step), Some(p.gflop_critic_step), Some(p.gflops_critic_step), Some(p.sgemm_fraction_critic_step));
+    row("actor step, every 2nd (derived)", Some(p.ms_actor_step), Some(p.gflop_actor_step), Some(p.gflops_actor_step), Some(p.sgemm_fraction_actor_step));
+    row(&format!("sampling {} minibatches", p.proxy_steps + 1), Some(p.ms_sampling), None, None, None);
+    row("iteration without actor step", Some(p.ms_iteration_without_actor), None, None, None);
+    row("iteration with actor step", Some(p.ms_iteration_with_actor), None, None, None);
+    for s in &r.sgemm {
+        println!("sgemm [{} x {}] x [{} x {}] ({}): {:.1} GFLOP/s", s.m, s.k, s.k, s.n, s.what, s.gflops);
+    }
 }
 
 /// Resolves the command line into a validated run configuration.

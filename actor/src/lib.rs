@@ -7,6 +7,7 @@
 //! Tasks: the acting thread ([`env_loop`]), the streamer (this module's [`run`]: connection, batches
 //! out, acks in) and the policy subscriber (weights in, into a [`policy_slot::PolicySlot`]).
 
+pub mod bench;
 pub mod env_loop;
 pub mod policy_slot;
 
@@ -18,7 +19,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tonic::service::interceptor::InterceptedService;
@@ -275,11 +276,27 @@ struct Outbox {
     acked: VecDeque<TransitionBatch>,
     acked_bytes: usize,
     retain_bytes: usize,
+    /// Send-to-acknowledgement times, kept only when `spikerl bench transport` asks (None in a real actor).
+    timing: Option<AckTiming>,
+}
+
+/// When each in-flight batch was handed to the HTTP/2 stream, and the round trips of acknowledged ones.
+#[derive(Default)]
+struct AckTiming {
+    sent: VecDeque<(u64, Instant)>,
+    round_trips: Vec<Duration>,
 }
 
 impl Outbox {
     fn new(retain_bytes: usize) -> Self {
-        Outbox { queued: VecDeque::new(), in_flight: VecDeque::new(), acked: VecDeque::new(), acked_bytes: 0, retain_bytes }
+        Outbox {
+            queued: VecDeque::new(),
+            in_flight: VecDeque::new(),
+            acked: VecDeque::new(),
+            acked_bytes: 0,
+            retain_bytes,
+            timing: None,
+        }
     }
 
     fn size(b: &TransitionBatch) -> usize {
@@ -291,6 +308,9 @@ impl Outbox {
         let mut all: Vec<TransitionBatch> =
             self.acked.drain(..).chain(self.in_flight.drain(..)).chain(self.queued.drain(..)).collect();
         self.acked_bytes = 0;
+        if let Some(t) = &mut self.timing {
+            t.sent.clear(); // resent batches are timed from their new send
+        }
         all.sort_by_key(|b| b.sequence);
         let oldest_kept = all.first().map(|b| b.sequence);
         all.retain(|b| b.sequence > last_stored);
@@ -310,6 +330,12 @@ impl Outbox {
     }
 
     fn acknowledge(&mut self, sequence: u64) {
+        if let Some(t) = &mut self.timing {
+            while t.sent.front().is_some_and(|(s, _)| *s <= sequence) {
+                let (_, at) = t.sent.pop_front().expect("checked");
+                t.round_trips.push(at.elapsed());
+            }
+        }
         while self.in_flight.front().is_some_and(|b| b.sequence <= sequence) {
             let b = self.in_flight.pop_front().expect("checked");
             self.acked_bytes += Self::size(&b);
@@ -339,6 +365,9 @@ async fn stream(
         // Resends go first; new batches are taken from the acting thread only when none are queued.
         while outbox.in_flight.len() < window {
             let Some(b) = outbox.queued.pop_front() else { break };
+            if let Some(t) = &mut outbox.timing {
+                t.sent.push_back((b.sequence, Instant::now()));
+            }
             outbox.in_flight.push_back(b.clone());
             if out_tx.send(b).await.is_err() {
                 return Err(Status::unavailable("the transition stream closed"));
@@ -424,6 +453,26 @@ mod tests {
         assert_eq!(seqs(&o.queued), vec![3, 4, 5], "acked-but-lost and unacked batches are resent, in order");
         assert!(o.queued.iter().all(|b| b.actor_id == 7 && b.run_id == "run"));
         assert!(o.in_flight.is_empty() && o.acked.is_empty());
+    }
+
+    #[test]
+    fn ack_timing_records_one_round_trip_per_acknowledged_batch() {
+        let mut o = Outbox::new(1 << 20);
+        o.timing = Some(AckTiming::default());
+        for s in 1..=3 {
+            o.timing.as_mut().unwrap().sent.push_back((s, Instant::now()));
+            o.in_flight.push_back(batch(s));
+        }
+        o.acknowledge(2);
+        assert_eq!(o.timing.as_ref().unwrap().round_trips.len(), 2, "a cumulative ack times every batch it covers");
+        o.rewind(2, "run", 0);
+        assert!(o.timing.as_ref().unwrap().sent.is_empty(), "a resend is timed from its new send");
+        o.acknowledge(3);
+        assert_eq!(o.timing.as_ref().unwrap().round_trips.len(), 2);
+        let mut plain = Outbox::new(1 << 20);
+        plain.in_flight.push_back(batch(1));
+        plain.acknowledge(1);
+        assert!(plain.timing.is_none(), "a real actor keeps no timings");
     }
 
     #[test]

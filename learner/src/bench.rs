@@ -28,6 +28,103 @@ pub struct UpdateBench {
     pub ms_proxy_step: Option<f64>,
     pub ms_snn_forward_no_grad: f64,
     pub ms_sample_to_tensors: f64,
+    /// Per-phase split of an iteration (`Phases`), with dense matmul FLOPs and the share of the measured
+    /// sgemm rate each phase reaches.
+    pub phases: Phases,
+    /// libtorch matmul rate at the shapes a training iteration uses, this machine, same threads.
+    pub sgemm: Vec<SgemmRate>,
+    /// The best of `sgemm`: the rate the phases are compared with.
+    pub sgemm_gflops_best: f64,
+}
+
+/// Where an iteration's time goes. `update` runs the phases inside one call, so the critic and actor
+/// phases are derived: each iteration is timed alone; iterations without the delayed actor update are
+/// K proxy steps + the critic step, those with it add the actor step; the proxy step is timed alone.
+/// Minibatches come from a pre-made pool inside these timings; sampling is its own phase.
+#[derive(Debug, Serialize)]
+pub struct Phases {
+    /// Proxy steps per iteration (K; 0 without a proxy).
+    pub proxy_steps: usize,
+    /// One proxy step: the SNN's targets (plain Rust, event-driven) + the proxy's forward, backward, Adam.
+    pub ms_proxy_step: Option<f64>,
+    /// Of which the proxy MLP's forward/backward/Adam (proxy step minus the SNN forward).
+    pub ms_proxy_mlp: Option<f64>,
+    /// Critic step: target action (proxy, SNN mirror or ANN target), target critics, twin critic
+    /// forward/backward and Adam. Derived: iteration without actor update minus K proxy steps.
+    pub ms_critic_step: f64,
+    /// Actor step (every `policy_delay`-th iteration): actor forward/backward through Q1, Adam, Polyak.
+    /// Derived: iteration with actor update minus iteration without.
+    pub ms_actor_step: f64,
+    /// Drawing K+1 minibatches from a replay buffer of `sample_buffer_rows` rows and making tensors.
+    pub ms_sampling: f64,
+    pub sample_buffer_rows: usize,
+    /// Timed iterations with and without the actor update.
+    pub ms_iteration_with_actor: f64,
+    pub ms_iteration_without_actor: f64,
+    /// Dense matmul work (2 FLOPs per multiply-add; backward = 2x forward) per phase occurrence.
+    pub gflop_proxy_mlp: Option<f64>,
+    pub gflop_critic_step: f64,
+    pub gflop_actor_step: f64,
+    /// Achieved GFLOP/s of each phase and its fraction of `sgemm_gflops_best`.
+    pub gflops_proxy_mlp: Option<f64>,
+    pub gflops_critic_step: f64,
+    pub gflops_actor_step: f64,
+    pub sgemm_fraction_proxy_mlp: Option<f64>,
+    pub sgemm_fraction_critic_step: f64,
+    pub sgemm_fraction_actor_step: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SgemmRate {
+    /// [m x k] x [k x n].
+    pub m: i64,
+    pub k: i64,
+    pub n: i64,
+    pub what: String,
+    pub gflops: f64,
+}
+
+/// Multiply-adds of one forward of an MLP `inp -> hidden... -> out`.
+fn mlp_macs(inp: usize, hidden: &[usize], out: usize) -> f64 {
+    let mut prev = inp;
+    let mut macs = 0.0;
+    for &h in hidden.iter().chain(std::iter::once(&out)) {
+        macs += (prev * h) as f64;
+        prev = h;
+    }
+    macs
+}
+
+/// Multiply-adds of one forward of the actor: an ANN, or the SNN's synaptic layers over T steps
+/// (population encoder and decoder are elementwise / grouped, negligible and not matmuls).
+fn actor_macs(cfg: &spikerl_snn::PolicyConfig) -> f64 {
+    match &cfg.network {
+        spikerl_snn::NetworkConfig::Ann { hidden } => mlp_macs(cfg.obs_dim, hidden, cfg.act_dim),
+        spikerl_snn::NetworkConfig::Snn(s) => {
+            s.timesteps as f64 * mlp_macs(cfg.obs_dim * s.pop_size, &s.hidden, cfg.act_dim * s.pop_size)
+        }
+    }
+}
+
+/// GFLOP/s of `[m x k] x [k x n]` in libtorch on `device`, best of a few timed rounds.
+fn sgemm(m: i64, k: i64, n: i64, device: Device) -> f64 {
+    let a = Tensor::randn([m, k], (tch::Kind::Float, device));
+    let b = Tensor::randn([k, n], (tch::Kind::Float, device));
+    let flop = 2.0 * (m * k * n) as f64;
+    // About 20 ms of work per round, at least 3 products.
+    let reps = ((2e9 / flop) as usize).clamp(3, 20_000);
+    let mut best = f64::INFINITY;
+    for _ in 0..4 {
+        let started = Instant::now();
+        for _ in 0..reps {
+            let _ = a.matmul(&b);
+        }
+        if let Device::Cuda(i) = device {
+            tch::Cuda::synchronize(i as i64);
+        }
+        best = best.min(started.elapsed().as_secs_f64() / reps as f64);
+    }
+    flop / best / 1e9
 }
 
 fn random_batch(rng: &mut ChaCha8Rng, n: usize, od: usize, ad: usize, device: Device) -> Batch {
@@ -85,16 +182,26 @@ pub fn update(env: &str, algo: Algo, neuron: NeuronKind, batch: usize, device: D
     }
     sync();
     let reps = iterations.max(2);
-    let ms = time_ms(reps, || {
+    // Each iteration timed alone, split by whether it ran the delayed actor update.
+    let (mut with_actor, mut without_actor) = (Vec::new(), Vec::new());
+    let started = Instant::now();
+    for _ in 0..reps {
+        let before = td3.actor_updates;
+        let t = Instant::now();
         td3.update(&mut next);
-    });
-    sync();
+        sync();
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        if td3.actor_updates != before { with_actor.push(ms) } else { without_actor.push(ms) }
+    }
+    let ms = started.elapsed().as_secs_f64() * 1e3 / reps as f64;
+    let mean = |v: &[f64]| if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 };
     let obs = pool[0].obs.shallow_clone();
     let ms_fwd = time_ms(reps, || {
         let _ = td3.act(&obs);
     });
     let ms_proxy = td3.has_proxy().then(|| time_ms(reps, || {
         td3.proxy_step(&obs);
+        sync();
     }));
     let mut host = crate::replay::Transitions::default();
     for _ in 0..batch {
@@ -103,6 +210,85 @@ pub fn update(env: &str, algo: Algo, neuron: NeuronKind, batch: usize, device: D
     let ms_sample = time_ms(reps, || {
         let _ = Batch::from_transitions(&host, od, ad, device);
     });
+    // Sampling as the trainer does it: K+1 uniform draws from a filled buffer, each made into tensors.
+    let rows = 200_000;
+    let mut buffer = crate::replay::ReplayBuffer::new(rows, od, ad, 0);
+    let mut chunk = crate::replay::Transitions::default();
+    for i in 0..1000 {
+        let x = (i as f32 * 0.618).fract();
+        chunk.push(&vec![x; od], &vec![x; ad], x, &vec![-x; od], false);
+    }
+    for _ in 0..rows / 1000 {
+        buffer.insert(&chunk);
+    }
+    let k = if td3.has_proxy() { cfg.proxy.steps } else { 0 };
+    let mut drawn = crate::replay::Transitions::default();
+    let ms_sampling = time_ms(reps, || {
+        for _ in 0..k + 1 {
+            buffer.sample_into(batch, &mut drawn);
+            let _ = Batch::from_transitions(&drawn, od, ad, device);
+        }
+    });
+
+    // Dense matmul work per phase occurrence.
+    let b = batch as f64;
+    let proxy_macs = mlp_macs(od, &cfg.proxy.hidden, ad);
+    let critic_macs = mlp_macs(od + ad, &cfg.td3.critic_hidden, 1);
+    let actor = actor_macs(&td3.policy_config);
+    let fwd = |macs: f64| 2.0 * b * macs / 1e9;
+    let gflop_proxy = td3.has_proxy().then(|| 3.0 * fwd(proxy_macs));
+    let target_action = match algo {
+        Algo::Proxy => fwd(proxy_macs),
+        // On CPU the SNN target runs in plain Rust (event-driven accumulation, not a matmul).
+        Algo::Vanilla if device == Device::Cpu => 0.0,
+        Algo::Vanilla | Algo::Ann => fwd(actor),
+    };
+    let gflop_critic = target_action + 2.0 * fwd(critic_macs) + 2.0 * 3.0 * fwd(critic_macs);
+    // Actor forward + backward (weights and inputs), Q1 forward + backward to its input only (frozen).
+    let gflop_actor = 3.0 * fwd(actor) + 2.0 * fwd(critic_macs);
+    let (t_with, t_without) = (mean(&with_actor), mean(&without_actor));
+    let ms_proxy_total = ms_proxy.unwrap_or(0.0) * k as f64;
+    let ms_critic = t_without - ms_proxy_total;
+    let ms_actor = t_with - t_without;
+    let ms_proxy_mlp = ms_proxy.map(|p| p - ms_fwd);
+
+    let t = td3.policy_config.clone();
+    let (obs_pop, t_steps) = match &t.network {
+        spikerl_snn::NetworkConfig::Snn(s) => ((od * s.pop_size) as i64, s.timesteps as i64),
+        spikerl_snn::NetworkConfig::Ann { .. } => (od as i64, 1),
+    };
+    let (bi, p1) = (batch as i64, cfg.proxy.hidden.first().copied().unwrap_or(512) as i64);
+    let h = cfg.td3.critic_hidden.first().copied().unwrap_or(256) as i64;
+    let shapes = [
+        (bi, p1, p1, "proxy hidden layer"),
+        (bi, h, h, "critic / SNN hidden layer"),
+        (t_steps * bi, obs_pop, h, "SNN first layer over T x B rows"),
+        (bi, (od + ad) as i64, h, "critic first layer"),
+    ];
+    let sgemm: Vec<SgemmRate> =
+        shapes.iter().map(|&(m, kk, n, what)| SgemmRate { m, k: kk, n, what: what.into(), gflops: sgemm(m, kk, n, device) }).collect();
+    let best = sgemm.iter().map(|r| r.gflops).fold(0.0, f64::max);
+    let rate = |gflop: f64, ms: f64| gflop / (ms / 1e3);
+    let phases = Phases {
+        proxy_steps: k,
+        ms_proxy_step: ms_proxy,
+        ms_proxy_mlp,
+        ms_critic_step: ms_critic,
+        ms_actor_step: ms_actor,
+        ms_sampling,
+        sample_buffer_rows: rows,
+        ms_iteration_with_actor: t_with,
+        ms_iteration_without_actor: t_without,
+        gflop_proxy_mlp: gflop_proxy,
+        gflop_critic_step: gflop_critic,
+        gflop_actor_step: gflop_actor,
+        gflops_proxy_mlp: gflop_proxy.zip(ms_proxy_mlp).map(|(g, m)| rate(g, m)),
+        gflops_critic_step: rate(gflop_critic, ms_critic),
+        gflops_actor_step: rate(gflop_actor, ms_actor),
+        sgemm_fraction_proxy_mlp: gflop_proxy.zip(ms_proxy_mlp).map(|(g, m)| rate(g, m) / best),
+        sgemm_fraction_critic_step: rate(gflop_critic, ms_critic) / best,
+        sgemm_fraction_actor_step: rate(gflop_actor, ms_actor) / best,
+    };
     Ok(UpdateBench {
         env: env.to_string(),
         algo: algo.to_string(),
@@ -116,6 +302,9 @@ pub fn update(env: &str, algo: Algo, neuron: NeuronKind, batch: usize, device: D
         ms_proxy_step: ms_proxy,
         ms_snn_forward_no_grad: ms_fwd,
         ms_sample_to_tensors: ms_sample,
+        phases,
+        sgemm,
+        sgemm_gflops_best: best,
     })
 }
 

@@ -8,6 +8,7 @@
 //! - [`run_dir`], [`checkpoint`]: what a run leaves on disk.
 
 pub mod bench;
+pub mod bench_transport;
 pub mod checkpoint;
 pub mod config;
 pub mod lockstep;

@@ -259,7 +259,7 @@ fn train(
 }
 
 /// Encodes the current actor weights and makes them the newest version for every subscriber.
-fn publish(trainer: &Trainer, tx: &watch::Sender<Option<Arc<PolicyUpdate>>>) -> anyhow::Result<()> {
+pub(crate) fn publish(trainer: &Trainer, tx: &watch::Sender<Option<Arc<PolicyUpdate>>>) -> anyhow::Result<()> {
     let td3 = &trainer.td3;
     let version = td3.actor_updates;
     let weights = spikerl_snn::encode_policy(&td3.policy_config, &td3.export_policy(), version)?;

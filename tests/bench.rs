@@ -1,0 +1,122 @@
+//! `spikerl bench transport`, `bench actor` and `bench update`'s phases, shortened: they must run end to
+//! end on loopback and report figures that hold together (every broadcast version reached every
+//! subscriber, ingest acknowledged transitions, phases that add up to an iteration). Rates themselves are
+//! not asserted: the machine is shared.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+fn run_json(args: &[&str]) -> Value {
+    let out = spikerl().args(args).output().expect("spikerl runs");
+    assert!(
+        out.status.success(),
+        "spikerl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    serde_json::from_str(text.trim())
+        .unwrap_or_else(|e| panic!("not one JSON object ({e}): {text}"))
+}
+
+fn num(v: &Value, path: &[&str]) -> f64 {
+    path.iter()
+        .fold(v, |v, k| &v[*k])
+        .as_f64()
+        .unwrap_or_else(|| panic!("{path:?} is not a number in {v}"))
+}
+
+#[test]
+fn transport_bench_reports_ingest_broadcast_and_training() {
+    let v = run_json(&[
+        "bench",
+        "transport",
+        "--seconds",
+        "1",
+        "--ingest-actors",
+        "2",
+        "--subscribers",
+        "3",
+        "--train-actors",
+        "2",
+        "--ingest-rate",
+        "2000",
+        "--json",
+    ]);
+    assert!(num(&v, &["ingest", "transitions"]) >= 32.0, "{v}");
+    assert_eq!(
+        num(&v, &["ingest", "transitions"]),
+        32.0 * num(&v, &["ingest", "batches"])
+    );
+    assert!(num(&v, &["ingest", "latency_ms_p50"]) <= num(&v, &["ingest", "latency_ms_p99"]));
+    // The paper's PT-LIF network on HalfCheetah: 170 -> 256 -> 256 -> 60 plus encoder and decoder.
+    assert!(num(&v, &["broadcast", "parameters"]) > 120_000.0, "{v}");
+    assert!(
+        num(&v, &["broadcast", "bytes_per_update"]) > 4.0 * num(&v, &["broadcast", "parameters"])
+    );
+    assert!(num(&v, &["broadcast", "versions"]) >= 5.0, "{v}");
+    assert_eq!(
+        num(&v, &["broadcast", "received"]),
+        num(&v, &["broadcast", "expected"]),
+        "every subscriber got every version: {v}"
+    );
+    assert!(
+        num(&v, &["training", "iterations_per_second_ingesting"]) > 0.0,
+        "{v}"
+    );
+    assert!(num(&v, &["training", "ingest_rate_achieved"]) > 0.0, "{v}");
+}
+
+#[test]
+fn actor_bench_compares_policy_and_random_acting() {
+    let v = run_json(&[
+        "bench",
+        "actor",
+        "--envs",
+        "1,2",
+        "--seconds",
+        "0.5",
+        "--json",
+    ]);
+    let rows = v["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 2);
+    for r in rows {
+        assert!(
+            num(r, &["random_steps_per_second"]) > 0.0
+                && num(r, &["policy_steps_per_second"]) > 0.0,
+            "{r}"
+        );
+    }
+    let bad = spikerl()
+        .args(["bench", "actor", "--envs", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2), "zero envs is a usage error");
+}
+
+#[test]
+fn update_bench_splits_an_iteration_into_phases() {
+    let v = run_json(&[
+        "bench",
+        "update",
+        "--algo",
+        "proxy",
+        "--threads",
+        "1",
+        "--iterations",
+        "6",
+        "--json",
+    ]);
+    let p = &v["phases"];
+    assert_eq!(num(p, &["proxy_steps"]), 3.0);
+    let parts = 3.0 * num(p, &["ms_proxy_step"]) + num(p, &["ms_critic_step"]);
+    assert!(
+        (parts - num(p, &["ms_iteration_without_actor"])).abs() < 1e-6,
+        "the derived critic step closes the sum: {p}"
+    );
+    for k in ["gflop_proxy_mlp", "gflop_critic_step", "gflop_actor_step"] {
+        assert!(num(p, &[k]) > 0.0, "{k}: {p}");
+    }
+    assert!(num(&v, &["sgemm_gflops_best"]) > 0.0, "{v}");
+}
