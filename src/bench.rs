@@ -27,6 +27,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             seconds,
             threads,
             client_threads,
+            server_nodelay,
             json,
         } => {
             if ingest_actors == 0
@@ -66,6 +67,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
                 seconds,
                 threads,
                 client_threads,
+                server_nodelay,
             };
             let r = transport(&opts)?;
             if json {
@@ -110,6 +112,54 @@ fn load_average() -> Option<f64> {
         .next()?
         .parse()
         .ok()
+}
+
+/// CPU seconds (user + system) used so far by this process's threads whose name starts with `prefix`
+/// (Linux: /proc/self/task/*/stat; threads that already exited are not counted, so take differences over
+/// windows in which the threads live).
+fn thread_cpu_seconds(prefix: &str) -> f64 {
+    let ticks = 100.0; // USER_HZ: 100 on every Linux the project targets (getconf CLK_TCK)
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return f64::NAN;
+    };
+    let mut total = 0.0;
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        // "tid (comm) state ...": the name may hold spaces, so split at the parentheses.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if !stat[open + 1..close].starts_with(prefix) {
+            continue;
+        }
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        // After the name: state is field 3 of stat(5), utime 14 and stime 15.
+        let (Some(u), Some(s)) = (fields.get(11), fields.get(12)) else {
+            continue;
+        };
+        total += (u.parse::<f64>().unwrap_or(0.0) + s.parse::<f64>().unwrap_or(0.0)) / ticks;
+    }
+    total
+}
+
+/// CPU seconds used so far by the calling thread (Linux).
+fn own_thread_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/thread-self/stat") else {
+        return f64::NAN;
+    };
+    let Some(close) = stat.rfind(')') else {
+        return f64::NAN;
+    };
+    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    (tick(11) + tick(12)) / 100.0
 }
 
 /// Nearest-rank percentile of seconds, reported in milliseconds.
@@ -248,6 +298,7 @@ struct TransportOptions {
     seconds: f64,
     threads: usize,
     client_threads: usize,
+    server_nodelay: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -262,6 +313,12 @@ struct IngestFigures {
     latency_ms_p50: f64,
     latency_ms_p99: f64,
     latency_ms_max: f64,
+    /// CPU seconds of the learner's runtime threads (gRPC, decode, validate, insert) and of the actor
+    /// clients' runtime over the window, and the learner's CPU per transition: what bounds the rate on a
+    /// machine whose cores are shared.
+    learner_cpu_seconds: f64,
+    clients_cpu_seconds: f64,
+    learner_cpu_us_per_transition: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -301,6 +358,18 @@ struct TrainingFigures {
     ingest_rate_source: String,
     /// Change of iterations/s against the mean of the two idle windows (negative: slower).
     change: f64,
+    /// Cores the learner's runtime threads (ingest + broadcast) used during the ingest window.
+    learner_runtime_cores_ingesting: f64,
+    /// Cores the in-process actor clients (streaming, and decoding every broadcast) used meanwhile: on
+    /// this one machine they compete with training, as separate actor machines would not.
+    actor_clients_cores_ingesting: f64,
+    /// The training thread's CPU time per iteration and its share of a core (CPU / wall seconds), idle
+    /// (both idle windows) and while ingesting. The same CPU per iteration with a smaller share means the
+    /// thread was waiting for a core (the machine is shared), not slowed by ingest's locks or caches.
+    training_cpu_ms_per_iteration_idle: f64,
+    training_cpu_ms_per_iteration_ingesting: f64,
+    training_core_share_idle: f64,
+    training_core_share_ingesting: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -309,6 +378,8 @@ struct TransportReport {
     seconds_per_measurement: f64,
     client_threads: usize,
     learner_runtime_threads: usize,
+    /// Whether the learner's sockets had TCP_NODELAY (--server-nodelay; a learner today: false).
+    server_nodelay: bool,
     /// One acting loop's env steps/s (HalfCheetah with the PT-LIF policy, 1 env), when measured.
     one_actor_steps_per_second: Option<f64>,
     ingest: IngestFigures,
@@ -426,8 +497,12 @@ fn transport(o: &TransportOptions) -> anyhow::Result<TransportReport> {
             1_000_000,
             Limiter::IngestOnly,
         )?;
-        let server = learner_rt.block_on(lb::Server::start(&trainer))?;
+        let server = learner_rt.block_on(lb::Server::start(&trainer, o.server_nodelay))?;
         let url = server.url();
+        let cpu0 = (
+            thread_cpu_seconds("learner-rt"),
+            thread_cpu_seconds("actor-rt"),
+        );
         let reports = client_rt.block_on(async {
             let tasks: Vec<_> = (0..o.ingest_actors)
                 .map(|i| {
@@ -447,6 +522,10 @@ fn transport(o: &TransportOptions) -> anyhow::Result<TransportReport> {
             }
             anyhow::Ok(out)
         })?;
+        let cpu = (
+            thread_cpu_seconds("learner-rt") - cpu0.0,
+            thread_cpu_seconds("actor-rt") - cpu0.1,
+        );
         learner_rt.block_on(server.shutdown());
         let transitions: u64 = reports.iter().map(|r| r.acked_transitions).sum();
         let secs = reports.iter().map(|r| r.seconds).fold(0.0, f64::max);
@@ -466,6 +545,9 @@ fn transport(o: &TransportOptions) -> anyhow::Result<TransportReport> {
             latency_ms_p50: percentile_ms(&lat, 50.0),
             latency_ms_p99: percentile_ms(&lat, 99.0),
             latency_ms_max: percentile_ms(&lat, 100.0),
+            learner_cpu_seconds: cpu.0,
+            clients_cpu_seconds: cpu.1,
+            learner_cpu_us_per_transition: cpu.0 * 1e6 / transitions.max(1) as f64,
         }
     };
 
@@ -484,7 +566,7 @@ fn transport(o: &TransportOptions) -> anyhow::Result<TransportReport> {
             .iter()
             .map(|(_, t)| t.data.len())
             .sum();
-        let server = learner_rt.block_on(lb::Server::start(&trainer))?;
+        let server = learner_rt.block_on(lb::Server::start(&trainer, o.server_nodelay))?;
         let url = server.url();
         let subs = client_rt.block_on(async {
             let mut subs = Vec::new();
@@ -551,7 +633,7 @@ fn transport(o: &TransportOptions) -> anyhow::Result<TransportReport> {
             Limiter::Free,
         )?;
         lb::prefill(&trainer.replay, od, ad, 100_000)?;
-        let server = learner_rt.block_on(lb::Server::start(&trainer))?;
+        let server = learner_rt.block_on(lb::Server::start(&trainer, o.server_nodelay))?;
         let url = server.url();
         let stop = AtomicBool::new(false);
         // Warm-up (first iterations allocate), then an idle window.
@@ -561,7 +643,9 @@ fn transport(o: &TransportOptions) -> anyhow::Result<TransportReport> {
             Some(&server.policy),
             &stop,
         )?;
+        let c0 = own_thread_cpu_seconds();
         let idle_before = lb::train_for(&mut trainer, duration, Some(&server.policy), &stop)?;
+        let cpu_idle_before = own_thread_cpu_seconds() - c0;
         // Actors connect (streams and subscriptions), run a little longer than the training window.
         let per_actor = ingest_rate / o.train_actors as f64;
         let lead = Duration::from_millis(500);
@@ -586,7 +670,13 @@ fn transport(o: &TransportOptions) -> anyhow::Result<TransportReport> {
             })
             .collect();
         std::thread::sleep(lead);
+        let cpu0 = thread_cpu_seconds("learner-rt");
+        let clients0 = thread_cpu_seconds("actor-rt");
+        let c0 = own_thread_cpu_seconds();
         let ingesting = lb::train_for(&mut trainer, duration, Some(&server.policy), &stop)?;
+        let cpu_ingesting = own_thread_cpu_seconds() - c0;
+        let runtime_cores = (thread_cpu_seconds("learner-rt") - cpu0) / ingesting.seconds;
+        let client_cores = (thread_cpu_seconds("actor-rt") - clients0) / ingesting.seconds;
         let reports = client_rt.block_on(async {
             let mut out = Vec::new();
             for c in clients {
@@ -597,7 +687,11 @@ fn transport(o: &TransportOptions) -> anyhow::Result<TransportReport> {
         for (_, task) in &subs {
             task.abort();
         }
+        let c0 = own_thread_cpu_seconds();
         let idle_after = lb::train_for(&mut trainer, duration, Some(&server.policy), &stop)?;
+        let cpu_idle_after = own_thread_cpu_seconds() - c0;
+        let idle_iterations = (idle_before.iterations + idle_after.iterations).max(1) as f64;
+        let idle_seconds = idle_before.seconds + idle_after.seconds;
         learner_rt.block_on(server.shutdown());
         let achieved = reports
             .iter()
@@ -616,6 +710,14 @@ fn transport(o: &TransportOptions) -> anyhow::Result<TransportReport> {
             ingest_rate_achieved: achieved,
             ingest_rate_source: source,
             change: rate(ingesting) / idle - 1.0,
+            learner_runtime_cores_ingesting: runtime_cores,
+            actor_clients_cores_ingesting: client_cores,
+            training_cpu_ms_per_iteration_idle: 1e3 * (cpu_idle_before + cpu_idle_after)
+                / idle_iterations,
+            training_cpu_ms_per_iteration_ingesting: 1e3 * cpu_ingesting
+                / ingesting.iterations.max(1) as f64,
+            training_core_share_idle: (cpu_idle_before + cpu_idle_after) / idle_seconds,
+            training_core_share_ingesting: cpu_ingesting / ingesting.seconds,
         }
     };
     drop(client_rt);
@@ -625,6 +727,7 @@ fn transport(o: &TransportOptions) -> anyhow::Result<TransportReport> {
         seconds_per_measurement: o.seconds,
         client_threads: o.client_threads,
         learner_runtime_threads: 2,
+        server_nodelay: o.server_nodelay,
         one_actor_steps_per_second: one_actor,
         ingest,
         broadcast,
@@ -637,8 +740,15 @@ fn transport(o: &TransportOptions) -> anyhow::Result<TransportReport> {
 fn print_transport(r: &TransportReport) {
     let i = &r.ingest;
     println!(
-        "{} over loopback gRPC ({:.0} s per figure; learner runtime 2 threads, actor clients {} thread(s), one process)",
-        r.env, r.seconds_per_measurement, r.client_threads
+        "{} over loopback gRPC ({:.0} s per figure; learner runtime 2 threads, actor clients {} thread(s), one process; learner TCP_NODELAY {})",
+        r.env,
+        r.seconds_per_measurement,
+        r.client_threads,
+        if r.server_nodelay {
+            "on"
+        } else {
+            "off, as a learner runs today"
+        }
     );
     println!(
         "ingest   {} actors x {} transitions/batch: {:.0} transitions/s ({} batches); batch send->ack p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
@@ -649,6 +759,10 @@ fn print_transport(r: &TransportReport) {
         i.latency_ms_p50,
         i.latency_ms_p99,
         i.latency_ms_max
+    );
+    println!(
+        "         learner runtime CPU {:.2} s ({:.2} us/transition), actor clients CPU {:.2} s",
+        i.learner_cpu_seconds, i.learner_cpu_us_per_transition, i.clients_cpu_seconds
     );
     let b = &r.broadcast;
     println!(
@@ -667,7 +781,7 @@ fn print_transport(r: &TransportReport) {
     );
     let t = &r.training;
     println!(
-        "training {} ({} libtorch thread(s)): {:.1} it/s idle, {:.1} it/s while {} actors ingest {:.0} transitions/s (offered {:.0}: {}), {:.1} it/s idle after: {:+.1}%",
+        "training {} ({} libtorch thread(s)): {:.1} it/s idle, {:.1} it/s while {} actors ingest {:.0} transitions/s (offered {:.0}: {}), {:.1} it/s idle after: {:+.1}%; learner runtime threads used {:.2} cores, actor clients {:.2} cores while ingesting",
         t.algo,
         t.threads,
         t.iterations_per_second_idle_before,
@@ -677,7 +791,16 @@ fn print_transport(r: &TransportReport) {
         t.ingest_rate_offered,
         t.ingest_rate_source,
         t.iterations_per_second_idle_after,
-        100.0 * t.change
+        100.0 * t.change,
+        t.learner_runtime_cores_ingesting,
+        t.actor_clients_cores_ingesting
+    );
+    println!(
+        "         training thread CPU {:.1} ms/iteration idle, {:.1} ms/iteration ingesting; it got {:.0}% of a core idle, {:.0}% ingesting",
+        t.training_cpu_ms_per_iteration_idle,
+        t.training_cpu_ms_per_iteration_ingesting,
+        100.0 * t.training_core_share_idle,
+        100.0 * t.training_core_share_ingesting
     );
     println!(
         "load average {:?} before, {:?} after",

@@ -93,6 +93,7 @@ fn print_phases(r: &spikerl_learner::bench::UpdateBench) {
     for s in &r.sgemm {
         println!("sgemm [{} x {}] x [{} x {}] ({}): {:.1} GFLOP/s", s.m, s.k, s.k, s.n, s.what, s.gflops);
     }
+    println!("sgemm in 1 ms rounds (best of 60, first shape): {:.1} GFLOP/s; \"of sgemm\" above is against {:.1}", r.sgemm_gflops_short_rounds, r.sgemm_gflops_best);
 }
 
 /// Resolves the command line into a validated run configuration.

@@ -94,7 +94,9 @@ pub struct Server {
 
 impl Server {
     /// Serves `trainer`'s replay service on 127.0.0.1 (a free port) on the current tokio runtime.
-    pub async fn start(trainer: &Trainer) -> anyhow::Result<Server> {
+    /// `nodelay` sets TCP_NODELAY on accepted connections; `runtime::run` does not (tonic's own setting
+    /// does not reach sockets from a listener stream), so false is what a learner does today.
+    pub async fn start(trainer: &Trainer, nodelay: bool) -> anyhow::Result<Server> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let info = RunInfo {
@@ -126,7 +128,15 @@ impl Server {
             tonic::transport::Server::builder()
                 .add_service(service)
                 .serve_with_incoming_shutdown(
-                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    tokio_stream::StreamExt::map(
+                        tokio_stream::wrappers::TcpListenerStream::new(listener),
+                        move |conn| {
+                            if let Ok(c) = &conn {
+                                let _ = c.set_nodelay(nodelay);
+                            }
+                            conn
+                        },
+                    ),
                     async {
                         let _ = stopped.await;
                     },
