@@ -347,10 +347,11 @@ impl Cluster {
         Cluster { procs, dir, grpc, learner: format!("127.0.0.1:{lm}"), actor: format!("127.0.0.1:{am}") }
     }
 
-    fn start_actor(&mut self) {
+    /// Starts the actor; returns its index in `procs`.
+    fn start_actor(&mut self) -> usize {
         let mut cmd = actor_cmd(self.grpc, "obs-actor", &["--metrics", &self.actor]);
         cmd.env("OMP_NUM_THREADS", "1");
-        self.procs.spawn("actor", cmd, &self.dir.join("actor.log"));
+        self.procs.spawn("actor", cmd, &self.dir.join("actor.log"))
     }
 
     fn logs(&self) -> String {
@@ -394,7 +395,8 @@ fn dashboards_alerts_and_docs_use_only_series_the_exporters_emit() {
         assert!(names.contains(n), "{n} is not exported at start:\n{first}\n{}", c.logs());
     }
     assert!(first.contains(r#"spikerl_learner_transitions_rejected_total{role="learner",reason="shape"} 0"#), "{first}");
-    c.start_actor();
+    assert!(metric(&first, "spikerl_learner_policy_lag", &[]).is_some_and(f64::is_nan), "no actor, no lag: {first}");
+    let actor = c.start_actor();
     let actor_first = wait_metrics(&c.actor, Duration::from_secs(60), "the actor's metrics", |_| true);
     for n in INTERFACE_ACTOR {
         assert!(sample_names(&actor_first).contains(n), "{n} is not exported at the actor's start:\n{actor_first}");
@@ -452,6 +454,25 @@ fn dashboards_alerts_and_docs_use_only_series_the_exporters_emit() {
     for line in learner_text.lines().chain(actor_text.lines()).filter(|l| !l.starts_with('#')) {
         assert!(line.len() < 300, "suspiciously long series: {line}");
     }
+
+    // Policy lag: reported while the actor streams, gone once it has left. The learner's lag has no
+    // actor label (a per-actor gauge would keep a departed actor's last value forever).
+    let lag_lines = |t: &str| t.lines().filter(|l| l.starts_with("spikerl_learner_policy_lag")).map(str::to_string).collect::<Vec<_>>();
+    let streaming = wait_metrics(&c.learner, Duration::from_secs(60), "a policy lag from the connected actor", |t| {
+        metric(t, "spikerl_learner_policy_lag", &[]).is_some_and(f64::is_finite)
+    });
+    assert_eq!(lag_lines(&streaming).len(), 1, "one lag series, no per-actor ones: {:?}", lag_lines(&streaming));
+    assert!(metric(&streaming, "spikerl_learner_batch_policy_lag_count", &[]).is_some_and(|n| n >= 1.0), "{streaming}");
+    c.procs.kill(actor);
+    let left = wait_metrics(&c.learner, Duration::from_secs(30), "the learner to notice the actor left", |t| {
+        metric(t, "spikerl_learner_connected_actors", &[]) == Some(0.0)
+    });
+    let lag = lag_lines(&left);
+    assert!(
+        lag.len() == 1 && metric(&left, "spikerl_learner_policy_lag", &[]).is_some_and(f64::is_nan),
+        "after the only actor left the learner reports no lag for it: {lag:?}"
+    );
+    eprintln!("policy lag while streaming: {:?}; after the actor left: {lag:?}", lag_lines(&streaming));
 }
 
 #[test]
