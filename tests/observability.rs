@@ -475,6 +475,54 @@ fn dashboards_alerts_and_docs_use_only_series_the_exporters_emit() {
     eprintln!("policy lag while streaming: {:?}; after the actor left: {lag:?}", lag_lines(&streaming));
 }
 
+/// `spikerl train --sync` serves the learner's series plus the actor step and episode series it produces
+/// itself (docs/metrics.md), each defined and described, and no distributed-only series.
+#[test]
+fn the_lockstep_learner_exports_its_documented_series() {
+    let dir = temp_dir("obs-sync");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut procs = Processes::default();
+    let mut cmd = spikerl();
+    cmd.args(["train", "--sync", "--env", "Pendulum-v1", "--algo", "ann", "--steps", "1000000", "--random-steps", "256"]);
+    cmd.args(["--eval-every", "1000000", "--eval-episodes", "1", "--threads", "1", "--no-progress", "--metrics", &addr]);
+    cmd.args(["--out", dir.join("run").to_str().unwrap()]);
+    procs.spawn("train", cmd, &dir.join("train.log"));
+    let at_start = wait_metrics(&addr, Duration::from_secs(120), "the lockstep learner's run started", |t| {
+        metric(t, "spikerl_run_info", &[("mode", "sync")]).is_some()
+    });
+    // Pendulum episodes are 200 steps: after the first one every per-episode series has a value.
+    let text = wait_metrics(&addr, Duration::from_secs(120), "a finished lockstep episode", |t| {
+        metric(t, "spikerl_actor_episode_length_last", &[]).is_some_and(|v| v == 200.0)
+    });
+    let names = sample_names(&text);
+    let sync_series = ["spikerl_actor_env_steps_total", "spikerl_actor_episodes_total", "spikerl_actor_episode_return_last", "spikerl_actor_episode_length_last"];
+    for n in sync_series {
+        assert!(sample_names(&at_start).contains(n), "{n} is not exported from the start in --sync mode:\n{at_start}");
+    }
+    // Series about actors and their network traffic are the distributed learner's (docs/metrics.md).
+    let distributed_only = [
+        "spikerl_learner_connected_actors",
+        "spikerl_learner_transitions_rejected_total",
+        "spikerl_learner_policy_lag",
+        "spikerl_grpc_server_started_total",
+    ];
+    for n in INTERFACE_LEARNER.iter().filter(|n| !distributed_only.contains(n)) {
+        assert!(names.contains(*n), "{n} is not exported in --sync mode:\n{text}");
+    }
+    for n in distributed_only {
+        assert!(!names.contains(n), "{n} has no meaning without actors and must not be exported in --sync mode");
+    }
+    let (types, helps) = families(&text);
+    let (documented, described) = (documented_names(), described_names());
+    for sample in &names {
+        let base = base_name(sample, &types);
+        assert!(helps.contains(&base) && documented.contains(&base) && described.contains(&base), "{base}: HELP, docs/metrics.md and SERIES");
+    }
+    eprintln!("--sync exports {} sample names", names.len());
+    drop(procs);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn docs_define_every_series_the_binary_describes_and_dashboards_are_well_formed() {
     let documented = documented_names();

@@ -64,6 +64,14 @@ pub fn run_started(trainer: &Trainer, run_id: &str, mode: &'static str, checkpoi
     }
     let ann_nj = ann_equivalent_macs(&trainer.td3.policy_config) as f64 * MAC_ENERGY_PJ / 1000.0;
     metrics::gauge!("spikerl_snn_ann_energy_nanojoules_per_inference").set(ann_nj);
+    if mode == "sync" {
+        // The lockstep learner steps the environment itself and exports the actor's step and episode
+        // series (docs/metrics.md, Actors): present from the start like an actor's.
+        metrics::counter!("spikerl_actor_env_steps_total").increment(0);
+        metrics::counter!("spikerl_actor_episodes_total").increment(0);
+        metrics::gauge!("spikerl_actor_episode_return_last").set(f64::NAN);
+        metrics::gauge!("spikerl_actor_episode_length_last").set(f64::NAN);
+    }
     if mode == "distributed" {
         metrics::gauge!("spikerl_learner_connected_actors").set(0.0);
         // No actor connected yet: no lag to report (NaN, not a misleading 0).
