@@ -16,6 +16,9 @@ const CHECKPOINT_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 
 const GRPC_BUCKETS: &[f64] =
     &[0.001, 0.005, 0.025, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0];
 
+/// Policy lag in versions (one version per actor update, i.e. every second iteration by default).
+const LAG_BUCKETS: &[f64] = &[0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 5000.0];
+
 /// How often process CPU and memory are read.
 const PROCESS_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -60,7 +63,8 @@ const SERIES: &[(&str, Kind, Option<Unit>, &str)] = &[
     ("spikerl_learner_q_mean", Gauge, None, "Mean Q1 estimate over the latest minibatch."),
     ("spikerl_learner_td_target_mean", Gauge, None, "Mean TD target over the latest minibatch."),
     ("spikerl_learner_policy_version", Gauge, Some(Unit::Count), "Newest published policy version (actor updates so far)."),
-    ("spikerl_learner_policy_lag", Gauge, Some(Unit::Count), "Policy versions between the newest and the one that acted, per actor, at its latest batch."),
+    ("spikerl_learner_policy_lag", Gauge, Some(Unit::Count), "Largest policy lag among the connected actors' latest batches (versions; NaN with no actor connected)."),
+    ("spikerl_learner_batch_policy_lag", Histogram, Some(Unit::Count), "Per stored batch: policy versions between the newest and the one that chose its actions."),
     ("spikerl_learner_connected_actors", Gauge, Some(Unit::Count), "Open transition streams (connected actors)."),
     ("spikerl_learner_episodes_total", Counter, Some(Unit::Count), "Training episodes finished, per actor id, as reported in batches."),
     ("spikerl_learner_episode_return_last", Gauge, None, "Return of the latest finished training episode (with exploration noise)."),
@@ -112,6 +116,7 @@ pub fn install(addr: std::net::SocketAddr, role: &str) -> anyhow::Result<()> {
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
         .and_then(|b| b.set_buckets_for_metric(Matcher::Full("spikerl_learner_checkpoint_duration_seconds".into()), CHECKPOINT_BUCKETS))
         .and_then(|b| b.set_buckets_for_metric(Matcher::Full("spikerl_grpc_server_handling_seconds".into()), GRPC_BUCKETS))
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Full("spikerl_learner_batch_policy_lag".into()), LAG_BUCKETS))
         .map_err(bad)?
         .install()
         .map_err(bad)?;

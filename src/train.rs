@@ -195,7 +195,7 @@ fn summary(trainer: &Trainer, out: &Path, started: Instant) {
             trainer.evals.len()
         );
     }
-    println!("run folder: {} (manifest.json, evals.csv, checkpoints/)", out.display());
+    println!("run folder: {} (manifest.json, evals.csv, evals.png/.svg, checkpoints/)", out.display());
 }
 
 pub fn train(args: TrainArgs) -> anyhow::Result<()> {

@@ -84,7 +84,13 @@ fn train_runs_a_local_cluster_into_a_new_folder() {
     assert!(status.success());
     let manifest = std::fs::read_to_string(out.join("manifest.json")).unwrap();
     assert!(manifest.contains("\"status\": \"completed\"") && manifest.contains("\"mode\": \"distributed\""), "{manifest}");
-    assert!(!evals(&out).is_empty());
+    let rows = evals(&out).len();
+    assert!(rows >= 2, "evaluations at the start and the end: {rows}");
+    // The evaluation curve, drawn by the distributed learner's training thread after its last evaluation.
+    let png = std::fs::read(out.join("evals.png")).unwrap();
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.ends_with(b"IEND\xae\x42\x60\x82") && png.len() > 10_000);
+    let svg = std::fs::read_to_string(out.join("evals.svg")).unwrap();
+    assert!(svg.contains(&format!("{rows} evaluations")) && svg.trim_end().ends_with("</svg>"), "{svg}");
     assert!(out.join("actor-0.log").exists() && out.join("actor-1.log").exists());
     assert!(out.join("checkpoints/policy.safetensors").exists());
     let _ = std::fs::remove_dir_all(&dir);

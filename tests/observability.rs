@@ -347,10 +347,11 @@ impl Cluster {
         Cluster { procs, dir, grpc, learner: format!("127.0.0.1:{lm}"), actor: format!("127.0.0.1:{am}") }
     }
 
-    fn start_actor(&mut self) {
+    /// Starts the actor; returns its index in `procs`.
+    fn start_actor(&mut self) -> usize {
         let mut cmd = actor_cmd(self.grpc, "obs-actor", &["--metrics", &self.actor]);
         cmd.env("OMP_NUM_THREADS", "1");
-        self.procs.spawn("actor", cmd, &self.dir.join("actor.log"));
+        self.procs.spawn("actor", cmd, &self.dir.join("actor.log"))
     }
 
     fn logs(&self) -> String {
@@ -394,7 +395,8 @@ fn dashboards_alerts_and_docs_use_only_series_the_exporters_emit() {
         assert!(names.contains(n), "{n} is not exported at start:\n{first}\n{}", c.logs());
     }
     assert!(first.contains(r#"spikerl_learner_transitions_rejected_total{role="learner",reason="shape"} 0"#), "{first}");
-    c.start_actor();
+    assert!(metric(&first, "spikerl_learner_policy_lag", &[]).is_some_and(f64::is_nan), "no actor, no lag: {first}");
+    let actor = c.start_actor();
     let actor_first = wait_metrics(&c.actor, Duration::from_secs(60), "the actor's metrics", |_| true);
     for n in INTERFACE_ACTOR {
         assert!(sample_names(&actor_first).contains(n), "{n} is not exported at the actor's start:\n{actor_first}");
@@ -452,6 +454,73 @@ fn dashboards_alerts_and_docs_use_only_series_the_exporters_emit() {
     for line in learner_text.lines().chain(actor_text.lines()).filter(|l| !l.starts_with('#')) {
         assert!(line.len() < 300, "suspiciously long series: {line}");
     }
+
+    // Policy lag: reported while the actor streams, gone once it has left. The learner's lag has no
+    // actor label (a per-actor gauge would keep a departed actor's last value forever).
+    let lag_lines = |t: &str| t.lines().filter(|l| l.starts_with("spikerl_learner_policy_lag")).map(str::to_string).collect::<Vec<_>>();
+    let streaming = wait_metrics(&c.learner, Duration::from_secs(60), "a policy lag from the connected actor", |t| {
+        metric(t, "spikerl_learner_policy_lag", &[]).is_some_and(f64::is_finite)
+    });
+    assert_eq!(lag_lines(&streaming).len(), 1, "one lag series, no per-actor ones: {:?}", lag_lines(&streaming));
+    assert!(metric(&streaming, "spikerl_learner_batch_policy_lag_count", &[]).is_some_and(|n| n >= 1.0), "{streaming}");
+    c.procs.kill(actor);
+    let left = wait_metrics(&c.learner, Duration::from_secs(30), "the learner to notice the actor left", |t| {
+        metric(t, "spikerl_learner_connected_actors", &[]) == Some(0.0)
+    });
+    let lag = lag_lines(&left);
+    assert!(
+        lag.len() == 1 && metric(&left, "spikerl_learner_policy_lag", &[]).is_some_and(f64::is_nan),
+        "after the only actor left the learner reports no lag for it: {lag:?}"
+    );
+    eprintln!("policy lag while streaming: {:?}; after the actor left: {lag:?}", lag_lines(&streaming));
+}
+
+/// `spikerl train --sync` serves the learner's series plus the actor step and episode series it produces
+/// itself (docs/metrics.md), each defined and described, and no distributed-only series.
+#[test]
+fn the_lockstep_learner_exports_its_documented_series() {
+    let dir = temp_dir("obs-sync");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut procs = Processes::default();
+    let mut cmd = spikerl();
+    cmd.args(["train", "--sync", "--env", "Pendulum-v1", "--algo", "ann", "--steps", "1000000", "--random-steps", "256"]);
+    cmd.args(["--eval-every", "1000000", "--eval-episodes", "1", "--threads", "1", "--no-progress", "--metrics", &addr]);
+    cmd.args(["--out", dir.join("run").to_str().unwrap()]);
+    procs.spawn("train", cmd, &dir.join("train.log"));
+    let at_start = wait_metrics(&addr, Duration::from_secs(120), "the lockstep learner's run started", |t| {
+        metric(t, "spikerl_run_info", &[("mode", "sync")]).is_some()
+    });
+    // Pendulum episodes are 200 steps: after the first one every per-episode series has a value.
+    let text = wait_metrics(&addr, Duration::from_secs(120), "a finished lockstep episode", |t| {
+        metric(t, "spikerl_actor_episode_length_last", &[]).is_some_and(|v| v == 200.0)
+    });
+    let names = sample_names(&text);
+    let sync_series = ["spikerl_actor_env_steps_total", "spikerl_actor_episodes_total", "spikerl_actor_episode_return_last", "spikerl_actor_episode_length_last"];
+    for n in sync_series {
+        assert!(sample_names(&at_start).contains(n), "{n} is not exported from the start in --sync mode:\n{at_start}");
+    }
+    // Series about actors and their network traffic are the distributed learner's (docs/metrics.md).
+    let distributed_only = [
+        "spikerl_learner_connected_actors",
+        "spikerl_learner_transitions_rejected_total",
+        "spikerl_learner_policy_lag",
+        "spikerl_grpc_server_started_total",
+    ];
+    for n in INTERFACE_LEARNER.iter().filter(|n| !distributed_only.contains(n)) {
+        assert!(names.contains(*n), "{n} is not exported in --sync mode:\n{text}");
+    }
+    for n in distributed_only {
+        assert!(!names.contains(n), "{n} has no meaning without actors and must not be exported in --sync mode");
+    }
+    let (types, helps) = families(&text);
+    let (documented, described) = (documented_names(), described_names());
+    for sample in &names {
+        let base = base_name(sample, &types);
+        assert!(helps.contains(&base) && documented.contains(&base) && described.contains(&base), "{base}: HELP, docs/metrics.md and SERIES");
+    }
+    eprintln!("--sync exports {} sample names", names.len());
+    drop(procs);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

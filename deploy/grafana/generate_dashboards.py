@@ -239,9 +239,12 @@ health = dashboard(
             (f"max(spikerl_learner_policy_version{{{L}}})", "learner"),
             ('spikerl_actor_policy_version{role="actor"}', "{{instance}}"),
         ], w=8, desc="Newest published version and the version each actor acts with."),
-        timeseries("Policy lag per actor", [
-            (f"spikerl_learner_policy_lag{{{L}}}", "actor {{actor}}"),
-        ], w=8, min_=0, desc="Versions between the newest policy and the one that produced each actor's latest batch (alert above 100)."),
+        timeseries("Policy lag", [
+            (f"max(spikerl_learner_policy_lag{{{L}}})", "largest, connected actors"),
+            (f"histogram_quantile(0.95, sum by (le) (rate(spikerl_learner_batch_policy_lag_bucket{{{L}}}[{RATE}])))", "p95 per batch"),
+            # Per actor from the actor's own series, which ends with the actor (no stale value left behind).
+            (f'clamp_min(scalar(max(spikerl_learner_policy_version{{{L}}})) - spikerl_actor_policy_version{{role="actor"}}, 0)', "{{instance}}"),
+        ], w=8, min_=0, desc="Versions between the newest policy and the one acting: the largest over connected actors at their latest batches (alert above 100), the 95th percentile over stored batches, and per actor the learner's version minus the actor's newest."),
         timeseries("Broadcast latency", [
             (f'histogram_quantile(0.5, sum by (le) (rate(spikerl_actor_broadcast_latency_seconds_bucket[{RATE}])))', "p50"),
             (f'histogram_quantile(0.95, sum by (le) (rate(spikerl_actor_broadcast_latency_seconds_bucket[{RATE}])))', "p95"),

@@ -91,7 +91,7 @@ pub fn run(
     let mut next32 = vec![0f32; spec.obs_dim];
     let mut transition = Transitions::with_capacity(1, spec.obs_dim, spec.act_dim);
     let mut p = Progress { total_steps: cfg.random_steps + cfg.steps, ..Progress::default() };
-    let mut episode_return = 0.0;
+    let (mut episode_return, mut episode_length) = (0.0, 0u64);
 
     for t in 0..p.total_steps {
         if stop.load(Ordering::Relaxed) {
@@ -121,6 +121,7 @@ pub fn run(
         }
         let step = env.step(&action);
         episode_return += step.reward;
+        episode_length += 1;
         for (o, &x) in next32.iter_mut().zip(&step.obs) {
             *o = x as f32;
         }
@@ -134,7 +135,8 @@ pub fn run(
         if step.terminated || step.truncated {
             metrics::counter!("spikerl_actor_episodes_total").increment(1);
             metrics::gauge!("spikerl_actor_episode_return_last").set(episode_return);
-            episode_return = 0.0;
+            metrics::gauge!("spikerl_actor_episode_length_last").set(episode_length as f64);
+            (episode_return, episode_length) = (0.0, 0);
             p.episodes += 1;
             obs = env.reset(None);
         } else {

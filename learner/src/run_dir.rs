@@ -1,6 +1,6 @@
 //! The run folder users' scripts rely on (../shared/docs/interface.md): `manifest.json` (resolved
-//! configuration, seeds, versions, host, times, status), `evals.csv` (one row per evaluation) and
-//! `checkpoints/`.
+//! configuration, seeds, versions, host, times, status), `evals.csv` (one row per evaluation),
+//! `evals.png` / `evals.svg` (the evaluation curve, redrawn after every evaluation) and `checkpoints/`.
 
 use crate::config::RunConfig;
 use serde::Serialize;
@@ -106,12 +106,19 @@ impl EvalRecord {
     }
 }
 
+/// evals.png and evals.svg in the run folder.
+pub const PLOT_STEM: &str = "evals";
+
 pub const EVALS_HEADER: &str = "step,avg_return,std_return,min_return,max_return,episodes,iterations,policy_version,wall_seconds,sops_per_inference,firing_rate,energy_nj_per_inference";
 
 pub struct RunDir {
     path: PathBuf,
     manifest: Manifest,
     evals: File,
+    /// The curve drawn into evals.png / evals.svg: (step, mean, min, max) of every evaluation so far.
+    curve: Vec<spikerl_plot::Point>,
+    /// Evaluation episodes of the latest evaluation (for the legend).
+    episodes: usize,
 }
 
 impl RunDir {
@@ -132,7 +139,14 @@ impl RunDir {
         let csv = path.join("evals.csv");
         let mut evals = File::create(&csv)?;
         writeln!(evals, "{EVALS_HEADER}")?;
-        let dir = RunDir { path: path.to_path_buf(), manifest, evals };
+        // An older run's curve would be shown as this run's until the first evaluation redraws it.
+        for stale in [PLOT_STEM.to_string() + ".png", PLOT_STEM.to_string() + ".svg"] {
+            match fs::remove_file(path.join(stale)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        let dir = RunDir { path: path.to_path_buf(), manifest, evals, curve: Vec::new(), episodes: 0 };
         dir.write_manifest()?;
         Ok(dir)
     }
@@ -157,12 +171,24 @@ impl RunDir {
         }
         fs::rename(&tmp, &csv)?;
         self.evals = OpenOptions::new().append(true).open(&csv)?;
-        history.iter().try_for_each(|e| self.append_eval(e))
+        self.curve.clear();
+        history.iter().try_for_each(|e| self.write_eval(e))?;
+        self.redraw_curve();
+        Ok(())
     }
 
+    /// Appends an evaluation to evals.csv and redraws the curve (a drawing failure is logged only).
     pub fn append_eval(&mut self, e: &EvalRecord) -> std::io::Result<()> {
+        self.write_eval(e)?;
+        self.redraw_curve();
+        Ok(())
+    }
+
+    fn write_eval(&mut self, e: &EvalRecord) -> std::io::Result<()> {
         let min = e.returns.iter().copied().fold(f64::INFINITY, f64::min);
         let max = e.returns.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        self.curve.push(spikerl_plot::Point { x: e.step as f64, y: e.mean(), lo: min, hi: max });
+        self.episodes = e.returns.len();
         writeln!(
             self.evals,
             "{},{:.6},{:.6},{:.6},{:.6},{},{},{},{:.3},{:.1},{:.6},{:.4}",
@@ -180,6 +206,46 @@ impl RunDir {
             e.energy_nj_per_inference
         )?;
         self.evals.flush()
+    }
+
+    /// Redraws evals.png and evals.svg from every evaluation so far. The curve is for people watching
+    /// the run: a failure (a full disk, or a bug in drawing, even a panic) is logged and never stops
+    /// training; the next evaluation tries again.
+    fn redraw_curve(&self) {
+        let chart = self.curve_chart();
+        let stem = self.path.join(PLOT_STEM);
+        let drawn = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| chart.write(&stem)));
+        match drawn {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %format!("{e:#}"), "could not draw the evaluation curve; training goes on"),
+            Err(_) => tracing::error!("drawing the evaluation curve panicked; training goes on"),
+        }
+    }
+
+    /// The evaluation curve: mean return per evaluation with the min-max band over its episodes.
+    pub fn curve_chart(&self) -> spikerl_plot::Chart {
+        let cfg = &self.manifest.config;
+        let method = match cfg.algo {
+            crate::Algo::Ann => "ANN TD3".to_string(),
+            algo => format!("{algo} {}", cfg.neuron),
+        };
+        let n = self.curve.len();
+        let mut title = format!("{} {method} ({}): {n} evaluation{}", cfg.env_id, self.manifest.run_id, if n == 1 { "" } else { "s" });
+        if let Some(best) = self.curve.iter().map(|p| p.y).filter(|y| y.is_finite()).reduce(f64::max) {
+            title += &format!(", best {}", spikerl_plot::number_label(best));
+        }
+        spikerl_plot::Chart {
+            title,
+            x_desc: "environment steps (random ones included)".into(),
+            y_desc: "evaluation return".into(),
+            curves: vec![spikerl_plot::Curve {
+                label: format!("mean of {} episodes (band: min to max)", self.episodes),
+                color: (31, 119, 180),
+                dashed: false,
+                markers: true,
+                points: self.curve.clone(),
+            }],
+        }
     }
 
     /// Records the final status and end time.
@@ -219,4 +285,98 @@ pub fn host_name() -> String {
         .or_else(|| fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_string()))
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "unknown".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Algo, RunConfig};
+    use spikerl_snn::NeuronKind;
+
+    fn run_dir(name: &str) -> (PathBuf, RunDir) {
+        let path = std::env::temp_dir().join(format!("spikerl-rundir-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&path);
+        let config = RunConfig::paper("Pendulum-v1", Algo::Proxy, NeuronKind::Lif, 3);
+        let manifest = Manifest {
+            run_id: "plot-test".into(),
+            status: "running".into(),
+            mode: "sync".into(),
+            config,
+            env: spikerl_envs::spec("Pendulum-v1").unwrap(),
+            seeds: Seeds::from_run(3),
+            versions: Versions::current("test"),
+            host: host_name(),
+            actors: 1,
+            started_at: now_rfc3339(),
+            ended_at: None,
+            error: None,
+            resumed_from: None,
+        };
+        let dir = RunDir::create(&path, manifest).unwrap();
+        (path, dir)
+    }
+
+    fn record(step: u64, returns: Vec<f64>) -> EvalRecord {
+        EvalRecord {
+            step,
+            iterations: step,
+            policy_version: step / 2,
+            returns,
+            wall_seconds: 1.0,
+            sops_per_inference: 0.0,
+            firing_rate: 0.0,
+            energy_nj_per_inference: 0.0,
+        }
+    }
+
+    fn svg(path: &Path) -> String {
+        fs::read_to_string(path.join("evals.svg")).unwrap()
+    }
+
+    #[test]
+    fn every_evaluation_redraws_the_curve() {
+        let (path, mut dir) = run_dir("redraw");
+        assert!(!path.join("evals.png").exists(), "no curve before the first evaluation");
+        let mut previous = Vec::new();
+        for i in 1..=3u64 {
+            dir.append_eval(&record(i * 1000, vec![-1200.0 + i as f64 * 100.0, -1000.0 + i as f64 * 50.0])).unwrap();
+            let png = fs::read(path.join("evals.png")).unwrap();
+            assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+            assert_ne!(png, previous, "evaluation {i} changed the PNG");
+            previous = png;
+            let text = svg(&path);
+            let want = format!("{i} evaluation{}", if i == 1 { "" } else { "s" });
+            assert!(text.contains(&want) && text.contains("Pendulum-v1 proxy lif (plot-test)"), "{want}: {text}");
+        }
+        assert!(svg(&path).contains("best -875") && svg(&path).contains("mean of 2 episodes"));
+        fs::remove_dir_all(&path).unwrap();
+    }
+
+    #[test]
+    fn a_resumed_history_is_drawn_and_a_new_run_removes_an_old_curve() {
+        let (path, mut dir) = run_dir("resume");
+        let history: Vec<EvalRecord> = (0..4).map(|i| record(i * 500, vec![-100.0 * i as f64])).collect();
+        dir.rewrite_evals(&history).unwrap();
+        assert!(svg(&path).contains("4 evaluations"));
+        assert_eq!(fs::read_to_string(path.join("evals.csv")).unwrap().lines().count(), 5);
+        // A new run in the same folder starts without the old run's curve.
+        let manifest = dir.manifest.clone();
+        drop(dir);
+        let _dir = RunDir::create(&path, manifest).unwrap();
+        assert!(!path.join("evals.png").exists() && !path.join("evals.svg").exists());
+        fs::remove_dir_all(&path).unwrap();
+    }
+
+    #[test]
+    fn a_curve_that_cannot_be_written_does_not_fail_the_evaluation() {
+        let (path, mut dir) = run_dir("blocked");
+        // A folder where the PNG should go: the rename fails, the evaluation is still recorded.
+        fs::create_dir(path.join("evals.png")).unwrap();
+        dir.append_eval(&record(0, vec![-1.0])).unwrap();
+        dir.append_eval(&record(10, vec![f64::NAN])).unwrap();
+        assert_eq!(fs::read_to_string(path.join("evals.csv")).unwrap().lines().count(), 3);
+        let leftovers: Vec<_> = fs::read_dir(&path).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().contains(".tmp")).collect();
+        assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+        fs::remove_dir_all(&path).unwrap();
+    }
 }

@@ -5,6 +5,7 @@
 use crate::replay::Transitions;
 use crate::replay_service::ReplayService;
 use crate::run_dir::derive_seed;
+use crate::telemetry::{LagStream, PolicyLag};
 use spikerl_proto::learner_server::Learner;
 use spikerl_proto::{
     BatchAck, PROTOCOL_VERSION, PolicyUpdate, RegisterReply, RegisterRequest, SubscribeRequest, TransitionBatch,
@@ -81,6 +82,7 @@ pub struct LearnerService {
     replay: Arc<ReplayService>,
     policy: watch::Receiver<Option<Arc<PolicyUpdate>>>,
     registry: SharedRegistry,
+    lag: Arc<PolicyLag>,
 }
 
 impl LearnerService {
@@ -90,7 +92,7 @@ impl LearnerService {
         policy: watch::Receiver<Option<Arc<PolicyUpdate>>>,
         registry: SharedRegistry,
     ) -> Self {
-        LearnerService { info, replay, policy, registry }
+        LearnerService { info, replay, policy, registry, lag: Arc::default() }
     }
 
     fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
@@ -226,9 +228,13 @@ impl Learner for LearnerService {
         let replay = self.replay.clone();
         let registry = self.registry.clone();
         let policy = self.policy.clone();
-        let this = LearnerService { info: info.clone(), replay: replay.clone(), policy, registry: registry.clone() };
+        let lag = self.lag.clone();
+        let this = LearnerService { info: info.clone(), replay: replay.clone(), policy, registry: registry.clone(), lag };
         tokio::spawn(async move {
-            let _guard = ConnectionGuard::new();
+            let _connected = ConnectionGuard::new();
+            // Declared after the guard, so dropped before it: when the connected count falls, this
+            // stream's lag has already left `spikerl_learner_policy_lag`.
+            let lag = this.lag.open_stream();
             // Batches are handled one at a time: the next one is read only after this one is in the
             // buffer, so a held insert stops reading and HTTP/2 flow control pushes back on the actor.
             while let Some(next) = inbound.next().await {
@@ -249,7 +255,7 @@ impl Learner for LearnerService {
                 // An insert held by the rate limiter must not outlive its actor: when the peer goes
                 // away (the response stream is dropped) the batch is abandoned, never acknowledged.
                 let ack = tokio::select! {
-                    ack = ingest(&this, &batch) => ack,
+                    ack = ingest(&this, &batch, &lag) => ack,
                     _ = tx.closed() => break,
                 };
                 let failed = ack.is_err();
@@ -279,7 +285,7 @@ impl Learner for LearnerService {
     }
 }
 
-async fn ingest(svc: &LearnerService, batch: &TransitionBatch) -> Result<BatchAck, Status> {
+async fn ingest(svc: &LearnerService, batch: &TransitionBatch, lag: &LagStream) -> Result<BatchAck, Status> {
     svc.check_actor(&batch.run_id, batch.actor_id)?;
     let rows = validate_batch(batch, &svc.info).map_err(|(reason, msg)| reject(reason, msg))?;
     let last = {
@@ -306,9 +312,9 @@ async fn ingest(svc: &LearnerService, batch: &TransitionBatch) -> Result<BatchAc
     let n = rows.len() as u64;
     metrics::counter!("spikerl_learner_transitions_received_total", "actor" => batch.actor_id.to_string()).increment(n);
     metrics::counter!("spikerl_learner_transitions_inserted_total").increment(n);
-    if let Some(version) = svc.policy.borrow().as_ref().map(|p| p.version) {
-        metrics::gauge!("spikerl_learner_policy_lag", "actor" => batch.actor_id.to_string())
-            .set(version.saturating_sub(batch.policy_version) as f64);
+    let newest = svc.policy.borrow().as_ref().map(|p| p.version);
+    if let Some(version) = newest {
+        lag.record(version.saturating_sub(batch.policy_version));
     }
     for e in &batch.episodes {
         metrics::counter!("spikerl_learner_episodes_total", "actor" => batch.actor_id.to_string()).increment(1);

@@ -72,33 +72,57 @@ pub fn smoothed_target_action(a: &Tensor, eps: &Tensor, max_action: &Tensor, cfg
 /// inference of `spikerl_snn::Policy` is several times faster than libtorch's many small elementwise
 /// ops, and it computes what actors compute. Rebuilt lazily when the weights it mirrors have changed.
 struct SnnMirror {
-    policy: Option<spikerl_snn::Policy>,
+    /// One copy of the network per worker thread (each holds its own neuron state buffers).
+    policies: Vec<spikerl_snn::Policy>,
     /// The weights' generation the mirror was built from.
     built_for: Option<u64>,
     obs: Vec<f32>,
     actions: Vec<f32>,
 }
 
+/// Rows per worker below which splitting a batch costs more (a thread start, ~20 us) than it saves.
+const MIN_ROWS_PER_WORKER: usize = 32;
+
 impl SnnMirror {
     fn new() -> Self {
-        SnnMirror { policy: None, built_for: None, obs: Vec::new(), actions: Vec::new() }
+        SnnMirror { policies: Vec::new(), built_for: None, obs: Vec::new(), actions: Vec::new() }
     }
 
-    /// Actions of the network held in `vs` (generation `generation`) for `obs`, without gradient.
+    /// Actions of the network held in `vs` (generation `generation`) for `obs`, without gradient. The rows
+    /// are split over as many threads as libtorch may use (`tch::get_num_threads`): the learner owns
+    /// those cores, and libtorch is idle while this runs.
     fn forward(&mut self, vs: &nn::VarStore, cfg: &PolicyConfig, generation: u64, obs: &Tensor) -> Tensor {
-        if self.built_for != Some(generation) {
+        self.forward_on(tch::get_num_threads().max(1) as usize, vs, cfg, generation, obs)
+    }
+
+    /// [`SnnMirror::forward`] on at most `threads` threads. Rows are independent (each starts from rest),
+    /// so the result does not depend on the split.
+    fn forward_on(&mut self, threads: usize, vs: &nn::VarStore, cfg: &PolicyConfig, generation: u64, obs: &Tensor) -> Tensor {
+        let n = obs.size()[0] as usize;
+        let workers = threads.min(n / MIN_ROWS_PER_WORKER).max(1);
+        if self.built_for != Some(generation) || self.policies.len() < workers {
             let weights = spikerl_snn::torch::export(vs);
-            self.policy = Some(spikerl_snn::Policy::new(cfg, &weights).expect("exported weights match their own config"));
+            let policy = spikerl_snn::Policy::new(cfg, &weights).expect("exported weights match their own config");
+            self.policies = vec![policy; workers.max(self.policies.len())];
             self.built_for = Some(generation);
         }
-        let policy = self.policy.as_mut().expect("built above");
-        let n = obs.size()[0];
-        self.obs.resize((n as usize) * cfg.obs_dim, 0.0);
+        let (od, ad) = (cfg.obs_dim, cfg.act_dim);
+        self.obs.resize(n * od, 0.0);
         let len = self.obs.len();
         obs.to_kind(Kind::Float).contiguous().copy_data(&mut self.obs, len);
-        self.actions.resize(n as usize * cfg.act_dim, 0.0);
-        policy.act_batch(&self.obs, &mut self.actions);
-        Tensor::from_slice(&self.actions).view([n, cfg.act_dim as i64])
+        self.actions.resize(n * ad, 0.0);
+        if workers == 1 {
+            self.policies[0].act_batch(&self.obs, &mut self.actions);
+        } else {
+            let rows = n.div_ceil(workers);
+            std::thread::scope(|scope| {
+                let chunks = self.obs.chunks(rows * od).zip(self.actions.chunks_mut(rows * ad));
+                for (policy, (o, a)) in self.policies.iter_mut().zip(chunks) {
+                    scope.spawn(move || policy.act_batch(o, a));
+                }
+            });
+        }
+        Tensor::from_slice(&self.actions).view([n as i64, ad as i64])
     }
 }
 
@@ -490,6 +514,27 @@ mod tests {
             assert!(diff < 1e-6, "{name}: Polyak mismatch {diff}");
         }
         assert!(changed(&target_before, td3.target_vs()));
+    }
+
+    #[test]
+    fn snn_mirror_matches_autograd_forward_whatever_the_thread_count() {
+        let _g = torch_rng();
+        tch::manual_seed(7);
+        let run = RunConfig::paper("Pendulum-v1", Algo::Vanilla, NeuronKind::Lif, 0);
+        let cfg = run.policy_config(5, 2, vec![1.0, 2.0]);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = TorchPolicy::new(&vs.root(), &cfg);
+        let obs = Tensor::randn([100, 5], (Kind::Float, Device::Cpu)) * 2.0;
+        let reference = values(&tch::no_grad(|| net.forward(&obs)));
+        let mut mirror = SnnMirror::new();
+        let one = values(&mirror.forward_on(1, &vs, &cfg, 0, &obs));
+        let three = values(&mirror.forward_on(3, &vs, &cfg, 0, &obs));
+        // Threads change nothing: rows are independent and each is computed by the same code.
+        assert_eq!(one, three);
+        // libtorch and plain Rust differ only in summation order and libm (see snn's parity tests).
+        for (a, b) in one.iter().zip(&reference) {
+            assert!((a - b).abs() < 1e-4, "mirror {a} vs autograd forward {b}");
+        }
     }
 
     #[test]

@@ -8,7 +8,9 @@ use crate::trainer::Trainer;
 use spikerl_snn::{InferenceStats, MAC_ENERGY_PJ, PolicyConfig, ann_equivalent_macs};
 use std::convert::Infallible;
 use std::future::Future;
+use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tonic::codegen::http;
@@ -62,8 +64,18 @@ pub fn run_started(trainer: &Trainer, run_id: &str, mode: &'static str, checkpoi
     }
     let ann_nj = ann_equivalent_macs(&trainer.td3.policy_config) as f64 * MAC_ENERGY_PJ / 1000.0;
     metrics::gauge!("spikerl_snn_ann_energy_nanojoules_per_inference").set(ann_nj);
+    if mode == "sync" {
+        // The lockstep learner steps the environment itself and exports the actor's step and episode
+        // series (docs/metrics.md, Actors): present from the start like an actor's.
+        metrics::counter!("spikerl_actor_env_steps_total").increment(0);
+        metrics::counter!("spikerl_actor_episodes_total").increment(0);
+        metrics::gauge!("spikerl_actor_episode_return_last").set(f64::NAN);
+        metrics::gauge!("spikerl_actor_episode_length_last").set(f64::NAN);
+    }
     if mode == "distributed" {
         metrics::gauge!("spikerl_learner_connected_actors").set(0.0);
+        // No actor connected yet: no lag to report (NaN, not a misleading 0).
+        metrics::gauge!("spikerl_learner_policy_lag").set(f64::NAN);
         metrics::counter!("spikerl_learner_duplicate_batches_total").increment(0);
         metrics::counter!("spikerl_learner_unauthenticated_requests_total").increment(0);
         for reason in REJECT_REASONS {
@@ -82,6 +94,70 @@ pub fn actor_registered(actor_id: u32) {
     let actor = actor_id.to_string();
     metrics::counter!("spikerl_learner_transitions_received_total", "actor" => actor.clone()).increment(0);
     metrics::counter!("spikerl_learner_episodes_total", "actor" => actor).increment(0);
+}
+
+/// The policy lag of the connected actors, exported without an actor label: a per-actor gauge would
+/// keep an actor's last value after it leaves (a gauge series only ends when the exporter stops
+/// writing it), and actor ids are not bounded over a long run. Instead the learner exports
+/// `spikerl_learner_policy_lag`, the largest lag among the transition streams open now (recomputed when
+/// one closes; NaN with none), and `spikerl_learner_batch_policy_lag`, a histogram over stored batches.
+/// Per-actor lag is computed in PromQL from the actor's own `spikerl_actor_policy_version`, whose series
+/// ends with the actor.
+#[derive(Default)]
+pub struct PolicyLag {
+    /// Latest lag per open transition stream (keyed by stream, not actor: a reconnecting actor can
+    /// briefly hold two streams).
+    streams: std::sync::Mutex<HashMap<u64, u64>>,
+    next_stream: std::sync::atomic::AtomicU64,
+}
+
+impl PolicyLag {
+    /// Registers an open transition stream; it leaves the maximum when the handle is dropped.
+    pub fn open_stream(self: &Arc<Self>) -> LagStream {
+        let id = self.next_stream.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        LagStream { lag: self.clone(), id }
+    }
+
+    /// The largest latest lag among open streams that have stored a batch.
+    pub fn max(&self) -> Option<u64> {
+        self.lock().values().copied().max()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, u64>> {
+        self.streams.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets the gauge while the map is locked, so the last value written is the current maximum.
+    fn update(&self, change: impl FnOnce(&mut HashMap<u64, u64>)) {
+        let mut streams = self.lock();
+        change(&mut streams);
+        let max = streams.values().copied().max().map_or(f64::NAN, |m| m as f64);
+        metrics::gauge!("spikerl_learner_policy_lag").set(max);
+    }
+}
+
+/// One transition stream's entry in `PolicyLag`.
+pub struct LagStream {
+    lag: Arc<PolicyLag>,
+    id: u64,
+}
+
+impl LagStream {
+    /// Records the lag of a stored batch: newest published version minus the version that acted.
+    pub fn record(&self, lag: u64) {
+        metrics::histogram!("spikerl_learner_batch_policy_lag").record(lag as f64);
+        self.lag.update(|s| {
+            s.insert(self.id, lag);
+        });
+    }
+}
+
+impl Drop for LagStream {
+    fn drop(&mut self) {
+        self.lag.update(|s| {
+            s.remove(&self.id);
+        });
+    }
 }
 
 /// Records an evaluation's return and the spiking network's activity during it: firing rate per
@@ -245,6 +321,24 @@ impl<B> Drop for MeteredBody<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn policy_lag_counts_only_open_streams() {
+        let lag = Arc::new(PolicyLag::default());
+        let a = lag.open_stream();
+        let b = lag.open_stream();
+        assert_eq!(lag.max(), None, "no batch stored yet");
+        a.record(7);
+        b.record(2);
+        assert_eq!(lag.max(), Some(7));
+        a.record(1);
+        assert_eq!(lag.max(), Some(2), "a stream's latest batch replaces its earlier lag");
+        a.record(9);
+        drop(a);
+        assert_eq!(lag.max(), Some(2), "a closed stream's lag is gone");
+        drop(b);
+        assert_eq!(lag.max(), None);
+    }
 
     #[test]
     fn labels_are_bounded() {
