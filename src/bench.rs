@@ -27,9 +27,10 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             seconds,
             threads,
             client_threads,
-            server_nodelay,
+            server_nagle,
             json,
         } => {
+            let server_nodelay = !server_nagle;
             if ingest_actors == 0
                 || subscribers == 0
                 || train_actors == 0
@@ -378,7 +379,7 @@ struct TransportReport {
     seconds_per_measurement: f64,
     client_threads: usize,
     learner_runtime_threads: usize,
-    /// Whether the learner's sockets had TCP_NODELAY (--server-nodelay; a learner today: false).
+    /// Whether the learner's sockets had TCP_NODELAY (as a learner has; false with --server-nagle).
     server_nodelay: bool,
     /// One acting loop's env steps/s (HalfCheetah with the PT-LIF policy, 1 env), when measured.
     one_actor_steps_per_second: Option<f64>,

@@ -111,10 +111,10 @@ pub enum BenchCommand {
         /// Tokio worker threads of the actor clients (all in this process); the learner gets 2, as in a run.
         #[arg(long, default_value_t = 1)]
         client_threads: usize,
-        /// Set TCP_NODELAY on the learner's accepted connections (the learner does not today; this shows
-        /// what Nagle's algorithm costs the latency figures).
+        /// Leave Nagle's algorithm on for the learner's accepted connections (the learner sets TCP_NODELAY;
+        /// this shows what delayed ACKs cost the latency figures).
         #[arg(long)]
-        server_nodelay: bool,
+        server_nagle: bool,
         #[arg(long)]
         json: bool,
     },

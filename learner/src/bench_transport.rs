@@ -94,8 +94,8 @@ pub struct Server {
 
 impl Server {
     /// Serves `trainer`'s replay service on 127.0.0.1 (a free port) on the current tokio runtime.
-    /// `nodelay` sets TCP_NODELAY on accepted connections; `runtime::run` does not (tonic's own setting
-    /// does not reach sockets from a listener stream), so false is what a learner does today.
+    /// `nodelay` sets TCP_NODELAY on accepted connections, as `runtime::run` does; false shows what
+    /// Nagle's algorithm would cost.
     pub async fn start(trainer: &Trainer, nodelay: bool) -> anyhow::Result<Server> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
