@@ -100,13 +100,81 @@ impl LearnerService {
     }
 
     fn check_actor(&self, run_id: &str, actor_id: u32) -> Result<(), Status> {
-        if run_id != self.info.run_id {
-            return Err(reject("unknown_run", format!("unknown run id '{run_id}' (this learner runs '{}')", self.info.run_id)));
+        check_actor(&self.info, &self.registry(), run_id, actor_id).map_err(|(reason, msg)| reject(reason, msg))
+    }
+}
+
+/// The run id must be this learner's and the actor id one it handed out.
+fn check_actor(info: &RunInfo, registry: &Registry, run_id: &str, actor_id: u32) -> Result<(), (&'static str, String)> {
+    if run_id != info.run_id {
+        return Err(("unknown_run", format!("unknown run id '{run_id}' (this learner runs '{}')", info.run_id)));
+    }
+    if !registry.by_id.contains_key(&actor_id) {
+        return Err(("unknown_actor", format!("actor id {actor_id} is not registered")));
+    }
+    Ok(())
+}
+
+/// Checks a registration's protocol version and actor name (before any registry change).
+pub fn validate_register(req: &RegisterRequest) -> Result<(), Status> {
+    if req.protocol_version != PROTOCOL_VERSION {
+        return Err(Status::failed_precondition(format!(
+            "protocol version {} is not supported by this learner (it speaks {PROTOCOL_VERSION}); use matching images",
+            req.protocol_version
+        )));
+    }
+    if req.actor_name.is_empty() || req.actor_name.len() > 256 {
+        return Err(Status::invalid_argument("actor_name must be 1 to 256 bytes"));
+    }
+    Ok(())
+}
+
+/// The kinds of request message the learner decodes from the network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RemoteMessage {
+    Register,
+    TransitionBatch,
+    Subscribe,
+}
+
+/// A remote message that passed every check, as the handlers would go on to use it.
+#[derive(Debug)]
+pub enum Accepted {
+    Register(RegisterRequest),
+    /// The batch's replay rows (what `ReplayService::insert` would receive).
+    Batch(Transitions),
+    Subscribe(SubscribeRequest),
+}
+
+/// The learner's path for untrusted bytes, minus the sockets: protobuf-decode `bytes` as tonic's codec
+/// does, then run the same checks as the handlers (`validate_register`; `check_actor` and
+/// `validate_batch` for a batch; `check_actor` for a subscription) against `info` and `registry`.
+/// Returns the rejection reason (the metric label) and message. Must never panic, whatever the bytes:
+/// the fuzz target (`fuzz/fuzz_targets/remote_input.rs`) and a stable test over its corpus call it.
+pub fn check_remote_input(
+    kind: RemoteMessage,
+    bytes: &[u8],
+    info: &RunInfo,
+    registry: &Registry,
+) -> Result<Accepted, (&'static str, String)> {
+    use prost::Message;
+    let undecodable = |e: prost::DecodeError| ("undecodable", format!("{e}"));
+    match kind {
+        RemoteMessage::Register => {
+            let req = RegisterRequest::decode(bytes).map_err(undecodable)?;
+            validate_register(&req).map_err(|s| ("register", s.message().to_string()))?;
+            Ok(Accepted::Register(req))
         }
-        if !self.registry().by_id.contains_key(&actor_id) {
-            return Err(reject("unknown_actor", format!("actor id {actor_id} is not registered")));
+        RemoteMessage::TransitionBatch => {
+            let batch = TransitionBatch::decode(bytes).map_err(undecodable)?;
+            check_actor(info, registry, &batch.run_id, batch.actor_id)?;
+            Ok(Accepted::Batch(validate_batch(&batch, info)?))
         }
-        Ok(())
+        RemoteMessage::Subscribe => {
+            let req = SubscribeRequest::decode(bytes).map_err(undecodable)?;
+            check_actor(info, registry, &req.run_id, req.actor_id)?;
+            Ok(Accepted::Subscribe(req))
+        }
     }
 }
 
@@ -178,15 +246,7 @@ impl Drop for ConnectionGuard {
 impl Learner for LearnerService {
     async fn register(&self, request: Request<RegisterRequest>) -> Result<Response<RegisterReply>, Status> {
         let req = request.into_inner();
-        if req.protocol_version != PROTOCOL_VERSION {
-            return Err(Status::failed_precondition(format!(
-                "protocol version {} is not supported by this learner (it speaks {PROTOCOL_VERSION}); use matching images",
-                req.protocol_version
-            )));
-        }
-        if req.actor_name.is_empty() || req.actor_name.len() > 256 {
-            return Err(Status::invalid_argument("actor_name must be 1 to 256 bytes"));
-        }
+        validate_register(&req)?;
         let entry = {
             let mut reg = self.registry();
             let next_id = reg.by_id.keys().max().map_or(0, |m| m + 1);
@@ -322,4 +382,81 @@ async fn ingest(svc: &LearnerService, batch: &TransitionBatch, lag: &LagStream) 
         metrics::gauge!("spikerl_learner_episode_length_last").set(e.length as f64);
     }
     Ok(BatchAck { sequence: batch.sequence, inserted: n as u32, total_inserted: total })
+}
+
+/// Input framing shared by the fuzz target (`fuzz/fuzz_targets/remote_input.rs`) and the stable test
+/// that replays its corpus (`learner/tests/remote_input.rs`), so both exercise exactly the same thing.
+pub mod fuzzing {
+    use super::{Accepted, ActorRecord, Registry, RemoteMessage, RunInfo, check_remote_input};
+
+    /// The run id registered actors use in seeds; anything else is an unknown run.
+    pub const RUN_ID: &str = "fuzz-run";
+
+    /// The runs a fuzz input can address: Pendulum-like and HalfCheetah-like spaces with the learner's
+    /// default batch limit, and a one-dimensional run with a batch limit of 2 (edge sizes).
+    pub fn run_info(spec: u8) -> RunInfo {
+        let (obs_dim, act_dim, max_batch_transitions) = match spec % 3 {
+            0 => (3, 1, 4096),
+            1 => (17, 6, 4096),
+            _ => (1, 1, 2),
+        };
+        RunInfo {
+            run_id: RUN_ID.into(),
+            env_id: "Fuzz-v0".into(),
+            seed: 0,
+            obs_dim,
+            act_dim,
+            exploration_noise: 0.1,
+            random_steps: 0,
+            max_batch_transitions,
+        }
+    }
+
+    /// Actors 0 ("a0") and 1 ("a1") are registered.
+    pub fn registry() -> Registry {
+        Registry::from_records(&[
+            ActorRecord {
+                name: "a0".into(),
+                id: 0,
+                last_sequence: 0,
+            },
+            ActorRecord {
+                name: "a1".into(),
+                id: 1,
+                last_sequence: 0,
+            },
+        ])
+    }
+
+    /// The message kind and run spec a first byte selects.
+    pub fn frame(first: u8) -> (RemoteMessage, u8) {
+        let kind = match first % 3 {
+            0 => RemoteMessage::Register,
+            1 => RemoteMessage::TransitionBatch,
+            _ => RemoteMessage::Subscribe,
+        };
+        (kind, (first / 3) % 3)
+    }
+
+    /// The first byte of an input that addresses `kind` on run spec `spec`.
+    pub fn first_byte(kind: RemoteMessage, spec: u8) -> u8 {
+        let k = match kind {
+            RemoteMessage::Register => 0,
+            RemoteMessage::TransitionBatch => 1,
+            RemoteMessage::Subscribe => 2,
+        };
+        (spec % 3) * 3 + k
+    }
+
+    /// One fuzz input: byte 0 frames (`frame`), the rest is the protobuf message. Returns the run spec
+    /// used, so callers can check what was accepted against it.
+    pub fn check(data: &[u8]) -> (RunInfo, Result<Accepted, (&'static str, String)>) {
+        let Some((&first, bytes)) = data.split_first() else {
+            return (run_info(0), Err(("empty", "no input".into())));
+        };
+        let (kind, spec) = frame(first);
+        let info = run_info(spec);
+        let result = check_remote_input(kind, bytes, &info, &registry());
+        (info, result)
+    }
 }

@@ -40,4 +40,5 @@ pub use policy::{
 };
 pub use weights::{
     NamedTensor, NamedTensors, Shapes, decode_policy, encode_policy, expected_shapes,
+    policy_from_bytes,
 };

@@ -231,6 +231,15 @@ pub fn decode_policy(bytes: &[u8]) -> Result<(PolicyConfig, NamedTensors, u64), 
     Ok((cfg, tensors, policy_version))
 }
 
+/// What an actor does with weight bytes from the network: decode them and build the acting [`Policy`]
+/// (its buffers sized from the file's config). Returns the policy and its version; an error, never a
+/// panic, for any bytes. The weights fuzz target (`fuzz/fuzz_targets/weights.rs`) and a stable test over
+/// its corpus call it.
+pub fn policy_from_bytes(bytes: &[u8]) -> Result<(crate::Policy, u64), SnnError> {
+    let (cfg, tensors, version) = decode_policy(bytes)?;
+    Ok((crate::Policy::new(&cfg, &tensors)?, version))
+}
+
 fn to_named(name: &str, view: &TensorView<'_>) -> Result<NamedTensor, SnnError> {
     if view.dtype() != Dtype::F32 {
         return Err(SnnError::WrongDtype {
