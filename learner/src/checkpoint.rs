@@ -101,10 +101,21 @@ pub fn save(trainer: &Trainer, run_id: &str, actors: Vec<ActorRecord>, dir: &Pat
         return Err(e);
     }
     let final_dir = dir.join(&name);
-    let _ = fs::remove_dir_all(&final_dir);
-    fs::rename(&tmp, &final_dir).inspect_err(|_| {
+    // A checkpoint of the same iteration can already exist (a shutdown checkpoint right after a periodic
+    // one): move it aside rather than delete it, so that if the rename below fails the good one is put
+    // back instead of lost.
+    let previous = dir.join(format!(".old-{name}-{}", std::process::id()));
+    let moved_aside = final_dir.exists() && fs::rename(&final_dir, &previous).is_ok();
+    if let Err(e) = fs::rename(&tmp, &final_dir) {
         let _ = fs::remove_dir_all(&tmp);
-    })?;
+        if moved_aside {
+            let _ = fs::rename(&previous, &final_dir);
+        }
+        return Err(e).with_context(|| format!("renaming the new checkpoint into {}", final_dir.display()));
+    }
+    if moved_aside {
+        let _ = fs::remove_dir_all(&previous);
+    }
     sync_dir(dir);
     prune(dir, KEEP);
     Ok(final_dir)
@@ -187,7 +198,8 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Removes all but the newest `keep` checkpoints (and stale temporary folders).
+/// Removes all but the newest `keep` checkpoints (and stale temporary or set-aside folders left by a
+/// crashed process).
 fn prune(dir: &Path, keep: usize) {
     let mut all = list(dir);
     all.reverse();
@@ -197,7 +209,8 @@ fn prune(dir: &Path, keep: usize) {
     if let Ok(entries) = fs::read_dir(dir) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with(".tmp-") && !name.ends_with(&format!("-{}", std::process::id())) {
+            let stale = name.starts_with(".tmp-") || name.starts_with(".old-");
+            if stale && !name.ends_with(&format!("-{}", std::process::id())) {
                 let _ = fs::remove_dir_all(e.path());
             }
         }

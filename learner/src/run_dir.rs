@@ -265,12 +265,14 @@ impl RunDir {
 /// Writes `bytes` to `path` through a temporary file and a rename, so readers never see half a file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    {
+    let write = || -> std::io::Result<()> {
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
-    }
-    fs::rename(&tmp, path).inspect_err(|_| {
+        fs::rename(&tmp, path)
+    };
+    // On a full disk the partial temporary file would keep holding the space it took: remove it.
+    write().inspect_err(|_| {
         let _ = fs::remove_file(&tmp);
     })
 }

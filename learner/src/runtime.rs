@@ -109,6 +109,8 @@ pub async fn run(
         metrics::counter!("spikerl_learner_train_iterations_total").absolute(trainer.td3.iterations);
     }
     crate::telemetry::run_started(&trainer, &run_id, "distributed", opts.checkpoint_interval);
+    // Exported from the start at 0, so that `increase()` (the alert rule) sees the first failure too.
+    metrics::counter!("spikerl_learner_checkpoint_failures_total").increment(0);
 
     let stop = Arc::new(AtomicBool::new(false));
     let (server_stop_tx, server_stop_rx) = tokio::sync::oneshot::channel::<()>();
