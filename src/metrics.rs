@@ -73,6 +73,7 @@ const SERIES: &[(&str, Kind, Option<Unit>, &str)] = &[
     ("spikerl_learner_checkpoint_last_success_timestamp_seconds", Gauge, Some(Unit::Seconds), "Unix time of the latest successful checkpoint (the run's start until the first)."),
     ("spikerl_learner_checkpoint_interval_seconds", Gauge, Some(Unit::Seconds), "Configured periodic checkpoint interval (0: checkpoints only at the end)."),
     ("spikerl_learner_checkpoint_failures_total", Counter, Some(Unit::Count), "Checkpoints that failed to write."),
+    ("spikerl_learner_eval_write_failures_total", Counter, Some(Unit::Count), "Evaluations that could not be appended to the run folder's evals.csv."),
     ("spikerl_eval_return_last", Gauge, None, "Mean return of the latest evaluation (deterministic policy; NaN before the first)."),
     ("spikerl_eval_return_best", Gauge, None, "Best evaluation mean return of the run so far."),
     ("spikerl_eval_return_initial", Gauge, None, "Mean return of the run's first evaluation (the untrained policy)."),
@@ -148,6 +149,7 @@ fn initialise(role: &str) {
             "spikerl_learner_train_iterations_total",
             "spikerl_learner_transitions_inserted_total",
             "spikerl_learner_checkpoint_failures_total",
+            "spikerl_learner_eval_write_failures_total",
         ],
         "actor" => &[
             "spikerl_actor_env_steps_total",

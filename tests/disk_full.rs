@@ -153,8 +153,12 @@ fn disk_full_while_checkpointing_keeps_training_and_the_last_good_checkpoint() {
         "1000000",
         "--random-steps",
         "500",
+        // Evaluations keep coming while the disk is full: appending to evals.csv may fail too (or not:
+        // tmpfs can still have room in the file's last page), and must not end the run either.
         "--eval-every",
-        "0",
+        "200",
+        "--eval-episodes",
+        "1",
         "--checkpoint-secs",
         "1",
     ];
@@ -253,9 +257,10 @@ fn disk_full_while_checkpointing_keeps_training_and_the_last_good_checkpoint() {
         },
     );
     eprintln!(
-        "with the disk full: iterations {iters} -> {}, checkpoint failures {}",
+        "with the disk full: iterations {iters} -> {}, checkpoint failures {}, evals.csv write failures {}",
         counter(&text, "spikerl_learner_train_iterations_total"),
-        counter(&text, "spikerl_learner_checkpoint_failures_total")
+        counter(&text, "spikerl_learner_checkpoint_failures_total"),
+        counter(&text, "spikerl_learner_eval_write_failures_total")
     );
     assert!(
         procs.0[l].1.try_wait().unwrap().is_none(),

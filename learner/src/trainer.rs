@@ -122,7 +122,12 @@ impl Trainer {
         metrics::gauge!("spikerl_snn_energy_nanojoules_per_inference").set(record.energy_nj_per_inference);
         crate::telemetry::record_evaluation(self.evals.first().map_or(mean, EvalRecord::mean), &self.td3.policy_config, stats);
         if let Some(dir) = run_dir {
-            dir.append_eval(&record)?;
+            // A full disk must not end hours of training: the record stays in `self.evals` (and so in
+            // checkpoints), and the buffered row is written at the next flush that succeeds.
+            if let Err(e) = dir.append_eval(&record) {
+                metrics::counter!("spikerl_learner_eval_write_failures_total").increment(1);
+                tracing::error!(error = %e, step = env_steps, "could not append the evaluation to evals.csv; training goes on");
+            }
         }
         self.evals.push(record);
         Ok(mean)
