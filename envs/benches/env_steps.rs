@@ -1,11 +1,15 @@
-//! Environment throughput, one thread, uniform random actions: `cargo bench -p spikerl-envs`.
+//! Environment throughput with uniform random actions: `cargo bench -p spikerl-envs`.
 //!
-//! Prints env steps per second for every id (through `Env::step_into`, resetting when an episode
-//! ends), then HalfCheetah three ways to show the wrapper costs nothing next to the physics: a raw
-//! `mj_step` loop doing what one env step does, `Env::step_into`, and the allocating `Env::step`;
-//! and a sequential `VecEnv` of 8.
+//! Prints env steps per second for every id on one thread (through `Env::step_into`, resetting when an
+//! episode ends); then HalfCheetah three ways to show the wrapper costs nothing next to the physics: a
+//! raw `mj_step` loop doing what one env step does, `Env::step_into`, and the allocating `Env::step`;
+//! then `VecEnv` scaling: N = 2, 4, 8 HalfCheetah-v4 envs on 1 and 2 threads, total env steps per
+//! second and their ratio, and the per-step cost of handing work to a worker thread (measured with
+//! Pendulum, whose step is too cheap to hide it).
 //!
-//! `SPIKERL_BENCH_SECS` sets the time per row (default 1 s).
+//! `SPIKERL_BENCH_SECS` sets the time per measurement (default 1 s). Arguments after `--` select
+//! sections: `ids`, `overhead`, `scaling` (default: all), e.g.
+//! `cargo bench -p spikerl-envs --bench env_steps -- scaling`.
 
 use std::time::{Duration, Instant};
 
@@ -94,8 +98,9 @@ fn raw_cheetah_rate() -> f64 {
     })
 }
 
-fn vec_rate(id: &str, n: usize) -> f64 {
-    let mut v = VecEnv::new(id, n, 0).unwrap();
+/// `n` envs `id` on `threads` threads: total env steps per second.
+fn vec_rate(id: &str, n: usize, threads: usize) -> f64 {
+    let mut v = VecEnv::with_threads(id, n, 0, threads).unwrap();
     let spec = v.spec().clone();
     let pool = actions(&spec.act_low, &spec.act_high, POOL);
     let width = n * spec.act_dim;
@@ -108,24 +113,21 @@ fn vec_rate(id: &str, n: usize) -> f64 {
         })
 }
 
-fn main() {
-    // `cargo test` runs benches once in test mode with `--bench` absent; keep that quick.
-    if std::env::args().any(|a| a == "--test") {
-        return;
-    }
+/// Rounds of each measurement in the overhead and scaling sections, interleaved, best kept: on a
+/// shared machine, load changes between rows otherwise swamp what is being compared.
+const ROUNDS: usize = 5;
+
+fn per_id() {
     println!("{:<28} {:>14}", "environment (one thread)", "env steps/s");
     for &id in known_ids() {
         println!("{id:<28} {:>14.0}", env_rate(id, false));
     }
-    println!();
-    println!(
-        "HalfCheetah-v5 overhead check {:>14}",
-        "env steps/s (best of 5, interleaved)"
-    );
-    // Interleaved rounds, best of each: on a shared machine, load changes between rows otherwise
-    // swamp the few percent being measured.
+}
+
+fn overhead() {
+    println!("HalfCheetah-v5 overhead check  env steps/s (best of {ROUNDS}, interleaved)");
     let (mut raw, mut into, mut alloc) = (0.0f64, 0.0f64, 0.0f64);
-    for _ in 0..5 {
+    for _ in 0..ROUNDS {
         raw = raw.max(raw_cheetah_rate());
         into = into.max(env_rate("HalfCheetah-v5", false));
         alloc = alloc.max(env_rate("HalfCheetah-v5", true));
@@ -144,6 +146,69 @@ fn main() {
     println!(
         "{:<28} {:>14.0}",
         "VecEnv x8 (sequential)",
-        vec_rate("HalfCheetah-v5", 8)
+        vec_rate("HalfCheetah-v5", 8, 1)
     );
+}
+
+fn scaling() {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "VecEnv scaling, HalfCheetah-v4, total env steps/s (best of {ROUNDS}, interleaved; {cores} cores)"
+    );
+    println!(
+        "{:<8} {:>12} {:>12} {:>8}",
+        "envs", "1 thread", "2 threads", "ratio"
+    );
+    for n in [2, 4, 8] {
+        let (mut one, mut two) = (0.0f64, 0.0f64);
+        for _ in 0..ROUNDS {
+            one = one.max(vec_rate("HalfCheetah-v4", n, 1));
+            two = two.max(vec_rate("HalfCheetah-v4", n, 2));
+        }
+        println!("{n:<8} {one:>12.0} {two:>12.0} {:>7.2}x", two / one);
+    }
+    // Pendulum's step costs well under a microsecond, so the difference between one and two threads
+    // is what handing half the envs to a worker and waiting for its reply costs per VecEnv step.
+    let (mut one, mut two) = (0.0f64, 0.0f64);
+    for _ in 0..ROUNDS {
+        one = one.max(vec_rate("Pendulum-v1", 2, 1));
+        two = two.max(vec_rate("Pendulum-v1", 2, 2));
+    }
+    // Rates count env steps; a VecEnv step is 2 of them.
+    let (us_one, us_two) = (2e6 / one, 2e6 / two);
+    println!(
+        "hand-off per VecEnv step (Pendulum-v1 x2): {us_one:.2} us on 1 thread, {us_two:.2} us on 2: {:.1} us",
+        us_two - us_one
+    );
+}
+
+fn main() {
+    // `cargo test` runs benches once in test mode with `--bench` absent; keep that quick.
+    if std::env::args().any(|a| a == "--test") {
+        return;
+    }
+    let sections: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let known = ["ids", "overhead", "scaling"];
+    if let Some(bad) = sections.iter().find(|s| !known.contains(&s.as_str())) {
+        eprintln!("unknown section '{bad}'; sections: {}", known.join(", "));
+        std::process::exit(2);
+    }
+    let wanted = |name: &str| sections.is_empty() || sections.iter().any(|s| s == name);
+    let mut first = true;
+    for (name, section) in [
+        ("ids", per_id as fn()),
+        ("overhead", overhead),
+        ("scaling", scaling),
+    ] {
+        if wanted(name) {
+            if !first {
+                println!();
+            }
+            first = false;
+            section();
+        }
+    }
 }

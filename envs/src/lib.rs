@@ -13,8 +13,8 @@
 //! # Using it
 //! [`make`] gives an environment wrapped in Gymnasium's time limit (truncation at
 //! [`EnvSpec::max_episode_steps`]), [`make_unwrapped`] the bare environment. [`vector::VecEnv`] steps
-//! several copies with auto-reset for actors; [`evaluate`] runs deterministic evaluation episodes;
-//! [`replay`] backs the `spikerl env` commands.
+//! several copies with auto-reset for actors, on the caller's thread or spread over worker threads;
+//! [`evaluate`] runs deterministic evaluation episodes; [`replay`] backs the `spikerl env` commands.
 //!
 //! # What decides bit-identity
 //! The physics is MuJoCo 3.17.0 itself (through `mujoco-rs`), stepped exactly like Gymnasium
@@ -97,6 +97,10 @@ pub enum EnvError {
     /// MuJoCo failed (e.g. a model did not compile) or output could not be written.
     #[error("physics: {0}")]
     Physics(String),
+    /// A worker thread of a threaded [`vector::VecEnv`] panicked (its envs are lost: the `VecEnv`
+    /// cannot step any more) or could not be started.
+    #[error("env worker thread: {0}")]
+    Worker(String),
 }
 
 /// A Gymnasium environment.
