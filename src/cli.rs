@@ -245,6 +245,9 @@ pub struct TrainArgs {
     /// Environments per actor.
     #[arg(long, env = "SPIKERL_ENVS", default_value_t = 1)]
     pub envs: usize,
+    /// Threads per actor stepping its environments (ignored with --sync).
+    #[arg(long, env = "SPIKERL_ENV_THREADS", default_value_t = 1)]
+    pub env_threads: usize,
     /// The paper's lockstep protocol: one actor, one training iteration per env step, in one process.
     #[arg(long, env = "SPIKERL_SYNC")]
     pub sync: bool,
@@ -341,6 +344,10 @@ pub struct ActorArgs {
     /// Environments stepped by this actor (inference batched across them).
     #[arg(long, env = "SPIKERL_ENVS", default_value_t = 1)]
     pub envs: usize,
+    /// Threads stepping the environments (the acting thread plus N - 1 workers, at most --envs); the
+    /// transitions are the same for every N.
+    #[arg(long, env = "SPIKERL_ENV_THREADS", default_value_t = 1)]
+    pub env_threads: usize,
     /// Stable actor name (a restarted actor with the same name continues its sequence); default host-pid.
     #[arg(long, env = "SPIKERL_ACTOR_NAME")]
     pub name: Option<String>,

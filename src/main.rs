@@ -86,8 +86,8 @@ pub async fn shutdown_signal() {
 }
 
 fn actor(args: cli::ActorArgs) -> anyhow::Result<()> {
-    if args.envs == 0 || args.steps_per_batch == 0 {
-        return Err(UsageError("--envs and --steps-per-batch must be positive".into()).into());
+    if args.envs == 0 || args.steps_per_batch == 0 || args.env_threads == 0 {
+        return Err(UsageError("--envs, --env-threads and --steps-per-batch must be positive".into()).into());
     }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     rt.block_on(async {
@@ -105,6 +105,7 @@ fn actor(args: cli::ActorArgs) -> anyhow::Result<()> {
             learner: args.learner.clone(),
             name: args.name.clone().unwrap_or_else(spikerl_actor::default_name),
             num_envs: args.envs,
+            env_threads: args.env_threads,
             steps_per_batch: args.steps_per_batch,
             retain_bytes: args.retain_mib << 20,
             auth_token: args.token.resolve()?,

@@ -204,6 +204,9 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     if !args.sync && args.actors == 0 {
         return Err(UsageError("--actors must be at least 1 (or use --sync)".into()).into());
     }
+    if !args.sync && (args.envs == 0 || args.env_threads == 0) {
+        return Err(UsageError("--envs and --env-threads must be positive".into()).into());
+    }
     let run_id = run_id_for(&args.out);
     let started = Instant::now();
     if args.sync {
@@ -255,7 +258,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             let log = std::fs::File::create(args.out.join(format!("actor-{i}.log")))?;
             let child = tokio::process::Command::new(&exe)
                 .args(["actor", "--learner", &format!("http://{addr}"), "--name", &format!("{run_id}-actor-{i}")])
-                .args(["--envs", &args.envs.to_string(), "--log", "info"])
+                .args(["--envs", &args.envs.to_string(), "--env-threads", &args.env_threads.to_string(), "--log", "info"])
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)
                 .stderr(log)

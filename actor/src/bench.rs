@@ -165,6 +165,8 @@ pub fn acting_rate(
     let cfg = EnvLoopConfig {
         env_id: env_id.to_string(),
         num_envs,
+        // The acting thread alone, as these figures were measured; env threads: `cargo bench -p spikerl-envs`.
+        env_threads: 1,
         seed: 0,
         steps_per_batch,
         exploration_noise: 0.1,

@@ -16,6 +16,9 @@ use tokio::sync::mpsc;
 pub struct EnvLoopConfig {
     pub env_id: String,
     pub num_envs: usize,
+    /// Threads stepping the envs (this one plus workers; see `VecEnv::with_threads`). Results do not
+    /// depend on it; 1 steps them all on the acting thread.
+    pub env_threads: usize,
     pub seed: u64,
     /// Environment steps (of all envs together: one step = num_envs transitions) per batch.
     pub steps_per_batch: usize,
@@ -38,7 +41,8 @@ impl Shared {
 }
 
 pub fn run(cfg: EnvLoopConfig, shared: Arc<Shared>, out: mpsc::Sender<TransitionBatch>) -> anyhow::Result<()> {
-    let mut venv = VecEnv::new(&cfg.env_id, cfg.num_envs, cfg.seed)?;
+    let mut venv = VecEnv::with_threads(&cfg.env_id, cfg.num_envs, cfg.seed, cfg.env_threads)?;
+    tracing::info!(env = %cfg.env_id, envs = cfg.num_envs, threads = venv.threads(), "stepping environments");
     let spec = venv.spec().clone();
     let (n, od, ad) = (cfg.num_envs, spec.obs_dim, spec.act_dim);
     let max_action: Vec<f32> = spec.act_high.iter().map(|&h| h as f32).collect();
@@ -106,4 +110,39 @@ pub fn run(cfg: EnvLoopConfig, shared: Arc<Shared>, out: mpsc::Sender<Transition
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The first `batches` batches the loop sends in the random phase (no policy yet).
+    fn batches(env_threads: usize, batches: usize) -> Vec<TransitionBatch> {
+        let cfg = EnvLoopConfig {
+            env_id: "Hopper-v4".into(),
+            num_envs: 5,
+            env_threads,
+            seed: 3,
+            steps_per_batch: 40,
+            exploration_noise: 0.1,
+            random_steps: u64::MAX,
+        };
+        let (tx, mut rx) = mpsc::channel(1);
+        let looping = std::thread::spawn(move || run(cfg, Shared::new(), tx));
+        let got = (0..batches)
+            .map(|_| rx.blocking_recv().expect("the loop sends batches"))
+            .collect();
+        drop(rx); // the loop's next send fails: it returns
+        looping.join().unwrap().unwrap();
+        got
+    }
+
+    #[test]
+    fn env_threads_do_not_change_the_transitions() {
+        let one = batches(1, 4);
+        // Hopper falls within tens of steps under random actions: episodes end inside these batches.
+        assert!(one.iter().map(|b| b.episodes.len()).sum::<usize>() > 5);
+        assert!(batches(2, 4) == one);
+        assert!(batches(3, 4) == one);
+    }
 }

@@ -60,6 +60,9 @@ pub struct ActorOptions {
     /// Stable name: an actor restarted under the same name keeps its id and sequence numbers.
     pub name: String,
     pub num_envs: usize,
+    /// Threads stepping the envs (the acting thread plus `env_threads - 1` workers); same transitions
+    /// for every value.
+    pub env_threads: usize,
     /// Env steps (of all envs together) per transition batch.
     pub steps_per_batch: usize,
     /// Batches sent ahead of their acknowledgement.
@@ -80,6 +83,7 @@ impl Default for ActorOptions {
             learner: "http://127.0.0.1:50051".into(),
             name: default_name(),
             num_envs: 1,
+            env_threads: 1,
             steps_per_batch: 32,
             window: 4,
             retain_bytes: 64 << 20,
@@ -167,6 +171,7 @@ async fn run_inner(opts: ActorOptions) -> anyhow::Result<()> {
                 let cfg = EnvLoopConfig {
                     env_id: reply.env_id.clone(),
                     num_envs: opts.num_envs,
+                    env_threads: opts.env_threads,
                     seed: reply.seed,
                     steps_per_batch: opts.steps_per_batch,
                     exploration_noise: reply.exploration_noise,
