@@ -4,8 +4,8 @@
 //! episode ends); then HalfCheetah three ways to show the wrapper costs nothing next to the physics: a
 //! raw `mj_step` loop doing what one env step does, `Env::step_into`, and the allocating `Env::step`;
 //! then `VecEnv` scaling: N = 2, 4, 8 HalfCheetah-v4 envs on 1 and 2 threads, total env steps per
-//! second and their ratio, and the per-step cost of handing work to a worker thread (measured with
-//! Pendulum, whose step is too cheap to hide it).
+//! second and their ratio, and the fixed cost of a threaded step (measured with Pendulum, whose step
+//! is too cheap to hide it).
 //!
 //! `SPIKERL_BENCH_SECS` sets the time per measurement (default 1 s). Arguments after `--` select
 //! sections: `ids`, `overhead`, `scaling` (default: all), e.g.
@@ -167,8 +167,9 @@ fn scaling() {
         }
         println!("{n:<8} {one:>12.0} {two:>12.0} {:>7.2}x", two / one);
     }
-    // Pendulum's step costs well under a microsecond, so the difference between one and two threads
-    // is what handing half the envs to a worker and waiting for its reply costs per VecEnv step.
+    // Pendulum's step costs well under a microsecond: the caller has stepped both envs before the
+    // worker is awake, so the difference between one and two threads is the fixed cost of a threaded
+    // step (locks, the wake-up call, the completion check).
     let (mut one, mut two) = (0.0f64, 0.0f64);
     for _ in 0..ROUNDS {
         one = one.max(vec_rate("Pendulum-v1", 2, 1));
@@ -177,7 +178,7 @@ fn scaling() {
     // Rates count env steps; a VecEnv step is 2 of them.
     let (us_one, us_two) = (2e6 / one, 2e6 / two);
     println!(
-        "hand-off per VecEnv step (Pendulum-v1 x2): {us_one:.2} us on 1 thread, {us_two:.2} us on 2: {:.1} us",
+        "fixed cost of a threaded step (Pendulum-v1 x2): {us_one:.2} us on 1 thread, {us_two:.2} us on 2: {:+.2} us",
         us_two - us_one
     );
 }

@@ -7,21 +7,26 @@
 //!
 //! # Threads
 //! [`VecEnv::new`] steps the envs one after another on the caller's thread. [`VecEnv::with_threads`]
-//! splits them into `W` contiguous chunks: the caller steps the first chunk itself while `W - 1`
-//! persistent worker threads, started once by the constructor, step the others. An env's trajectory
-//! depends only on its own seed and actions, never on the thread that steps it, so every `W` gives
-//! bit-identical results. Each worker owns its envs; per step it receives its rows of the actions and
-//! returns its rows of the outcome over a pair of one-slot channels, the buffers going back and forth
-//! (no allocation, no lock held while stepping), and the caller copies the rows in and out. That
-//! hand-off, a wake-up of a parked thread per worker and step, is what bounds the speed-up for cheap
-//! steps (docs/performance.md has the figures).
+//! adds `W - 1` persistent worker threads, started once by the constructor. On each step the caller
+//! writes every env's action into that env's slot, wakes the workers and then, like them, claims envs
+//! one at a time from a shared counter and steps them, until none is left; it returns once all are
+//! done. An env's trajectory depends only on its own seed and actions, never on the thread that steps
+//! it, so every `W` gives bit-identical results.
+//!
+//! Claiming instead of a fixed split matters whenever a thread is late: a worker that wakes up late
+//! (a busy machine) or an env whose step takes longer (contacts, a reset) leaves the remaining envs to
+//! the threads that are running, instead of the step waiting for one thread's fixed share. What
+//! remains of the cost: the worker's wake-up latency, the wait for the last env, envs' data moving
+//! between cores, and about a microsecond of locking per step; docs/performance.md has the figures.
 
 use std::any::Any;
-use std::ops::Range;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
-use crate::{Env, EnvError, EnvSpec, make};
+use crate::{Env, EnvError, EnvSpec, Transition, make};
 
 /// Return and length of a finished episode.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -45,32 +50,19 @@ pub struct VecStep {
     pub finished: Vec<Option<EpisodeStats>>,
 }
 
-impl VecStep {
-    fn zeroed(n: usize, obs_dim: usize) -> VecStep {
-        VecStep {
-            next_obs: vec![0.0; n * obs_dim],
-            rewards: vec![0.0; n],
-            terminated: vec![false; n],
-            truncated: vec![false; n],
-            finished: vec![None; n],
-        }
-    }
-}
-
 /// `n` time-limited copies of one environment.
 pub struct VecEnv {
     spec: EnvSpec,
-    /// The envs this thread steps: all of them, or the first chunk when there are workers.
-    local: Chunk,
-    /// Threads stepping the other chunks, in env order; empty for one thread, and then nothing but
-    /// `local` is involved in a step.
-    workers: Vec<Worker>,
+    runner: Runner,
     /// `n * obs_dim`: what the policy acts on now.
     obs: Vec<f64>,
     step: VecStep,
-    /// Set when a worker thread died (a panic inside an env): its envs died with it, so every later
-    /// step fails with this reason.
-    broken: Option<String>,
+}
+
+enum Runner {
+    /// One thread: the envs are stepped in order on the caller's thread, nothing else is involved.
+    Sequential(Vec<Episode>),
+    Threaded(Pool),
 }
 
 /// Seed of env `i` of a [`VecEnv`] seeded with `seed` (Gymnasium's vector convention, `seed + i`).
@@ -85,8 +77,8 @@ impl VecEnv {
         Self::with_threads(id, n, seed, 1)
     }
 
-    /// [`VecEnv::new`] with the envs split over `threads` threads (the caller's and `threads - 1`
-    /// workers; more threads than envs are not started). Same results as with one thread, bit for bit.
+    /// [`VecEnv::new`] with the envs stepped by `threads` threads: the caller's and `threads - 1`
+    /// workers (fewer when there are fewer envs). Same results as with one thread, bit for bit.
     pub fn with_threads(id: &str, n: usize, seed: u64, threads: usize) -> Result<Self, EnvError> {
         if n == 0 {
             return Err(EnvError::BadInput(
@@ -98,7 +90,7 @@ impl VecEnv {
     }
 
     /// A `VecEnv` over environments built by the caller (all with the same spec; time limits are the
-    /// caller's business), split over `threads` threads as in [`VecEnv::with_threads`]. Env `i` is
+    /// caller's business), stepped by `threads` threads as in [`VecEnv::with_threads`]. Env `i` is
     /// reset here with seed [`env_seed`]`(seed, i)`.
     pub fn from_envs(
         mut envs: Vec<Box<dyn Env>>,
@@ -123,31 +115,27 @@ impl VecEnv {
                 spec.id
             )));
         }
-        let (n, d, a) = (envs.len(), spec.obs_dim, spec.act_dim);
+        let (n, d) = (envs.len(), spec.obs_dim);
         let mut obs = vec![0.0; n * d];
         for (i, (env, row)) in envs.iter_mut().zip(obs.chunks_exact_mut(d)).enumerate() {
             env.reset_into(Some(env_seed(seed, i)), row);
         }
-        // Chunk k holds n / w envs, one more for the first n % w: the caller's chunk is never the
-        // smaller one, since it starts stepping while the workers are still waking up.
-        let w = threads.min(n);
-        let mut starts = vec![0];
-        for k in 0..w {
-            starts.push(starts[k] + n / w + usize::from(k < n % w));
-        }
-        let mut workers = Vec::with_capacity(w - 1);
-        for k in (1..w).rev() {
-            // On an error the workers already started are dropped, which stops them.
-            workers.push(Worker::start(envs.split_off(starts[k]), starts[k], d, a)?);
-        }
-        workers.reverse();
+        let episodes: Vec<Episode> = envs.into_iter().map(Episode::new).collect();
+        let runner = match threads.min(n) {
+            1 => Runner::Sequential(episodes),
+            w => Runner::Threaded(Pool::start(episodes, &spec, w - 1)?),
+        };
         Ok(VecEnv {
-            local: Chunk::new(envs),
-            workers,
+            runner,
             obs,
-            step: VecStep::zeroed(n, d),
+            step: VecStep {
+                next_obs: vec![0.0; n * d],
+                rewards: vec![0.0; n],
+                terminated: vec![false; n],
+                truncated: vec![false; n],
+                finished: vec![None; n],
+            },
             spec,
-            broken: None,
         })
     }
 
@@ -163,7 +151,10 @@ impl VecEnv {
 
     /// Threads stepping the envs: the caller's plus the workers (at most the number of envs).
     pub fn threads(&self) -> usize {
-        1 + self.workers.len()
+        match &self.runner {
+            Runner::Sequential(_) => 1,
+            Runner::Threaded(pool) => 1 + pool.workers.len(),
+        }
     }
 
     /// `n * obs_dim`, row-major: the observations the policy should act on now.
@@ -174,9 +165,9 @@ impl VecEnv {
     /// Steps every env with its row of `actions` (`n * act_dim`, row-major). Envs whose episode ends
     /// are reset (seed `None`). Non-finite actions are rejected: they mean a broken policy.
     ///
-    /// An error from an env comes back as it is (the first one in env order); envs may then have been
-    /// stepped or not. A worker thread that panicked gives [`EnvError::Worker`], now and on every later
-    /// call.
+    /// An error from an env comes back as it is (the first one in env order); the other envs may then
+    /// have been stepped or not. With worker threads, a panic inside an env becomes
+    /// [`EnvError::Worker`], now and on every later call (that env's state is unknown).
     pub fn step(&mut self, actions: &[f32]) -> Result<&VecStep, EnvError> {
         let (n, d, a) = (self.num_envs(), self.spec.obs_dim, self.spec.act_dim);
         if actions.len() != n * a {
@@ -194,238 +185,268 @@ impl VecEnv {
                 i / a
             )));
         }
-        if self.workers.is_empty() {
-            let rows = Rows::of(&mut self.step, &mut self.obs, 0..n, d);
-            self.local.step(actions, d, a, rows)?;
-        } else {
-            self.step_threaded(actions)?;
+        let s = &mut self.step;
+        match &mut self.runner {
+            Runner::Sequential(episodes) => {
+                for (i, e) in episodes.iter_mut().enumerate() {
+                    let next = &mut s.next_obs[i * d..(i + 1) * d];
+                    let obs = &mut self.obs[i * d..(i + 1) * d];
+                    let (t, finished) = e.step(&actions[i * a..(i + 1) * a], next, obs)?;
+                    s.rewards[i] = t.reward;
+                    s.terminated[i] = t.terminated;
+                    s.truncated[i] = t.truncated;
+                    s.finished[i] = finished;
+                }
+            }
+            Runner::Threaded(pool) => pool.step(actions, s, &mut self.obs)?,
         }
         Ok(&self.step)
     }
+}
 
-    fn step_threaded(&mut self, actions: &[f32]) -> Result<(), EnvError> {
-        let (d, a) = (self.spec.obs_dim, self.spec.act_dim);
-        if self.broken.is_none() && self.workers.iter().any(|w| w.job.is_none()) {
-            // Only a panic on this thread, in the middle of a step, leaves a job out.
-            self.broken = Some("a previous step was interrupted".into());
+/// An env with the return and length of its current episode.
+struct Episode {
+    env: Box<dyn Env>,
+    ret: f64,
+    len: usize,
+}
+
+impl Episode {
+    fn new(env: Box<dyn Env>) -> Episode {
+        Episode {
+            env,
+            ret: 0.0,
+            len: 0,
         }
+    }
+
+    /// One step with auto-reset: `next` gets the true next observation, `obs` the one to act on now
+    /// (the same, or the first of a new episode). Returns the episode's stats when it ended.
+    fn step(
+        &mut self,
+        action: &[f32],
+        next: &mut [f64],
+        obs: &mut [f64],
+    ) -> Result<(Transition, Option<EpisodeStats>), EnvError> {
+        let t = self.env.step_into(action, next)?;
+        self.ret += t.reward;
+        self.len += 1;
+        if t.terminated || t.truncated {
+            let stats = EpisodeStats {
+                ret: self.ret,
+                len: self.len,
+            };
+            self.ret = 0.0;
+            self.len = 0;
+            self.env.reset_into(None, obs);
+            Ok((t, Some(stats)))
+        } else {
+            obs.copy_from_slice(next);
+            Ok((t, None))
+        }
+    }
+}
+
+/// The worker threads and what they share with the caller.
+struct Pool {
+    shared: Arc<Shared>,
+    workers: Vec<Worker>,
+    /// Set once an env panicked: its state is unknown, so every later step fails with this reason.
+    broken: Option<String>,
+}
+
+/// A worker's wake-up slot (its sender dropped to stop it) and its thread.
+struct Worker {
+    wake: Option<SyncSender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// What the caller and the workers of a [`Pool`] share.
+struct Shared {
+    /// One per env; locked by whichever thread steps it (never contended: the counter hands each env
+    /// to one thread per step) and by the caller to write actions and read results.
+    slots: Vec<Mutex<Slot>>,
+    /// The next env to claim in the current step; `>= n` when none is left.
+    next: AtomicUsize,
+    /// Envs done in the current step; the caller waits on `all_done` until it reaches n.
+    done: Mutex<usize>,
+    all_done: Condvar,
+}
+
+/// One env with its inputs and outputs for the current step.
+struct Slot {
+    episode: Episode,
+    action: Vec<f32>,
+    next_obs: Vec<f64>,
+    obs: Vec<f64>,
+    outcome: Result<(Transition, Option<EpisodeStats>), EnvError>,
+}
+
+/// A mutex whose holder panicked is still usable here: slots are written by `catch_unwind`-guarded
+/// steps only, and the counters are plain numbers.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Pool {
+    fn start(episodes: Vec<Episode>, spec: &EnvSpec, workers: usize) -> Result<Pool, EnvError> {
+        let slots = episodes
+            .into_iter()
+            .map(|episode| {
+                Mutex::new(Slot {
+                    episode,
+                    action: vec![0.0; spec.act_dim],
+                    next_obs: vec![0.0; spec.obs_dim],
+                    obs: vec![0.0; spec.obs_dim],
+                    outcome: Err(EnvError::Worker("not stepped yet".into())),
+                })
+            })
+            .collect::<Vec<_>>();
+        let n = slots.len();
+        let shared = Arc::new(Shared {
+            slots,
+            // Nothing to claim until the first step.
+            next: AtomicUsize::new(n),
+            done: Mutex::new(n),
+            all_done: Condvar::new(),
+        });
+        // On an error the workers already started are stopped by the pool's drop.
+        let mut pool = Pool {
+            shared,
+            workers: Vec::with_capacity(workers),
+            broken: None,
+        };
+        for k in 1..=workers {
+            // One slot: a wake-up sent while the worker is still busy with the last step is kept,
+            // and a second one would be redundant.
+            let (wake, woken) = sync_channel::<()>(1);
+            let shared = Arc::clone(&pool.shared);
+            let thread = std::thread::Builder::new()
+                .name(format!("env-worker-{k}"))
+                .spawn(move || {
+                    // Ends when the pool drops its sender.
+                    while woken.recv().is_ok() {
+                        shared.work();
+                    }
+                })
+                .map_err(|e| {
+                    EnvError::Worker(format!("cannot start env worker thread {k}: {e}"))
+                })?;
+            pool.workers.push(Worker {
+                wake: Some(wake),
+                thread: Some(thread),
+            });
+        }
+        Ok(pool)
+    }
+
+    fn step(&mut self, actions: &[f32], s: &mut VecStep, obs: &mut [f64]) -> Result<(), EnvError> {
         if let Some(why) = &self.broken {
             return Err(EnvError::Worker(why.clone()));
         }
-        // Workers first, so that they step while this thread steps its own chunk.
-        for w in &mut self.workers {
-            if let Some(mut job) = w.job.take() {
-                job.actions
-                    .copy_from_slice(&actions[w.envs.start * a..w.envs.end * a]);
-                let sent = match &w.jobs {
-                    Some(tx) => tx.send(job).map_err(|e| e.0),
-                    None => Err(job),
-                };
-                if let Err(job) = sent {
-                    // The worker is gone; the receive below finds out why.
-                    w.job = Some(job);
-                }
+        let sh = &*self.shared;
+        let n = sh.slots.len();
+        let a = actions.len() / n;
+        for (slot, action) in sh.slots.iter().zip(actions.chunks_exact(a)) {
+            lock(slot).action.copy_from_slice(action);
+        }
+        // `done` before `next`: a worker can count an env only after claiming one.
+        *lock(&sh.done) = 0;
+        sh.next.store(0, Ordering::Release);
+        for w in &self.workers {
+            // A full slot means a wake-up is still pending, which is as good. A worker cannot have
+            // ended (it does so only when its sender is dropped; env panics are caught), and if one
+            // had, the other threads would still step every env.
+            if let Some(wake) = &w.wake {
+                let _ = wake.try_send(());
             }
         }
-        let own = 0..self.local.envs.len();
-        let rows = Rows::of(&mut self.step, &mut self.obs, own.clone(), d);
-        let mut result = self.local.step(&actions[..own.end * a], d, a, rows);
-        for w in &mut self.workers {
-            let reply = match w.job.take() {
-                // Not sent: its thread had already ended.
-                Some(job) => {
-                    w.job = Some(job);
-                    Err(())
+        sh.work();
+        let mut done = lock(&sh.done);
+        while *done < n {
+            done = sh
+                .all_done
+                .wait(done)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        drop(done);
+        let d = obs.len() / n;
+        let mut result = Ok(());
+        for (i, slot) in sh.slots.iter().enumerate() {
+            let mut slot = lock(slot);
+            match &slot.outcome {
+                Ok((t, finished)) => {
+                    s.next_obs[i * d..(i + 1) * d].copy_from_slice(&slot.next_obs);
+                    obs[i * d..(i + 1) * d].copy_from_slice(&slot.obs);
+                    s.rewards[i] = t.reward;
+                    s.terminated[i] = t.terminated;
+                    s.truncated[i] = t.truncated;
+                    s.finished[i] = *finished;
                 }
-                None => w.done.recv().map_err(|_| ()),
-            };
-            let failure = match reply {
-                Ok(mut job) => {
-                    let out = Rows::of(&mut self.step, &mut self.obs, w.envs.clone(), d);
-                    out.copy_from(&job);
-                    let r = std::mem::replace(&mut job.result, Ok(()));
-                    w.job = Some(job);
-                    r.err()
+                Err(_) => {
+                    // The placeholder (an empty String) does not allocate; the next step overwrites it.
+                    let taken =
+                        std::mem::replace(&mut slot.outcome, Err(EnvError::Worker(String::new())));
+                    if let Err(e) = taken {
+                        if let EnvError::Worker(why) = &e {
+                            self.broken.get_or_insert_with(|| why.clone());
+                        }
+                        if result.is_ok() {
+                            result = Err(e);
+                        }
+                    }
                 }
-                // It dropped its end of the channel without replying: it panicked.
-                Err(()) => {
-                    let why = w.failure();
-                    self.broken.get_or_insert_with(|| why.clone());
-                    Some(EnvError::Worker(why))
-                }
-            };
-            if let (Ok(()), Some(e)) = (&result, failure) {
-                result = Err(e);
             }
         }
         result
     }
 }
 
-/// Envs stepped one after another on one thread, with their running episode statistics.
-struct Chunk {
-    envs: Vec<Box<dyn Env>>,
-    /// Return and length of each env's current episode.
-    returns: Vec<f64>,
-    lens: Vec<usize>,
-}
-
-impl Chunk {
-    fn new(envs: Vec<Box<dyn Env>>) -> Chunk {
-        let n = envs.len();
-        Chunk {
-            envs,
-            returns: vec![0.0; n],
-            lens: vec![0; n],
-        }
-    }
-
-    /// Steps env `i` with row `i` of `actions`, writing row `i` of `s`; resets ended episodes.
-    fn step(&mut self, actions: &[f32], d: usize, a: usize, s: Rows<'_>) -> Result<(), EnvError> {
-        for (i, env) in self.envs.iter_mut().enumerate() {
-            let next = &mut s.next_obs[i * d..(i + 1) * d];
-            let t = env.step_into(&actions[i * a..(i + 1) * a], next)?;
-            s.rewards[i] = t.reward;
-            s.terminated[i] = t.terminated;
-            s.truncated[i] = t.truncated;
-            self.returns[i] += t.reward;
-            self.lens[i] += 1;
-            let obs = &mut s.obs[i * d..(i + 1) * d];
-            if t.terminated || t.truncated {
-                s.finished[i] = Some(EpisodeStats {
-                    ret: self.returns[i],
-                    len: self.lens[i],
+impl Shared {
+    /// Claims envs of the current step one at a time and steps them until none is left. Run by the
+    /// caller and by each woken worker; a worker woken late finds nothing and goes back to sleep.
+    fn work(&self) {
+        let n = self.slots.len();
+        loop {
+            let i = self.next.fetch_add(1, Ordering::AcqRel);
+            if i >= n {
+                return;
+            }
+            {
+                let mut guard = lock(&self.slots[i]);
+                let slot = &mut *guard;
+                // A panic stays inside this env's step: the thread lives on and the caller gets an
+                // error instead of waiting forever for this env.
+                slot.outcome = catch_unwind(AssertUnwindSafe(|| {
+                    slot.episode
+                        .step(&slot.action, &mut slot.next_obs, &mut slot.obs)
+                }))
+                .unwrap_or_else(|panic| {
+                    Err(EnvError::Worker(format!(
+                        "env {i} panicked: {}",
+                        panic_message(&*panic)
+                    )))
                 });
-                self.returns[i] = 0.0;
-                self.lens[i] = 0;
-                env.reset_into(None, obs);
-            } else {
-                s.finished[i] = None;
-                obs.copy_from_slice(next);
+            }
+            let mut done = lock(&self.done);
+            *done += 1;
+            if *done == n {
+                self.all_done.notify_one();
             }
         }
-        Ok(())
     }
 }
 
-/// One chunk's rows of a step's outputs.
-struct Rows<'a> {
-    next_obs: &'a mut [f64],
-    obs: &'a mut [f64],
-    rewards: &'a mut [f64],
-    terminated: &'a mut [bool],
-    truncated: &'a mut [bool],
-    finished: &'a mut [Option<EpisodeStats>],
-}
-
-impl<'a> Rows<'a> {
-    /// Rows `envs` of `step` and `obs`.
-    fn of(step: &'a mut VecStep, obs: &'a mut [f64], envs: Range<usize>, d: usize) -> Rows<'a> {
-        let (lo, hi) = (envs.start, envs.end);
-        Rows {
-            next_obs: &mut step.next_obs[lo * d..hi * d],
-            obs: &mut obs[lo * d..hi * d],
-            rewards: &mut step.rewards[lo..hi],
-            terminated: &mut step.terminated[lo..hi],
-            truncated: &mut step.truncated[lo..hi],
-            finished: &mut step.finished[lo..hi],
-        }
-    }
-
-    /// Copies a worker's outcome into these rows.
-    fn copy_from(self, job: &Job) {
-        self.next_obs.copy_from_slice(&job.step.next_obs);
-        self.obs.copy_from_slice(&job.obs);
-        self.rewards.copy_from_slice(&job.step.rewards);
-        self.terminated.copy_from_slice(&job.step.terminated);
-        self.truncated.copy_from_slice(&job.step.truncated);
-        self.finished.copy_from_slice(&job.step.finished);
-    }
-}
-
-/// What travels between the caller and a worker on each step: the chunk's actions in, its outcome
-/// back. Allocated once per worker; owned by whichever side is working with it.
-struct Job {
-    actions: Vec<f32>,
-    obs: Vec<f64>,
-    step: VecStep,
-    result: Result<(), EnvError>,
-}
-
-/// A persistent thread that owns and steps envs `envs` of a [`VecEnv`].
-struct Worker {
-    envs: Range<usize>,
-    /// The job's buffers while they are on the caller's side (between steps); `None` while the
-    /// worker has them.
-    job: Option<Job>,
-    /// `None` once dropped, which tells the worker to end.
-    jobs: Option<SyncSender<Job>>,
-    done: Receiver<Job>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Worker {
-    fn start(
-        envs: Vec<Box<dyn Env>>,
-        first: usize,
-        d: usize,
-        a: usize,
-    ) -> Result<Worker, EnvError> {
-        let n = envs.len();
-        let range = first..first + n;
-        // One slot each way: a worker never has more than one job, and its reply never waits for the
-        // caller (which matters when the caller is dropping the VecEnv instead of receiving).
-        let (jobs, todo) = sync_channel::<Job>(1);
-        let (finished, done) = sync_channel::<Job>(1);
-        let mut chunk = Chunk::new(envs);
-        let thread = std::thread::Builder::new()
-            .name(format!("env-{}-{}", range.start, range.end - 1))
-            .spawn(move || {
-                // Ends when the VecEnv drops its sender.
-                while let Ok(mut job) = todo.recv() {
-                    let rows = Rows::of(&mut job.step, &mut job.obs, 0..n, d);
-                    job.result = chunk.step(&job.actions, d, a, rows);
-                    if finished.send(job).is_err() {
-                        break;
-                    }
-                }
-            })
-            .map_err(|e| {
-                EnvError::Worker(format!("cannot start a thread for envs {range:?}: {e}"))
-            })?;
-        Ok(Worker {
-            job: Some(Job {
-                actions: vec![0.0; n * a],
-                obs: vec![0.0; n * d],
-                step: VecStep::zeroed(n, d),
-                result: Ok(()),
-            }),
-            envs: range,
-            jobs: Some(jobs),
-            done,
-            thread: Some(thread),
-        })
-    }
-
-    /// Why the thread ended, once it has (joins it).
-    fn failure(&mut self) -> String {
-        let envs = &self.envs;
-        match self.thread.take().map(JoinHandle::join) {
-            Some(Err(panic)) => format!(
-                "the thread stepping envs {envs:?} panicked: {}",
-                panic_message(&*panic)
-            ),
-            _ => format!("the thread stepping envs {envs:?} has ended"),
-        }
-    }
-}
-
-impl Drop for Worker {
+impl Drop for Pool {
     fn drop(&mut self) {
-        // Closing the job channel ends the worker's loop; joining waits until it has dropped its envs.
-        drop(self.jobs.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        // Dropping the wake-up senders ends the workers' loops; joining waits for them.
+        for w in &mut self.workers {
+            drop(w.wake.take());
+        }
+        for w in &mut self.workers {
+            if let Some(thread) = w.thread.take() {
+                let _ = thread.join();
+            }
         }
     }
 }

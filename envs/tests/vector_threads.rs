@@ -61,7 +61,7 @@ fn threads_give_the_sequential_trajectories_bit_for_bit() {
             episodes >= min_episodes,
             "{id}: only {episodes} episodes ended: resets not exercised"
         );
-        // 2 and 3: uneven chunks; 5: one env per thread; 8: more threads than envs.
+        // 2 and 3: fewer threads than envs; 5: as many; 8: more threads than envs (5 started).
         for threads in [2, 3, 5, 8] {
             let (threaded, _) = trajectory(id, n, threads, steps);
             for (t, (a, b)) in sequential.iter().zip(&threaded).enumerate() {
@@ -83,7 +83,7 @@ fn bad_actions_are_errors_and_leave_the_threads_working() {
         Err(EnvError::BadInput(_))
     ));
     for bad in [f32::NAN, f32::INFINITY] {
-        let err = v.step(&[0.0, 0.0, bad]).err().expect("must fail");
+        let err = v.step(&[0.0, 0.0, bad]).expect_err("must fail");
         assert!(matches!(err, EnvError::BadInput(_)));
         assert!(err.to_string().contains("env 2"), "{err}");
     }
@@ -179,14 +179,13 @@ impl Env for Faulty {
 }
 
 #[test]
-fn an_env_error_in_a_worker_reaches_the_caller() {
+fn an_env_error_reaches_the_caller() {
     let dropped = Arc::new(AtomicUsize::new(0));
-    // 4 envs on 2 threads: env 3 is stepped by the worker.
     let mut v = VecEnv::from_envs(Faulty::envs(4, 3, (3, false), &dropped), 0, 2).unwrap();
     let a = [0.0f32; 4];
     v.step(&a).unwrap();
     v.step(&a).unwrap();
-    let err = v.step(&a).err().expect("env 3 fails on its third step");
+    let err = v.step(&a).expect_err("env 3 fails on its third step");
     assert!(
         matches!(err, EnvError::Physics(ref m) if m.contains("injected error")),
         "{err}"
@@ -198,26 +197,24 @@ fn an_env_error_in_a_worker_reaches_the_caller() {
 }
 
 #[test]
-fn a_panic_in_a_worker_becomes_an_error_and_stays_one() {
+fn a_panic_in_an_env_becomes_an_error_and_stays_one() {
     let dropped = Arc::new(AtomicUsize::new(0));
-    // 5 envs on 3 threads: chunks 0..2 (caller), 2..4, 4..5; env 2 panics on its second step.
+    // 5 envs on 3 threads; env 2 panics on its second step (on whichever thread steps it).
     let mut v = VecEnv::from_envs(Faulty::envs(5, 2, (2, true), &dropped), 0, 3).unwrap();
     let a = [0.0f32; 5];
     v.step(&a).unwrap();
-    let err = v.step(&a).err().expect("the worker panicked");
+    let err = v.step(&a).expect_err("env 2 panicked");
     let msg = err.to_string();
     assert!(matches!(err, EnvError::Worker(_)), "{msg}");
     assert!(
-        msg.contains("panicked")
-            && msg.contains("injected panic at step 2")
-            && msg.contains("2..4"),
+        msg.contains("env 2 panicked: injected panic at step 2"),
         "{msg}"
     );
-    // The panicked worker's envs are gone: every later step fails the same way, without hanging.
+    // That env's state is unknown: every later step fails the same way, without hanging.
     for _ in 0..3 {
         assert!(matches!(v.step(&a), Err(EnvError::Worker(m)) if m.contains("injected panic")));
     }
-    // Dropping ends the other worker: every env is dropped (the panicked worker's during its unwinding).
+    // The panic did not take a thread down: dropping joins both workers and drops every env.
     drop(v);
     assert_eq!(dropped.load(Ordering::SeqCst), 5);
 }
@@ -230,8 +227,8 @@ fn dropping_ends_the_workers() {
     for _ in 0..10 {
         v.step(&[0.5; 6]).unwrap();
     }
-    // The workers own their envs: the envs are dropped only when their threads end, and `drop` waits
-    // for that.
+    // The workers share the envs: they are dropped once the threads have ended, and `drop` waits for
+    // that.
     assert_eq!(dropped.load(Ordering::SeqCst), 0);
     drop(v);
     assert_eq!(dropped.load(Ordering::SeqCst), 6);
