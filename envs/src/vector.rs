@@ -8,16 +8,18 @@
 //! # Threads
 //! [`VecEnv::new`] steps the envs one after another on the caller's thread. [`VecEnv::with_threads`]
 //! adds `W - 1` persistent worker threads, started once by the constructor. On each step the caller
-//! writes every env's action into that env's slot, wakes the workers and then, like them, claims envs
-//! one at a time from a shared counter and steps them, until none is left; it returns once all are
-//! done. An env's trajectory depends only on its own seed and actions, never on the thread that steps
-//! it, so every `W` gives bit-identical results.
+//! writes every env's action into that env's slot and wakes the workers; then each thread, the
+//! caller included, claims envs one at a time and steps them until none is left, first from its own
+//! contiguous range of `n / W` envs, then from the others' ranges. The caller returns once every env
+//! is done. An env's trajectory depends only on its own seed and actions, never on the thread that
+//! steps it, so every `W` gives bit-identical results.
 //!
-//! Claiming instead of a fixed split matters whenever a thread is late: a worker that wakes up late
-//! (a busy machine) or an env whose step takes longer (contacts, a reset) leaves the remaining envs to
+//! Own ranges keep an env on one thread (and its MuJoCo data in one core's cache) while the threads
+//! keep up; claiming from the others' ranges matters whenever a thread is late: a worker that wakes
+//! up late (a busy machine) or an env whose step takes longer (contacts, a reset) leaves the rest to
 //! the threads that are running, instead of the step waiting for one thread's fixed share. What
-//! remains of the cost: the worker's wake-up latency, the wait for the last env, envs' data moving
-//! between cores, and about a microsecond of locking per step; docs/performance.md has the figures.
+//! remains of the cost: the worker's wake-up latency, the wait for the last env, and about a
+//! microsecond of locking per step; docs/performance.md has the figures.
 
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -266,11 +268,22 @@ struct Shared {
     /// One per env; locked by whichever thread steps it (never contended: the counter hands each env
     /// to one thread per step) and by the caller to write actions and read results.
     slots: Vec<Mutex<Slot>>,
-    /// The next env to claim in the current step; `>= n` when none is left.
-    next: AtomicUsize,
+    /// Envs are claimed from W contiguous ranges, one per thread (the caller's is the first): each
+    /// thread takes from its own range first and then from the others', so that, when all keep
+    /// up, an env is stepped by the same thread every time and its MuJoCo data stays in that
+    /// core's cache.
+    ranges: Vec<Claims>,
     /// Envs done in the current step; the caller waits on `all_done` until it reaches n.
     done: Mutex<usize>,
     all_done: Condvar,
+}
+
+/// A range of envs claimed one at a time from the front.
+struct Claims {
+    start: usize,
+    end: usize,
+    /// The next env to claim in the current step; `>= end` when none is left.
+    next: AtomicUsize,
 }
 
 /// One env with its inputs and outputs for the current step.
@@ -302,11 +315,25 @@ impl Pool {
                 })
             })
             .collect::<Vec<_>>();
-        let n = slots.len();
+        let (n, w) = (slots.len(), workers + 1);
+        // Range k holds n / w envs, one more for the first n % w.
+        let mut start = 0;
+        let ranges = (0..w)
+            .map(|k| {
+                let end = start + n / w + usize::from(k < n % w);
+                // Nothing to claim until the first step.
+                let claims = Claims {
+                    start,
+                    end,
+                    next: AtomicUsize::new(end),
+                };
+                start = end;
+                claims
+            })
+            .collect();
         let shared = Arc::new(Shared {
             slots,
-            // Nothing to claim until the first step.
-            next: AtomicUsize::new(n),
+            ranges,
             done: Mutex::new(n),
             all_done: Condvar::new(),
         });
@@ -326,7 +353,7 @@ impl Pool {
                 .spawn(move || {
                     // Ends when the pool drops its sender.
                     while woken.recv().is_ok() {
-                        shared.work();
+                        shared.work(k);
                     }
                 })
                 .map_err(|e| {
@@ -350,9 +377,11 @@ impl Pool {
         for (slot, action) in sh.slots.iter().zip(actions.chunks_exact(a)) {
             lock(slot).action.copy_from_slice(action);
         }
-        // `done` before `next`: a worker can count an env only after claiming one.
+        // `done` before the claims: a worker can count an env only after claiming one.
         *lock(&sh.done) = 0;
-        sh.next.store(0, Ordering::Release);
+        for r in &sh.ranges {
+            r.next.store(r.start, Ordering::Release);
+        }
         for w in &self.workers {
             // A full slot means a wake-up is still pending, which is as good. A worker cannot have
             // ended (it does so only when its sender is dropped; env panics are caught), and if one
@@ -361,7 +390,7 @@ impl Pool {
                 let _ = wake.try_send(());
             }
         }
-        sh.work();
+        sh.work(0);
         let mut done = lock(&sh.done);
         while *done < n {
             done = sh
@@ -403,36 +432,43 @@ impl Pool {
 }
 
 impl Shared {
-    /// Claims envs of the current step one at a time and steps them until none is left. Run by the
-    /// caller and by each woken worker; a worker woken late finds nothing and goes back to sleep.
-    fn work(&self) {
-        let n = self.slots.len();
-        loop {
-            let i = self.next.fetch_add(1, Ordering::AcqRel);
-            if i >= n {
-                return;
+    /// Claims envs of the current step one at a time, from range `home` first, then from the
+    /// following ones, and steps them until none is left. Run by the caller (`home` 0) and by each
+    /// woken worker; a worker woken late finds nothing and goes back to sleep.
+    fn work(&self, home: usize) {
+        let (n, w) = (self.slots.len(), self.ranges.len());
+        for r in (home..w).chain(0..home).map(|k| &self.ranges[k]) {
+            loop {
+                let i = r.next.fetch_add(1, Ordering::AcqRel);
+                if i >= r.end {
+                    break;
+                }
+                self.step_env(i, n);
             }
-            {
-                let mut guard = lock(&self.slots[i]);
-                let slot = &mut *guard;
-                // A panic stays inside this env's step: the thread lives on and the caller gets an
-                // error instead of waiting forever for this env.
-                slot.outcome = catch_unwind(AssertUnwindSafe(|| {
-                    slot.episode
-                        .step(&slot.action, &mut slot.next_obs, &mut slot.obs)
-                }))
-                .unwrap_or_else(|panic| {
-                    Err(EnvError::Worker(format!(
-                        "env {i} panicked: {}",
-                        panic_message(&*panic)
-                    )))
-                });
-            }
-            let mut done = lock(&self.done);
-            *done += 1;
-            if *done == n {
-                self.all_done.notify_one();
-            }
+        }
+    }
+
+    fn step_env(&self, i: usize, n: usize) {
+        {
+            let mut guard = lock(&self.slots[i]);
+            let slot = &mut *guard;
+            // A panic stays inside this env's step: the thread lives on and the caller gets an
+            // error instead of waiting forever for this env.
+            slot.outcome = catch_unwind(AssertUnwindSafe(|| {
+                slot.episode
+                    .step(&slot.action, &mut slot.next_obs, &mut slot.obs)
+            }))
+            .unwrap_or_else(|panic| {
+                Err(EnvError::Worker(format!(
+                    "env {i} panicked: {}",
+                    panic_message(&*panic)
+                )))
+            });
+        }
+        let mut done = lock(&self.done);
+        *done += 1;
+        if *done == n {
+            self.all_done.notify_one();
         }
     }
 }
