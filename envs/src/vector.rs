@@ -14,6 +14,11 @@
 //! is done. An env's trajectory depends only on its own seed and actions, never on the thread that
 //! steps it, so every `W` gives bit-identical results.
 //!
+//! Envs are stepped by whichever thread claims them, so they must be `Send` ([`Env`] requires it).
+//! The MuJoCo ones are: mujoco-rs 7 declares `MjModel` `Send + Sync` and `MjData<Arc<MjModel>>`
+//! `Send`, and MuJoCo supports one compiled model shared read-only by many `mjData`, each stepped by
+//! one thread at a time (here: under its slot's lock).
+//!
 //! Own ranges keep an env on one thread (and its MuJoCo data in one core's cache) while the threads
 //! keep up; claiming from the others' ranges matters whenever a thread is late: a worker that wakes
 //! up late (a busy machine) or an env whose step takes longer (contacts, a reset) leaves the rest to
