@@ -65,6 +65,7 @@ for d in filter(None, [os.environ.get("SPIKERL_WHEEL_DIR"), str(sn.NATIVE / "whe
 print(sn.fetch("torch", sn.NATIVE / "wheels"))   # pip download --no-deps, then the checksum
 PY
     ) || return 1
+    wheel=${wheel##*$'\n'}   # the path is the last line: fetch() also reports the download on stdout
     log "installing $(basename "$wheel") (--no-deps)"
     "$VENV/bin/pip" install --quiet --no-deps "$wheel" || return 1
     local site
