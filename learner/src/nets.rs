@@ -16,7 +16,8 @@ impl Mlp {
         let layers = widths
             .windows(2)
             .enumerate()
-            .map(|(i, w)| nn::linear(p / "layers" / i, w[0] as i64, w[1] as i64, Default::default()))
+            // PyTorch's default init, as the paper's critics have (tch's default is sqrt(6) times wider).
+            .map(|(i, w)| spikerl_snn::torch::linear_init(&(p / "layers" / i), w[0], w[1]))
             .collect();
         Mlp { layers }
     }

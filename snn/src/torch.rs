@@ -58,9 +58,10 @@ pub fn surrogate_spike(v: &Tensor, threshold: f32, window: f32) -> Tensor {
     h + (&m - m.detach())
 }
 
-fn linear_init(p: &nn::Path, fan_in: usize, fan_out: usize) -> nn::Linear {
-    // PyTorch's nn.Linear default: weight and bias uniform in ±1/sqrt(fan_in). (tch's nn::linear default
-    // weight init is Kaiming-uniform with ReLU gain, sqrt(6) times wider, so it is spelled out here.)
+/// A linear layer initialised as PyTorch's `nn.Linear` is by default (what the paper's code uses for every
+/// network): weight and bias uniform in ±1/sqrt(fan_in). tch's `nn::linear` default weight init is
+/// Kaiming-uniform with ReLU gain, sqrt(6) times wider, so it is spelled out here.
+pub fn linear_init(p: &nn::Path, fan_in: usize, fan_out: usize) -> nn::Linear {
     let b = 1.0 / (fan_in as f64).sqrt();
     let u = nn::Init::Uniform { lo: -b, up: b };
     nn::linear(
