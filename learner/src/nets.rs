@@ -75,3 +75,26 @@ pub fn soft_update(target: &nn::VarStore, source: &nn::VarStore, tau: f64) {
 pub fn hard_update(target: &mut nn::VarStore, source: &nn::VarStore) {
     target.copy(source).expect("target and source networks are built from the same config");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn critics_start_as_pytorch_linear_layers() {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let _critic = TwinCritic::new(&vs.root(), 17, 6, &[256, 256]);
+        for (name, t) in vs.variables() {
+            let fan_in = if name.ends_with("weight") { t.size()[1] } else if name.contains("layers.0") { 23 } else { 256 };
+            let bound = 1.0 / (fan_in as f64).sqrt();
+            let max = t.abs().max().double_value(&[]);
+            assert!(max <= bound, "{name}: |w| up to {max}, PyTorch's default bound is {bound}");
+            // Uniform on ±bound: std bound/sqrt(3). tch's default would be sqrt(6) times that.
+            if t.numel() > 1000 {
+                let std = t.std(true).double_value(&[]);
+                let expected = bound / 3f64.sqrt();
+                assert!((std / expected - 1.0).abs() < 0.05, "{name}: std {std}, expected {expected}");
+            }
+        }
+    }
+}
