@@ -160,10 +160,13 @@ pub fn clear_run_folder(dir: &Path) -> anyhow::Result<()> {
         let name = entry?.file_name().to_string_lossy().into_owned();
         let ours = matches!(
             name.as_str(),
-            "manifest.json" | "evals.csv" | "checkpoints" | "train.log"
+            "manifest.json" | "evals.csv" | "evals.png" | "evals.svg" | "checkpoints" | "train.log"
         ) || (name.starts_with("actor-") && name.ends_with(".log"))
             || name.starts_with("manifest.tmp")
-            || name.starts_with("evals.csv.tmp");
+            || name.starts_with("evals.csv.tmp")
+            // Temporary files of the curve's atomic writes (spikerl_plot::write_atomic).
+            || name.starts_with(".evals.png.tmp")
+            || name.starts_with(".evals.svg.tmp");
         if !ours {
             bail!(
                 "refusing to delete {} to restart its run: it holds {name:?}, which spikerl does not write there",
