@@ -5,7 +5,7 @@ use crate::{UsageError, install_metrics, shutdown_signal};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use spikerl_learner::lockstep::{self, Progress};
-use spikerl_learner::run_dir::{Manifest, RunDir, Seeds, Versions, host_name, now_rfc3339};
+use spikerl_learner::run_dir::{Manifest, RunDir};
 use spikerl_learner::runtime::{self, LearnerOptions, ProgressHandle};
 use spikerl_learner::security::TlsFiles;
 use spikerl_learner::trainer::Trainer;
@@ -141,21 +141,7 @@ fn set_threads(requested: Option<usize>, actor_cores: usize) {
 }
 
 fn manifest(cfg: &RunConfig, run_id: &str, mode: &str, actors: usize) -> anyhow::Result<Manifest> {
-    Ok(Manifest {
-        run_id: run_id.to_string(),
-        status: "running".into(),
-        mode: mode.into(),
-        config: cfg.clone(),
-        env: spikerl_envs::spec(&cfg.env_id)?,
-        seeds: Seeds::from_run(cfg.seed),
-        versions: Versions::current(env!("SPIKERL_GIT_COMMIT")),
-        host: host_name(),
-        actors,
-        started_at: now_rfc3339(),
-        ended_at: None,
-        error: None,
-        resumed_from: None,
-    })
+    Ok(Manifest::starting(cfg, run_id, mode, actors, env!("SPIKERL_GIT_COMMIT"))?)
 }
 
 fn run_id_for(dir: &Path) -> String {

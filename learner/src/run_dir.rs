@@ -52,6 +52,28 @@ pub struct Manifest {
     pub resumed_from: Option<String>,
 }
 
+impl Manifest {
+    /// The manifest of a run starting now: status "running", this host, seeds derived from the config's
+    /// seed. `mode` is "sync" or "distributed"; `git_commit` names the build.
+    pub fn starting(cfg: &RunConfig, run_id: &str, mode: &str, actors: usize, git_commit: &str) -> Result<Manifest, spikerl_envs::EnvError> {
+        Ok(Manifest {
+            run_id: run_id.to_string(),
+            status: "running".into(),
+            mode: mode.into(),
+            config: cfg.clone(),
+            env: spikerl_envs::spec(&cfg.env_id)?,
+            seeds: Seeds::from_run(cfg.seed),
+            versions: Versions::current(git_commit),
+            host: host_name(),
+            actors,
+            started_at: now_rfc3339(),
+            ended_at: None,
+            error: None,
+            resumed_from: None,
+        })
+    }
+}
+
 /// Every random stream's seed, derived from the run seed.
 #[derive(Clone, Debug, Serialize)]
 pub struct Seeds {
@@ -299,21 +321,7 @@ mod tests {
         let path = std::env::temp_dir().join(format!("spikerl-rundir-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&path);
         let config = RunConfig::paper("Pendulum-v1", Algo::Proxy, NeuronKind::Lif, 3);
-        let manifest = Manifest {
-            run_id: "plot-test".into(),
-            status: "running".into(),
-            mode: "sync".into(),
-            config,
-            env: spikerl_envs::spec("Pendulum-v1").unwrap(),
-            seeds: Seeds::from_run(3),
-            versions: Versions::current("test"),
-            host: host_name(),
-            actors: 1,
-            started_at: now_rfc3339(),
-            ended_at: None,
-            error: None,
-            resumed_from: None,
-        };
+        let manifest = Manifest::starting(&config, "plot-test", "sync", 1, "test").unwrap();
         let dir = RunDir::create(&path, manifest).unwrap();
         (path, dir)
     }

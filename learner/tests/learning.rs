@@ -3,7 +3,7 @@
 //! moves...). A random policy scores about -1200 to -1500 on Pendulum; each algorithm must improve by a
 //! clear margin within a few thousand steps.
 
-use spikerl_learner::run_dir::{Manifest, RunDir, Seeds, Versions, host_name, now_rfc3339};
+use spikerl_learner::run_dir::{Manifest, RunDir};
 use spikerl_learner::{Algo, RunConfig, lockstep};
 use spikerl_snn::NeuronKind;
 use std::sync::atomic::AtomicBool;
@@ -16,21 +16,7 @@ fn run(algo: Algo, neuron: NeuronKind, steps: u64, seed: u64) -> Vec<f64> {
     cfg.eval_every = 1000;
     cfg.eval_episodes = 5;
     let dir = std::env::temp_dir().join(format!("spikerl-learning-{algo}-{neuron}-{seed}-{steps}-{}", std::process::id()));
-    let manifest = Manifest {
-        run_id: "test".into(),
-        status: "running".into(),
-        mode: "sync".into(),
-        config: cfg.clone(),
-        env: spikerl_envs::spec("Pendulum-v1").unwrap(),
-        seeds: Seeds::from_run(seed),
-        versions: Versions::current("test"),
-        host: host_name(),
-        actors: 1,
-        started_at: now_rfc3339(),
-        ended_at: None,
-        error: None,
-        resumed_from: None,
-    };
+    let manifest = Manifest::starting(&cfg, "test", "sync", 1, "test").unwrap();
     let mut run_dir = RunDir::create(&dir, manifest).unwrap();
     let trainer = lockstep::run(&cfg, tch::Device::Cpu, &mut run_dir, &AtomicBool::new(false), |_| {}).unwrap();
     assert_eq!(trainer.td3.iterations, steps, "one training iteration per env step after the random ones");

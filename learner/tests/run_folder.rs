@@ -1,7 +1,7 @@
 //! A real short lockstep run leaves the run folder users look at: evals.csv and the evaluation curve
 //! (evals.png, evals.svg), redrawn after every evaluation while the run goes on.
 
-use spikerl_learner::run_dir::{Manifest, RunDir, Seeds, Versions, host_name, now_rfc3339};
+use spikerl_learner::run_dir::{Manifest, RunDir};
 use spikerl_learner::{Algo, RunConfig, lockstep};
 use spikerl_snn::NeuronKind;
 use std::path::Path;
@@ -53,21 +53,7 @@ fn a_lockstep_run_redraws_its_evaluation_curve_after_every_evaluation() {
     cfg.eval_episodes = 2;
     let dir = std::env::temp_dir().join(format!("spikerl-run-folder-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let manifest = Manifest {
-        run_id: "curve".into(),
-        status: "running".into(),
-        mode: "sync".into(),
-        config: cfg.clone(),
-        env: spikerl_envs::spec("Pendulum-v1").unwrap(),
-        seeds: Seeds::from_run(2),
-        versions: Versions::current("test"),
-        host: host_name(),
-        actors: 1,
-        started_at: now_rfc3339(),
-        ended_at: None,
-        error: None,
-        resumed_from: None,
-    };
+    let manifest = Manifest::starting(&cfg, "curve", "sync", 1, "test").unwrap();
     let mut run_dir = RunDir::create(&dir, manifest).unwrap();
 
     // The progress callback runs on the training thread right after each step (and after the final
