@@ -229,7 +229,8 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     }
 
     // A local cluster: the learner in this process, actors as child processes on loopback.
-    set_threads(args.run.threads, args.actors.min(1));
+    // Each actor keeps up to --env-threads cores busy; the learner gets the rest (at least one).
+    set_threads(args.run.threads, args.actors.saturating_mul(args.env_threads));
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {
         if let Some(addr) = args.metrics {
