@@ -23,15 +23,41 @@
 //! keep up; claiming from the others' ranges matters whenever a thread is late: a worker that wakes
 //! up late (a busy machine) or an env whose step takes longer (contacts, a reset) leaves the rest to
 //! the threads that are running, instead of the step waiting for one thread's fixed share. What
-//! remains of the cost: the worker's wake-up latency, the wait for the last env, and about a
-//! microsecond of locking per step; docs/performance.md has the figures.
+//! remains of the cost: the wait for the last env and about a microsecond of locking per step.
+//!
+//! Workers and the caller spin for a short while ([`SPIN`]) before they sleep: waking a sleeping thread
+//! costs tens of microseconds on a VM (a futex wake and an inter-processor interrupt), more than a
+//! MuJoCo step, so a pool that slept between steps lost to one thread (0.67x for 2 envs on 2 idle cores).
+//! docs/performance.md has the figures.
 
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long a worker keeps polling for the next step, and the caller for the last env, before sleeping:
+/// longer than an acting loop spends between steps (inference, batching), far shorter than any wait
+/// on the network.
+const SPIN: Duration = Duration::from_micros(200);
+
+/// Spins until `ready()` or [`SPIN`] has passed; true when ready.
+fn spin_until(ready: impl Fn() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        for _ in 0..64 {
+            if ready() {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        if start.elapsed() >= SPIN {
+            return ready();
+        }
+    }
+}
 
 use crate::{Env, EnvError, EnvSpec, Transition, make};
 
@@ -278,8 +304,12 @@ struct Shared {
     /// up, an env is stepped by the same thread every time and its MuJoCo data stays in that
     /// core's cache.
     ranges: Vec<Claims>,
-    /// Envs done in the current step; the caller waits on `all_done` until it reaches n.
-    done: Mutex<usize>,
+    /// Steps started so far: a worker that sees it change has a step to work on.
+    generation: AtomicU64,
+    /// Envs done in the current step; the caller spins, then sleeps on `all_done` (under `sleep`)
+    /// until it reaches n.
+    done: AtomicUsize,
+    sleep: Mutex<()>,
     all_done: Condvar,
 }
 
@@ -339,7 +369,9 @@ impl Pool {
         let shared = Arc::new(Shared {
             slots,
             ranges,
-            done: Mutex::new(n),
+            generation: AtomicU64::new(0),
+            done: AtomicUsize::new(n),
+            sleep: Mutex::new(()),
             all_done: Condvar::new(),
         });
         // On an error the workers already started are stopped by the pool's drop.
@@ -356,9 +388,18 @@ impl Pool {
             let thread = std::thread::Builder::new()
                 .name(format!("env-worker-{k}"))
                 .spawn(move || {
-                    // Ends when the pool drops its sender.
-                    while woken.recv().is_ok() {
-                        shared.work(k);
+                    let mut seen = 0;
+                    loop {
+                        // Poll for the next step while one is likely to come soon...
+                        while spin_until(|| shared.generation.load(Ordering::Acquire) != seen) {
+                            seen = shared.generation.load(Ordering::Acquire);
+                            shared.work(k);
+                        }
+                        // ...then sleep until woken. Ends when the pool drops its sender. A wake-up
+                        // for a step already done by polling just leads back to polling.
+                        if woken.recv().is_err() {
+                            break;
+                        }
                     }
                 })
                 .map_err(|e| {
@@ -382,11 +423,13 @@ impl Pool {
         for (slot, action) in sh.slots.iter().zip(actions.chunks_exact(a)) {
             lock(slot).action.copy_from_slice(action);
         }
-        // `done` before the claims: a worker can count an env only after claiming one.
-        *lock(&sh.done) = 0;
+        // `done` before the claims: a worker can count an env only after claiming one. The claims
+        // before the generation: a worker that sees the new generation finds them reset.
+        sh.done.store(0, Ordering::Release);
         for r in &sh.ranges {
             r.next.store(r.start, Ordering::Release);
         }
+        sh.generation.fetch_add(1, Ordering::AcqRel);
         for w in &self.workers {
             // A full slot means a wake-up is still pending, which is as good. A worker cannot have
             // ended (it does so only when its sender is dropped; env panics are caught), and if one
@@ -396,14 +439,17 @@ impl Pool {
             }
         }
         sh.work(0);
-        let mut done = lock(&sh.done);
-        while *done < n {
-            done = sh
-                .all_done
-                .wait(done)
-                .unwrap_or_else(PoisonError::into_inner);
+        if !spin_until(|| sh.done.load(Ordering::Acquire) >= n) {
+            let mut guard = lock(&sh.sleep);
+            // Checked under `sleep`: the last env's notify takes that lock, so it cannot slip in
+            // between this check and the wait.
+            while sh.done.load(Ordering::Acquire) < n {
+                guard = sh
+                    .all_done
+                    .wait(guard)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
         }
-        drop(done);
         let d = obs.len() / n;
         let mut result = Ok(());
         for (i, slot) in sh.slots.iter().enumerate() {
@@ -470,9 +516,8 @@ impl Shared {
                 )))
             });
         }
-        let mut done = lock(&self.done);
-        *done += 1;
-        if *done == n {
+        if self.done.fetch_add(1, Ordering::AcqRel) + 1 == n {
+            let _guard = lock(&self.sleep);
             self.all_done.notify_one();
         }
     }
