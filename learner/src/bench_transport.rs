@@ -10,11 +10,10 @@ use crate::lockstep::build_trainer;
 use crate::rate_limiter::RateLimiter;
 use crate::replay::{ReplayBuffer, Transitions};
 use crate::replay_service::ReplayService;
-use crate::security::TokenCheck;
+use crate::runtime::{Served, serve};
 use crate::server::{LearnerService, Registry, RunInfo};
 use crate::trainer::Trainer;
 use spikerl_proto::PolicyUpdate;
-use spikerl_proto::learner_server::LearnerServer;
 use spikerl_snn::NeuronKind;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -111,37 +110,13 @@ impl Server {
         };
         let (policy, policy_rx) = watch::channel(None);
         let registry = Arc::new(Mutex::new(Registry::default()));
-        // The same layers and limits as runtime::run (no token configured: the check is a no-op there too).
-        let service = LearnerServer::new(LearnerService::new(
-            info,
-            trainer.replay.clone(),
-            policy_rx,
-            registry,
-        ))
-        .max_decoding_message_size(64 << 20)
-        .max_encoding_message_size(64 << 20);
-        let service =
-            tonic::service::interceptor::InterceptedService::new(service, TokenCheck::new(None));
-        let service = crate::telemetry::GrpcMetrics::new(service);
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(service)
-                .serve_with_incoming_shutdown(
-                    tokio_stream::StreamExt::map(
-                        tokio_stream::wrappers::TcpListenerStream::new(listener),
-                        move |conn| {
-                            if let Ok(c) = &conn {
-                                let _ = c.set_nodelay(nodelay);
-                            }
-                            conn
-                        },
-                    ),
-                    async {
-                        let _ = stopped.await;
-                    },
-                ),
-        );
+        let service = LearnerService::new(info, trainer.replay.clone(), policy_rx, registry);
+        // The learner's own serving code; no token configured, as in a run without --auth-token-file.
+        let how = Served { max_message_bytes: 64 << 20, auth_token: None, tls: None, nodelay };
+        let task = serve(service, listener, &how, async {
+            let _ = stopped.await;
+        })?;
         Ok(Server {
             addr,
             policy,

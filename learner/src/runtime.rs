@@ -114,31 +114,10 @@ pub async fn run(
 
     let stop = Arc::new(AtomicBool::new(false));
     let (server_stop_tx, server_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let service = LearnerServer::new(LearnerService::new(info, replay.clone(), policy_rx, registry.clone()))
-        .max_decoding_message_size(opts.max_message_bytes)
-        .max_encoding_message_size(64 << 20);
-    let service = tonic::service::interceptor::InterceptedService::new(service, TokenCheck::new(opts.auth_token.clone()));
-    let service = crate::telemetry::GrpcMetrics::new(service);
-    // TCP_NODELAY on every accepted connection: tonic's own setting does not reach sockets from a listener
-    // stream, and with Nagle's algorithm small acks and the tail of each policy message wait for the peer's
-    // delayed ACK (~40 ms: the p99 of ingest and broadcast, see docs/performance.md).
-    let incoming = tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), |conn| {
-        if let Ok(c) = &conn {
-            let _ = c.set_nodelay(true);
-        }
-        conn
-    });
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = &opts.tls {
-        builder = builder.tls_config(tls.server_config()?)?;
-    }
-    let server = tokio::spawn(
-        builder
-            .add_service(service)
-            .serve_with_incoming_shutdown(incoming, async {
-                let _ = server_stop_rx.await;
-            }),
-    );
+    let service = LearnerService::new(info, replay.clone(), policy_rx, registry.clone());
+    let server = serve(service, listener, &Served { max_message_bytes: opts.max_message_bytes, auth_token: opts.auth_token.clone(), tls: opts.tls.as_ref(), nodelay: true }, async {
+        let _ = server_stop_rx.await;
+    })?;
 
     {
         let (stop, replay) = (stop.clone(), replay.clone());
@@ -209,6 +188,46 @@ impl TrainContext {
             }
         }
     }
+}
+
+/// How a learner's gRPC endpoint is served.
+pub(crate) struct Served<'a> {
+    pub max_message_bytes: usize,
+    pub auth_token: Option<String>,
+    pub tls: Option<&'a TlsFiles>,
+    /// TCP_NODELAY on every accepted connection (what a learner does; false only to measure Nagle's cost).
+    pub nodelay: bool,
+}
+
+/// Serves `service` on `listener` with the learner's layers (message limits, token check, gRPC metrics)
+/// until `shutdown` completes. One function for the learner and `spikerl bench transport`, so that the
+/// bench measures what runs.
+pub(crate) fn serve(
+    service: LearnerService,
+    listener: tokio::net::TcpListener,
+    how: &Served<'_>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>> {
+    let service = LearnerServer::new(service)
+        .max_decoding_message_size(how.max_message_bytes)
+        .max_encoding_message_size(64 << 20);
+    let service = tonic::service::interceptor::InterceptedService::new(service, TokenCheck::new(how.auth_token.clone()));
+    let service = crate::telemetry::GrpcMetrics::new(service);
+    // TCP_NODELAY: tonic's own setting does not reach sockets from a listener stream, and with Nagle's
+    // algorithm small acks and the tail of each policy message wait for the peer's delayed ACK (~40 ms:
+    // the p99 of ingest and broadcast, see docs/performance.md).
+    let nodelay = how.nodelay;
+    let incoming = tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), move |conn| {
+        if let Ok(c) = &conn {
+            let _ = c.set_nodelay(nodelay);
+        }
+        conn
+    });
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = how.tls {
+        builder = builder.tls_config(tls.server_config()?)?;
+    }
+    Ok(tokio::spawn(builder.add_service(service).serve_with_incoming_shutdown(incoming, shutdown)))
 }
 
 fn train(
