@@ -59,6 +59,9 @@ pub struct Phases {
     /// Actor step (every `policy_delay`-th iteration): actor forward/backward through Q1, Adam, Polyak.
     /// Derived: iteration with actor update minus iteration without.
     pub ms_actor_step: f64,
+    /// The actor step with autograd through the SNN instead of the hand-written backward through time
+    /// (spiking actor on CPU only; the default path is `ms_actor_step`).
+    pub ms_actor_step_autograd: Option<f64>,
     /// Drawing K+1 minibatches from a replay buffer of `sample_buffer_rows` rows and making tensors.
     pub ms_sampling: f64,
     pub sample_buffer_rows: usize,
@@ -188,18 +191,28 @@ pub fn update(env: &str, algo: Algo, neuron: NeuronKind, batch: usize, device: D
     sync();
     let reps = iterations.max(2);
     // Each iteration timed alone, split by whether it ran the delayed actor update.
-    let (mut with_actor, mut without_actor) = (Vec::new(), Vec::new());
-    let started = Instant::now();
-    for _ in 0..reps {
-        let before = td3.actor_updates;
-        let t = Instant::now();
-        td3.update(&mut next);
-        sync();
-        let ms = t.elapsed().as_secs_f64() * 1e3;
-        if td3.actor_updates != before { with_actor.push(ms) } else { without_actor.push(ms) }
-    }
-    let ms = started.elapsed().as_secs_f64() * 1e3 / reps as f64;
+    let mut timed = |td3: &mut Td3| {
+        let (mut with_actor, mut without_actor) = (Vec::new(), Vec::new());
+        let started = Instant::now();
+        for _ in 0..reps {
+            let before = td3.actor_updates;
+            let t = Instant::now();
+            td3.update(&mut next);
+            sync();
+            let ms = t.elapsed().as_secs_f64() * 1e3;
+            if td3.actor_updates != before { with_actor.push(ms) } else { without_actor.push(ms) }
+        }
+        (started.elapsed().as_secs_f64() * 1e3 / reps as f64, with_actor, without_actor)
+    };
+    let (ms, with_actor, without_actor) = timed(&mut td3);
     let mean = |v: &[f64]| if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 };
+    // The same iterations with autograd through the SNN, where the hand-written backward applies.
+    let ms_actor_step_autograd = (matches!(td3.policy_config.network, spikerl_snn::NetworkConfig::Snn(_)) && device == Device::Cpu).then(|| {
+        td3.autograd_actor = true;
+        let (_, with, without) = timed(&mut td3);
+        td3.autograd_actor = false;
+        mean(&with) - mean(&without)
+    });
     let obs = pool[0].obs.shallow_clone();
     let ms_fwd = time_ms(reps, || {
         let _ = td3.act(&obs);
@@ -286,6 +299,7 @@ pub fn update(env: &str, algo: Algo, neuron: NeuronKind, batch: usize, device: D
         ms_proxy_mlp,
         ms_critic_step: ms_critic,
         ms_actor_step: ms_actor,
+        ms_actor_step_autograd,
         ms_sampling,
         sample_buffer_rows: rows,
         ms_iteration_with_actor: t_with,

@@ -26,3 +26,18 @@ pub mod telemetry;
 pub mod trainer;
 
 pub use config::{Algo, ProxyConfig, RunConfig, Td3Config};
+
+/// Makes glibc keep freed large blocks for reuse. libtorch allocates every CPU tensor with malloc; blocks
+/// above glibc's mmap threshold (128 kB at start, e.g. one [256, 512] f32 activation) are otherwise mapped
+/// fresh and page-faulted on every use, and a training iteration allocates dozens of them: a proxy MLP
+/// forward with autograd took 1.05 ms with the defaults and 0.63 ms with these settings (2 threads, idle
+/// machine). Costs at most the learner's peak tensor memory, which it needs again next iteration anyway.
+/// Process-wide; call once at start-up of a process that trains.
+pub fn tune_host_allocator() {
+    // SAFETY: mallopt only changes glibc's allocation thresholds; it is safe to call at any time.
+    unsafe {
+        // glibc caps the mmap threshold at 32 MiB on 64-bit: larger blocks are still mapped.
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
+}

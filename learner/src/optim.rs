@@ -37,21 +37,48 @@ impl Adam {
 
     /// One Adam step over every parameter that received a gradient.
     pub fn step(&mut self) {
+        self.step_with(|_, p| p.grad());
+    }
+
+    /// One Adam step with gradients computed elsewhere (a hand-written backward), by variable name;
+    /// parameters without one are left alone, as `step` leaves those autograd did not reach.
+    pub fn step_with_grads(&mut self, grads: &std::collections::HashMap<String, Tensor>) {
+        self.step_with(|name, _| grads.get(name).map_or_else(Tensor::new, |g| g.contiguous()));
+    }
+
+    /// `grad_of(name, parameter)` gives each parameter's gradient, or an undefined tensor for none.
+    fn step_with(&mut self, grad_of: impl Fn(&str, &Tensor) -> Tensor) {
         self.steps += 1;
         let t = self.steps as i32;
-        let bias1 = 1.0 - self.beta1.powi(t);
-        let bias2_sqrt = (1.0 - self.beta2.powi(t)).sqrt();
-        let step_size = self.lr / bias1;
+        let rule = AdamRule {
+            one_minus_beta1: (1.0 - self.beta1) as f32,
+            beta2: self.beta2 as f32,
+            one_minus_beta2: (1.0 - self.beta2) as f32,
+            bias2_sqrt: (1.0 - self.beta2.powi(t)).sqrt() as f32,
+            eps: self.eps as f32,
+            step_size: (self.lr / (1.0 - self.beta1.powi(t))) as f32,
+        };
         tch::no_grad(|| {
-            for (_, p, m, v) in &mut self.params {
-                let g = p.grad();
+            for (name, p, m, v) in &mut self.params {
+                let g = grad_of(name, p);
                 if !g.defined() {
                     continue;
                 }
-                let _ = m.lerp_(&g, 1.0 - self.beta1);
-                let _ = v.g_mul_scalar_(self.beta2).addcmul_(&(&g * (1.0 - self.beta2)), &g);
-                let denom = v.sqrt() / bias2_sqrt + self.eps;
-                let _ = p.addcdiv_(&(&*m * -step_size), &denom);
+                // SAFETY: `host_f32` checked that each tensor is a contiguous f32 CPU tensor with its own
+                // storage of `numel` elements; p, m and v are distinct tensors (m and v were made by
+                // zeros_like, the gradient is libtorch's own buffer), and nothing else runs on them now.
+                match (host_f32(p), host_f32(&g), host_f32(m), host_f32(v)) {
+                    (Some(pp), Some(gp), Some(mp), Some(vp)) => unsafe {
+                        let n = p.numel();
+                        rule.apply(
+                            std::slice::from_raw_parts_mut(pp, n),
+                            std::slice::from_raw_parts(gp, n),
+                            std::slice::from_raw_parts_mut(mp, n),
+                            std::slice::from_raw_parts_mut(vp, n),
+                        );
+                    },
+                    _ => rule.apply_tensors(p, &g, m, v),
+                }
             }
         });
     }
@@ -89,6 +116,48 @@ impl Adam {
         self.steps = steps;
         Ok(())
     }
+}
+
+/// The constants of one Adam step (PyTorch's update rule, bias corrections folded in).
+#[derive(Clone, Copy, Debug)]
+struct AdamRule {
+    one_minus_beta1: f32,
+    beta2: f32,
+    one_minus_beta2: f32,
+    bias2_sqrt: f32,
+    eps: f32,
+    step_size: f32,
+}
+
+impl AdamRule {
+    /// The update as one pass over p, g, m, v (CPU): where libtorch runs about nine kernels per
+    /// parameter, each a pass over memory, this runs one. Same operations in the same order as
+    /// `apply_tensors`; libtorch's vectorised kernels may contract to fused multiply-adds, so the two
+    /// agree to a few ulps, not bit for bit. One thread: the proxy's 275k parameters take 0.17 ms, and
+    /// threads started right after a libtorch parallel region compete with its OpenMP workers, which
+    /// spin for a while before sleeping (two threads made a proxy step 1.6 ms slower, not faster).
+    fn apply(&self, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+        for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            *m += self.one_minus_beta1 * (g - *m);
+            *v = *v * self.beta2 + g * self.one_minus_beta2 * g;
+            let denom = v.sqrt() / self.bias2_sqrt + self.eps;
+            *p += *m * -self.step_size / denom;
+        }
+    }
+
+    /// The same update in libtorch ops, for tensors that are not contiguous f32 on the CPU (CUDA).
+    fn apply_tensors(&self, p: &mut Tensor, g: &Tensor, m: &mut Tensor, v: &mut Tensor) {
+        let _ = m.lerp_(g, f64::from(self.one_minus_beta1));
+        let _ = v.g_mul_scalar_(f64::from(self.beta2)).addcmul_(&(g * f64::from(self.one_minus_beta2)), g);
+        let denom = v.sqrt() / f64::from(self.bias2_sqrt) + f64::from(self.eps);
+        let _ = p.addcdiv_(&(&*m * -f64::from(self.step_size)), &denom);
+    }
+}
+
+/// The data pointer of a contiguous f32 CPU tensor, or None for any other tensor.
+fn host_f32(t: &Tensor) -> Option<*mut f32> {
+    (t.device() == tch::Device::Cpu && t.kind() == tch::Kind::Float && t.is_contiguous() && t.numel() > 0)
+        .then(|| t.data_ptr() as *mut f32)
 }
 
 #[cfg(test)]
@@ -134,5 +203,27 @@ mod tests {
             assert!(ta.equal(tb));
         }
         assert!(b.load_state(1, &|_| None).is_err());
+    }
+
+    #[test]
+    fn fused_update_matches_the_libtorch_ops() {
+        tch::manual_seed(5);
+        let n = 100_003;
+        let rand = || Tensor::randn([n], (Kind::Float, Device::Cpu));
+        let (p0, g, m0, v0) = (rand(), rand(), rand() * 0.1, rand().abs() * 0.01);
+        let rule = AdamRule { one_minus_beta1: 0.1, beta2: 0.999, one_minus_beta2: 1e-3, bias2_sqrt: 0.3, eps: 1e-8, step_size: 3e-3 };
+        let (mut p1, mut m1, mut v1) = (p0.copy(), m0.copy(), v0.copy());
+        rule.apply_tensors(&mut p1, &g, &mut m1, &mut v1);
+        let vec = |t: &Tensor| Vec::<f32>::try_from(t).unwrap();
+        let (mut p2, mut m2, mut v2) = (vec(&p0), vec(&m0), vec(&v0));
+        rule.apply(&mut p2, &vec(&g), &mut m2, &mut v2);
+        for (name, a, b) in [("p", vec(&p1), p2), ("m", vec(&m1), m2), ("v", vec(&v1), v2)] {
+            // A few ulps of each value, or of its inputs where it is a difference that cancels (m near 0).
+            for (x, y) in a.iter().zip(&b) {
+                assert!((x - y).abs() <= 1e-7 + 1e-5 * x.abs(), "{name}: {x} (libtorch) vs {y} (fused)");
+            }
+        }
+        let moved = vec(&p0).iter().zip(vec(&p1)).filter(|(a, b)| a != &b).count();
+        assert!(moved > n as usize / 2, "the step must move the parameters");
     }
 }

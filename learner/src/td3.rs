@@ -157,6 +157,9 @@ pub struct Td3 {
     /// Plain-Rust mirrors of the online SNN and of a spiking Polyak target (CPU, SNN only).
     actor_mirror: Option<SnnMirror>,
     target_mirror: Option<SnnMirror>,
+    /// Backpropagate the actor loss through the SNN with autograd even where the hand-written
+    /// backward applies (tests and `spikerl bench update` compare the two).
+    pub autograd_actor: bool,
 }
 
 impl Td3 {
@@ -219,6 +222,7 @@ impl Td3 {
             noise: Vec::new(),
             actor_mirror: None,
             target_mirror: None,
+            autograd_actor: false,
         }
         .with_mirrors()
     }
@@ -319,8 +323,24 @@ impl Td3 {
         if self.iterations % self.cfg.policy_delay == 0 {
             // Critic parameters need no gradient for the actor step: freezing skips that work.
             self.critic_vs.freeze();
-            let actor_loss = -self.critic.q1(&b.obs, &self.actor.forward(&b.obs)).mean(Kind::Float);
-            self.actor_opt.backward_step(&actor_loss);
+            let taped = if self.autograd_actor { None } else { self.actor.forward_taped(&b.obs) };
+            let actor_loss = match taped {
+                // CPU, LIF family: autograd only through the critic, to the action; the SNN's backward
+                // through time is hand-written (spikerl_snn::torch::bptt), the same gradient in a few
+                // fused passes instead of hundreds of small kernels.
+                Some((action, tape)) => {
+                    let action = action.set_requires_grad(true);
+                    let loss = -self.critic.q1(&b.obs, &action).mean(Kind::Float);
+                    let grad_action = Tensor::run_backward(&[&loss], &[&action], false, false).remove(0);
+                    self.actor_opt.step_with_grads(&self.actor.backward_taped(&tape, &grad_action));
+                    loss
+                }
+                None => {
+                    let loss = -self.critic.q1(&b.obs, &self.actor.forward(&b.obs)).mean(Kind::Float);
+                    self.actor_opt.backward_step(&loss);
+                    loss
+                }
+            };
             self.critic_vs.unfreeze();
             stats.actor_loss = Some(actor_loss.double_value(&[]));
             self.actor_updates += 1;
@@ -534,6 +554,41 @@ mod tests {
         // libtorch and plain Rust differ only in summation order and libm (see snn's parity tests).
         for (a, b) in one.iter().zip(&reference) {
             assert!((a - b).abs() < 1e-4, "mirror {a} vs autograd forward {b}");
+        }
+    }
+
+    #[test]
+    fn hand_written_actor_backward_trains_as_autograd_does() {
+        let _rng = torch_rng();
+        tch::set_num_threads(1);
+        let run = |autograd: bool| {
+            tch::manual_seed(8);
+            let (cfg, policy) = small_run(Algo::Vanilla);
+            let mut td3 = Td3::new(&cfg, policy, Device::Cpu, 11);
+            td3.autograd_actor = autograd;
+            let start = snapshot(&td3.actor_vs);
+            let mut k = 0;
+            let mut losses = Vec::new();
+            for _ in 0..4 {
+                let s = td3.update(|| {
+                    k += 1;
+                    batch(200 + k)
+                });
+                losses.extend(s.actor_loss);
+            }
+            (start, snapshot(&td3.actor_vs), losses)
+        };
+        let (start, hand, hand_losses) = run(false);
+        let (_, auto, auto_losses) = run(true);
+        assert_eq!(hand_losses.len(), 2, "two delayed actor updates");
+        for (a, b) in hand_losses.iter().zip(&auto_losses) {
+            assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "actor loss {a} (hand) vs {b} (autograd)");
+        }
+        for (((name, h), (_, a)), (_, s)) in hand.iter().zip(&auto).zip(&start) {
+            let moved = (a - s).abs().max().double_value(&[]);
+            let diff = (h - a).abs().max().double_value(&[]);
+            assert!(moved > 0.0, "{name}: autograd's actor updates did not move it");
+            assert!(diff <= 1e-3 * moved, "{name}: hand vs autograd differ by {diff} after moving {moved}");
         }
     }
 

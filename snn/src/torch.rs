@@ -18,6 +18,9 @@ use crate::init::encoder_mu_init;
 use crate::neuron::{MembraneDecay, NeuronModel, NeuronState, RegularEncoder, Signal, logit};
 use crate::weights::{NamedTensor, NamedTensors, expected_shapes};
 
+mod bptt;
+pub use bptt::{ActorGrads, SnnTape};
+
 impl Signal for Tensor {
     fn plus(&self, other: &Self) -> Self {
         self + other
@@ -152,17 +155,44 @@ impl TorchSnn {
         }
     }
 
+    /// The encoder's Gaussian receptive-field activations `[B, obs * pop]` (the regular spike
+    /// generator's constant input).
+    fn encoder_activation(&self, obs: &Tensor) -> Tensor {
+        let pop = self.cfg.pop_size as i64;
+        let b = obs.size()[0];
+        // [B, obs, 1] against [obs, pop] -> [B, obs * pop].
+        let s = obs.tanh().unsqueeze(-1);
+        let diff = s - &self.mu;
+        (diff.square() / self.sigma.square() * -0.5)
+            .exp()
+            .view([b, self.obs_dim * pop])
+    }
+
+    /// The layer's membrane decay as a tensor (PLIF's sigmoid of its logit, or the fixed constant).
+    fn decay(&self, layer: usize) -> Tensor {
+        match &self.decay_logits[layer] {
+            Some(l) => l.sigmoid(),
+            None => self.fixed_decay.shallow_clone(),
+        }
+    }
+
+    /// Pre-tanh action `[B, act]` from the last layer's spike trains `[T*B, act * pop]`: the rate over T,
+    /// then per action a weighted sum of its population.
+    fn decode(&self, spikes: &Tensor, b: i64) -> Tensor {
+        let t_steps = self.cfg.timesteps as i64;
+        let pop = self.cfg.pop_size as i64;
+        let rate = spikes
+            .view([t_steps, b, self.act_dim * pop])
+            .mean_dim(0, false, Kind::Float);
+        (rate.view([b, self.act_dim, pop]) * &self.dec_w).sum_dim_intlist(-1, false, Kind::Float)
+            + &self.dec_b
+    }
+
     /// Pre-tanh decoder output `[B, act]`, and optionally the spike trains.
     fn forward(&self, obs: &Tensor, trace: Option<&mut Vec<Tensor>>) -> Tensor {
         let t_steps = self.cfg.timesteps as i64;
-        let pop = self.cfg.pop_size as i64;
         let b = obs.size()[0];
-        // Encoder: [B, obs, 1] against [obs, pop] -> [B, obs * pop].
-        let s = obs.tanh().unsqueeze(-1);
-        let diff = s - &self.mu;
-        let act = (diff.square() / self.sigma.square() * -0.5)
-            .exp()
-            .view([b, self.obs_dim * pop]);
+        let act = self.encoder_activation(obs);
         let encoder = RegularEncoder {
             threshold: self.cfg.encoder_threshold,
         };
@@ -174,12 +204,9 @@ impl TorchSnn {
         if let Some(tr) = trace.as_deref_mut() {
             tr.push(input.view([t_steps, b, -1]));
         }
-        for (layer, logit) in self.layers.iter().zip(&self.decay_logits) {
+        for (i, layer) in self.layers.iter().enumerate() {
             let x_all = input.linear(&layer.ws, layer.bs.as_ref());
-            let decay = match logit {
-                Some(l) => l.sigmoid(),
-                None => self.fixed_decay.shallow_clone(),
-            };
+            let decay = self.decay(i);
             let zeros = Tensor::zeros([b, layer.ws.size()[0]], (x_all.kind(), x_all.device()));
             let mut st = NeuronState {
                 v: zeros.shallow_clone(),
@@ -197,12 +224,7 @@ impl TorchSnn {
                 tr.push(input.view([t_steps, b, -1]));
             }
         }
-        // Decoder: rate over T, then per action a weighted sum of its population.
-        let rate = input
-            .view([t_steps, b, self.act_dim * pop])
-            .mean_dim(0, false, Kind::Float);
-        (rate.view([b, self.act_dim, pop]) * &self.dec_w).sum_dim_intlist(-1, false, Kind::Float)
-            + &self.dec_b
+        self.decode(&input, b)
     }
 }
 
