@@ -592,6 +592,51 @@ mod tests {
         }
     }
 
+    /// The CUDA path (autograd throughout, no plain-Rust mirrors) against the CPU one from the same
+    /// weights and minibatches. Runs only where libtorch sees a GPU (never in CI, which has none).
+    #[test]
+    fn cuda_update_matches_cpu_where_a_gpu_is_present() {
+        if !tch::Cuda::is_available() {
+            eprintln!("skipped: libtorch sees no CUDA device (CPU-only libtorch or no GPU)");
+            return;
+        }
+        let _rng = torch_rng();
+        tch::set_num_threads(1);
+        for algo in [Algo::Proxy, Algo::Vanilla, Algo::Ann] {
+            tch::manual_seed(9);
+            let (cfg, policy) = small_run(algo);
+            let mut cpu = Td3::new(&cfg, policy.clone(), Device::Cpu, 11);
+            let mut gpu = Td3::new(&cfg, policy, Device::Cuda(0), 11);
+            gpu.actor_vs.copy(&cpu.actor_vs).unwrap();
+            gpu.critic_vs.copy(&cpu.critic_vs).unwrap();
+            gpu.critic_target_vs.copy(&cpu.critic_target_vs).unwrap();
+            gpu.target_vs_mut().copy(cpu.target_vs()).unwrap();
+            let to_gpu = |b: Batch| Batch {
+                obs: b.obs.to_device(Device::Cuda(0)),
+                actions: b.actions.to_device(Device::Cuda(0)),
+                rewards: b.rewards.to_device(Device::Cuda(0)),
+                next_obs: b.next_obs.to_device(Device::Cuda(0)),
+                not_done: b.not_done.to_device(Device::Cuda(0)),
+            };
+            for i in 0..4 {
+                let (mut k1, mut k2) = (0, 0);
+                let a = cpu.update(|| {
+                    k1 += 1;
+                    batch(300 + 10 * i + k1)
+                });
+                let b = gpu.update(|| {
+                    k2 += 1;
+                    to_gpu(batch(300 + 10 * i + k2))
+                });
+                let close = |x: f64, y: f64| (x - y).abs() <= 1e-3 * x.abs().max(1.0);
+                assert!(close(a.critic_loss, b.critic_loss), "{algo:?} critic loss: CPU {} vs CUDA {}", a.critic_loss, b.critic_loss);
+                if let (Some(x), Some(y)) = (a.actor_loss, b.actor_loss) {
+                    assert!(close(x, y), "{algo:?} actor loss: CPU {x} vs CUDA {y}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn same_seed_same_losses_and_weights() {
         let _rng = torch_rng();

@@ -92,7 +92,8 @@ fn lif_forward(x: &[f32], v: &mut [f32], s: &mut [f32], width: usize, decay: f32
 /// The LIF family's backward through time: from `g_s` (the loss's gradient with respect to each step's
 /// output spikes) to the gradient with respect to each step's input current, written into `g_x`, and
 /// with respect to the decay (returned). Per step, with `gv'` the gradient reaching `v` from the next step:
-/// `gs = g_s - (v d) gv'`, `gv = gs 1[|v - th| <= w] + gv' d (1 - s)`, `g_decay += gv' v (1 - s)`.
+/// `gs = g_s - (v d) gv'`, `gv = gs 1[|v - th| <= w] + gv' d (1 - s)`, and where `decay_grad`,
+/// `g_decay += gv' v (1 - s)` (0 returned otherwise).
 fn lif_backward(
     g_s: &[f32],
     v: &[f32],
@@ -102,6 +103,7 @@ fn lif_backward(
     decay: f32,
     threshold: f32,
     window: f32,
+    decay_grad: bool,
 ) -> f64 {
     let steps = g_s.len() / width;
     let mut g_decay = 0.0f64;
@@ -119,16 +121,19 @@ fn lif_backward(
             }
         } else {
             let g_next = &later[..width];
-            let mut partial = 0.0f32;
             for ((((gx, &gs), &vn), &sn), &gn) in
                 g_this.iter_mut().zip(&g_s[now.clone()]).zip(&v[now.clone()]).zip(&s[now.clone()]).zip(g_next)
             {
                 let keep = 1.0 - sn;
                 let g_spike = gs - vn * decay * gn;
                 *gx = g_spike * surrogate(vn) + gn * keep * decay;
-                partial += gn * vn * keep;
             }
-            g_decay += f64::from(partial);
+            // A separate pass, only for a learned decay: an f32 sum in the loop above would keep the
+            // compiler from vectorising it.
+            if decay_grad {
+                let partial: f32 = g_next.iter().zip(&v[now.clone()]).zip(&s[now.clone()]).map(|((&gn, &vn), &sn)| gn * vn * (1.0 - sn)).sum();
+                g_decay += f64::from(partial);
+            }
         }
     }
     g_decay
@@ -233,6 +238,7 @@ impl TorchSnn {
                     tape.decays[i],
                     threshold,
                     window,
+                    self.decay_logits[i].is_some(),
                 );
                 let input = &tape.spikes[i];
                 grads.insert(format!("layers.{i}.weight"), g_x.tr().mm(input));
