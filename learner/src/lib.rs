@@ -13,6 +13,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod lockstep;
 pub mod nets;
+pub mod omp;
 pub mod optim;
 pub mod rate_limiter;
 pub mod replay;

@@ -80,7 +80,7 @@ struct SnnMirror {
     actions: Vec<f32>,
 }
 
-/// Rows per worker below which splitting a batch costs more (a thread start, ~20 us) than it saves.
+/// Rows per worker below which splitting a batch costs more than it saves.
 const MIN_ROWS_PER_WORKER: usize = 32;
 
 impl SnnMirror {
@@ -89,8 +89,8 @@ impl SnnMirror {
     }
 
     /// Actions of the network held in `vs` (generation `generation`) for `obs`, without gradient. The rows
-    /// are split over as many threads as libtorch may use (`tch::get_num_threads`): the learner owns
-    /// those cores, and libtorch is idle while this runs.
+    /// are split over as many threads as libtorch may use (`tch::get_num_threads`), on libtorch's own
+    /// OpenMP workers (`crate::omp`): the learner owns those cores, and libtorch is idle while this runs.
     fn forward(&mut self, vs: &nn::VarStore, cfg: &PolicyConfig, generation: u64, obs: &Tensor) -> Tensor {
         self.forward_on(tch::get_num_threads().max(1) as usize, vs, cfg, generation, obs)
     }
@@ -115,11 +115,17 @@ impl SnnMirror {
             self.policies[0].act_batch(&self.obs, &mut self.actions);
         } else {
             let rows = n.div_ceil(workers);
-            std::thread::scope(|scope| {
-                let chunks = self.obs.chunks(rows * od).zip(self.actions.chunks_mut(rows * ad));
-                for (policy, (o, a)) in self.policies.iter_mut().zip(chunks) {
-                    scope.spawn(move || policy.act_batch(o, a));
-                }
+            // Each task owns its rows and its network copy; the mutexes are never contended.
+            let tasks: Vec<_> = self
+                .policies
+                .iter_mut()
+                .zip(self.obs.chunks(rows * od).zip(self.actions.chunks_mut(rows * ad)))
+                .map(std::sync::Mutex::new)
+                .collect();
+            crate::omp::parallel(tasks.len(), &|i| {
+                let mut task = tasks[i].lock().unwrap_or_else(|p| p.into_inner());
+                let (policy, (o, a)) = &mut *task;
+                policy.act_batch(o, a);
             });
         }
         Tensor::from_slice(&self.actions).view([n as i64, ad as i64])
