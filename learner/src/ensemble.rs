@@ -451,6 +451,16 @@ enum Target {
     },
 }
 
+/// The `Td3` a single run with master seed `seed` starts from (as `lockstep::build_trainer` builds it):
+/// libtorch seeded with `Seeds::from_run(seed).torch` under the process-wide init lock, target noise
+/// from `Seeds::from_run(seed).target_noise`.
+pub fn seeded_learner(run: &RunConfig, policy: PolicyConfig, seed: u64, device: Device) -> Td3 {
+    let s = Seeds::from_run(seed);
+    let _init = TORCH_INIT.lock().unwrap_or_else(|p| p.into_inner());
+    tch::manual_seed(s.torch as i64);
+    Td3::new(run, policy, device, s.target_noise)
+}
+
 /// S TD3 learners of one configuration with stacked parameters (see the module documentation).
 pub struct Ensemble {
     cfg: Td3Config,
@@ -490,12 +500,7 @@ impl Ensemble {
     ) -> Result<Ensemble, String> {
         let members: Vec<Td3> = seeds
             .iter()
-            .map(|&seed| {
-                let s = Seeds::from_run(seed);
-                let _init = TORCH_INIT.lock().unwrap_or_else(|p| p.into_inner());
-                tch::manual_seed(s.torch as i64);
-                Td3::new(run, policy.clone(), device, s.target_noise)
-            })
+            .map(|&seed| seeded_learner(run, policy.clone(), seed, device))
             .collect();
         Self::from_members(run, &members)
     }
@@ -794,12 +799,7 @@ mod tests {
     fn members(cfg: &RunConfig, policy: &PolicyConfig, seeds: &[u64]) -> Vec<Td3> {
         seeds
             .iter()
-            .map(|&seed| {
-                let s = Seeds::from_run(seed);
-                let _init = TORCH_INIT.lock().unwrap_or_else(|p| p.into_inner());
-                tch::manual_seed(s.torch as i64);
-                Td3::new(cfg, policy.clone(), Device::Cpu, s.target_noise)
-            })
+            .map(|&seed| seeded_learner(cfg, policy.clone(), seed, Device::Cpu))
             .collect()
     }
 
@@ -1005,9 +1005,16 @@ mod tests {
         tch::set_num_threads(1);
         let (cfg, policy) = small_run(Algo::Proxy, NeuronKind::Lif);
         let ens = Ensemble::new(&cfg, policy.clone(), &[11, 12], Device::Cpu).unwrap();
-        // Member s is exactly the learner a single run with seed s builds.
+        // Member s is exactly the learner a single run with seed s builds (the trainer's own construction).
         for (s, seed) in [11, 12].into_iter().enumerate() {
-            let single = &members(&cfg, &policy, &[seed])[0];
+            let run = RunConfig {
+                seed,
+                replay_capacity: 1000,
+                ..cfg.clone()
+            };
+            let trainer = crate::lockstep::build_trainer(&run, Device::Cpu).unwrap();
+            assert_eq!(trainer.td3.policy_config, policy);
+            let single = &trainer.td3;
             assert_eq!(ens.export_member(s), single.export_policy(), "member {s}");
             assert_eq!(
                 member_tensors(ens.target_vs(), s),
