@@ -100,9 +100,81 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
                 print_acting(&r);
             }
         }
+        BenchCommand::Ensemble {
+            env,
+            algo,
+            neuron,
+            batch,
+            device,
+            seeds,
+            iterations,
+            threads,
+            json,
+        } => {
+            if batch == 0 || iterations == 0 || threads == Some(0) {
+                return Err(UsageError("--batch, --iterations and --threads must be positive".into()).into());
+            }
+            if seeds.is_empty() || seeds.contains(&0) {
+                return Err(UsageError("--seeds must list positive seed counts".into()).into());
+            }
+            let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            tch::set_num_threads(threads.unwrap_or(cores) as i32);
+            tch::set_num_interop_threads(1);
+            let device = crate::train::device(device)?;
+            let load_before = load_average();
+            let r = spikerl_learner::bench::ensemble(
+                &env,
+                algo_of(algo),
+                neuron_of(neuron),
+                batch,
+                device,
+                &seeds,
+                iterations,
+            )?;
+            let report = EnsembleReport { bench: r, load_before, load_after: load_average() };
+            if json {
+                println!("{}", serde_json::to_value(&report)?);
+            } else {
+                print_ensemble(&report);
+            }
+        }
         _ => unreachable!("bench inference and update are handled in train.rs"),
     }
     Ok(())
+}
+
+#[derive(Serialize)]
+struct EnsembleReport {
+    #[serde(flatten)]
+    bench: spikerl_learner::bench::EnsembleBench,
+    /// 1-minute load average before and after.
+    load_before: Option<f64>,
+    load_after: Option<f64>,
+}
+
+fn print_ensemble(r: &EnsembleReport) {
+    let b = &r.bench;
+    let load = |l: Option<f64>| l.map_or("-".into(), |l| format!("{l:.2}"));
+    println!(
+        "{} {} {} batch {} on {} ({} libtorch threads), {} timed iterations per side; load {} -> {}",
+        b.env, b.algo, b.neuron, b.batch, b.device, b.threads, b.iterations, load(r.load_before), load(r.load_after)
+    );
+    println!(
+        "{:>5} {:>14} {:>12} {:>16} {:>20} {:>16} {:>8}",
+        "S", "ms/ensemble-it", "ensemble it/s", "seed-it/s", "separate ms/round", "separate seed-it/s", "ratio"
+    );
+    for row in &b.rows {
+        println!(
+            "{:>5} {:>14.2} {:>12.2} {:>16.2} {:>20.2} {:>16.2} {:>7.2}x",
+            row.seeds,
+            row.ms_per_iteration,
+            row.iterations_per_second,
+            row.seed_iterations_per_second,
+            row.separate_ms_per_round,
+            row.separate_seed_iterations_per_second,
+            row.speedup
+        );
+    }
 }
 
 /// The 1-minute load average (Linux), for the report.

@@ -81,6 +81,31 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// S seeds of one config trained as one batched ensemble (stacked weights, batched matmuls) against S
+    /// separate learners in the same process, for each S: seed-iterations/s of both.
+    Ensemble {
+        #[arg(long, default_value = "HalfCheetah-v4")]
+        env: String,
+        #[arg(long, value_enum, default_value = "proxy")]
+        algo: AlgoArg,
+        #[arg(long, value_enum, default_value = "lif")]
+        neuron: NeuronArg,
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+        #[arg(long, value_enum, default_value = "cpu")]
+        device: DeviceArg,
+        /// Seed counts S to measure, comma separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,4,8")]
+        seeds: Vec<usize>,
+        /// Timed iterations per S and side (ensemble, separate learners), after a short warm-up.
+        #[arg(long, default_value_t = 20)]
+        iterations: usize,
+        /// libtorch threads (default: every core).
+        #[arg(long)]
+        threads: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
     /// gRPC transport on loopback: learner ingest from N actor streams, weight broadcast to M subscribers,
     /// and training iterations/s without and with ingest (the real actor and learner code).
     Transport {

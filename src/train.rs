@@ -66,7 +66,9 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
             }
             (json, serde_json::to_value(r)?)
         }
-        BenchCommand::Transport { .. } | BenchCommand::Actor { .. } => return crate::bench::run(cmd),
+        BenchCommand::Transport { .. } | BenchCommand::Actor { .. } | BenchCommand::Ensemble { .. } => {
+            return crate::bench::run(cmd);
+        }
     };
     if json {
         println!("{value}");
@@ -124,7 +126,7 @@ pub fn run_config(a: &RunArgs) -> anyhow::Result<RunConfig> {
     Ok(cfg)
 }
 
-fn device(d: DeviceArg) -> anyhow::Result<tch::Device> {
+pub(crate) fn device(d: DeviceArg) -> anyhow::Result<tch::Device> {
     match d {
         DeviceArg::Cpu => Ok(tch::Device::Cpu),
         DeviceArg::Cuda if tch::Cuda::is_available() => Ok(tch::Device::Cuda(0)),

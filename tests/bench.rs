@@ -120,3 +120,38 @@ fn update_bench_splits_an_iteration_into_phases() {
     }
     assert!(num(&v, &["sgemm_gflops_best"]) > 0.0, "{v}");
 }
+
+#[test]
+fn ensemble_bench_reports_seed_iterations_for_each_seed_count() {
+    let v = run_json(&[
+        "bench",
+        "ensemble",
+        "--algo",
+        "proxy",
+        "--seeds",
+        "1,2",
+        "--batch",
+        "32",
+        "--threads",
+        "1",
+        "--iterations",
+        "2",
+        "--json",
+    ]);
+    let rows = v["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 2, "{v}");
+    for (row, s) in rows.iter().zip([1.0, 2.0]) {
+        assert_eq!(num(row, &["seeds"]), s);
+        let its = num(row, &["iterations_per_second"]);
+        assert!(its > 0.0, "{row}");
+        assert!((num(row, &["seed_iterations_per_second"]) - s * its).abs() < 1e-6 * s * its);
+        let ratio = num(row, &["seed_iterations_per_second"])
+            / num(row, &["separate_seed_iterations_per_second"]);
+        assert!((num(row, &["speedup"]) - ratio).abs() < 1e-9, "{row}");
+    }
+    let bad = spikerl()
+        .args(["bench", "ensemble", "--seeds", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2), "zero seeds is a usage error");
+}

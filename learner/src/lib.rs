@@ -6,11 +6,13 @@
 //! - [`trainer`]: the loop around the core (sampling, evaluation, metrics), shared by both modes.
 //! - [`lockstep`]: the paper's protocol in one process; [`runtime`] + [`server`]: the distributed learner.
 //! - [`run_dir`], [`checkpoint`]: what a run leaves on disk.
+//! - [`ensemble`]: S seeds of one configuration as one batched learner (stacked weights); not yet used by `train`.
 
 pub mod bench;
 pub mod bench_transport;
 pub mod checkpoint;
 pub mod config;
+pub mod ensemble;
 pub mod lockstep;
 pub mod nets;
 pub mod omp;

@@ -45,7 +45,7 @@ pub fn max_action(spec: &spikerl_envs::EnvSpec) -> anyhow::Result<Vec<f32>> {
 
 /// libtorch's generator is process-global: seeding it and drawing the initial weights happen under this
 /// lock, so trainers built on parallel threads (tests, several seeds in one process) stay reproducible.
-static TORCH_INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+pub(crate) static TORCH_INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Builds the trainer for a run: seeds libtorch, networks, replay and limiter.
 pub fn build_trainer(cfg: &RunConfig, device: tch::Device) -> anyhow::Result<Trainer> {
