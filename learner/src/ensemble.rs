@@ -421,18 +421,14 @@ impl StackedMirror {
         for (i, job) in jobs.into_iter().enumerate() {
             groups[i % workers].push(job);
         }
-        let run = |group: Vec<(&mut spikerl_snn::Policy, &[f32], &mut [f32])>| {
-            for (p, o, a) in group {
+        // On libtorch's own OpenMP workers (see `crate::omp`); each group's mutex is never contended.
+        let groups: Vec<std::sync::Mutex<Vec<(&mut spikerl_snn::Policy, &[f32], &mut [f32])>>> =
+            groups.into_iter().map(std::sync::Mutex::new).collect();
+        crate::omp::parallel(groups.len(), &|i| {
+            let mut group = groups[i].lock().unwrap_or_else(|p| p.into_inner());
+            for (p, o, a) in group.iter_mut() {
                 p.act_batch(o, a);
             }
-        };
-        let mut groups = groups.into_iter();
-        let own = groups.next().expect("at least one worker");
-        std::thread::scope(|scope| {
-            for g in groups {
-                scope.spawn(move || run(g));
-            }
-            run(own);
         });
         Tensor::from_slice(&self.actions).view([members as i64, n as i64, ad as i64])
     }
