@@ -83,8 +83,12 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             algo,
             envs,
             seconds,
+            env_threads,
             json,
         } => {
+            if env_threads == 0 {
+                return Err(UsageError("--env-threads must be positive".into()).into());
+            }
             if envs.is_empty() || envs.contains(&0) {
                 return Err(
                     UsageError("--envs must list positive environment counts".into()).into(),
@@ -93,7 +97,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             if !(seconds.is_finite() && seconds > 0.0) {
                 return Err(UsageError("--seconds must be a positive number".into()).into());
             }
-            let r = acting(&env, algo_of(algo), neuron_of(neuron), &envs, seconds)?;
+            let r = acting(&env, algo_of(algo), neuron_of(neuron), &envs, env_threads, seconds)?;
             if json {
                 println!("{}", serde_json::to_value(&r)?);
             } else {
@@ -287,6 +291,7 @@ struct ActingReport {
     env: String,
     network: String,
     seconds_per_measurement: f64,
+    env_threads: usize,
     rows: Vec<ActingRow>,
     load_before: Option<f64>,
     load_after: Option<f64>,
@@ -297,6 +302,7 @@ fn acting(
     algo: Algo,
     neuron: NeuronKind,
     envs: &[usize],
+    env_threads: usize,
     seconds: f64,
 ) -> anyhow::Result<ActingReport> {
     let policy = paper_policy(env, algo, neuron)?;
@@ -305,9 +311,9 @@ fn acting(
     let steps_per_batch = 32;
     let mut rows = Vec::new();
     for &n in envs {
-        let random = actor_bench::acting_rate(env, n, steps_per_batch, None, duration)?;
+        let random = actor_bench::acting_rate(env, n, env_threads, steps_per_batch, None, duration)?;
         let with_policy =
-            actor_bench::acting_rate(env, n, steps_per_batch, Some(policy.clone()), duration)?;
+            actor_bench::acting_rate(env, n, env_threads, steps_per_batch, Some(policy.clone()), duration)?;
         let r = random.env_steps as f64 / random.seconds;
         let p = with_policy.env_steps as f64 / with_policy.seconds;
         let extra = 1.0 / p - 1.0 / r;
@@ -328,6 +334,7 @@ fn acting(
             format!("snn-{neuron}")
         },
         seconds_per_measurement: seconds,
+        env_threads,
         rows,
         load_before,
         load_after: load_average(),
@@ -336,8 +343,8 @@ fn acting(
 
 fn print_acting(r: &ActingReport) {
     println!(
-        "{} acting loop (spikerl_actor::env_loop, no learner), {} policy at initial weights, {:.0} s each",
-        r.env, r.network, r.seconds_per_measurement
+        "{} acting loop (spikerl_actor::env_loop, no learner), {} policy at initial weights, {} env thread(s), {:.0} s each",
+        r.env, r.network, r.env_threads, r.seconds_per_measurement
     );
     println!(
         "{:>5} {:>16} {:>16} {:>14} {:>13}",
@@ -537,7 +544,7 @@ fn transport(o: &TransportOptions) -> anyhow::Result<TransportReport> {
         Some(r) => (r, None, "--ingest-rate".to_string()),
         None => {
             let policy = paper_policy(&o.env, Algo::Proxy, NeuronKind::Lif)?;
-            let a = actor_bench::acting_rate(&o.env, 1, 32, Some(policy), Duration::from_secs(2))?;
+            let a = actor_bench::acting_rate(&o.env, 1, 1, 32, Some(policy), Duration::from_secs(2))?;
             let one = a.env_steps as f64 / a.seconds;
             (
                 one * o.train_actors as f64,

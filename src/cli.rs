@@ -158,6 +158,9 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 4.0)]
         seconds: f64,
         #[arg(long)]
+        /// Threads stepping each loop's environments (as `spikerl actor --env-threads`).
+        #[arg(long, default_value_t = 1)]
+        env_threads: usize,
         json: bool,
     },
 }

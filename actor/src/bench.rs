@@ -152,6 +152,7 @@ pub struct ActingReport {
 pub fn acting_rate(
     env_id: &str,
     num_envs: usize,
+    env_threads: usize,
     steps_per_batch: usize,
     policy: Option<(PolicyConfig, NamedTensors)>,
     duration: Duration,
@@ -165,8 +166,7 @@ pub fn acting_rate(
     let cfg = EnvLoopConfig {
         env_id: env_id.to_string(),
         num_envs,
-        // The acting thread alone, as these figures were measured; env threads: `cargo bench -p spikerl-envs`.
-        env_threads: 1,
+        env_threads,
         seed: 0,
         steps_per_batch,
         exploration_noise: 0.1,
