@@ -280,9 +280,13 @@ struct ActingRow {
     random_steps_per_second: f64,
     /// Env steps/s of the same loop acting with the policy plus exploration noise.
     policy_steps_per_second: f64,
-    /// Extra time per env step with the policy, microseconds ((1/policy - 1/random)).
+    /// Time per env step choosing actions with the policy (inference + exploration noise), microseconds,
+    /// timed inside the loop.
     policy_us_per_step: f64,
-    /// Fraction of the acting loop's time that the policy adds (policy_us_per_step x policy rate).
+    /// The rest of an env step with the policy acting (physics and the loop's bookkeeping), microseconds.
+    /// More than in the random phase: the policy's actions make different physics (contacts).
+    rest_us_per_step: f64,
+    /// Fraction of the acting loop's time spent in the policy.
     policy_share: f64,
 }
 
@@ -316,14 +320,15 @@ fn acting(
             actor_bench::acting_rate(env, n, env_threads, steps_per_batch, Some(policy.clone()), duration)?;
         let r = random.env_steps as f64 / random.seconds;
         let p = with_policy.env_steps as f64 / with_policy.seconds;
-        let extra = 1.0 / p - 1.0 / r;
+        let policy_us = with_policy.policy_us_per_step.unwrap_or(f64::NAN);
         rows.push(ActingRow {
             envs: n,
             steps_per_batch,
             random_steps_per_second: r,
             policy_steps_per_second: p,
-            policy_us_per_step: extra * 1e6,
-            policy_share: extra * p,
+            policy_us_per_step: policy_us,
+            rest_us_per_step: 1e6 / p - policy_us,
+            policy_share: policy_us * p / 1e6,
         });
     }
     Ok(ActingReport {
@@ -347,16 +352,17 @@ fn print_acting(r: &ActingReport) {
         r.env, r.network, r.env_threads, r.seconds_per_measurement
     );
     println!(
-        "{:>5} {:>16} {:>16} {:>14} {:>13}",
-        "envs", "random steps/s", "policy steps/s", "policy us/step", "policy share"
+        "{:>5} {:>16} {:>16} {:>14} {:>14} {:>13}",
+        "envs", "random steps/s", "policy steps/s", "policy us/step", "rest us/step", "policy share"
     );
     for row in &r.rows {
         println!(
-            "{:>5} {:>16.0} {:>16.0} {:>14.1} {:>12.0}%",
+            "{:>5} {:>16.0} {:>16.0} {:>14.1} {:>14.1} {:>12.0}%",
             row.envs,
             row.random_steps_per_second,
             row.policy_steps_per_second,
             row.policy_us_per_step,
+            row.rest_us_per_step,
             100.0 * row.policy_share
         );
     }

@@ -142,6 +142,9 @@ pub struct ActingReport {
     /// Env steps (transitions, all envs together) after the first batch.
     pub env_steps: u64,
     pub seconds: f64,
+    /// Microseconds per env step spent choosing actions with the policy (inference and exploration
+    /// noise, timed inside the loop over the same window); `None` in the random phase.
+    pub policy_us_per_step: Option<f64>,
 }
 
 /// Runs the real acting loop (`env_loop::run`) with no learner for `duration`: with `policy` the loop
@@ -180,10 +183,15 @@ pub fn acting_rate(
     let mut first: Option<Instant> = None;
     let mut steps = 0u64;
     let mut last = Instant::now();
+    let policy_time = |s: &Shared| (s.policy_nanos.load(Ordering::Relaxed), s.policy_env_steps.load(Ordering::Relaxed));
+    let mut at_first = (0, 0);
     while let Some(b) = rx.blocking_recv() {
         last = Instant::now();
         match first {
-            None => first = Some(last),
+            None => {
+                first = Some(last);
+                at_first = policy_time(&shared);
+            }
             Some(f) => {
                 steps += b.count as u64;
                 if last - f >= duration {
@@ -192,6 +200,7 @@ pub fn acting_rate(
             }
         }
     }
+    let at_last = policy_time(&shared);
     shared.stop.store(true, Ordering::Relaxed);
     drop(rx);
     match handle.join() {
@@ -201,8 +210,10 @@ pub fn acting_rate(
     let Some(first) = first else {
         anyhow::bail!("the acting loop produced no batch")
     };
+    let (nanos, policy_steps) = (at_last.0 - at_first.0, at_last.1 - at_first.1);
     Ok(ActingReport {
         env_steps: steps,
         seconds: (last - first).as_secs_f64(),
+        policy_us_per_step: (policy_steps > 0).then(|| nanos as f64 / 1e3 / policy_steps as f64),
     })
 }

@@ -32,11 +32,21 @@ pub struct Shared {
     /// Total transitions the learner reports inserted (from acks): ends the random phase.
     pub learner_inserted: AtomicU64,
     pub stop: AtomicBool,
+    /// Time spent choosing actions with the policy (inference plus exploration noise), nanoseconds, and
+    /// the env steps those actions served: what the policy costs inside the loop (`spikerl bench actor`).
+    pub policy_nanos: AtomicU64,
+    pub policy_env_steps: AtomicU64,
 }
 
 impl Shared {
     pub fn new() -> Arc<Shared> {
-        Arc::new(Shared { policy: PolicySlot::default(), learner_inserted: AtomicU64::new(0), stop: AtomicBool::new(false) })
+        Arc::new(Shared {
+            policy: PolicySlot::default(),
+            learner_inserted: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            policy_nanos: AtomicU64::new(0),
+            policy_env_steps: AtomicU64::new(0),
+        })
     }
 }
 
@@ -76,11 +86,14 @@ pub fn run(cfg: EnvLoopConfig, shared: Arc<Shared>, out: mpsc::Sender<Transition
             let random_phase = shared.learner_inserted.load(Ordering::Relaxed) < cfg.random_steps;
             match policy.as_mut() {
                 Some(p) if !random_phase => {
+                    let started = std::time::Instant::now();
                     p.act_batch(&obs32, &mut actions);
                     for (i, a) in actions.iter_mut().enumerate() {
                         let m = max_action[i % ad];
                         *a = (*a + m * noise.sample(&mut rng)).clamp(low[i % ad], m);
                     }
+                    shared.policy_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                    shared.policy_env_steps.fetch_add(n as u64, Ordering::Relaxed);
                 }
                 _ => {
                     for (i, a) in actions.iter_mut().enumerate() {
