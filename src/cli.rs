@@ -157,10 +157,10 @@ pub enum BenchCommand {
         /// Seconds per measurement.
         #[arg(long, default_value_t = 4.0)]
         seconds: f64,
-        #[arg(long)]
         /// Threads stepping each loop's environments (as `spikerl actor --env-threads`).
         #[arg(long, default_value_t = 1)]
         env_threads: usize,
+        #[arg(long)]
         json: bool,
     },
 }

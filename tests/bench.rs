@@ -87,7 +87,13 @@ fn actor_bench_compares_policy_and_random_acting() {
                 && num(r, &["policy_steps_per_second"]) > 0.0,
             "{r}"
         );
+        // The policy's time is measured inside the loop: a part of each policy step, not all of it.
+        let (policy, rest) = (num(r, &["policy_us_per_step"]), num(r, &["rest_us_per_step"]));
+        let step = 1e6 / num(r, &["policy_steps_per_second"]);
+        assert!(policy > 0.0 && rest > 0.0 && (policy + rest - step).abs() < 1e-6 * step, "{r}");
     }
+    let threaded = run_json(&["bench", "actor", "--envs", "2", "--env-threads", "2", "--seconds", "0.5", "--json"]);
+    assert_eq!(num(&threaded, &["env_threads"]), 2.0);
     let bad = spikerl()
         .args(["bench", "actor", "--envs", "0"])
         .output()
