@@ -66,7 +66,7 @@ pub fn soft_update(target: &nn::VarStore, source: &nn::VarStore, tau: f64) {
     tch::no_grad(|| {
         for (name, mut t) in target.variables() {
             let s = &src[&name];
-            match (host_f32(&t), host_f32(s)) {
+            match (crate::optim::host_f32(&t), crate::optim::host_f32(s)) {
                 // SAFETY: distinct contiguous f32 CPU tensors of the same shape (the same network's
                 // variables in two stores), `numel` elements each; nothing else uses them now.
                 (Some(tp), Some(sp)) if t.size() == s.size() => unsafe {
@@ -90,11 +90,6 @@ fn polyak(t: &mut [f32], s: &[f32], tau: f64) {
     }
 }
 
-/// The data pointer of a contiguous f32 CPU tensor, or None for any other tensor.
-fn host_f32(t: &Tensor) -> Option<*mut f32> {
-    (t.device() == tch::Device::Cpu && t.kind() == tch::Kind::Float && t.is_contiguous() && t.numel() > 0)
-        .then(|| t.data_ptr() as *mut f32)
-}
 
 /// Copies every variable of `source` into `target` (same names and shapes).
 pub fn hard_update(target: &mut nn::VarStore, source: &nn::VarStore) {

@@ -154,8 +154,9 @@ impl AdamRule {
     }
 }
 
-/// The data pointer of a contiguous f32 CPU tensor, or None for any other tensor.
-fn host_f32(t: &Tensor) -> Option<*mut f32> {
+/// The data pointer of a contiguous f32 CPU tensor, or None for any other tensor (the fused CPU loops
+/// here and in `nets` fall back to libtorch ops for those).
+pub(crate) fn host_f32(t: &Tensor) -> Option<*mut f32> {
     (t.device() == tch::Device::Cpu && t.kind() == tch::Kind::Float && t.is_contiguous() && t.numel() > 0)
         .then(|| t.data_ptr() as *mut f32)
 }
