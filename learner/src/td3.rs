@@ -318,10 +318,11 @@ impl Td3 {
             let (q1, q2) = self.critic_target.both(&b.next_obs, &a);
             td_target(&b.rewards, &b.not_done, &q1, &q2, self.cfg.gamma)
         });
-        let (q1, q2) = self.critic.both(&b.obs, &b.actions);
-        let critic_loss = q1.mse_loss(&target, Reduction::Mean) + q2.mse_loss(&target, Reduction::Mean);
-        self.critic_opt.backward_step(&critic_loss);
-        stats.critic_loss = critic_loss.double_value(&[]);
+        self.critic_opt.zero_grad();
+        let threads = tch::get_num_threads().max(1) as usize;
+        let [(q1, l1), (_, l2)] = self.critic.losses_backward(&b.obs, &b.actions, &target, threads);
+        self.critic_opt.step();
+        stats.critic_loss = l1.double_value(&[]) + l2.double_value(&[]);
         stats.q_mean = q1.mean(Kind::Float).double_value(&[]);
         stats.target_mean = target.mean(Kind::Float).double_value(&[]);
 
