@@ -87,8 +87,8 @@ fn print_phases(r: &spikerl_learner::bench::UpdateBench) {
     row(&format!("proxy step (x{})", p.proxy_steps), p.ms_proxy_step, None, None, None);
     row("  of which SNN targets (plain Rust)", p.ms_proxy_step.map(|_| r.ms_snn_forward_no_grad), None, None, None);
     row("  of which proxy MLP fwd/bwd/Adam", p.ms_proxy_mlp, p.gflop_proxy_mlp, p.gflops_proxy_mlp, p.sgemm_fraction_proxy_mlp);
-    row("critic step (derived)", Some(p.ms_critic_step), Some(p.gflop_critic_step), Some(p.gflops_critic_step), Some(p.sgemm_fraction_critic_step));
-    row("actor step, every 2nd (derived)", Some(p.ms_actor_step), Some(p.gflop_actor_step), Some(p.gflops_actor_step), Some(p.sgemm_fraction_actor_step));
+    row("critic step", Some(p.ms_critic_step), Some(p.gflop_critic_step), Some(p.gflops_critic_step), Some(p.sgemm_fraction_critic_step));
+    row("actor step, every 2nd", Some(p.ms_actor_step), Some(p.gflop_actor_step), Some(p.gflops_actor_step), Some(p.sgemm_fraction_actor_step));
     if let Some(ms) = p.ms_actor_step_autograd {
         row("  same, autograd through the SNN", Some(ms), Some(p.gflop_actor_step), Some(p.gflop_actor_step / (ms / 1e3)), None);
     }

@@ -1,6 +1,6 @@
 //! `spikerl bench transport`, `bench actor` and `bench update`'s phases, shortened: they must run end to
 //! end on loopback and report figures that hold together (every broadcast version reached every
-//! subscriber, ingest acknowledged transitions, phases that add up to an iteration). Rates themselves are
+//! subscriber, ingest acknowledged transitions, phases that make up an iteration). Rates themselves are
 //! not asserted: the machine is shared.
 
 mod common;
@@ -116,11 +116,12 @@ fn update_bench_splits_an_iteration_into_phases() {
     ]);
     let p = &v["phases"];
     assert_eq!(num(p, &["proxy_steps"]), 3.0);
+    // The phases are timed inside `Td3::update`: K proxy steps and the critic step make up most of an
+    // iteration without the actor step (the rest is sampling and bookkeeping), never much more.
     let parts = 3.0 * num(p, &["ms_proxy_step"]) + num(p, &["ms_critic_step"]);
-    assert!(
-        (parts - num(p, &["ms_iteration_without_actor"])).abs() < 1e-6,
-        "the derived critic step closes the sum: {p}"
-    );
+    let whole = num(p, &["ms_iteration_without_actor"]);
+    assert!(parts > 0.5 * whole && parts < 1.25 * whole, "phases {parts} ms against the iteration {whole} ms: {p}");
+    assert!(num(p, &["ms_actor_step"]) > 0.0 && num(p, &["ms_actor_step_autograd"]) > 0.0, "{p}");
     for k in ["gflop_proxy_mlp", "gflop_critic_step", "gflop_actor_step"] {
         assert!(num(p, &[k]) > 0.0, "{k}: {p}");
     }

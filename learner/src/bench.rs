@@ -41,10 +41,9 @@ pub struct UpdateBench {
     pub sgemm_gflops_short_rounds: f64,
 }
 
-/// Where an iteration's time goes. `update` runs the phases inside one call, so the critic and actor
-/// phases are derived: each iteration is timed alone; iterations without the delayed actor update are
-/// K proxy steps + the critic step, those with it add the actor step; the proxy step is timed alone.
-/// Minibatches come from a pre-made pool inside these timings; sampling is its own phase.
+/// Where an iteration's time goes, from the phase timers inside `Td3::update` (`PhaseTimes`) over the
+/// timed iterations. Minibatches come from a pre-made pool inside these timings; sampling is its own
+/// phase.
 #[derive(Debug, Serialize)]
 pub struct Phases {
     /// Proxy steps per iteration (K; 0 without a proxy).
@@ -54,10 +53,9 @@ pub struct Phases {
     /// Of which the proxy MLP's forward/backward/Adam (proxy step minus the SNN forward).
     pub ms_proxy_mlp: Option<f64>,
     /// Critic step: target action (proxy, SNN mirror or ANN target), target critics, twin critic
-    /// forward/backward and Adam. Derived: iteration without actor update minus K proxy steps.
+    /// forward/backward and Adam.
     pub ms_critic_step: f64,
     /// Actor step (every `policy_delay`-th iteration): actor forward/backward through Q1, Adam, Polyak.
-    /// Derived: iteration with actor update minus iteration without.
     pub ms_actor_step: f64,
     /// The actor step with autograd through the SNN instead of the hand-written backward through time
     /// (spiking actor on CPU only; the default path is `ms_actor_step`).
@@ -190,9 +188,11 @@ pub fn update(env: &str, algo: Algo, neuron: NeuronKind, batch: usize, device: D
     }
     sync();
     let reps = iterations.max(2);
-    // Each iteration timed alone, split by whether it ran the delayed actor update.
+    // Each iteration timed alone, split by whether it ran the delayed actor update; the phases come from
+    // the timers inside `Td3::update` over the same iterations.
     let mut timed = |td3: &mut Td3| {
         let (mut with_actor, mut without_actor) = (Vec::new(), Vec::new());
+        let phases_before = td3.phase_times;
         let started = Instant::now();
         for _ in 0..reps {
             let before = td3.actor_updates;
@@ -202,25 +202,29 @@ pub fn update(env: &str, algo: Algo, neuron: NeuronKind, batch: usize, device: D
             let ms = t.elapsed().as_secs_f64() * 1e3;
             if td3.actor_updates != before { with_actor.push(ms) } else { without_actor.push(ms) }
         }
-        (started.elapsed().as_secs_f64() * 1e3 / reps as f64, with_actor, without_actor)
+        let (a, b) = (td3.phase_times, phases_before);
+        let per = |d: std::time::Duration, n: u64| if n == 0 { f64::NAN } else { d.as_secs_f64() * 1e3 / n as f64 };
+        let phase_ms = (
+            per(a.proxy - b.proxy, a.proxy_steps - b.proxy_steps),
+            per(a.critic - b.critic, a.critic_steps - b.critic_steps),
+            per(a.actor - b.actor, a.actor_steps - b.actor_steps),
+        );
+        (started.elapsed().as_secs_f64() * 1e3 / reps as f64, with_actor, without_actor, phase_ms)
     };
-    let (ms, with_actor, without_actor) = timed(&mut td3);
+    let (ms, with_actor, without_actor, (ms_proxy_in, ms_critic, ms_actor)) = timed(&mut td3);
     let mean = |v: &[f64]| if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 };
     // The same iterations with autograd through the SNN, where the hand-written backward applies.
     let ms_actor_step_autograd = (matches!(td3.policy_config.network, spikerl_snn::NetworkConfig::Snn(_)) && device == Device::Cpu).then(|| {
         td3.autograd_actor = true;
-        let (_, with, without) = timed(&mut td3);
+        let (_, _, _, (_, _, actor)) = timed(&mut td3);
         td3.autograd_actor = false;
-        mean(&with) - mean(&without)
+        actor
     });
     let obs = pool[0].obs.shallow_clone();
     let ms_fwd = time_ms(reps, || {
         let _ = td3.act(&obs);
     });
-    let ms_proxy = td3.has_proxy().then(|| time_ms(reps, || {
-        td3.proxy_step(&obs);
-        sync();
-    }));
+    let ms_proxy = td3.has_proxy().then_some(ms_proxy_in);
     let mut host = crate::replay::Transitions::default();
     for _ in 0..batch {
         host.push(&vec![0.1; od], &vec![0.2; ad], 1.0, &vec![0.3; od], false);
@@ -265,9 +269,6 @@ pub fn update(env: &str, algo: Algo, neuron: NeuronKind, batch: usize, device: D
     // Actor forward + backward (weights and inputs), Q1 forward + backward to its input only (frozen).
     let gflop_actor = 3.0 * fwd(actor) + 2.0 * fwd(critic_macs);
     let (t_with, t_without) = (mean(&with_actor), mean(&without_actor));
-    let ms_proxy_total = ms_proxy.unwrap_or(0.0) * k as f64;
-    let ms_critic = t_without - ms_proxy_total;
-    let ms_actor = t_with - t_without;
     let ms_proxy_mlp = ms_proxy.map(|p| p - ms_fwd);
 
     let t = td3.policy_config.clone();

@@ -55,6 +55,22 @@ pub struct UpdateStats {
     pub proxy_loss: Option<f64>,
 }
 
+/// Wall time `Td3::update` spent in each phase since the learner was built, with the number of times
+/// each ran (sampling excluded: it happens in the caller's closure). On CUDA kernels run asynchronously,
+/// so there these split launch time, not GPU time.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PhaseTimes {
+    /// Proxy imitation steps (SNN targets, proxy forward/backward, Adam).
+    pub proxy: std::time::Duration,
+    pub proxy_steps: u64,
+    /// Critic steps (target action and smoothing, target twins, twin forward/backward, Adam).
+    pub critic: std::time::Duration,
+    pub critic_steps: u64,
+    /// Delayed actor steps (actor forward/backward through Q1, Adam, Polyak on every target).
+    pub actor: std::time::Duration,
+    pub actor_steps: u64,
+}
+
 /// The TD target y = r + gamma * (1 - terminated) * min(Q1'(s', a~), Q2'(s', a~)).
 pub fn td_target(rewards: &Tensor, not_done: &Tensor, q1_next: &Tensor, q2_next: &Tensor, gamma: f64) -> Tensor {
     rewards + not_done * gamma * q1_next.minimum(q2_next)
@@ -166,6 +182,8 @@ pub struct Td3 {
     /// Backpropagate the actor loss through the SNN with autograd even where the hand-written
     /// backward applies (tests and `spikerl bench update` compare the two).
     pub autograd_actor: bool,
+    /// Where `update`'s time goes.
+    pub phase_times: PhaseTimes,
 }
 
 impl Td3 {
@@ -229,6 +247,7 @@ impl Td3 {
             actor_mirror: None,
             target_mirror: None,
             autograd_actor: false,
+            phase_times: PhaseTimes::default(),
         }
         .with_mirrors()
     }
@@ -305,12 +324,16 @@ impl Td3 {
             let mut total = 0.0;
             for _ in 0..steps {
                 let b = sample();
+                let started = std::time::Instant::now();
                 total += self.proxy_step(&b.obs).unwrap_or_default();
+                self.phase_times.proxy += started.elapsed();
+                self.phase_times.proxy_steps += 1;
             }
             stats.proxy_loss = Some(total / steps as f64);
         }
 
         let b = sample();
+        let started = std::time::Instant::now();
         let target = tch::no_grad(|| {
             let a = self.target_act(&b.next_obs);
             let eps = self.standard_normal(&a.size());
@@ -325,9 +348,12 @@ impl Td3 {
         stats.critic_loss = l1.double_value(&[]) + l2.double_value(&[]);
         stats.q_mean = q1.mean(Kind::Float).double_value(&[]);
         stats.target_mean = target.mean(Kind::Float).double_value(&[]);
+        self.phase_times.critic += started.elapsed();
+        self.phase_times.critic_steps += 1;
 
         self.iterations += 1;
         if self.iterations % self.cfg.policy_delay == 0 {
+            let started = std::time::Instant::now();
             // Critic parameters need no gradient for the actor step: freezing skips that work.
             self.critic_vs.freeze();
             let taped = if self.autograd_actor { None } else { self.actor.forward_taped(&b.obs) };
@@ -356,6 +382,8 @@ impl Td3 {
             if let TargetPolicy::Polyak { vs, .. } = &self.target {
                 soft_update(vs, &self.actor_vs, self.cfg.tau);
             }
+            self.phase_times.actor += started.elapsed();
+            self.phase_times.actor_steps += 1;
         }
         stats
     }
@@ -518,6 +546,9 @@ mod tests {
         let stats = td3.update(|| batch(99));
         assert!(stats.actor_loss.is_some());
         assert!(changed(&critic_target, &td3.critic_target_vs), "Polyak moves the critic targets");
+        let p = td3.phase_times;
+        assert_eq!((p.proxy_steps, p.critic_steps, p.actor_steps), (2 * cfg.proxy.steps as u64, 2, 1));
+        assert!(!p.proxy.is_zero() && !p.critic.is_zero() && !p.actor.is_zero(), "{p:?}");
     }
 
     #[test]
