@@ -169,14 +169,7 @@ pub fn update(env: &str, algo: Algo, neuron: NeuronKind, batch: usize, device: D
     let mut k = 0;
     let mut next = || {
         k += 1;
-        let b = &pool[k % pool.len()];
-        Batch {
-            obs: b.obs.shallow_clone(),
-            actions: b.actions.shallow_clone(),
-            rewards: b.rewards.shallow_clone(),
-            next_obs: b.next_obs.shallow_clone(),
-            not_done: b.not_done.shallow_clone(),
-        }
+        pool[k % pool.len()].shallow_clone()
     };
     let sync = || {
         if let Device::Cuda(i) = device {
@@ -460,14 +453,7 @@ pub fn ensemble(
         let mut drawn = vec![0usize; s];
         let mut next = |m: usize| {
             drawn[m] += 1;
-            let b = &pools[m][drawn[m] % pools[m].len()];
-            Batch {
-                obs: b.obs.shallow_clone(),
-                actions: b.actions.shallow_clone(),
-                rewards: b.rewards.shallow_clone(),
-                next_obs: b.next_obs.shallow_clone(),
-                not_done: b.not_done.shallow_clone(),
-            }
+            pools[m][drawn[m] % pools[m].len()].shallow_clone()
         };
         let mut run_ensemble = |n: usize, next: &mut dyn FnMut(usize) -> Batch| {
             let t = Instant::now();

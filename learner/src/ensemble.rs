@@ -25,7 +25,8 @@ use crate::run_dir::Seeds;
 use crate::td3::{Batch, Td3, UpdateStats, smoothed_target_action, td_target};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
-use spikerl_snn::neuron::{MembraneDecay, NeuronModel, NeuronState, RegularEncoder};
+use spikerl_snn::neuron::{MembraneDecay, NeuronModel};
+use spikerl_snn::torch::{encoder_spike_trains, layer_spike_trains};
 use spikerl_snn::{NamedTensor, NamedTensors, NetworkConfig, PolicyConfig, SnnConfig};
 use std::collections::HashMap;
 use tch::{Device, Kind, Tensor, nn};
@@ -160,32 +161,15 @@ impl StackedSnn {
         let act = (diff.square() / self.sigma.unsqueeze(1).square() * -0.5)
             .exp()
             .view([s, b, self.obs_dim * pop]);
-        let encoder = RegularEncoder {
-            threshold: self.cfg.encoder_threshold,
-        };
-        let mut v = act.zeros_like();
-        let enc_spikes: Vec<Tensor> = (0..t_steps).map(|_| encoder.step(&mut v, &act)).collect();
         // [S, T*B, n], step-major within each member: one batched product serves all steps.
-        let mut input = Tensor::cat(&enc_spikes, 1);
+        let mut input = encoder_spike_trains(&act, self.cfg.encoder_threshold, t_steps, 1);
         for ((w, bias), logit) in self.layers.iter().zip(&self.decay_logits) {
             let x_all = stacked_linear(&input, w, bias);
             let decay = match logit {
                 Some(l) => l.sigmoid().view([s, 1, 1]),
                 None => self.fixed_decay.shallow_clone(),
             };
-            let zeros = Tensor::zeros([s, b, w.size()[1]], (x_all.kind(), x_all.device()));
-            let mut st = NeuronState {
-                v: zeros.shallow_clone(),
-                s: zeros.shallow_clone(),
-                i: zeros.shallow_clone(),
-                u: zeros,
-            };
-            let mut out = Vec::with_capacity(t_steps as usize);
-            for x in x_all.chunk(t_steps, 1) {
-                self.model.step(&mut st, &x, &decay);
-                out.push(st.s.shallow_clone());
-            }
-            input = Tensor::cat(&out, 1);
+            input = layer_spike_trains(&self.model, &x_all, &decay, t_steps, 1);
         }
         // Decoder: rate over T, then per action a weighted sum of its population.
         let rate = input
@@ -821,16 +805,6 @@ mod tests {
         }
     }
 
-    fn copy(b: &Batch) -> Batch {
-        Batch {
-            obs: b.obs.shallow_clone(),
-            actions: b.actions.shallow_clone(),
-            rewards: b.rewards.shallow_clone(),
-            next_obs: b.next_obs.shallow_clone(),
-            not_done: b.not_done.shallow_clone(),
-        }
-    }
-
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() <= 1e-4 * a.abs().max(b.abs()) + 1e-6
     }
@@ -883,14 +857,14 @@ mod tests {
         for it in 0..iterations {
             let got = ens.update(|s| {
                 taken[s] += 1;
-                copy(&streams[s][taken[s] - 1])
+                streams[s][taken[s] - 1].shallow_clone()
             });
             assert_eq!(got.len(), seeds.len());
             for (s, single) in singles.iter_mut().enumerate() {
                 let mut k = it * per_iteration;
                 let want = single.update(|| {
                     k += 1;
-                    copy(&streams[s][k - 1])
+                    streams[s][k - 1].shallow_clone()
                 });
                 let g = &got[s];
                 let pairs = [
@@ -1084,7 +1058,7 @@ mod tests {
         let mut k = 0;
         ms[1].update(|| {
             k += 1;
-            copy(&b[k - 1])
+            b[k - 1].shallow_clone()
         });
         assert!(
             Ensemble::from_members(&cfg, &ms).is_err(),

@@ -28,6 +28,17 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// Another handle to the same tensors (benchmarks and tests replay a pool of minibatches).
+    pub fn shallow_clone(&self) -> Batch {
+        Batch {
+            obs: self.obs.shallow_clone(),
+            actions: self.actions.shallow_clone(),
+            rewards: self.rewards.shallow_clone(),
+            next_obs: self.next_obs.shallow_clone(),
+            not_done: self.not_done.shallow_clone(),
+        }
+    }
+
     pub fn from_transitions(t: &Transitions, obs_dim: usize, act_dim: usize, device: Device) -> Batch {
         let n = t.len() as i64;
         let put = |v: &[f32], cols: usize| Tensor::from_slice(v).view([n, cols as i64]).to_device(device);

@@ -61,6 +61,34 @@ pub fn surrogate_spike(v: &Tensor, threshold: f32, window: f32) -> Tensor {
     h + (&m - m.detach())
 }
 
+/// The encoder's regular spike trains over `steps` steps from its constant activations `act`, from rest,
+/// concatenated step-major along `dim` (so one matrix product serves every step).
+pub fn encoder_spike_trains(act: &Tensor, threshold: f32, steps: i64, dim: i64) -> Tensor {
+    let encoder = RegularEncoder { threshold };
+    let mut v = act.zeros_like();
+    let spikes: Vec<Tensor> = (0..steps).map(|_| encoder.step(&mut v, act)).collect();
+    Tensor::cat(&spikes, dim)
+}
+
+/// A layer's spike trains from its input currents for every step, from rest: `currents` holds the `steps`
+/// steps as equal chunks along `dim`, step-major, and so does the result.
+pub fn layer_spike_trains(model: &NeuronModel, currents: &Tensor, decay: &Tensor, steps: i64, dim: i64) -> Tensor {
+    let chunks = currents.chunk(steps, dim);
+    let zeros = chunks[0].zeros_like();
+    let mut st = NeuronState {
+        v: zeros.shallow_clone(),
+        s: zeros.shallow_clone(),
+        i: zeros.shallow_clone(),
+        u: zeros,
+    };
+    let mut out = Vec::with_capacity(chunks.len());
+    for x in &chunks {
+        model.step(&mut st, x, decay);
+        out.push(st.s.shallow_clone());
+    }
+    Tensor::cat(&out, dim)
+}
+
 /// A linear layer initialised as PyTorch's `nn.Linear` is by default (what the paper's code uses for every
 /// network): weight and bias uniform in ±1/sqrt(fan_in). tch's `nn::linear` default weight init is
 /// Kaiming-uniform with ReLU gain, sqrt(6) times wider, so it is spelled out here.
@@ -193,33 +221,15 @@ impl TorchSnn {
         let t_steps = self.cfg.timesteps as i64;
         let b = obs.size()[0];
         let act = self.encoder_activation(obs);
-        let encoder = RegularEncoder {
-            threshold: self.cfg.encoder_threshold,
-        };
-        let mut v = act.zeros_like();
-        let enc_spikes: Vec<Tensor> = (0..t_steps).map(|_| encoder.step(&mut v, &act)).collect();
         // [T*B, n]: step-major, so one matrix product serves all steps and `chunk` recovers them.
-        let mut input = Tensor::cat(&enc_spikes, 0);
+        let mut input = encoder_spike_trains(&act, self.cfg.encoder_threshold, t_steps, 0);
         let mut trace = trace;
         if let Some(tr) = trace.as_deref_mut() {
             tr.push(input.view([t_steps, b, -1]));
         }
         for (i, layer) in self.layers.iter().enumerate() {
             let x_all = input.linear(&layer.ws, layer.bs.as_ref());
-            let decay = self.decay(i);
-            let zeros = Tensor::zeros([b, layer.ws.size()[0]], (x_all.kind(), x_all.device()));
-            let mut st = NeuronState {
-                v: zeros.shallow_clone(),
-                s: zeros.shallow_clone(),
-                i: zeros.shallow_clone(),
-                u: zeros,
-            };
-            let mut out = Vec::with_capacity(t_steps as usize);
-            for x in x_all.chunk(t_steps, 0) {
-                self.model.step(&mut st, &x, &decay);
-                out.push(st.s.shallow_clone());
-            }
-            input = Tensor::cat(&out, 0);
+            input = layer_spike_trains(&self.model, &x_all, &self.decay(i), t_steps, 0);
             if let Some(tr) = trace.as_deref_mut() {
                 tr.push(input.view([t_steps, b, -1]));
             }
