@@ -6,8 +6,11 @@
 #
 #   scripts/bench.sh                      2 libtorch threads on both sides (issue 9's setting)
 #   THREADS=1 scripts/bench.sh            one thread each: the fair setting on a machine others are loading
-#   ROUNDS=3 BENCH_SECONDS=3 scripts/bench.sh   more rounds (the table keeps each figure's best round)
+#   ROUNDS=5 BENCH_SECONDS=3 scripts/bench.sh   more rounds (default 3; the table gives best rounds and paired ratios)
 #   BENCH_SKIP_BUILD=1 scripts/bench.sh   re-run without set-up and build
+#   POLICY=run/checkpoints/policy.safetensors scripts/bench.sh
+#                                         spikerl's SNN figures from a trained HalfCheetah-v4 LIF actor (its cost
+#                                         follows the spike count; the reference is dense and does not depend on it)
 #
 # PyTorch: torch 2.13.0 (the version libtorch comes from) in .native/bench-venv. PyPI's torch wheel is the
 # CUDA build and would pull several GB of NVIDIA wheels; this script installs the wheel alone (--no-deps,
@@ -20,7 +23,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 THREADS=${THREADS:-2}
-ROUNDS=${ROUNDS:-2}
+ROUNDS=${ROUNDS:-3}
 BENCH_SECONDS=${BENCH_SECONDS:-2}
 VENV=.native/bench-venv
 OUT=target/bench/$(date +%Y%m%d-%H%M%S)
@@ -187,19 +190,30 @@ if (( THREADS > 1 )) && python3 -c "import os, sys; sys.exit(os.getloadavg()[0] 
     log "warning: the machine is already loaded; with $THREADS OpenMP threads each parallel op can wait a whole"
     log "scheduler time slice (~10 ms) for a worker, on both sides. THREADS=1 gives comparable figures here."
 fi
+# Each figure is measured on both sides back to back, so that a pair sees the same machine: on a shared VM
+# the sgemm rate alone moved between 78 and 147 GFLOP/s within minutes. The table gives each side's best
+# round and the median of the per-round (paired) ratios.
+reference() {
+    [[ -n $REF_SKIP ]] && return 0
+    "$VENV/bin/python" scripts/bench_reference.py --threads "$THREADS" --seconds "$BENCH_SECONDS" --json "$@" \
+        | sed "s/^{/{\"round\": $round, /" >> "$OUT/reference.jsonl"
+}
 for round in $(seq 1 "$ROUNDS"); do
     log "round $round/$ROUNDS"
-    if [[ -z $REF_SKIP ]]; then
-        "$VENV/bin/python" scripts/bench_reference.py --threads "$THREADS" --seconds "$BENCH_SECONDS" --json \
-            | sed "s/^{/{\"round\": $round, /" >> "$OUT/reference.jsonl"
-    fi
+    reference --only matmul
     for spec in "proxy 60" "vanilla 100" "ann 300"; do
         set -- $spec
+        reference --only update --algo "$1"
+        policy=()
+        [[ -n ${POLICY:-} && $1 != ann ]] && policy=(--policy "$POLICY")
         "$SPIKERL" bench update --env HalfCheetah-v4 --algo "$1" --neuron lif --threads "$THREADS" \
-            --iterations "$2" --json | sed "s/^{/{\"round\": $round, \"figure\": \"update\", /" >> "$OUT/spikerl.jsonl"
+            --iterations "$2" "${policy[@]}" --json | sed "s/^{/{\"round\": $round, \"figure\": \"update\", /" >> "$OUT/spikerl.jsonl"
     done
+    reference --only inference
     for algo in proxy ann; do
-        "$SPIKERL" bench inference --env HalfCheetah-v4 --neuron lif --algo "$algo" --actions 50000 --json \
+        policy=()
+        [[ -n ${POLICY:-} && $algo != ann ]] && policy=(--policy "$POLICY")
+        "$SPIKERL" bench inference --env HalfCheetah-v4 --neuron lif --algo "$algo" --actions 50000 "${policy[@]}" --json \
             | sed "s/^{/{\"round\": $round, \"figure\": \"inference\", /" >> "$OUT/spikerl.jsonl"
     done
 done
@@ -220,41 +234,56 @@ def best(rows, key, **match):
     vals = [r[key] for r in rows if all(r.get(k) == v for k, v in match.items())]
     return min(vals) if vals else None
 
-rows = [  # label, unit, issue-9 figure (remembered), reference, spikerl, target speedup
-    ("PT-TD3 LIF iteration (proxy K=3, 512-512)", "ms", "68.8",
-     best(ref, "ms_per_iteration", figure="update", algo="proxy", variant="reference"),
-     best(ours, "ms_per_iteration", figure="update", algo="proxy"), ">= 3x"),
-    ("  same, PyTorch with the SNN under no_grad", "ms", "",
-     best(ref, "ms_per_iteration", figure="update", algo="proxy", variant="snn_no_grad"),
-     best(ours, "ms_per_iteration", figure="update", algo="proxy"), ""),
-    ("vanilla SNN-TD3 LIF iteration", "ms", "18.7",
-     best(ref, "ms_per_iteration", figure="update", algo="vanilla"),
-     best(ours, "ms_per_iteration", figure="update", algo="vanilla"), ">= 2x"),
-    ("ANN TD3 iteration (CleanRL style)", "ms", "6.1-6.8",
-     best(ref, "ms_per_iteration", figure="update", algo="ann"),
-     best(ours, "ms_per_iteration", figure="update", algo="ann"), ">= 2x"),
-    ("SNN LIF actor inference, 1 obs (T=5)", "us", "823",
-     best(ref, "us_per_action", figure="inference", network="snn-lif", variant="reference"),
-     best(ours, "us_per_action", figure="inference", network="snn-lif"), ">= 40x"),
-    ("  same, PyTorch under no_grad", "us", "",
-     best(ref, "us_per_action", figure="inference", network="snn-lif", variant="no_grad"),
-     best(ours, "us_per_action", figure="inference", network="snn-lif"), ""),
-    ("ANN actor inference, 1 obs", "us", "38-45",
-     best(ref, "us_per_action", figure="inference", network="ann", variant="reference"),
-     best(ours, "us_per_action", figure="inference", network="ann"), ""),
+def by_round(rows, key, **match):
+    return {r["round"]: r[key] for r in rows if all(r.get(k) == v for k, v in match.items())}
+
+def paired(ref_match, ours_match, key_ref, key_ours):
+    """Median and range of reference/spikerl over the rounds measured back to back."""
+    r, o = by_round(ref, key_ref, **ref_match), by_round(ours, key_ours, **ours_match)
+    ratios = sorted(r[k] / o[k] for k in r if k in o and o[k])
+    if not ratios:
+        return "-"
+    n = len(ratios)
+    med = ratios[n // 2] if n % 2 else (ratios[n // 2 - 1] + ratios[n // 2]) / 2
+    return f"{med:.1f}x" + (f" ({ratios[0]:.1f}-{ratios[-1]:.1f})" if n > 1 else "")
+
+figures = [  # label, unit, issue-9 figure (remembered), key, reference match, spikerl match, target speedup
+    ("PT-TD3 LIF iteration (proxy K=3, 512-512)", "ms", "68.8", "ms_per_iteration",
+     dict(figure="update", algo="proxy", variant="reference"), dict(figure="update", algo="proxy"), ">= 3x"),
+    ("  same, PyTorch with the SNN under no_grad", "ms", "", "ms_per_iteration",
+     dict(figure="update", algo="proxy", variant="snn_no_grad"), dict(figure="update", algo="proxy"), ""),
+    ("vanilla SNN-TD3 LIF iteration", "ms", "18.7", "ms_per_iteration",
+     dict(figure="update", algo="vanilla"), dict(figure="update", algo="vanilla"), ">= 2x"),
+    ("ANN TD3 iteration (CleanRL style)", "ms", "6.1-6.8", "ms_per_iteration",
+     dict(figure="update", algo="ann"), dict(figure="update", algo="ann"), ">= 2x"),
+    ("SNN LIF actor inference, 1 obs (T=5)", "us", "823", "us_per_action",
+     dict(figure="inference", network="snn-lif", variant="reference"), dict(figure="inference", network="snn-lif"), ">= 40x"),
+    ("  same, PyTorch under no_grad", "us", "", "us_per_action",
+     dict(figure="inference", network="snn-lif", variant="no_grad"), dict(figure="inference", network="snn-lif"), ""),
+    ("ANN actor inference, 1 obs", "us", "38-45", "us_per_action",
+     dict(figure="inference", network="ann", variant="reference"), dict(figure="inference", network="ann"), ""),
 ]
+rows = [(label, unit, issue, best(ref, key, **rm), best(ours, key, **om), paired(rm, om, key, key), target)
+        for label, unit, issue, key, rm, om, target in figures]
 fmt = lambda x: "-" if x is None else (f"{x:.1f}" if x >= 10 else f"{x:.2f}")
 print(f"\nHalfCheetah-v4 shapes, CPU, batch 256, {threads} libtorch thread(s), best of {rounds} round(s)")
+trained = sorted({r["policy"] for r in ours if r.get("policy")})
+firing = [r["actor_firing_rate"] for r in ours if r.get("actor_firing_rate") is not None and r.get("algo") == "proxy"]
+print(f"spikerl's SNN actor: {'trained weights from ' + trained[0] if trained else 'initial weights'}"
+      + (f", firing {100 * min(firing):.0f}% to {100 * max(firing):.0f}% on the benchmark's observations" if firing else ""))
 print(f"load before: {open(os.path.join(out, 'load-before.txt')).read().strip()}")
 print(f"load after:  {open(os.path.join(out, 'load-after.txt')).read().strip()}")
 if ref_skip:
     print(f"reference column missing: {ref_skip}")
-hdr = f"{'figure':<44} {'unit':<4} {'issue 9':>8} {'PyTorch':>9} {'spikerl':>9} {'speedup':>8}  target"
+hdr = (f"{'figure':<44} {'unit':<4} {'issue 9':>8} {'PyTorch':>9} {'spikerl':>9} {'speedup':>8} "
+       f"{'paired':>16}  target")
 print(hdr)
 print("-" * len(hdr))
-for label, unit, issue, r, o, target in rows:
+for label, unit, issue, r, o, pair, target in rows:
     speed = f"{r / o:.1f}x" if r and o else "-"
-    print(f"{label:<44} {unit:<4} {issue:>8} {fmt(r):>9} {fmt(o):>9} {speed:>8}  {target}")
+    print(f"{label:<44} {unit:<4} {issue:>8} {fmt(r):>9} {fmt(o):>9} {speed:>8} {pair:>16}  {target}")
+print("speedup: best round against best round; paired: median (range) of the per-round ratios, each pair of")
+print("measurements taken back to back")
 print("\nphases (ms, best round)            PyTorch   spikerl")
 for label, key, algo in [("PT proxy step", "ms_proxy_step", "proxy"),
                          ("SNN forward, no grad, batch 256", "ms_snn_forward_no_grad", "proxy"),

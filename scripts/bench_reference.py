@@ -437,7 +437,8 @@ def main():
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     ap.add_argument("--seconds", type=float, default=3.0, help="timed seconds per iteration figure")
-    ap.add_argument("--only", choices=["update", "inference"], help="one kind of figure only")
+    ap.add_argument("--only", choices=["matmul", "update", "inference"], help="one kind of figure only")
+    ap.add_argument("--algo", choices=["proxy", "vanilla", "ann"], help="update figures of one algorithm only")
     ap.add_argument("--json", action="store_true", help="one JSON object per figure, one per line")
     args = ap.parse_args()
 
@@ -448,12 +449,11 @@ def main():
     if not args.json:
         print(f"reference-equivalent PyTorch benchmarks: torch {meta['torch']}, {meta['threads']} threads, "
               f"{args.env}, batch {args.batch}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}", flush=True)
-    jobs = [(bench_matmul, (args.batch, 0.5))]
+    jobs = [(bench_matmul, (args.batch, 0.5))] if args.only in (None, "matmul") else []
     if args.only in (None, "update"):
-        jobs += [(bench_update, ("proxy", args.neuron, args.env, args.batch, args.seconds, "reference")),
-                 (bench_update, ("proxy", args.neuron, args.env, args.batch, args.seconds, "snn_no_grad")),
-                 (bench_update, ("vanilla", args.neuron, args.env, args.batch, args.seconds, "reference")),
-                 (bench_update, ("ann", args.neuron, args.env, args.batch, args.seconds, "reference"))]
+        updates = [("proxy", "reference"), ("proxy", "snn_no_grad"), ("vanilla", "reference"), ("ann", "reference")]
+        jobs += [(bench_update, (algo, args.neuron, args.env, args.batch, args.seconds, variant))
+                 for algo, variant in updates if args.algo in (None, algo)]
     if args.only in (None, "inference"):
         inf_s = max(args.seconds / 2, 0.5)
         jobs += [(bench_inference, (net, args.neuron, args.env, inf_s, v))

@@ -57,6 +57,10 @@ pub enum BenchCommand {
         /// Actions to time.
         #[arg(long, default_value_t = 20_000)]
         actions: usize,
+        /// Trained weights to measure (a run's checkpoints/policy.safetensors) instead of the initial
+        /// ones: an SNN's cost follows its spike count.
+        #[arg(long, value_name = "FILE")]
+        policy: Option<std::path::PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -78,6 +82,11 @@ pub enum BenchCommand {
         /// libtorch threads (default: every core).
         #[arg(long)]
         threads: Option<usize>,
+        /// Start the actor from trained weights (a run's checkpoints/policy.safetensors, same --env, --algo
+        /// and --neuron) instead of the initial ones: the SNN's event-driven paths cost more at the firing
+        /// rates training reaches.
+        #[arg(long, value_name = "FILE")]
+        policy: Option<std::path::PathBuf>,
         #[arg(long)]
         json: bool,
     },

@@ -39,11 +39,11 @@ pub(crate) fn neuron_of(n: NeuronArg) -> NeuronKind {
 pub fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
     use spikerl_learner::bench;
     let (json, value) = match cmd {
-        BenchCommand::Inference { env, neuron, algo, batch, actions, json } => {
+        BenchCommand::Inference { env, neuron, algo, batch, actions, policy, json } => {
             if batch == 0 {
                 return Err(UsageError("--batch must be positive".into()).into());
             }
-            let r = bench::inference(&env, algo_of(algo), neuron_of(neuron), batch, actions)?;
+            let r = bench::inference(&env, algo_of(algo), neuron_of(neuron), batch, actions, policy.as_deref())?;
             if !json {
                 println!("{} {} batch {}: {:.2} us/action ({:.0} actions/s), {:.0} SOPs, firing {:.1}%, {:.2} nJ (ANN equivalent {:.1} nJ)",
                     r.env, r.network, r.batch, r.us_per_action, r.actions_per_second, r.sops_per_inference, 100.0 * r.firing_rate,
@@ -51,17 +51,20 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
             }
             (json, serde_json::to_value(r)?)
         }
-        BenchCommand::Update { env, algo, neuron, batch, device: d, iterations, threads, json } => {
+        BenchCommand::Update { env, algo, neuron, batch, device: d, iterations, threads, policy, json } => {
             let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
             tch::set_num_threads(threads.unwrap_or(cores) as i32);
             tch::set_num_interop_threads(1);
-            let r = bench::update(&env, algo_of(algo), neuron_of(neuron), batch, device(d)?, iterations)?;
+            let r = bench::update(&env, algo_of(algo), neuron_of(neuron), batch, device(d)?, iterations, policy.as_deref())?;
             if !json {
                 println!("{} {} {} batch {} on {} ({} threads): {:.2} ms/iteration ({:.1} it/s); SNN forward (no grad) {:.2} ms; proxy step {}; batch to tensors {:.3} ms",
                     r.env, r.algo, r.neuron, r.batch, r.device, r.threads, r.ms_per_iteration, r.iterations_per_second,
                     r.ms_snn_forward_no_grad, r.ms_proxy_step.map_or("-".into(), |m| format!("{m:.2} ms")), r.ms_sample_to_tensors);
             }
             if !json {
+                if let Some(f) = r.actor_firing_rate {
+                    println!("actor firing rate on the benchmark's observations: {:.1}% ({})", 100.0 * f, r.policy.as_deref().unwrap_or("initial weights"));
+                }
                 print_phases(&r);
             }
             (json, serde_json::to_value(r)?)

@@ -162,3 +162,59 @@ fn ensemble_bench_reports_seed_iterations_for_each_seed_count() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(2), "zero seeds is a usage error");
 }
+
+/// `--policy`: the benchmarks measure trained weights (whose spike counts set the SNN's cost) when given a
+/// run's `policy.safetensors`, and refuse one of another network with a clear error.
+#[test]
+fn benches_measure_the_weights_of_a_policy_file() {
+    // A real policy file: a lockstep run's checkpoint, for the network the benchmarks build.
+    let dir = temp_dir("bench-policy");
+    let out = spikerl()
+        .args(["train", "--sync", "--env", "HalfCheetah-v4", "--algo", "proxy", "--neuron", "lif", "--seed", "3"])
+        .args(["--steps", "1", "--random-steps", "300", "--eval-every", "1000", "--eval-episodes", "1", "--no-progress"])
+        .arg("--out")
+        .arg(&dir)
+        .output()
+        .expect("spikerl runs");
+    assert!(out.status.success(), "train: {}", String::from_utf8_lossy(&out.stderr));
+    let bytes = std::fs::read(dir.join("checkpoints/policy.safetensors")).expect("the run wrote its policy");
+    // Stronger hidden weights fire more, as training makes them.
+    let (cfg, mut tensors, version) = spikerl_snn::decode_policy(&bytes).expect("a policy file");
+    for (name, t) in tensors.iter_mut() {
+        if name.starts_with("layers.") && name.ends_with(".weight") {
+            t.data.iter_mut().for_each(|w| *w *= 4.0);
+        }
+    }
+    let strong = dir.join("strong.safetensors");
+    std::fs::write(&strong, spikerl_snn::encode_policy(&cfg, &tensors, version).unwrap()).unwrap();
+    let strong_arg = strong.to_str().unwrap();
+
+    let inference = |extra: &[&str]| run_json(&[&["bench", "inference", "--actions", "500", "--json"], extra].concat());
+    let (initial, trained) = (inference(&[]), inference(&["--policy", strong_arg]));
+    assert!(initial["policy"].is_null(), "{initial}");
+    assert_eq!(trained["policy"].as_str(), Some(strong_arg));
+    assert!(
+        num(&trained, &["firing_rate"]) > num(&initial, &["firing_rate"]) + 0.05
+            && num(&trained, &["sops_per_inference"]) > num(&initial, &["sops_per_inference"]),
+        "the file's weights were not the ones measured: {initial} against {trained}"
+    );
+
+    let update = |extra: &[&str]| {
+        run_json(&[&["bench", "update", "--algo", "vanilla", "--threads", "1", "--iterations", "4", "--json"], extra].concat())
+    };
+    let (initial, trained) = (update(&[]), update(&["--policy", strong_arg]));
+    assert_eq!(trained["policy"].as_str(), Some(strong_arg));
+    assert!(
+        num(&trained, &["actor_firing_rate"]) > num(&initial, &["actor_firing_rate"]) + 0.05,
+        "{} against {}",
+        initial["actor_firing_rate"],
+        trained["actor_firing_rate"]
+    );
+
+    // Another network (CLIF) than the file's: a one-line error, not a panic.
+    let out = spikerl().args(["bench", "inference", "--neuron", "clif", "--policy", strong_arg]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is not the one benchmarked") && !err.contains("panicked"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

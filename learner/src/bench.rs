@@ -21,6 +21,10 @@ pub struct UpdateBench {
     pub batch: usize,
     pub threads: i32,
     pub iterations: usize,
+    /// The trained actor weights the benchmark started from (`--policy`); none: initial weights.
+    pub policy: Option<String>,
+    /// The SNN actor's firing rate on the benchmark's observations at the start (None for an ANN).
+    pub actor_firing_rate: Option<f64>,
     /// One full training iteration (proxy steps, critic, and the delayed actor every other iteration).
     pub ms_per_iteration: f64,
     pub iterations_per_second: f64,
@@ -111,6 +115,24 @@ fn actor_macs(cfg: &spikerl_snn::PolicyConfig) -> f64 {
     }
 }
 
+/// The actor weights of a `policy.safetensors` (a run folder's `checkpoints/`), checked against the
+/// network the benchmark builds from `--env`, `--algo` and `--neuron`: trained weights fire at the rates
+/// training reaches (30 to 60% on HalfCheetah), where the event-driven paths cost more than at the
+/// initial weights' 4 to 5%.
+fn trained_weights(path: &std::path::Path, expected: &spikerl_snn::PolicyConfig) -> anyhow::Result<spikerl_snn::NamedTensors> {
+    use anyhow::Context;
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let (cfg, tensors, _) = spikerl_snn::decode_policy(&bytes).with_context(|| format!("{} is not a policy file", path.display()))?;
+    anyhow::ensure!(
+        &cfg == expected,
+        "{}: its network ({:?}) is not the one benchmarked ({:?}); pass the --env, --algo and --neuron it was trained with",
+        path.display(),
+        cfg.network,
+        expected.network
+    );
+    Ok(tensors)
+}
+
 /// GFLOP/s of `[m x k] x [k x n]` in libtorch on `device`: the best of `rounds` rounds of about
 /// `round_gflop` of work each. Long rounds (20 ms) see the same time slicing as the phases timed beside
 /// them on a shared machine; short ones (1 ms) often fit into one slice and approach the core's own rate.
@@ -156,16 +178,44 @@ fn time_ms(reps: usize, mut f: impl FnMut()) -> f64 {
     started.elapsed().as_secs_f64() * 1e3 / reps as f64
 }
 
-pub fn update(env: &str, algo: Algo, neuron: NeuronKind, batch: usize, device: Device, iterations: usize) -> anyhow::Result<UpdateBench> {
+/// One training iteration and its phases; `policy`: start the actor from these trained weights
+/// (`policy.safetensors`) instead of the initial ones.
+pub fn update(
+    env: &str,
+    algo: Algo,
+    neuron: NeuronKind,
+    batch: usize,
+    device: Device,
+    iterations: usize,
+    policy_file: Option<&std::path::Path>,
+) -> anyhow::Result<UpdateBench> {
     let spec = spikerl_envs::spec(env)?;
     let mut cfg = RunConfig::paper(env, algo, neuron, 0);
     cfg.td3.batch_size = batch;
     let policy = cfg.policy_config(spec.obs_dim, spec.act_dim, max_action(&spec)?);
+    let trained = policy_file.map(|p| trained_weights(p, &policy)).transpose()?;
     tch::manual_seed(0);
     let mut td3 = Td3::new(&cfg, policy, device, 0);
+    if let Some(w) = &trained {
+        spikerl_snn::torch::import(&mut td3.actor_vs, w)?;
+        // The Polyak target starts as a copy of the actor, as in a run.
+        if !td3.has_proxy() {
+            spikerl_snn::torch::import(td3.target_vs_mut(), w)?;
+        }
+    }
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let (od, ad) = (spec.obs_dim, spec.act_dim);
     let pool: Vec<Batch> = (0..8).map(|_| random_batch(&mut rng, batch, od, ad, device)).collect();
+    let actor_firing_rate = match td3.policy_config.network {
+        spikerl_snn::NetworkConfig::Snn(_) => {
+            let mut p = Policy::new(&td3.policy_config, &spikerl_snn::torch::export(&td3.actor_vs))?;
+            let obs = Vec::<f32>::try_from(pool[0].obs.to_device(Device::Cpu).flatten(0, -1))?;
+            let mut out = vec![0f32; batch * ad];
+            p.act_batch(&obs, &mut out);
+            Some(p.stats().firing_rate())
+        }
+        spikerl_snn::NetworkConfig::Ann { .. } => None,
+    };
     let mut k = 0;
     let mut next = || {
         k += 1;
@@ -316,6 +366,8 @@ pub fn update(env: &str, algo: Algo, neuron: NeuronKind, batch: usize, device: D
         batch,
         threads: tch::get_num_threads(),
         iterations: reps,
+        policy: policy_file.map(|p| p.display().to_string()),
+        actor_firing_rate,
         ms_per_iteration: ms,
         iterations_per_second: 1e3 / ms,
         ms_proxy_step: ms_proxy,
@@ -332,6 +384,8 @@ pub fn update(env: &str, algo: Algo, neuron: NeuronKind, batch: usize, device: D
 pub struct InferenceBench {
     pub env: String,
     pub network: String,
+    /// The trained weights measured (`--policy`); none: initial weights.
+    pub policy: Option<String>,
     pub batch: usize,
     pub actions: usize,
     pub us_per_action: f64,
@@ -342,12 +396,16 @@ pub struct InferenceBench {
     pub ann_equivalent_energy_nj: f64,
 }
 
-/// Plain-Rust inference of the paper's network (random initial weights, random observations in the
-/// typical range), one core.
-pub fn inference(env: &str, algo: Algo, neuron: NeuronKind, batch: usize, actions: usize) -> anyhow::Result<InferenceBench> {
+/// Plain-Rust inference of the paper's network (random initial weights, or trained ones from
+/// `policy_file`; random observations in the typical range), one core.
+pub fn inference(env: &str, algo: Algo, neuron: NeuronKind, batch: usize, actions: usize, policy_file: Option<&std::path::Path>) -> anyhow::Result<InferenceBench> {
     let spec = spikerl_envs::spec(env)?;
     let cfg = RunConfig::paper(env, algo, neuron, 0).policy_config(spec.obs_dim, spec.act_dim, max_action(&spec)?);
-    let mut policy = Policy::new(&cfg, &spikerl_snn::initial_tensors(&cfg, 0)?)?;
+    let weights = match policy_file {
+        Some(p) => trained_weights(p, &cfg)?,
+        None => spikerl_snn::initial_tensors(&cfg, 0)?,
+    };
+    let mut policy = Policy::new(&cfg, &weights)?;
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let obs: Vec<f32> = (0..batch * spec.obs_dim * 16).map(|_| rng.random_range(-1.0..1.0)).collect();
     let mut out = vec![0f32; batch * spec.act_dim];
@@ -369,6 +427,7 @@ pub fn inference(env: &str, algo: Algo, neuron: NeuronKind, batch: usize, action
     Ok(InferenceBench {
         env: env.to_string(),
         network: if algo == Algo::Ann { "ann".into() } else { format!("snn-{neuron}") },
+        policy: policy_file.map(|p| p.display().to_string()),
         batch,
         actions: n,
         us_per_action: secs * 1e6 / n as f64,
