@@ -84,6 +84,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             envs,
             seconds,
             env_threads,
+            policy,
             json,
         } => {
             if env_threads == 0 {
@@ -97,7 +98,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             if !(seconds.is_finite() && seconds > 0.0) {
                 return Err(UsageError("--seconds must be a positive number".into()).into());
             }
-            let r = acting(&env, algo_of(algo), neuron_of(neuron), &envs, env_threads, seconds)?;
+            let r = acting(&env, algo_of(algo), neuron_of(neuron), &envs, env_threads, seconds, policy.as_deref())?;
             if json {
                 println!("{}", serde_json::to_value(&r)?);
             } else {
@@ -294,6 +295,8 @@ struct ActingRow {
 struct ActingReport {
     env: String,
     network: String,
+    /// The trained weights acting (`--policy`); none: initial weights.
+    policy: Option<String>,
     seconds_per_measurement: f64,
     env_threads: usize,
     rows: Vec<ActingRow>,
@@ -308,8 +311,12 @@ fn acting(
     envs: &[usize],
     env_threads: usize,
     seconds: f64,
+    policy_file: Option<&std::path::Path>,
 ) -> anyhow::Result<ActingReport> {
-    let policy = paper_policy(env, algo, neuron)?;
+    let mut policy = paper_policy(env, algo, neuron)?;
+    if let Some(path) = policy_file {
+        policy.1 = spikerl_learner::bench::trained_weights(path, &policy.0)?;
+    }
     let load_before = load_average();
     let duration = Duration::from_secs_f64(seconds);
     let steps_per_batch = 32;
@@ -338,6 +345,7 @@ fn acting(
         } else {
             format!("snn-{neuron}")
         },
+        policy: policy_file.map(|p| p.display().to_string()),
         seconds_per_measurement: seconds,
         env_threads,
         rows,
@@ -348,8 +356,12 @@ fn acting(
 
 fn print_acting(r: &ActingReport) {
     println!(
-        "{} acting loop (spikerl_actor::env_loop, no learner), {} policy at initial weights, {} env thread(s), {:.0} s each",
-        r.env, r.network, r.env_threads, r.seconds_per_measurement
+        "{} acting loop (spikerl_actor::env_loop, no learner), {} policy, {}, {} env thread(s), {:.0} s each",
+        r.env,
+        r.network,
+        r.policy.as_deref().map_or("initial weights".to_string(), |p| format!("weights from {p}")),
+        r.env_threads,
+        r.seconds_per_measurement
     );
     println!(
         "{:>5} {:>16} {:>16} {:>14} {:>14} {:>13}",

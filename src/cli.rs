@@ -169,6 +169,9 @@ pub enum BenchCommand {
         /// Threads stepping each loop's environments (as `spikerl actor --env-threads`).
         #[arg(long, default_value_t = 1)]
         env_threads: usize,
+        /// Act with trained weights (a run's checkpoints/policy.safetensors) instead of the initial ones.
+        #[arg(long, value_name = "FILE")]
+        policy: Option<std::path::PathBuf>,
         #[arg(long)]
         json: bool,
     },

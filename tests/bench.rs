@@ -211,6 +211,9 @@ fn benches_measure_the_weights_of_a_policy_file() {
         trained["actor_firing_rate"]
     );
 
+    let acting = run_json(&["bench", "actor", "--envs", "1", "--seconds", "0.3", "--policy", strong_arg, "--json"]);
+    assert_eq!(acting["policy"].as_str(), Some(strong_arg), "{acting}");
+
     // Another network (CLIF) than the file's: a one-line error, not a panic.
     let out = spikerl().args(["bench", "inference", "--neuron", "clif", "--policy", strong_arg]).output().unwrap();
     assert!(!out.status.success());

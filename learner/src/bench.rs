@@ -119,7 +119,7 @@ fn actor_macs(cfg: &spikerl_snn::PolicyConfig) -> f64 {
 /// network the benchmark builds from `--env`, `--algo` and `--neuron`: trained weights fire at the rates
 /// training reaches (30 to 60% on HalfCheetah), where the event-driven paths cost more than at the
 /// initial weights' 4 to 5%.
-fn trained_weights(path: &std::path::Path, expected: &spikerl_snn::PolicyConfig) -> anyhow::Result<spikerl_snn::NamedTensors> {
+pub fn trained_weights(path: &std::path::Path, expected: &spikerl_snn::PolicyConfig) -> anyhow::Result<spikerl_snn::NamedTensors> {
     use anyhow::Context;
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let (cfg, tensors, _) = spikerl_snn::decode_policy(&bytes).with_context(|| format!("{} is not a policy file", path.display()))?;
