@@ -122,14 +122,16 @@ pub struct SpikeTrace {
     pub spikes: Vec<Vec<u8>>,
 }
 
-/// A fully connected layer, weights transposed to `[in][stride]` so that one input's fan-out is contiguous.
-/// Rows are zero-padded from `fan_out` to `stride` (a multiple of [`LANE_BLOCK`]) so that the accumulation
-/// kernel only ever handles whole register blocks.
+/// A fully connected layer. Its outputs are zero-padded from `fan_out` to `stride` so that the kernels
+/// only ever handle whole register blocks.
 #[derive(Debug, Clone)]
 struct Dense {
     fan_in: usize,
     fan_out: usize,
     stride: usize,
+    /// [`Layout::Rows`]: `[in][stride]`, one input's fan-out contiguous (stride a multiple of
+    /// [`LANE_BLOCK`]). [`Layout::Slabs`]: `[stride / SLAB][in][SLAB]`, the fan-out split into slabs of
+    /// [`SLAB`] outputs, each slab's weights from every input contiguous (stride a multiple of `SLAB`).
     wt: Vec<f32>,
     /// `stride` entries, zero-padded.
     bias: Vec<f32>,
@@ -138,16 +140,37 @@ struct Dense {
 /// Granularity of the padded layer widths: 16 f32 = two AVX registers, four SSE registers.
 const LANE_BLOCK: usize = 16;
 
+/// Outputs per slab of a spiking layer ([`Layout::Slabs`], [`accumulate_steps`]): 8 AVX2, 4 AVX-512 or
+/// 16 SSE registers of partial sums.
+const SLAB: usize = 64;
+
+/// How [`Dense`] stores its weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// For dense (ANN) layers: each input's row of weights, for every output block in turn.
+    Rows,
+    /// For spiking layers: slab by slab, so that all steps of one slab reuse its weights from cache.
+    Slabs,
+}
+
 impl Dense {
-    fn from_tensors(tensors: &NamedTensors, i: usize) -> Self {
+    fn from_tensors(tensors: &NamedTensors, i: usize, layout: Layout) -> Self {
         // Shapes were checked by `check_tensors`.
         let w = &tensors[&format!("layers.{i}.weight")];
         let (fan_out, fan_in) = (w.shape[0], w.shape[1]);
-        let stride = fan_out.div_ceil(LANE_BLOCK) * LANE_BLOCK;
+        let lanes = match layout {
+            Layout::Rows => LANE_BLOCK,
+            Layout::Slabs => SLAB,
+        };
+        let stride = fan_out.div_ceil(lanes) * lanes;
         let mut wt = vec![0.0; fan_in * stride];
         for o in 0..fan_out {
             for k in 0..fan_in {
-                wt[k * stride + o] = w.data[o * fan_in + k];
+                let at = match layout {
+                    Layout::Rows => k * stride + o,
+                    Layout::Slabs => (o / SLAB * fan_in + k) * SLAB + o % SLAB,
+                };
+                wt[at] = w.data[o * fan_in + k];
             }
         }
         let mut bias = tensors[&format!("layers.{i}.bias")].data.clone();
@@ -162,39 +185,28 @@ impl Dense {
     }
 }
 
-/// `x[start..start + B] = bias + sum over spiking inputs of their weight rows`, with the partial sums held
-/// in a fixed-size array the compiler keeps in registers across all spikes (one load and one add per lane
-/// and spike, no stores). Summation order: bias first, then spikes in index order, as in the scalar code.
+/// Every step's input currents of a spiking layer ([`Layout::Slabs`]): `xs[t * stride + o] = bias[o] +`
+/// the weights from the inputs that spiked at step t to output o, added in index order. Slab after slab
+/// of [`SLAB`] outputs, every step of a slab before the next slab: the slab's weights (`fan_in` x 256
+/// bytes, 64 KB for 256 inputs) are fetched once and reused from cache by every step, where step after
+/// step over whole rows would stream the layer's weights (256 KB for 256 x 256) once per step, and a
+/// trained network fires in most steps. Within a slab the partial sums stay in registers across all
+/// spikes (one load and one add per lane and spike, no stores).
 #[inline(always)]
-fn accumulate_block<const B: usize>(layer: &Dense, spikes: &[u32], x: &mut [f32], start: usize) {
-    let mut acc: [f32; B] = layer.bias[start..start + B].try_into().unwrap();
-    for &k in spikes {
-        let row: &[f32; B] = layer.wt[k as usize * layer.stride + start..][..B]
-            .try_into()
-            .unwrap();
-        for (a, w) in acc.iter_mut().zip(row) {
-            *a += w;
+fn accumulate_steps(layer: &Dense, input: &Events, steps: usize, xs: &mut [f32]) {
+    for (slab_index, slab) in layer.wt.chunks_exact(layer.fan_in * SLAB).enumerate() {
+        let start = slab_index * SLAB;
+        let bias: [f32; SLAB] = layer.bias[start..start + SLAB].try_into().unwrap();
+        for t in 0..steps {
+            let mut acc = bias;
+            for &k in input.step(t) {
+                let row: &[f32; SLAB] = slab[k as usize * SLAB..][..SLAB].try_into().unwrap();
+                for (a, w) in acc.iter_mut().zip(row) {
+                    *a += w;
+                }
+            }
+            xs[t * layer.stride + start..][..SLAB].copy_from_slice(&acc);
         }
-    }
-    x[start..start + B].copy_from_slice(&acc);
-}
-
-/// `x = bias + sum of the weight rows of the spiking inputs`, over the padded width: blocks of `B` lanes,
-/// then blocks of [`LANE_BLOCK`]. `B` is chosen per instruction set to fill the vector registers.
-#[inline(always)]
-fn accumulate<const B: usize>(layer: &Dense, spikes: &[u32], x: &mut [f32]) {
-    let mut start = 0;
-    while start + B <= layer.stride {
-        accumulate_block::<B>(layer, spikes, x, start);
-        start += B;
-    }
-    while B > 64 && start + 64 <= layer.stride {
-        accumulate_block::<64>(layer, spikes, x, start);
-        start += 64;
-    }
-    while start < layer.stride {
-        accumulate_block::<LANE_BLOCK>(layer, spikes, x, start);
-        start += LANE_BLOCK;
     }
 }
 
@@ -378,7 +390,7 @@ struct SnnNet {
     enc_s: Vec<f32>,
     /// Population 0 = encoder, p = layers.{p-1}.
     events: Vec<Events>,
-    /// Input currents of the current layer and step, padded to the widest layer's stride.
+    /// Input currents of the current layer for every step (step t at `t * stride`).
     x: Vec<f32>,
     state: LayerState,
     rate: Vec<f32>,
@@ -430,10 +442,9 @@ impl SnnNet {
         stats: &mut InferenceStats,
     ) {
         match self.isa {
-            // 32 lanes = 8 SSE registers of partial sums.
             // SAFETY: the portable mask runs anywhere.
             Isa::Baseline => unsafe {
-                self.forward_impl::<32, PortableMask>(obs, action, max_action, stats)
+                self.forward_impl::<PortableMask>(obs, action, max_action, stats)
             },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Isa::Avx2` is only chosen when the CPU reports AVX2 and FMA.
@@ -445,7 +456,7 @@ impl SnnNet {
     }
 
     /// The same code compiled for AVX2: the whole forward pass (encoder, accumulation, neuron loops) is
-    /// inlined here, so every loop gets 8-lane vectors. 64 lanes = 8 AVX registers of partial sums.
+    /// inlined here, so every loop gets 8-lane vectors (a slab's 64 partial sums: 8 registers).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn forward_avx2(
@@ -456,10 +467,10 @@ impl SnnNet {
         stats: &mut InferenceStats,
     ) {
         // SAFETY: this function only runs on CPUs with AVX2.
-        unsafe { self.forward_impl::<64, AvxMask>(obs, action, max_action, stats) }
+        unsafe { self.forward_impl::<AvxMask>(obs, action, max_action, stats) }
     }
 
-    /// The same code for AVX-512: 128 lanes = 8 registers of 16.
+    /// The same code for AVX-512 (a slab's partial sums: 4 registers of 16).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx2,fma")]
     unsafe fn forward_avx512(
@@ -470,13 +481,13 @@ impl SnnNet {
         stats: &mut InferenceStats,
     ) {
         // SAFETY: this function only runs on CPUs with AVX-512F and AVX2.
-        unsafe { self.forward_impl::<256, AvxMask>(obs, action, max_action, stats) }
+        unsafe { self.forward_impl::<AvxMask>(obs, action, max_action, stats) }
     }
 
     /// # Safety
     /// `M` must be usable on this CPU.
     #[inline(always)]
-    unsafe fn forward_impl<const B: usize, M: SpikeMask>(
+    unsafe fn forward_impl<M: SpikeMask>(
         &mut self,
         obs: &[f32],
         action: &mut [f32],
@@ -520,9 +531,9 @@ impl SnnNet {
             let decay = self.decays[l];
             self.state.reset(n);
             output.clear();
+            accumulate_steps(layer, input, self.timesteps, &mut self.x);
             for t in 0..self.timesteps {
-                accumulate::<B>(layer, input.step(t), &mut self.x);
-                let x = &self.x[..n];
+                let x = &self.x[t * layer.stride..][..n];
                 match self.model {
                     NeuronModel::Lif(m) => step_layer::<Lif>(m, decay, x, &mut self.state),
                     NeuronModel::Clif(m) => step_layer::<Clif>(m, decay, x, &mut self.state),
@@ -587,7 +598,7 @@ struct AnnNet {
     isa: Isa,
 }
 
-/// `y[start..start + B] = bias + sum_k x_k W_t[k]`, partial sums in registers (see [`accumulate_block`]).
+/// `y[start..start + B] = bias + sum_k x_k W_t[k]`, partial sums in registers (as in [`accumulate_steps`]).
 /// ReLU zeros contribute nothing and are skipped (exact); MACs are still counted densely, as the energy
 /// model's dense hardware would perform them.
 #[inline(always)]
@@ -705,8 +716,12 @@ impl Policy {
     pub fn new(cfg: &PolicyConfig, tensors: &NamedTensors) -> Result<Self, SnnError> {
         check_tensors(cfg, tensors)?;
         let dims = cfg.layer_dims();
+        let layout = match cfg.network {
+            NetworkConfig::Ann { .. } => Layout::Rows,
+            NetworkConfig::Snn(_) => Layout::Slabs,
+        };
         let layers: Vec<Dense> = (0..dims.len())
-            .map(|i| Dense::from_tensors(tensors, i))
+            .map(|i| Dense::from_tensors(tensors, i, layout))
             .collect();
         let widest = dims.iter().map(|&(i, o)| i.max(o)).max().unwrap_or(0);
         let widest_stride = layers.iter().map(|l| l.stride).max().unwrap_or(0);
@@ -760,7 +775,7 @@ impl Policy {
                     enc_v: vec![0.0; n_enc],
                     enc_s: vec![0.0; n_enc],
                     events,
-                    x: vec![0.0; widest_stride],
+                    x: vec![0.0; widest_stride * s.timesteps],
                     state: LayerState::new(widest),
                     rate: vec![0.0; cfg.act_dim * s.pop_size],
                     isa: Isa::detect(),
