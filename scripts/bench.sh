@@ -237,9 +237,9 @@ def best(rows, key, **match):
 def by_round(rows, key, **match):
     return {r["round"]: r[key] for r in rows if all(r.get(k) == v for k, v in match.items())}
 
-def paired(ref_match, ours_match, key_ref, key_ours):
+def paired(key, ref_match, ours_match):
     """Median and range of reference/spikerl over the rounds measured back to back."""
-    r, o = by_round(ref, key_ref, **ref_match), by_round(ours, key_ours, **ours_match)
+    r, o = by_round(ref, key, **ref_match), by_round(ours, key, **ours_match)
     ratios = sorted(r[k] / o[k] for k in r if k in o and o[k])
     if not ratios:
         return "-"
@@ -263,7 +263,7 @@ figures = [  # label, unit, issue-9 figure (remembered), key, reference match, s
     ("ANN actor inference, 1 obs", "us", "38-45", "us_per_action",
      dict(figure="inference", network="ann", variant="reference"), dict(figure="inference", network="ann"), ""),
 ]
-rows = [(label, unit, issue, best(ref, key, **rm), best(ours, key, **om), paired(rm, om, key, key), target)
+rows = [(label, unit, issue, best(ref, key, **rm), best(ours, key, **om), paired(key, rm, om), target)
         for label, unit, issue, key, rm, om, target in figures]
 fmt = lambda x: "-" if x is None else (f"{x:.1f}" if x >= 10 else f"{x:.2f}")
 print(f"\nHalfCheetah-v4 shapes, CPU, batch 256, {threads} libtorch thread(s), best of {rounds} round(s)")

@@ -58,8 +58,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// Errors that come from the user's input rather than the run (unknown env id, bad values).
+/// Errors that come from the user's input rather than the run (unknown env id, bad values, a `--policy`
+/// file that does not fit).
 fn is_usage(e: &anyhow::Error) -> bool {
+    #[cfg(feature = "learner")]
+    if e.downcast_ref::<spikerl_learner::bench::BadPolicyFile>().is_some() {
+        return true;
+    }
     matches!(
         e.downcast_ref::<spikerl_envs::EnvError>(),
         Some(spikerl_envs::EnvError::UnknownId { .. } | spikerl_envs::EnvError::BadInput(_))

@@ -214,10 +214,13 @@ fn benches_measure_the_weights_of_a_policy_file() {
     let acting = run_json(&["bench", "actor", "--envs", "1", "--seconds", "0.3", "--policy", strong_arg, "--json"]);
     assert_eq!(acting["policy"].as_str(), Some(strong_arg), "{acting}");
 
-    // Another network (CLIF) than the file's: a one-line error, not a panic.
+    // Another network (CLIF) than the file's, or no file: a usage error (exit 2) in one line, not a panic.
     let out = spikerl().args(["bench", "inference", "--neuron", "clif", "--policy", strong_arg]).output().unwrap();
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("is not the one benchmarked") && !err.contains("panicked"), "{err}");
+    let missing = dir.join("missing.safetensors");
+    let out = spikerl().args(["bench", "update", "--iterations", "2", "--policy"]).arg(&missing).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -115,21 +115,35 @@ fn actor_macs(cfg: &spikerl_snn::PolicyConfig) -> f64 {
     }
 }
 
+/// A `--policy` file that cannot be read, is not a policy file, or holds another network than the one
+/// benchmarked: the user's input, not the benchmark, is wrong (the binary exits 2 on it).
+#[derive(Debug)]
+pub struct BadPolicyFile(pub String);
+
+impl std::fmt::Display for BadPolicyFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadPolicyFile {}
+
 /// The actor weights of a `policy.safetensors` (a run folder's `checkpoints/`), checked against the
 /// network the benchmark builds from `--env`, `--algo` and `--neuron`: trained weights fire at the rates
 /// training reaches (30 to 60% on HalfCheetah), where the event-driven paths cost more than at the
 /// initial weights' 4 to 5%.
-pub fn trained_weights(path: &std::path::Path, expected: &spikerl_snn::PolicyConfig) -> anyhow::Result<spikerl_snn::NamedTensors> {
-    use anyhow::Context;
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let (cfg, tensors, _) = spikerl_snn::decode_policy(&bytes).with_context(|| format!("{} is not a policy file", path.display()))?;
-    anyhow::ensure!(
-        &cfg == expected,
-        "{}: its network ({:?}) is not the one benchmarked ({:?}); pass the --env, --algo and --neuron it was trained with",
-        path.display(),
-        cfg.network,
-        expected.network
-    );
+pub fn trained_weights(path: &std::path::Path, expected: &spikerl_snn::PolicyConfig) -> Result<spikerl_snn::NamedTensors, BadPolicyFile> {
+    let bytes = std::fs::read(path).map_err(|e| BadPolicyFile(format!("cannot read {}: {e}", path.display())))?;
+    let (cfg, tensors, _) =
+        spikerl_snn::decode_policy(&bytes).map_err(|e| BadPolicyFile(format!("{} is not a policy file: {e}", path.display())))?;
+    if &cfg != expected {
+        return Err(BadPolicyFile(format!(
+            "{}: its network ({:?}) is not the one benchmarked ({:?}); pass the --env, --algo and --neuron it was trained with",
+            path.display(),
+            cfg.network,
+            expected.network
+        )));
+    }
     Ok(tensors)
 }
 
