@@ -83,25 +83,42 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
 fn print_phases(r: &spikerl_learner::bench::UpdateBench) {
     let p = &r.phases;
     let opt = |v: Option<f64>, d: usize| v.map_or("-".to_string(), |v| format!("{v:.d$}"));
-    println!("{:<34} {:>9} {:>9} {:>9} {:>10}", "phase", "ms", "GFLOP", "GFLOP/s", "of sgemm");
-    let row = |name: &str, ms: Option<f64>, gflop: Option<f64>, rate: Option<f64>, frac: Option<f64>| {
-        println!("{name:<34} {:>9} {:>9} {:>9} {:>10}", opt(ms, 2), opt(gflop, 3), opt(rate, 1), frac.map_or("-".into(), |f| format!("{:.0}%", 100.0 * f)));
+    println!("{:<34} {:>9} {:>9} {:>9} {:>10} {:>10}", "phase", "ms", "GFLOP", "GFLOP/s", "of sgemm", "of dense");
+    let pct = |f: Option<f64>| f.map_or("-".into(), |f| format!("{:.0}%", 100.0 * f));
+    let row = |name: &str, ms: Option<f64>, gflop: Option<f64>, rate: Option<f64>, frac: Option<f64>, dense: Option<f64>| {
+        println!("{name:<34} {:>9} {:>9} {:>9} {:>10} {:>10}", opt(ms, 2), opt(gflop, 3), opt(rate, 1), pct(frac), pct(dense));
     };
-    row(&format!("proxy step (x{})", p.proxy_steps), p.ms_proxy_step, None, None, None);
-    row("  of which SNN targets (plain Rust)", p.ms_proxy_step.map(|_| r.ms_snn_forward_no_grad), None, None, None);
-    row("  of which proxy MLP fwd/bwd/Adam", p.ms_proxy_mlp, p.gflop_proxy_mlp, p.gflops_proxy_mlp, p.sgemm_fraction_proxy_mlp);
-    row("critic step", Some(p.ms_critic_step), Some(p.gflop_critic_step), Some(p.gflops_critic_step), Some(p.sgemm_fraction_critic_step));
-    row("actor step, every 2nd", Some(p.ms_actor_step), Some(p.gflop_actor_step), Some(p.gflops_actor_step), Some(p.sgemm_fraction_actor_step));
+    let lt = r.libtorch_mlps.as_ref();
+    let same = |name: &str, ms: Option<f64>, gflop: Option<f64>| {
+        if let Some(ms) = ms {
+            row(name, Some(ms), gflop, gflop.map(|g| g / (ms / 1e3)), None, None);
+        }
+    };
+    row(&format!("proxy step (x{})", p.proxy_steps), p.ms_proxy_step, None, None, None, None);
+    same("  same, MLPs on libtorch autograd", lt.and_then(|l| l.ms_proxy_step), None);
+    row("  of which SNN targets (plain Rust)", p.ms_proxy_step.map(|_| r.ms_snn_forward_no_grad), None, None, None, None);
+    row("  of which proxy MLP fwd/bwd/Adam", p.ms_proxy_mlp, p.gflop_proxy_mlp, p.gflops_proxy_mlp, p.sgemm_fraction_proxy_mlp, p.dense_fraction_proxy_mlp);
+    row("critic step", Some(p.ms_critic_step), Some(p.gflop_critic_step), Some(p.gflops_critic_step), Some(p.sgemm_fraction_critic_step), p.dense_fraction_critic_step);
+    same("  same, MLPs on libtorch autograd", lt.map(|l| l.ms_critic_step), Some(p.gflop_critic_step));
+    row("actor step, every 2nd", Some(p.ms_actor_step), Some(p.gflop_actor_step), Some(p.gflops_actor_step), Some(p.sgemm_fraction_actor_step), p.dense_fraction_actor_step);
+    same("  same, MLPs on libtorch autograd", lt.map(|l| l.ms_actor_step), Some(p.gflop_actor_step));
     if let Some(ms) = p.ms_actor_step_autograd {
-        row("  same, autograd through the SNN", Some(ms), Some(p.gflop_actor_step), Some(p.gflop_actor_step / (ms / 1e3)), None);
+        row("  same, autograd through the SNN", Some(ms), Some(p.gflop_actor_step), Some(p.gflop_actor_step / (ms / 1e3)), None, None);
     }
-    row(&format!("sampling {} minibatches", p.proxy_steps + 1), Some(p.ms_sampling), None, None, None);
-    row("iteration without actor step", Some(p.ms_iteration_without_actor), None, None, None);
-    row("iteration with actor step", Some(p.ms_iteration_with_actor), None, None, None);
+    row(&format!("sampling {} minibatches", p.proxy_steps + 1), Some(p.ms_sampling), None, None, None, None);
+    row("iteration without actor step", Some(p.ms_iteration_without_actor), None, None, None, None);
+    row("iteration with actor step", Some(p.ms_iteration_with_actor), None, None, None, None);
+    if let Some(l) = lt {
+        println!("iteration with the MLPs on libtorch autograd: {:.2} ms (the dense path: {:.2}x faster)", l.ms_per_iteration, l.ms_per_iteration / r.ms_per_iteration);
+    }
     for s in &r.sgemm {
-        println!("sgemm [{} x {}] x [{} x {}] ({}): {:.1} GFLOP/s", s.m, s.k, s.k, s.n, s.what, s.gflops);
+        let dense = s.dense_gflops.map_or(String::new(), |d| format!("; dense::matmul {d:.1} GFLOP/s (one product per thread)"));
+        println!("sgemm [{} x {}] x [{} x {}] ({}): libtorch {:.1} GFLOP/s{dense}", s.m, s.k, s.k, s.n, s.what, s.gflops);
     }
     println!("sgemm in 1 ms rounds (best of 60, first shape): {:.1} GFLOP/s; \"of sgemm\" above is against {:.1}", r.sgemm_gflops_short_rounds, r.sgemm_gflops_best);
+    if let Some(d) = r.dense_gflops_best {
+        println!("\"of dense\" is against {d:.1} GFLOP/s, the best dense::matmul rate above (the kernel the CPU path's MLPs use)");
+    }
 }
 
 /// Resolves the command line into a validated run configuration.

@@ -43,6 +43,20 @@ pub struct UpdateBench {
     /// The first shape of `sgemm` in rounds of ~1 ms, best of 60: near the core's rate when the machine is
     /// shared (a round often runs within one time slice).
     pub sgemm_gflops_short_rounds: f64,
+    /// The best `SgemmRate::dense_gflops` (CPU): the rate of the kernel the CPU path's MLPs use.
+    pub dense_gflops_best: Option<f64>,
+    /// The same iterations with every MLP (critics, ANN actor, proxy) through libtorch autograd instead
+    /// of `crate::dense` (CPU only): the speed-up the dense path brings, measured in the same run.
+    pub libtorch_mlps: Option<LibtorchMlps>,
+}
+
+/// `bench update`'s iteration and phases with the MLPs on libtorch autograd (`Td3::autograd_mlps`).
+#[derive(Debug, Serialize)]
+pub struct LibtorchMlps {
+    pub ms_per_iteration: f64,
+    pub ms_proxy_step: Option<f64>,
+    pub ms_critic_step: f64,
+    pub ms_actor_step: f64,
 }
 
 /// Where an iteration's time goes, from the phase timers inside `Td3::update` (`PhaseTimes`) over the
@@ -81,6 +95,10 @@ pub struct Phases {
     pub sgemm_fraction_proxy_mlp: Option<f64>,
     pub sgemm_fraction_critic_step: f64,
     pub sgemm_fraction_actor_step: f64,
+    /// The same against `dense_gflops_best` (CPU).
+    pub dense_fraction_proxy_mlp: Option<f64>,
+    pub dense_fraction_critic_step: Option<f64>,
+    pub dense_fraction_actor_step: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -90,7 +108,34 @@ pub struct SgemmRate {
     pub k: i64,
     pub n: i64,
     pub what: String,
+    /// libtorch's `matmul` (MKL on CPU) with the benchmark's threads.
     pub gflops: f64,
+    /// `crate::dense::matmul` (the gemm crate's kernels), one product per thread on every thread at once,
+    /// summed: the CPU path's kernel rate on this shape (CPU only).
+    pub dense_gflops: Option<f64>,
+}
+
+/// GFLOP/s of `[m x k] x [k x n]` through `crate::dense::matmul`, one product per thread of libtorch's
+/// OpenMP team at once, summed over the threads: the best of `rounds` rounds of about 2 GFLOP a thread.
+fn dense_gflops(m: usize, k: usize, n: usize, rounds: usize) -> f64 {
+    let threads = tch::get_num_threads().max(1) as usize;
+    let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.1).collect();
+    let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.1).collect();
+    let outs: Vec<std::sync::Mutex<Vec<f32>>> = (0..threads).map(|_| std::sync::Mutex::new(vec![0.0; m * n])).collect();
+    let flop = 2.0 * (m * k * n) as f64;
+    let reps = ((2e9 / flop) as usize).clamp(1, 20_000);
+    let mut best = f64::INFINITY;
+    for _ in 0..rounds {
+        let started = Instant::now();
+        crate::omp::parallel(threads, &|i| {
+            let mut c = outs[i].lock().unwrap_or_else(|p| p.into_inner());
+            for _ in 0..reps {
+                crate::dense::matmul(m, n, k, &mut c, n, false, crate::dense::View::rows(&a, k), crate::dense::View::rows(&b, n));
+            }
+        });
+        best = best.min(started.elapsed().as_secs_f64() / reps as f64);
+    }
+    threads as f64 * flop / best / 1e9
 }
 
 /// Multiply-adds of one forward of an MLP `inp -> hidden... -> out`.
@@ -269,6 +314,12 @@ pub fn update(
         (started.elapsed().as_secs_f64() * 1e3 / reps as f64, with_actor, without_actor, phase_ms)
     };
     let (ms, with_actor, without_actor, (ms_proxy_in, ms_critic, ms_actor)) = timed(&mut td3);
+    let libtorch_mlps = (device == Device::Cpu).then(|| {
+        td3.autograd_mlps = true;
+        let (ms, _, _, (proxy, critic, actor)) = timed(&mut td3);
+        td3.autograd_mlps = false;
+        LibtorchMlps { ms_per_iteration: ms, ms_proxy_step: td3.has_proxy().then_some(proxy), ms_critic_step: critic, ms_actor_step: actor }
+    });
     let mean = |v: &[f64]| if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 };
     // The same iterations with autograd through the SNN, where the hand-written backward applies.
     let ms_actor_step_autograd = (matches!(td3.policy_config.network, spikerl_snn::NetworkConfig::Snn(_)) && device == Device::Cpu).then(|| {
@@ -345,9 +396,17 @@ pub fn update(
     }
     let sgemm: Vec<SgemmRate> = shapes
         .iter()
-        .map(|&(m, kk, n, what)| SgemmRate { m, k: kk, n, what: what.into(), gflops: sgemm_gflops(m, kk, n, device, 2.0, 4) })
+        .map(|&(m, kk, n, what)| SgemmRate {
+            m,
+            k: kk,
+            n,
+            what: what.into(),
+            gflops: sgemm_gflops(m, kk, n, device, 2.0, 4),
+            dense_gflops: (device == Device::Cpu).then(|| dense_gflops(m as usize, kk as usize, n as usize, 4)),
+        })
         .collect();
     let best = sgemm.iter().map(|r| r.gflops).fold(0.0, f64::max);
+    let dense_best = sgemm.iter().filter_map(|r| r.dense_gflops).reduce(f64::max);
     let (m0, k0, n0, _) = shapes[0];
     let peak = sgemm_gflops(m0, k0, n0, device, 0.1, 60);
     let rate = |gflop: f64, ms: f64| gflop / (ms / 1e3);
@@ -371,6 +430,9 @@ pub fn update(
         sgemm_fraction_proxy_mlp: gflop_proxy.zip(ms_proxy_mlp).map(|(g, m)| rate(g, m) / best),
         sgemm_fraction_critic_step: rate(gflop_critic, ms_critic) / best,
         sgemm_fraction_actor_step: rate(gflop_actor, ms_actor) / best,
+        dense_fraction_proxy_mlp: gflop_proxy.zip(ms_proxy_mlp).zip(dense_best).map(|((g, m), d)| rate(g, m) / d),
+        dense_fraction_critic_step: dense_best.map(|d| rate(gflop_critic, ms_critic) / d),
+        dense_fraction_actor_step: dense_best.map(|d| rate(gflop_actor, ms_actor) / d),
     };
     Ok(UpdateBench {
         env: env.to_string(),
@@ -391,6 +453,8 @@ pub fn update(
         sgemm,
         sgemm_gflops_best: best,
         sgemm_gflops_short_rounds: peak,
+        dense_gflops_best: dense_best,
+        libtorch_mlps,
     })
 }
 

@@ -12,10 +12,10 @@ pub mod bench;
 pub mod bench_transport;
 pub mod checkpoint;
 pub mod config;
+pub mod dense;
 pub mod ensemble;
 pub mod lockstep;
 pub mod nets;
-pub mod omp;
 pub mod optim;
 pub mod rate_limiter;
 pub mod replay;
@@ -29,6 +29,9 @@ pub mod telemetry;
 pub mod trainer;
 
 pub use config::{Algo, ProxyConfig, RunConfig, Td3Config};
+/// Plain-Rust work on libtorch's OpenMP team (lives beside the networks in `spikerl_snn::torch`, whose
+/// backward through time uses it too).
+pub use spikerl_snn::torch::omp;
 
 /// Process settings for fast CPU training; call once at start-up, before libtorch starts its threads
 /// (they inherit the floating-point mode).

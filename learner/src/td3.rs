@@ -6,6 +6,7 @@
 //!   ||proxy(s) - snn(s)||^2 per iteration, the SNN held constant). No spiking target exists.
 
 use crate::config::{Algo, RunConfig, Td3Config};
+use crate::dense::DenseTd3;
 use crate::nets::{TwinCritic, hard_update, soft_update};
 use crate::optim::Adam;
 use crate::replay::Transitions;
@@ -93,6 +94,20 @@ pub fn smoothed_target_action(a: &Tensor, eps: &Tensor, max_action: &Tensor, cfg
     let clip = max_action * cfg.noise_clip;
     let noise = (eps * max_action * cfg.policy_noise).clamp_tensor(Some(&-&clip), Some(&clip));
     (a + noise).clamp_tensor(Some(&-max_action), Some(max_action))
+}
+
+/// The threads libtorch may use: what the learner owns for compute.
+fn threads() -> usize {
+    tch::get_num_threads().max(1) as usize
+}
+
+/// The values of a CPU tensor, row-major, as f32.
+fn host_vec(t: &Tensor) -> Vec<f32> {
+    let t = t.to_kind(Kind::Float).contiguous();
+    let n = t.numel();
+    let mut v = vec![0.0f32; n];
+    t.copy_data(&mut v, n);
+    v
 }
 
 /// A plain-Rust copy of a spiking network for its gradient-free forwards on CPU: the event-driven
@@ -193,6 +208,10 @@ pub struct Td3 {
     /// Backpropagate the actor loss through the SNN with autograd even where the hand-written
     /// backward applies (tests and `spikerl bench update` compare the two).
     pub autograd_actor: bool,
+    /// The critics, an ANN actor and its target, and the proxy without autograd on CPU (`crate::dense`).
+    dense: Option<DenseTd3>,
+    /// Train those MLPs with libtorch autograd even on CPU (tests and `spikerl bench update` compare).
+    pub autograd_mlps: bool,
     /// Where `update`'s time goes.
     pub phase_times: PhaseTimes,
 }
@@ -258,9 +277,35 @@ impl Td3 {
             actor_mirror: None,
             target_mirror: None,
             autograd_actor: false,
+            dense: None,
+            autograd_mlps: false,
             phase_times: PhaseTimes::default(),
         }
         .with_mirrors()
+        .with_dense()
+    }
+
+    /// On CPU the dense networks train through `crate::dense` (the gemm crate's kernels, fused
+    /// elementwise loops); on CUDA libtorch keeps them.
+    fn with_dense(mut self) -> Self {
+        if self.device == Device::Cpu {
+            let ann_actor = match (&self.target, &self.policy_config.network) {
+                (TargetPolicy::Polyak { vs, .. }, NetworkConfig::Ann { .. }) => Some((&self.actor_vs, vs)),
+                _ => None,
+            };
+            let proxy = match &self.target {
+                TargetPolicy::Proxy { vs, .. } => Some(vs),
+                TargetPolicy::Polyak { .. } => None,
+            };
+            let pc = &self.policy_config;
+            self.dense = DenseTd3::new(pc.obs_dim, pc.act_dim, &pc.max_action, &self.critic_vs, &self.critic_target_vs, ann_actor, proxy);
+        }
+        self
+    }
+
+    /// The dense path, unless autograd was asked for.
+    fn dense(&mut self) -> Option<&mut DenseTd3> {
+        if self.autograd_mlps { None } else { self.dense.as_mut() }
     }
 
     /// Gradient-free SNN forwards go through plain Rust on CPU (see `SnnMirror`); on CUDA libtorch
@@ -290,6 +335,11 @@ impl Td3 {
 
     /// The target policy the critic bootstraps with: the Polyak copy, or the proxy.
     pub fn target_act(&mut self, obs: &Tensor) -> Tensor {
+        let threads = threads();
+        let rows = obs.size()[0];
+        if let Some(a) = self.dense().and_then(|d| d.target_policy_forward(&host_vec(obs), threads)) {
+            return Tensor::from_slice(&a).view([rows, -1]);
+        }
         match (&self.target, &mut self.target_mirror) {
             // The Polyak target changes with each actor update, so the actor's generation names it.
             (TargetPolicy::Polyak { vs, .. }, Some(m)) => m.forward(vs, &self.policy_config, self.actor_updates, obs),
@@ -321,6 +371,14 @@ impl Td3 {
             return None;
         }
         let snn_action = self.act(obs).to_device(self.device);
+        let threads = threads();
+        if let Some(dense) = self.dense.as_mut().filter(|_| !self.autograd_mlps) {
+            let loss = dense.proxy_step(&host_vec(obs), &host_vec(&snn_action), threads)?;
+            let grads = dense.proxy_grads()?;
+            let TargetPolicy::Proxy { opt, .. } = &mut self.target else { return None };
+            opt.step_with_grads(&grads);
+            return Some(loss);
+        }
         let TargetPolicy::Proxy { net, opt, .. } = &mut self.target else { return None };
         let loss = net.forward(obs).mse_loss(&snn_action, Reduction::Mean);
         opt.backward_step(&loss);
@@ -345,48 +403,38 @@ impl Td3 {
 
         let b = sample();
         let started = std::time::Instant::now();
-        let target = tch::no_grad(|| {
+        let threads = threads();
+        let a = tch::no_grad(|| {
             let a = self.target_act(&b.next_obs);
             let eps = self.standard_normal(&a.size());
-            let a = smoothed_target_action(&a, &eps, &self.max_action, &self.cfg);
-            let (q1, q2) = self.critic_target.both(&b.next_obs, &a);
-            td_target(&b.rewards, &b.not_done, &q1, &q2, self.cfg.gamma)
+            smoothed_target_action(&a, &eps, &self.max_action, &self.cfg)
         });
-        self.critic_opt.zero_grad();
-        let threads = tch::get_num_threads().max(1) as usize;
-        let [(q1, l1), (_, l2)] = self.critic.losses_backward(&b.obs, &b.actions, &target, threads);
-        self.critic_opt.step();
-        stats.critic_loss = l1.double_value(&[]) + l2.double_value(&[]);
-        stats.q_mean = q1.mean(Kind::Float).double_value(&[]);
-        stats.target_mean = target.mean(Kind::Float).double_value(&[]);
+        if let Some(dense) = self.dense.as_mut().filter(|_| !self.autograd_mlps) {
+            let y = dense.td_targets(&host_vec(&b.next_obs), &host_vec(&a), &host_vec(&b.rewards), &host_vec(&b.not_done), self.cfg.gamma, threads);
+            let step = dense.critic_step(&host_vec(&b.obs), &host_vec(&b.actions), &y, threads);
+            self.critic_opt.step_with_grads(&dense.critic_grads());
+            stats.critic_loss = step.loss[0] + step.loss[1];
+            stats.q_mean = step.q1_mean;
+            stats.target_mean = y.iter().map(|&v| f64::from(v)).sum::<f64>() / y.len() as f64;
+        } else {
+            let target = tch::no_grad(|| {
+                let (q1, q2) = self.critic_target.both(&b.next_obs, &a);
+                td_target(&b.rewards, &b.not_done, &q1, &q2, self.cfg.gamma)
+            });
+            self.critic_opt.zero_grad();
+            let [(q1, l1), (_, l2)] = self.critic.losses_backward(&b.obs, &b.actions, &target, threads);
+            self.critic_opt.step();
+            stats.critic_loss = l1.double_value(&[]) + l2.double_value(&[]);
+            stats.q_mean = q1.mean(Kind::Float).double_value(&[]);
+            stats.target_mean = target.mean(Kind::Float).double_value(&[]);
+        }
         self.phase_times.critic += started.elapsed();
         self.phase_times.critic_steps += 1;
 
         self.iterations += 1;
         if self.iterations % self.cfg.policy_delay == 0 {
             let started = std::time::Instant::now();
-            // Critic parameters need no gradient for the actor step: freezing skips that work.
-            self.critic_vs.freeze();
-            let taped = if self.autograd_actor { None } else { self.actor.forward_taped(&b.obs) };
-            let actor_loss = match taped {
-                // CPU, LIF family: autograd only through the critic, to the action; the SNN's backward
-                // through time is hand-written (spikerl_snn::torch::bptt), the same gradient in a few
-                // fused passes instead of hundreds of small kernels.
-                Some((action, tape)) => {
-                    let action = action.set_requires_grad(true);
-                    let loss = -self.critic.q1(&b.obs, &action).mean(Kind::Float);
-                    let grad_action = Tensor::run_backward(&[&loss], &[&action], false, false).remove(0);
-                    self.actor_opt.step_with_grads(&self.actor.backward_taped(&tape, &grad_action));
-                    loss
-                }
-                None => {
-                    let loss = -self.critic.q1(&b.obs, &self.actor.forward(&b.obs)).mean(Kind::Float);
-                    self.actor_opt.backward_step(&loss);
-                    loss
-                }
-            };
-            self.critic_vs.unfreeze();
-            stats.actor_loss = Some(actor_loss.double_value(&[]));
+            stats.actor_loss = Some(self.actor_step(&b.obs, threads));
             self.actor_updates += 1;
 
             soft_update(&self.critic_target_vs, &self.critic_vs, self.cfg.tau);
@@ -397,6 +445,49 @@ impl Td3 {
             self.phase_times.actor_steps += 1;
         }
         stats
+    }
+
+    /// The delayed actor step: minimise -mean Q1(s, actor(s)) over the actor's variables (the critic held
+    /// constant); returns the loss.
+    fn actor_step(&mut self, obs: &Tensor, threads: usize) -> f64 {
+        let dense = self.dense.as_mut().filter(|_| !self.autograd_mlps);
+        // An ANN actor: every pass dense.
+        if let Some(dense) = dense.filter(|d| d.has_ann_actor()) {
+            let loss = dense.actor_step(&host_vec(obs), threads).expect("the dense path has an ANN actor");
+            self.actor_opt.step_with_grads(&dense.actor_grads().expect("the dense path has an ANN actor"));
+            return loss;
+        }
+        let taped = if self.autograd_actor { None } else { self.actor.forward_taped(obs) };
+        match (taped, self.dense.as_mut().filter(|_| !self.autograd_mlps)) {
+            // CPU, LIF family: the critic's part dense, to the action; the SNN's backward through time
+            // hand-written (spikerl_snn::torch::bptt), the same gradient in a few fused passes instead
+            // of hundreds of small kernels.
+            (Some((action, tape)), Some(dense)) => {
+                let (loss, grad) = dense.critic_action_grad(&host_vec(obs), &host_vec(&action), threads);
+                let grad_action = Tensor::from_slice(&grad).view([obs.size()[0], -1]);
+                self.actor_opt.step_with_grads(&self.actor.backward_taped(&tape, &grad_action));
+                loss
+            }
+            // The same with autograd through the critic (CUDA has no tape; this is for comparisons).
+            (Some((action, tape)), None) => {
+                self.critic_vs.freeze();
+                let action = action.set_requires_grad(true);
+                let loss = -self.critic.q1(obs, &action).mean(Kind::Float);
+                let grad_action = Tensor::run_backward(&[&loss], &[&action], false, false).remove(0);
+                self.critic_vs.unfreeze();
+                self.actor_opt.step_with_grads(&self.actor.backward_taped(&tape, &grad_action));
+                loss.double_value(&[])
+            }
+            // Autograd throughout (CUDA, neurons without a hand-written backward, comparisons).
+            (None, _) => {
+                // Critic parameters need no gradient for the actor step: freezing skips that work.
+                self.critic_vs.freeze();
+                let loss = -self.critic.q1(obs, &self.actor.forward(obs)).mean(Kind::Float);
+                self.actor_opt.backward_step(&loss);
+                self.critic_vs.unfreeze();
+                loss.double_value(&[])
+            }
+        }
     }
 
     /// A standard-normal tensor of `shape` drawn from `noise_rng`.
@@ -639,6 +730,52 @@ mod tests {
             assert!(moved > 0.0, "{name}: autograd's actor updates did not move it");
             assert!(diff <= 1e-3 * moved, "{name}: hand vs autograd differ by {diff} after moving {moved}");
         }
+    }
+
+    /// The CPU path's dense MLPs (`crate::dense`) against libtorch autograd for the same networks, from
+    /// the same weights and minibatches: the same losses and, after several steps, the same weights up
+    /// to f32 summation order, for each algorithm.
+    #[test]
+    fn dense_mlps_train_as_autograd_does() {
+        let _rng = torch_rng();
+        tch::set_num_threads(2);
+        for algo in [Algo::Ann, Algo::Proxy, Algo::Vanilla] {
+            let run = |autograd: bool| {
+                tch::manual_seed(12);
+                let (cfg, policy) = small_run(algo);
+                let mut td3 = Td3::new(&cfg, policy, Device::Cpu, 11);
+                assert!(td3.dense.is_some(), "{algo:?}: the CPU learner has the dense path");
+                td3.autograd_mlps = autograd;
+                let mut k = 0;
+                let mut stats = Vec::new();
+                for _ in 0..4 {
+                    stats.push(td3.update(|| {
+                        k += 1;
+                        batch(400 + k)
+                    }));
+                }
+                (stats, snapshot(&td3.actor_vs), snapshot(&td3.critic_vs), snapshot(td3.target_vs()))
+            };
+            let (dense, d_actor, d_critic, d_target) = run(false);
+            let (auto, a_actor, a_critic, a_target) = run(true);
+            let close = |x: f64, y: f64| (x - y).abs() <= 1e-4 * x.abs().max(1.0);
+            for (d, a) in dense.iter().zip(&auto) {
+                assert!(close(d.critic_loss, a.critic_loss), "{algo:?} critic loss: dense {} vs autograd {}", d.critic_loss, a.critic_loss);
+                assert!(close(d.q_mean, a.q_mean) && close(d.target_mean, a.target_mean), "{algo:?}: {d:?} vs {a:?}");
+                assert_eq!(d.actor_loss.is_some(), a.actor_loss.is_some());
+                for (x, y) in d.actor_loss.iter().zip(&a.actor_loss).chain(d.proxy_loss.iter().zip(&a.proxy_loss)) {
+                    assert!(close(*x, *y), "{algo:?} actor/proxy loss: dense {x} vs autograd {y}");
+                }
+            }
+            for (what, d, a) in [("actor", d_actor, a_actor), ("critic", d_critic, a_critic), ("target", d_target, a_target)] {
+                for ((name, x), (_, y)) in d.iter().zip(&a) {
+                    let diff = (x - y).abs().max().double_value(&[]);
+                    let scale = y.abs().max().double_value(&[]).max(1e-3);
+                    assert!(diff <= 1e-4 * scale, "{algo:?} {what} {name}: dense and autograd differ by {diff} (scale {scale})");
+                }
+            }
+        }
+        tch::set_num_threads(1);
     }
 
     /// The CUDA path (autograd throughout, no plain-Rust mirrors) against the CPU one from the same

@@ -19,6 +19,8 @@ use crate::neuron::{MembraneDecay, NeuronModel, NeuronState, RegularEncoder, Sig
 use crate::weights::{NamedTensor, NamedTensors, expected_shapes};
 
 mod bptt;
+pub mod matmul;
+pub mod omp;
 pub use bptt::{ActorGrads, SnnTape};
 
 impl Signal for Tensor {

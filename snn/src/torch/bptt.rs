@@ -3,7 +3,9 @@
 //! Autograd runs the LIF dynamics as about a dozen small libtorch kernels per layer and time step forward
 //! (decay, reset, add, compare, the surrogate's clamp, ...) and as many backward: several hundred kernel
 //! launches per actor update, each a pass over a `[B, n]` tensor. Here each layer's dynamics are one
-//! fused loop forward and one backward in plain Rust; the matrix products stay in libtorch.
+//! fused loop forward and one backward in plain Rust. The forward's matrix products stay in libtorch
+//! (so that its spikes are autograd's); the backward's run on `super::matmul` (the gemm crate's kernels,
+//! about twice MKL's rate on AMD CPUs), split over libtorch's OpenMP team.
 //!
 //! The forward performs the same f32 operations in the same order as [`super::TorchPolicy::forward`]
 //! (the encoder's activations, the layers' input currents and the decoder are the very same libtorch
@@ -16,6 +18,7 @@ use std::collections::HashMap;
 
 use tch::{Device, Kind, Tensor};
 
+use super::matmul::{View, matmul_parallel};
 use super::{Net, TorchPolicy, TorchSnn};
 use crate::neuron::NeuronModel;
 
@@ -241,14 +244,24 @@ impl TorchSnn {
                     self.decay_logits[i].is_some(),
                 );
                 let input = &tape.spikes[i];
-                grads.insert(format!("layers.{i}.weight"), g_x.tr().mm(input));
+                let fan_in = input.size()[1];
+                let (rows, threads) = ((t_steps * b) as usize, tch::get_num_threads().max(1) as usize);
+                // dW = g_x^T input over all T x B rows, split by output units.
+                let mut g_w = empty(n, fan_in);
+                let (nu, ni) = (n as usize, fan_in as usize);
+                matmul_parallel(threads, 16, nu, ni, rows, host_mut(&mut g_w), ni, false, View::transposed(host(&g_x), nu), View::rows(host(input), ni));
+                grads.insert(format!("layers.{i}.weight"), g_w);
                 grads.insert(format!("layers.{i}.bias"), g_x.sum_dim_intlist(0, false, Kind::Float));
                 if self.decay_logits[i].is_some() {
                     // d decay / d logit = decay (1 - decay).
                     let d = f64::from(tape.decays[i]);
                     grads.insert(format!("layers.{i}.decay_logit"), Tensor::from_slice(&[(g_decay * d * (1.0 - d)) as f32]));
                 }
-                g_spikes = g_x.mm(&layer.ws);
+                // The gradient reaching the layer's input spikes: g_x W, split by rows.
+                let mut g_in = empty(t_steps * b, fan_in);
+                let w = layer.ws.contiguous();
+                matmul_parallel(threads, 64, rows, ni, nu, host_mut(&mut g_in), ni, false, View::rows(host(&g_x), nu), View::rows(host(&w), ni));
+                g_spikes = g_in;
             }
             // Encoder: straight-through spikes, then the Gaussian receptive fields
             // a = exp(-diff^2 / (2 sigma^2)): da/dmu = a diff / sigma^2, da/dsigma = a diff^2 / sigma^3.
