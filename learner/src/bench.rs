@@ -45,9 +45,18 @@ pub struct UpdateBench {
     pub sgemm_gflops_short_rounds: f64,
     /// The best `SgemmRate::dense_gflops` (CPU): the rate of the kernel the CPU path's MLPs use.
     pub dense_gflops_best: Option<f64>,
+    /// The SNN's gradient-free forward (256 rows) and the iteration with dense products on the gemm kernels
+    /// instead of the event-driven mirror (`Td3::dense_snn_targets`; spiking actors on CPU only).
+    pub dense_snn_targets: Option<DenseSnnTargets>,
     /// The same iterations with every MLP (critics, ANN actor, proxy) through libtorch autograd instead
     /// of `crate::dense` (CPU only): the speed-up the dense path brings, measured in the same run.
     pub libtorch_mlps: Option<LibtorchMlps>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DenseSnnTargets {
+    pub ms_forward: f64,
+    pub ms_per_iteration: f64,
 }
 
 /// `bench update`'s iteration and phases with the MLPs on libtorch autograd (`Td3::autograd_mlps`).
@@ -332,6 +341,16 @@ pub fn update(
     let ms_fwd = time_ms(reps, || {
         let _ = td3.act(&obs);
     });
+    // The same forward as dense products on the gemm kernels (LIF family on CPU), and the iteration with it.
+    let dense_targets = (matches!(td3.policy_config.network, spikerl_snn::NetworkConfig::Snn(_)) && device == Device::Cpu).then(|| {
+        td3.dense_snn_targets = true;
+        let ms_forward = time_ms(reps, || {
+            let _ = td3.act(&obs);
+        });
+        let (ms_per_iteration, _, _, _) = timed(&mut td3);
+        td3.dense_snn_targets = false;
+        DenseSnnTargets { ms_forward, ms_per_iteration }
+    });
     let ms_proxy = td3.has_proxy().then_some(ms_proxy_in);
     let mut host = crate::replay::Transitions::default();
     for _ in 0..batch {
@@ -454,6 +473,7 @@ pub fn update(
         sgemm_gflops_best: best,
         sgemm_gflops_short_rounds: peak,
         dense_gflops_best: dense_best,
+        dense_snn_targets: dense_targets,
         libtorch_mlps,
     })
 }

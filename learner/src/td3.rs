@@ -212,6 +212,12 @@ pub struct Td3 {
     dense: Option<DenseTd3>,
     /// Train those MLPs with libtorch autograd even on CPU (tests and `spikerl bench update` compare).
     pub autograd_mlps: bool,
+    /// Gradient-free SNN forwards (the proxy's targets, a spiking Polyak target) as dense products on the
+    /// gemm kernels (`TorchPolicy::forward_no_grad`, LIF family on CPU) instead of the event-driven mirror.
+    /// Off by default: on the Zen 5 machine the two were within that machine's noise of each other (the
+    /// mirror ahead at initial weights, the dense one at 60% firing; docs/performance.md), and the mirror
+    /// computes exactly what actors compute. `spikerl bench update` measures both.
+    pub dense_snn_targets: bool,
     /// Where `update`'s time goes.
     pub phase_times: PhaseTimes,
 }
@@ -279,6 +285,7 @@ impl Td3 {
             autograd_actor: false,
             dense: None,
             autograd_mlps: false,
+            dense_snn_targets: false,
             phase_times: PhaseTimes::default(),
         }
         .with_mirrors()
@@ -327,6 +334,11 @@ impl Td3 {
 
     /// The online actor's action for a batch of observations (no gradient).
     pub fn act(&mut self, obs: &Tensor) -> Tensor {
+        if self.dense_snn_targets {
+            if let Some(a) = self.actor.forward_no_grad(obs) {
+                return a;
+            }
+        }
         match &mut self.actor_mirror {
             Some(m) => m.forward(&self.actor_vs, &self.policy_config, self.actor_updates, obs),
             None => tch::no_grad(|| self.actor.forward(obs)),
@@ -339,6 +351,11 @@ impl Td3 {
         let rows = obs.size()[0];
         if let Some(a) = self.dense().and_then(|d| d.target_policy_forward(&host_vec(obs), threads)) {
             return Tensor::from_slice(&a).view([rows, -1]);
+        }
+        if let (TargetPolicy::Polyak { net, .. }, true) = (&self.target, self.dense_snn_targets) {
+            if let Some(a) = net.forward_no_grad(obs) {
+                return a;
+            }
         }
         match (&self.target, &mut self.target_mirror) {
             // The Polyak target changes with each actor update, so the actor's generation names it.

@@ -217,6 +217,47 @@ impl TorchSnn {
         })
     }
 
+    /// The pre-tanh action without gradient or tape, every layer's currents on the gemm kernels (split
+    /// over the OpenMP team) instead of libtorch's: for gradient-free targets (the proxy's imitation
+    /// targets, a spiking Polyak target), where nothing needs autograd's exact spikes.
+    fn forward_no_grad(&self, obs: &Tensor) -> Option<Tensor> {
+        let (threshold, _) = self.lif_constants()?;
+        if obs.device() != Device::Cpu || obs.kind() != Kind::Float {
+            return None;
+        }
+        let t_steps = self.cfg.timesteps as i64;
+        let b = obs.size()[0];
+        let (rows, threads) = ((t_steps * b) as usize, tch::get_num_threads().max(1) as usize);
+        tch::no_grad(|| {
+            let activation = self.encoder_activation(obs).contiguous();
+            let width = activation.size()[1];
+            let mut input = empty(t_steps * b, width);
+            encoder_forward(host(&activation), host_mut(&mut input), self.cfg.encoder_threshold);
+            for (i, layer) in self.layers.iter().enumerate() {
+                let (n, fan_in) = (layer.ws.size()[0], layer.ws.size()[1]);
+                let (nu, ni) = (n as usize, fan_in as usize);
+                let w = layer.ws.contiguous();
+                let mut x = empty(t_steps * b, n);
+                let xs = host_mut(&mut x);
+                match &layer.bs {
+                    Some(bias) => {
+                        let bias = bias.contiguous();
+                        for row in xs.chunks_exact_mut(nu) {
+                            row.copy_from_slice(host(&bias));
+                        }
+                    }
+                    None => xs.fill(0.0),
+                }
+                matmul_parallel(threads, 64, rows, nu, ni, xs, nu, true, View::rows(host(&input), ni), View::transposed(host(&w), ni));
+                let decay = self.decay(i).view([-1]).double_value(&[0]) as f32;
+                let (mut v, mut s) = (empty(t_steps * b, n), empty(t_steps * b, n));
+                lif_forward(host(&x), host_mut(&mut v), host_mut(&mut s), (b * n) as usize, decay, threshold);
+                input = s;
+            }
+            Some(self.decode(&input, b))
+        })
+    }
+
     fn backward_taped(&self, tape: &SnnTape, grad_pre: &Tensor) -> ActorGrads {
         let (threshold, window) = self.lif_constants().expect("a tape exists only for the LIF family");
         let t_steps = self.cfg.timesteps as i64;
@@ -292,6 +333,18 @@ impl TorchPolicy {
         Some((tanh * &self.max_action, tape))
     }
 
+    /// The action for `obs` without gradient, through [`TorchSnn::forward_no_grad`]'s dense products on the
+    /// gemm kernels: a spiking actor of the LIF family on the CPU; `None` otherwise. Equal to
+    /// [`TorchPolicy::forward`] up to f32 summation order in the layer currents (a membrane potential
+    /// within rounding of the threshold may spike in one and not the other).
+    pub fn forward_no_grad(&self, obs: &Tensor) -> Option<Tensor> {
+        let Net::Snn(snn) = &self.net else { return None };
+        if self.max_action.device() != Device::Cpu {
+            return None;
+        }
+        Some(snn.forward_no_grad(obs)?.tanh() * &self.max_action)
+    }
+
     /// The gradient of a loss with respect to every variable of the network, given its gradient with
     /// respect to the action `forward_taped` returned: what `loss.backward()` through
     /// [`TorchPolicy::forward`] would accumulate, by wire name.
@@ -342,6 +395,10 @@ mod tests {
         assert!(action.equal(&reference.detach()), "the taped forward must be bit-identical");
         let fired: Vec<f64> = tape.spikes.iter().map(|s| s.mean(Kind::Float).double_value(&[])).collect();
         assert!(fired.iter().all(|&r| r > 0.01 && r < 0.99), "every population should fire sometimes: {fired:?}");
+
+        let fast = net.forward_no_grad(&obs).expect("the LIF family has the dense no-grad forward");
+        let off = (&fast - &reference.detach()).abs().max().double_value(&[]);
+        assert!(off < 1e-4, "the no-grad forward on the gemm kernels is off by {off}");
 
         let grads = net.backward_taped(&tape, &c);
         let vars = vs.variables();
