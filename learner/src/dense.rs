@@ -72,10 +72,10 @@ impl Mlp {
             if !ok(w) || !ok(b) || ws.len() != 2 || bs != [ws[0]] {
                 return None;
             }
-            if let Some((prev, _)) = layers.last() {
-                if Tensor::size(prev)[0] != ws[1] {
-                    return None;
-                }
+            if let Some((prev, _)) = layers.last()
+                && Tensor::size(prev)[0] != ws[1]
+            {
+                return None;
             }
             layers.push((w.shallow_clone(), b.shallow_clone()));
             names.push((wn, bn));

@@ -334,10 +334,10 @@ impl Td3 {
 
     /// The online actor's action for a batch of observations (no gradient).
     pub fn act(&mut self, obs: &Tensor) -> Tensor {
-        if self.dense_snn_targets {
-            if let Some(a) = self.actor.forward_no_grad(obs) {
-                return a;
-            }
+        if self.dense_snn_targets
+            && let Some(a) = self.actor.forward_no_grad(obs)
+        {
+            return a;
         }
         match &mut self.actor_mirror {
             Some(m) => m.forward(&self.actor_vs, &self.policy_config, self.actor_updates, obs),
@@ -352,10 +352,10 @@ impl Td3 {
         if let Some(a) = self.dense().and_then(|d| d.target_policy_forward(&host_vec(obs), threads)) {
             return Tensor::from_slice(&a).view([rows, -1]);
         }
-        if let (TargetPolicy::Polyak { net, .. }, true) = (&self.target, self.dense_snn_targets) {
-            if let Some(a) = net.forward_no_grad(obs) {
-                return a;
-            }
+        if let (TargetPolicy::Polyak { net, .. }, true) = (&self.target, self.dense_snn_targets)
+            && let Some(a) = net.forward_no_grad(obs)
+        {
+            return a;
         }
         match (&self.target, &mut self.target_mirror) {
             // The Polyak target changes with each actor update, so the actor's generation names it.

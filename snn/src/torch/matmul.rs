@@ -38,6 +38,8 @@ impl<'a> View<'a> {
 ///
 /// # Panics
 /// If an operand is too short for its shape and strides.
+// BLAS's shape: three dimensions, the output and its stride, the mode, two operands.
+#[allow(clippy::too_many_arguments)]
 pub fn matmul(m: usize, n: usize, k: usize, c: &mut [f32], c_rs: usize, accumulate: bool, a: View<'_>, b: View<'_>) {
     assert!(a.fits(m, k) && b.fits(k, n), "matmul: operand too short for [{m}, {k}] x [{k}, {n}]");
     assert!(m == 0 || n == 0 || (m - 1) * c_rs + n <= c.len(), "matmul: output too short for [{m}, {n}]");
