@@ -59,7 +59,7 @@ pub struct DenseSnnTargets {
     pub ms_per_iteration: f64,
 }
 
-/// `bench update`'s iteration and phases with the MLPs on libtorch autograd (`Td3::autograd_mlps`).
+/// `bench update`'s iteration and phases with the MLPs on libtorch autograd (`Td3::set_autograd_mlps`).
 #[derive(Debug, Serialize)]
 pub struct LibtorchMlps {
     pub ms_per_iteration: f64,
@@ -324,9 +324,9 @@ pub fn update(
     };
     let (ms, with_actor, without_actor, (ms_proxy_in, ms_critic, ms_actor)) = timed(&mut td3);
     let libtorch_mlps = (device == Device::Cpu).then(|| {
-        td3.autograd_mlps = true;
+        td3.set_autograd_mlps(true);
         let (ms, _, _, (proxy, critic, actor)) = timed(&mut td3);
-        td3.autograd_mlps = false;
+        td3.set_autograd_mlps(false);
         LibtorchMlps { ms_per_iteration: ms, ms_proxy_step: td3.has_proxy().then_some(proxy), ms_critic_step: critic, ms_actor_step: actor }
     });
     let mean = |v: &[f64]| if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 };

@@ -100,11 +100,6 @@ impl Mlp {
             })
             .collect()
     }
-
-    /// FLOPs of one forward on `rows` rows (multiply-adds count two).
-    pub fn forward_flops(&self, rows: usize) -> f64 {
-        self.refs().iter().map(|l| 2.0 * (rows * l.fan_in * l.fan_out) as f64).sum()
-    }
 }
 
 /// The forward's activations and the backward's pre-activation gradients of one block of rows.
@@ -135,7 +130,15 @@ impl Tape {
 
     /// Where the loss's gradient with respect to the output goes before `backward`.
     pub fn output_grad(&mut self) -> &mut [f32] {
-        self.grads.last_mut().map_or(&mut [], |v| v.as_mut_slice())
+        self.output_and_grad().1
+    }
+
+    /// The output and, beside it, where its gradient goes: a loss reads the one and writes the other.
+    pub fn output_and_grad(&mut self) -> (&[f32], &mut [f32]) {
+        match (self.acts.last(), self.grads.last_mut()) {
+            (Some(out), Some(grad)) => (out, grad),
+            _ => (&[], &mut []),
+        }
     }
 }
 
@@ -452,8 +455,8 @@ impl DenseTd3 {
             forward(&nets[*net], &x[block.start * width..block.end * width], block.len(), tape);
             let y = &y[block.clone()];
             let (mut e2, mut s) = (0.0f64, 0.0f64);
-            let q: Vec<f32> = tape.output().to_vec();
-            for ((g, &q), &y) in tape.output_grad().iter_mut().zip(&q).zip(y) {
+            let (q, grad) = tape.output_and_grad();
+            for ((g, &q), &y) in grad.iter_mut().zip(q).zip(y) {
                 let d = q - y;
                 e2 += f64::from(d * d);
                 s += f64::from(q);
@@ -565,9 +568,9 @@ impl DenseTd3 {
         each(threads, &mut work, &|_, (block, tape, sq)| {
             forward(&layers, &obs[block.start * od..block.end * od], block.len(), tape);
             let target = &target[block.start * ad..block.end * ad];
-            let pre: Vec<f32> = tape.output().to_vec();
+            let (pre, grad) = tape.output_and_grad();
             let mut e2 = 0.0f64;
-            for (i, (g, &p)) in tape.output_grad().iter_mut().zip(&pre).enumerate() {
+            for (i, (g, &p)) in grad.iter_mut().zip(pre).enumerate() {
                 let t = p.tanh();
                 let m = max_action[i % ad];
                 let d = t * m - target[i];
@@ -582,12 +585,6 @@ impl DenseTd3 {
         let blocks = blocks.iter().zip(&self.tapes).map(|(b, tape)| Block { x: &obs[b.start * od..b.end * od], tape }).collect();
         weight_grads(&[GradJob { layers: &layers, blocks }], &mut [grads], threads.max(1), threads);
         Some(loss)
-    }
-
-    /// FLOPs of one critic step (both twins' forward and backward) and of one target computation.
-    pub fn critic_flops(&self, rows: usize) -> (f64, f64) {
-        let fwd = self.q[0].forward_flops(rows);
-        (2.0 * 3.0 * fwd, 2.0 * fwd)
     }
 }
 

@@ -208,10 +208,9 @@ pub struct Td3 {
     /// Backpropagate the actor loss through the SNN with autograd even where the hand-written
     /// backward applies (tests and `spikerl bench update` compare the two).
     pub autograd_actor: bool,
-    /// The critics, an ANN actor and its target, and the proxy without autograd on CPU (`crate::dense`).
+    /// The critics, an ANN actor and its target, and the proxy without autograd on CPU (`crate::dense`);
+    /// None: libtorch autograd trains them (CUDA, or `set_autograd_mlps`).
     dense: Option<DenseTd3>,
-    /// Train those MLPs with libtorch autograd even on CPU (tests and `spikerl bench update` compare).
-    pub autograd_mlps: bool,
     /// Gradient-free SNN forwards (the proxy's targets, a spiking Polyak target) as dense products on the
     /// gemm kernels (`TorchPolicy::forward_no_grad`, LIF family on CPU) instead of the event-driven mirror.
     /// Off by default: on the Zen 5 machine the two were within that machine's noise of each other (the
@@ -284,7 +283,6 @@ impl Td3 {
             target_mirror: None,
             autograd_actor: false,
             dense: None,
-            autograd_mlps: false,
             dense_snn_targets: false,
             phase_times: PhaseTimes::default(),
         }
@@ -295,24 +293,27 @@ impl Td3 {
     /// On CPU the dense networks train through `crate::dense` (the gemm crate's kernels, fused
     /// elementwise loops); on CUDA libtorch keeps them.
     fn with_dense(mut self) -> Self {
-        if self.device == Device::Cpu {
-            let ann_actor = match (&self.target, &self.policy_config.network) {
-                (TargetPolicy::Polyak { vs, .. }, NetworkConfig::Ann { .. }) => Some((&self.actor_vs, vs)),
-                _ => None,
-            };
-            let proxy = match &self.target {
-                TargetPolicy::Proxy { vs, .. } => Some(vs),
-                TargetPolicy::Polyak { .. } => None,
-            };
-            let pc = &self.policy_config;
-            self.dense = DenseTd3::new(pc.obs_dim, pc.act_dim, &pc.max_action, &self.critic_vs, &self.critic_target_vs, ann_actor, proxy);
-        }
+        self.set_autograd_mlps(false);
         self
     }
 
-    /// The dense path, unless autograd was asked for.
-    fn dense(&mut self) -> Option<&mut DenseTd3> {
-        if self.autograd_mlps { None } else { self.dense.as_mut() }
+    /// Train the MLPs with libtorch autograd even on CPU (`true`; tests and `spikerl bench update`
+    /// compare), or through `crate::dense` where it applies (`false`, the default on CPU).
+    pub fn set_autograd_mlps(&mut self, autograd: bool) {
+        self.dense = None;
+        if autograd || self.device != Device::Cpu {
+            return;
+        }
+        let ann_actor = match (&self.target, &self.policy_config.network) {
+            (TargetPolicy::Polyak { vs, .. }, NetworkConfig::Ann { .. }) => Some((&self.actor_vs, vs)),
+            _ => None,
+        };
+        let proxy = match &self.target {
+            TargetPolicy::Proxy { vs, .. } => Some(vs),
+            TargetPolicy::Polyak { .. } => None,
+        };
+        let pc = &self.policy_config;
+        self.dense = DenseTd3::new(pc.obs_dim, pc.act_dim, &pc.max_action, &self.critic_vs, &self.critic_target_vs, ann_actor, proxy);
     }
 
     /// Gradient-free SNN forwards go through plain Rust on CPU (see `SnnMirror`); on CUDA libtorch
@@ -349,7 +350,7 @@ impl Td3 {
     pub fn target_act(&mut self, obs: &Tensor) -> Tensor {
         let threads = threads();
         let rows = obs.size()[0];
-        if let Some(a) = self.dense().and_then(|d| d.target_policy_forward(&host_vec(obs), threads)) {
+        if let Some(a) = self.dense.as_mut().and_then(|d| d.target_policy_forward(&host_vec(obs), threads)) {
             return Tensor::from_slice(&a).view([rows, -1]);
         }
         if let (TargetPolicy::Polyak { net, .. }, true) = (&self.target, self.dense_snn_targets)
@@ -389,7 +390,7 @@ impl Td3 {
         }
         let snn_action = self.act(obs).to_device(self.device);
         let threads = threads();
-        if let Some(dense) = self.dense.as_mut().filter(|_| !self.autograd_mlps) {
+        if let Some(dense) = &mut self.dense {
             let loss = dense.proxy_step(&host_vec(obs), &host_vec(&snn_action), threads)?;
             let grads = dense.proxy_grads()?;
             let TargetPolicy::Proxy { opt, .. } = &mut self.target else { return None };
@@ -426,7 +427,7 @@ impl Td3 {
             let eps = self.standard_normal(&a.size());
             smoothed_target_action(&a, &eps, &self.max_action, &self.cfg)
         });
-        if let Some(dense) = self.dense.as_mut().filter(|_| !self.autograd_mlps) {
+        if let Some(dense) = &mut self.dense {
             let y = dense.td_targets(&host_vec(&b.next_obs), &host_vec(&a), &host_vec(&b.rewards), &host_vec(&b.not_done), self.cfg.gamma, threads);
             let step = dense.critic_step(&host_vec(&b.obs), &host_vec(&b.actions), &y, threads);
             self.critic_opt.step_with_grads(&dense.critic_grads());
@@ -467,15 +468,14 @@ impl Td3 {
     /// The delayed actor step: minimise -mean Q1(s, actor(s)) over the actor's variables (the critic held
     /// constant); returns the loss.
     fn actor_step(&mut self, obs: &Tensor, threads: usize) -> f64 {
-        let dense = self.dense.as_mut().filter(|_| !self.autograd_mlps);
         // An ANN actor: every pass dense.
-        if let Some(dense) = dense.filter(|d| d.has_ann_actor()) {
+        if let Some(dense) = self.dense.as_mut().filter(|d| d.has_ann_actor()) {
             let loss = dense.actor_step(&host_vec(obs), threads).expect("the dense path has an ANN actor");
             self.actor_opt.step_with_grads(&dense.actor_grads().expect("the dense path has an ANN actor"));
             return loss;
         }
         let taped = if self.autograd_actor { None } else { self.actor.forward_taped(obs) };
-        match (taped, self.dense.as_mut().filter(|_| !self.autograd_mlps)) {
+        match (taped, self.dense.as_mut()) {
             // CPU, LIF family: the critic's part dense, to the action; the SNN's backward through time
             // hand-written (spikerl_snn::torch::bptt), the same gradient in a few fused passes instead
             // of hundreds of small kernels.
@@ -762,7 +762,7 @@ mod tests {
                 let (cfg, policy) = small_run(algo);
                 let mut td3 = Td3::new(&cfg, policy, Device::Cpu, 11);
                 assert!(td3.dense.is_some(), "{algo:?}: the CPU learner has the dense path");
-                td3.autograd_mlps = autograd;
+                td3.set_autograd_mlps(autograd);
                 let mut k = 0;
                 let mut stats = Vec::new();
                 for _ in 0..4 {

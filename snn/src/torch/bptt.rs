@@ -179,12 +179,26 @@ impl TorchSnn {
     }
 
     fn forward_taped(&self, obs: &Tensor) -> Option<(Tensor, SnnTape)> {
+        self.forward_lif(obs, false)
+    }
+
+    /// `tanh` of the pre-activation without gradient, every layer's currents on the gemm kernels instead
+    /// of libtorch's: for gradient-free targets (the proxy's imitation targets, a spiking Polyak target),
+    /// where nothing needs autograd's exact spikes.
+    fn forward_no_grad(&self, obs: &Tensor) -> Option<Tensor> {
+        self.forward_lif(obs, true).map(|(tanh, _)| tanh)
+    }
+
+    /// The LIF family's forward with its tape: the layer currents through libtorch (bit-identical to
+    /// autograd's forward) or, with `gemm_currents`, on the gemm kernels.
+    fn forward_lif(&self, obs: &Tensor, gemm_currents: bool) -> Option<(Tensor, SnnTape)> {
         let (threshold, _) = self.lif_constants()?;
         if obs.device() != Device::Cpu || obs.kind() != Kind::Float {
             return None;
         }
         let t_steps = self.cfg.timesteps as i64;
         let b = obs.size()[0];
+        let threads = tch::get_num_threads().max(1) as usize;
         tch::no_grad(|| {
             let activation = self.encoder_activation(obs).contiguous();
             let diff = obs.tanh().unsqueeze(-1) - &self.mu;
@@ -195,7 +209,11 @@ impl TorchSnn {
             let mut potentials = Vec::with_capacity(self.layers.len());
             let mut decays = Vec::with_capacity(self.layers.len());
             for (i, layer) in self.layers.iter().enumerate() {
-                let x = input.linear(&layer.ws, layer.bs.as_ref()).contiguous();
+                let x = if gemm_currents {
+                    Self::gemm_currents(layer, &input, threads)
+                } else {
+                    input.linear(&layer.ws, layer.bs.as_ref()).contiguous()
+                };
                 let n = x.size()[1];
                 let decay = self.decay(i).view([-1]).double_value(&[0]) as f32;
                 let (mut v, mut s) = (empty(t_steps * b, n), empty(t_steps * b, n));
@@ -217,51 +235,32 @@ impl TorchSnn {
         })
     }
 
-    /// The pre-tanh action without gradient or tape, every layer's currents on the gemm kernels (split
-    /// over the OpenMP team) instead of libtorch's: for gradient-free targets (the proxy's imitation
-    /// targets, a spiking Polyak target), where nothing needs autograd's exact spikes.
-    fn forward_no_grad(&self, obs: &Tensor) -> Option<Tensor> {
-        let (threshold, _) = self.lif_constants()?;
-        if obs.device() != Device::Cpu || obs.kind() != Kind::Float {
-            return None;
-        }
-        let t_steps = self.cfg.timesteps as i64;
-        let b = obs.size()[0];
-        let (rows, threads) = ((t_steps * b) as usize, tch::get_num_threads().max(1) as usize);
-        tch::no_grad(|| {
-            let activation = self.encoder_activation(obs).contiguous();
-            let width = activation.size()[1];
-            let mut input = empty(t_steps * b, width);
-            encoder_forward(host(&activation), host_mut(&mut input), self.cfg.encoder_threshold);
-            for (i, layer) in self.layers.iter().enumerate() {
-                let (n, fan_in) = (layer.ws.size()[0], layer.ws.size()[1]);
-                let (nu, ni) = (n as usize, fan_in as usize);
-                let w = layer.ws.contiguous();
-                let mut x = empty(t_steps * b, n);
-                let xs = host_mut(&mut x);
-                match &layer.bs {
-                    Some(bias) => {
-                        let bias = bias.contiguous();
-                        for row in xs.chunks_exact_mut(nu) {
-                            row.copy_from_slice(host(&bias));
-                        }
-                    }
-                    None => xs.fill(0.0),
+    /// A layer's input currents `input W^T + b` (`[T*B, n]`) on the gemm kernels, the rows split over the
+    /// OpenMP team.
+    fn gemm_currents(layer: &tch::nn::Linear, input: &Tensor, threads: usize) -> Tensor {
+        let (n, fan_in) = (layer.ws.size()[0], layer.ws.size()[1]);
+        let (rows, nu, ni) = (input.size()[0] as usize, n as usize, fan_in as usize);
+        let w = layer.ws.contiguous();
+        let mut x = empty(rows as i64, n);
+        let xs = host_mut(&mut x);
+        match &layer.bs {
+            Some(bias) => {
+                let bias = bias.contiguous();
+                for row in xs.chunks_exact_mut(nu) {
+                    row.copy_from_slice(host(&bias));
                 }
-                matmul_parallel(threads, 64, rows, nu, ni, xs, nu, true, View::rows(host(&input), ni), View::transposed(host(&w), ni));
-                let decay = self.decay(i).view([-1]).double_value(&[0]) as f32;
-                let (mut v, mut s) = (empty(t_steps * b, n), empty(t_steps * b, n));
-                lif_forward(host(&x), host_mut(&mut v), host_mut(&mut s), (b * n) as usize, decay, threshold);
-                input = s;
             }
-            Some(self.decode(&input, b))
-        })
+            None => xs.fill(0.0),
+        }
+        matmul_parallel(threads, 64, rows, nu, ni, xs, nu, true, View::rows(host(input), ni), View::transposed(host(&w), ni));
+        x
     }
 
     fn backward_taped(&self, tape: &SnnTape, grad_pre: &Tensor) -> ActorGrads {
         let (threshold, window) = self.lif_constants().expect("a tape exists only for the LIF family");
         let t_steps = self.cfg.timesteps as i64;
         let b = tape.batch;
+        let (rows, threads) = ((t_steps * b) as usize, tch::get_num_threads().max(1) as usize);
         let mut grads = ActorGrads::new();
         tch::no_grad(|| {
             // Decoder: pre = sum_p rate * w + bias, rate = mean over T of the last spikes.
@@ -286,7 +285,6 @@ impl TorchSnn {
                 );
                 let input = &tape.spikes[i];
                 let fan_in = input.size()[1];
-                let (rows, threads) = ((t_steps * b) as usize, tch::get_num_threads().max(1) as usize);
                 // dW = g_x^T input over all T x B rows, split by output units.
                 let mut g_w = empty(n, fan_in);
                 let (nu, ni) = (n as usize, fan_in as usize);
@@ -342,7 +340,7 @@ impl TorchPolicy {
         if self.max_action.device() != Device::Cpu {
             return None;
         }
-        Some(snn.forward_no_grad(obs)?.tanh() * &self.max_action)
+        Some(snn.forward_no_grad(obs)? * &self.max_action)
     }
 
     /// The gradient of a loss with respect to every variable of the network, given its gradient with
