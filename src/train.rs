@@ -108,8 +108,8 @@ fn print_phases(r: &spikerl_learner::bench::UpdateBench) {
     row(&format!("sampling {} minibatches", p.proxy_steps + 1), Some(p.ms_sampling), None, None, None, None);
     row("iteration without actor step", Some(p.ms_iteration_without_actor), None, None, None, None);
     row("iteration with actor step", Some(p.ms_iteration_with_actor), None, None, None, None);
-    if let Some(e) = &r.dense_snn_targets {
-        println!("SNN forward without gradient as dense products on the gemm kernels: {:.2} ms (event-driven mirror: {:.2} ms); iteration with it: {:.2} ms", e.ms_forward, r.ms_snn_forward_no_grad, e.ms_per_iteration);
+    if let Some(e) = &r.mirror_snn_targets {
+        println!("SNN forward without gradient on the event-driven mirror: {:.2} ms (dense products on the gemm kernels, the default: {:.2} ms); iteration with it: {:.2} ms", e.ms_forward, r.ms_snn_forward_no_grad, e.ms_per_iteration);
     }
     if let Some(l) = lt {
         println!("iteration with the MLPs on libtorch autograd: {:.2} ms (the dense path: {:.2}x faster)", l.ms_per_iteration, l.ms_per_iteration / r.ms_per_iteration);

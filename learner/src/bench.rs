@@ -45,16 +45,16 @@ pub struct UpdateBench {
     pub sgemm_gflops_short_rounds: f64,
     /// The best `SgemmRate::dense_gflops` (CPU): the rate of the kernel the CPU path's MLPs use.
     pub dense_gflops_best: Option<f64>,
-    /// The SNN's gradient-free forward (256 rows) and the iteration with dense products on the gemm kernels
-    /// instead of the event-driven mirror (`Td3::dense_snn_targets`; spiking actors on CPU only).
-    pub dense_snn_targets: Option<DenseSnnTargets>,
+    /// The SNN's gradient-free forward (256 rows) and the iteration on the event-driven mirror instead of
+    /// the default dense products on the gemm kernels (`Td3::dense_snn_targets`; the LIF family on CPU).
+    pub mirror_snn_targets: Option<MirrorSnnTargets>,
     /// The same iterations with every MLP (critics, ANN actor, proxy) through libtorch autograd instead
     /// of `crate::dense` (CPU only): the speed-up the dense path brings, measured in the same run.
     pub libtorch_mlps: Option<LibtorchMlps>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct DenseSnnTargets {
+pub struct MirrorSnnTargets {
     pub ms_forward: f64,
     pub ms_per_iteration: f64,
 }
@@ -341,15 +341,16 @@ pub fn update(
     let ms_fwd = time_ms(reps, || {
         let _ = td3.act(&obs);
     });
-    // The same forward as dense products on the gemm kernels (LIF family on CPU), and the iteration with it.
-    let dense_targets = (matches!(td3.policy_config.network, spikerl_snn::NetworkConfig::Snn(_)) && device == Device::Cpu).then(|| {
-        td3.dense_snn_targets = true;
+    // The same forward on the event-driven mirror (the path before the dense one), and the iteration with it.
+    let lif_family = matches!(&td3.policy_config.network, spikerl_snn::NetworkConfig::Snn(c) if matches!(c.neuron, NeuronKind::Lif | NeuronKind::Plif | NeuronKind::If));
+    let mirror_targets = (td3.dense_snn_targets && lif_family && device == Device::Cpu).then(|| {
+        td3.dense_snn_targets = false;
         let ms_forward = time_ms(reps, || {
             let _ = td3.act(&obs);
         });
         let (ms_per_iteration, _, _, _) = timed(&mut td3);
-        td3.dense_snn_targets = false;
-        DenseSnnTargets { ms_forward, ms_per_iteration }
+        td3.dense_snn_targets = true;
+        MirrorSnnTargets { ms_forward, ms_per_iteration }
     });
     let ms_proxy = td3.has_proxy().then_some(ms_proxy_in);
     let mut host = crate::replay::Transitions::default();
@@ -473,7 +474,7 @@ pub fn update(
         sgemm_gflops_best: best,
         sgemm_gflops_short_rounds: peak,
         dense_gflops_best: dense_best,
-        dense_snn_targets: dense_targets,
+        mirror_snn_targets: mirror_targets,
         libtorch_mlps,
     })
 }

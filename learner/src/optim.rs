@@ -58,28 +58,23 @@ impl Adam {
             eps: self.eps as f32,
             step_size: (self.lr / (1.0 - self.beta1.powi(t))) as f32,
         };
+        let threads = tch::get_num_threads().max(1) as usize;
         tch::no_grad(|| {
+            // The gradients stay alive (and their buffers with them) until every chunk has run.
+            let mut grads = Vec::with_capacity(self.params.len());
+            let mut host = Vec::with_capacity(self.params.len());
             for (name, p, m, v) in &mut self.params {
                 let g = grad_of(name, p);
                 if !g.defined() {
                     continue;
                 }
-                // SAFETY: `host_f32` checked that each tensor is a contiguous f32 CPU tensor with its own
-                // storage of `numel` elements; p, m and v are distinct tensors (m and v were made by
-                // zeros_like, the gradient is libtorch's own buffer), and nothing else runs on them now.
                 match (host_f32(p), host_f32(&g), host_f32(m), host_f32(v)) {
-                    (Some(pp), Some(gp), Some(mp), Some(vp)) => unsafe {
-                        let n = p.numel();
-                        rule.apply(
-                            std::slice::from_raw_parts_mut(pp, n),
-                            std::slice::from_raw_parts(gp, n),
-                            std::slice::from_raw_parts_mut(mp, n),
-                            std::slice::from_raw_parts_mut(vp, n),
-                        );
-                    },
+                    (Some(pp), Some(gp), Some(mp), Some(vp)) => host.push(HostParam { p: pp, g: gp, m: mp, v: vp, n: p.numel() }),
                     _ => rule.apply_tensors(p, &g, m, v),
                 }
+                grads.push(g);
             }
+            rule.apply_host(&host, threads);
         });
     }
 
@@ -118,6 +113,23 @@ impl Adam {
     }
 }
 
+/// Elements per task of the fused update (128 KB of each of p, g, m and v, so a task's data fits a core's L2).
+const ADAM_CHUNK: usize = 32 * 1024;
+/// Elements per thread below which the fused update stays on one thread.
+const ADAM_PARALLEL_MIN: usize = 64 * 1024;
+
+/// One parameter's buffers for the fused update, as raw pointers so that chunks can go to other threads.
+struct HostParam {
+    p: *mut f32,
+    g: *mut f32,
+    m: *mut f32,
+    v: *mut f32,
+    n: usize,
+}
+
+// SAFETY: see `AdamRule::apply_host`: the buffers outlive the parallel region and tasks write disjoint ranges.
+unsafe impl Sync for HostParam {}
+
 /// The constants of one Adam step (PyTorch's update rule, bias corrections folded in).
 #[derive(Clone, Copy, Debug)]
 struct AdamRule {
@@ -133,15 +145,48 @@ impl AdamRule {
     /// The update as one pass over p, g, m, v (CPU): where libtorch runs about nine kernels per
     /// parameter, each a pass over memory, this runs one. Same operations in the same order as
     /// `apply_tensors`; libtorch's vectorised kernels may contract to fused multiply-adds, so the two
-    /// agree to a few ulps, not bit for bit. One thread: the proxy's 275k parameters take 0.17 ms, and
-    /// threads started right after a libtorch parallel region compete with its OpenMP workers, which
-    /// spin for a while before sleeping (two threads made a proxy step 1.6 ms slower, not faster).
+    /// agree to a few ulps, not bit for bit. On one thread the proxy's 275k parameters take about 0.17 ms;
+    /// `apply_host` spreads larger steps over libtorch's own OpenMP team (threads of our own, started
+    /// right after a libtorch parallel region, would compete with its workers, which spin for a while
+    /// before sleeping: two such threads made a proxy step 1.6 ms slower, not faster).
     fn apply(&self, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
         for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
             *m += self.one_minus_beta1 * (g - *m);
             *v = *v * self.beta2 + g * self.one_minus_beta2 * g;
             let denom = v.sqrt() / self.bias2_sqrt + self.eps;
             *p += *m * -self.step_size / denom;
+        }
+    }
+
+    /// [`AdamRule::apply`] over every host parameter, cut into chunks spread over libtorch's OpenMP team
+    /// (the threads that just ran the backward, so nothing competes with them; a learner's 100k to 300k
+    /// parameters are several passes over a few MB of memory). Small steps stay on the calling thread.
+    fn apply_host(&self, params: &[HostParam], threads: usize) {
+        let total: usize = params.iter().map(|h| h.n).sum();
+        let chunks: Vec<(usize, std::ops::Range<usize>)> = params
+            .iter()
+            .enumerate()
+            .flat_map(|(i, h)| (0..h.n).step_by(ADAM_CHUNK).map(move |s| (i, s..(s + ADAM_CHUNK).min(h.n))))
+            .collect();
+        let run = |(i, r): &(usize, std::ops::Range<usize>)| {
+            let h = &params[*i];
+            // SAFETY: `step_with` took each pointer from a distinct contiguous f32 CPU tensor of `h.n`
+            // elements that outlives this call (p, m and v are the optimiser's own; the gradient is held
+            // by the caller), and chunks are disjoint ranges, so no element is touched by two tasks.
+            unsafe {
+                self.apply(
+                    std::slice::from_raw_parts_mut(h.p.add(r.start), r.len()),
+                    std::slice::from_raw_parts(h.g.add(r.start), r.len()),
+                    std::slice::from_raw_parts_mut(h.m.add(r.start), r.len()),
+                    std::slice::from_raw_parts_mut(h.v.add(r.start), r.len()),
+                )
+            }
+        };
+        let workers = threads.min(total / ADAM_PARALLEL_MIN).max(1);
+        if workers == 1 {
+            chunks.iter().for_each(run);
+        } else {
+            crate::omp::parallel(workers, &|w| chunks.iter().skip(w).step_by(workers).for_each(run));
         }
     }
 
@@ -226,5 +271,47 @@ mod tests {
         }
         let moved = vec(&p0).iter().zip(vec(&p1)).filter(|(a, b)| a != &b).count();
         assert!(moved > n as usize / 2, "the step must move the parameters");
+    }
+    #[test]
+    fn parallel_fused_update_is_the_serial_one() {
+        tch::manual_seed(6);
+        let rule = AdamRule { one_minus_beta1: 0.1, beta2: 0.999, one_minus_beta2: 1e-3, bias2_sqrt: 0.3, eps: 1e-8, step_size: 3e-3 };
+        // Sizes around the chunk and threshold edges, enough in all to go parallel.
+        let sizes = [5, ADAM_CHUNK, ADAM_CHUNK + 1, 3 * ADAM_PARALLEL_MIN + 7];
+        let run = |threads: usize| {
+            let mut sets: Vec<[Tensor; 4]> = sizes
+                .iter()
+                .map(|&n| {
+                    let r = || Tensor::randn([n as i64], (Kind::Float, Device::Cpu));
+                    [r(), r(), r() * 0.1, r().abs() * 0.01]
+                })
+                .collect();
+            let host: Vec<HostParam> = sets
+                .iter_mut()
+                .map(|[p, g, m, v]| HostParam {
+                    p: host_f32(p).unwrap(),
+                    g: host_f32(g).unwrap(),
+                    m: host_f32(m).unwrap(),
+                    v: host_f32(v).unwrap(),
+                    n: p.numel(),
+                })
+                .collect();
+            rule.apply_host(&host, threads);
+            sets
+        };
+        tch::manual_seed(7);
+        let serial = run(1);
+        tch::manual_seed(7);
+        let before = sizes.map(|n| Tensor::randn([n as i64], (Kind::Float, Device::Cpu)));
+        assert!(!before[0].equal(&serial[0][0]), "the step must move the parameters");
+        for threads in [2, 3] {
+            tch::manual_seed(7);
+            let parallel = run(threads);
+            for (a, b) in serial.iter().zip(&parallel) {
+                for (x, y) in a.iter().zip(b) {
+                    assert!(x.equal(y), "{threads} threads");
+                }
+            }
+        }
     }
 }

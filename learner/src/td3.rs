@@ -213,9 +213,10 @@ pub struct Td3 {
     dense: Option<DenseTd3>,
     /// Gradient-free SNN forwards (the proxy's targets, a spiking Polyak target) as dense products on the
     /// gemm kernels (`TorchPolicy::forward_no_grad`, LIF family on CPU) instead of the event-driven mirror.
-    /// Off by default: on the Zen 5 machine the two were within that machine's noise of each other (the
-    /// mirror ahead at initial weights, the dense one at 60% firing; docs/performance.md), and the mirror
-    /// computes exactly what actors compute. `spikerl bench update` measures both.
+    /// On by default: its cost does not depend on the firing rate, and it equals the mirror's at the
+    /// initial weights' 4% firing and is half of it at the 60% trained networks reach (docs/performance.md);
+    /// the two differ only where a potential lies within f32 rounding of the threshold. Neurons outside
+    /// the LIF family keep the mirror. `spikerl bench update` measures both.
     pub dense_snn_targets: bool,
     /// Where `update`'s time goes.
     pub phase_times: PhaseTimes,
@@ -283,7 +284,7 @@ impl Td3 {
             target_mirror: None,
             autograd_actor: false,
             dense: None,
-            dense_snn_targets: false,
+            dense_snn_targets: true,
             phase_times: PhaseTimes::default(),
         }
         .with_mirrors()

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 
 use tch::{Device, Kind, Tensor};
 
-use super::matmul::{View, matmul_parallel};
+use super::matmul::{View, matmul, matmul_parallel};
 use super::{Net, TorchPolicy, TorchSnn};
 use crate::neuron::NeuronModel;
 
@@ -170,6 +170,134 @@ fn encoder_backward(g_e: &[f32], width: usize, threshold: f32) -> Vec<f32> {
     g_a
 }
 
+/// Rows one worker of the gradient-free forward takes through the whole network at a time: 5 steps x
+/// 64 rows x 256 neurons is 320 KB for each of a layer's currents, potentials and spikes, near a 1 MB
+/// L2 cache, and 320 rows keep the gemm kernels near their rate.
+const NO_GRAD_BLOCK: usize = 64;
+
+/// The values of a tensor, row-major, as f32 host memory.
+fn to_host_vec(t: &Tensor) -> Vec<f32> {
+    let t = t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
+    host(&t).to_vec()
+}
+
+/// One layer of [`HostSnn`]: `wt` is `W^T` `[fan_in, n]` row-major (the kernels' faster operand layout
+/// for this product), `bias` `[n]` (zeros for a layer without one).
+struct HostLayer {
+    wt: Vec<f32>,
+    bias: Vec<f32>,
+    n: usize,
+    decay: f32,
+}
+
+/// A LIF-family network's parameters copied to host memory, shared read-only by the gradient-free
+/// forward's workers.
+struct HostSnn {
+    steps: usize,
+    pop: usize,
+    obs_dim: usize,
+    act_dim: usize,
+    encoder_threshold: f32,
+    threshold: f32,
+    /// The encoder's Gaussian receptive fields, `[obs, pop]`.
+    mu: Vec<f32>,
+    sigma: Vec<f32>,
+    layers: Vec<HostLayer>,
+    /// The decoder's per-action population weights `[act, pop]` and biases `[act]`.
+    dec_w: Vec<f32>,
+    dec_b: Vec<f32>,
+}
+
+/// A worker's buffers, reused from block to block.
+#[derive(Default)]
+struct Scratch {
+    activation: Vec<f32>,
+    input: Vec<f32>,
+    currents: Vec<f32>,
+    potentials: Vec<f32>,
+    spikes: Vec<f32>,
+}
+
+impl HostSnn {
+    fn new(snn: &TorchSnn, threshold: f32) -> Self {
+        let layers = snn
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, layer)| {
+                let n = layer.ws.size()[0] as usize;
+                HostLayer {
+                    wt: to_host_vec(&layer.ws.tr()),
+                    bias: layer.bs.as_ref().map_or_else(|| vec![0.0; n], to_host_vec),
+                    n,
+                    decay: snn.decay_value(i),
+                }
+            })
+            .collect();
+        HostSnn {
+            steps: snn.cfg.timesteps,
+            pop: snn.cfg.pop_size,
+            obs_dim: snn.obs_dim as usize,
+            act_dim: snn.act_dim as usize,
+            encoder_threshold: snn.cfg.encoder_threshold,
+            threshold,
+            mu: to_host_vec(&snn.mu),
+            sigma: to_host_vec(&snn.sigma),
+            layers,
+            dec_w: to_host_vec(&snn.dec_w),
+            dec_b: to_host_vec(&snn.dec_b),
+        }
+    }
+
+    /// `tanh` of the pre-activation for the observations `obs` (`[rows, obs]`) into `out` (`[rows, act]`),
+    /// on the calling thread. Every buffer is step-major `[T, rows, n]`, as the taped forward's.
+    fn forward(&self, obs: &[f32], out: &mut [f32], sc: &mut Scratch) {
+        let (od, pop, steps) = (self.obs_dim, self.pop, self.steps);
+        let rows = obs.len() / od;
+        let width = od * pop;
+        // Population coding, in the order of `TorchSnn::encoder_activation`'s operations.
+        sc.activation.resize(rows * width, 0.0);
+        for (a, o) in sc.activation.chunks_exact_mut(width).zip(obs.chunks_exact(od)) {
+            for (j, &x) in o.iter().enumerate() {
+                let s = x.tanh();
+                for p in j * pop..(j + 1) * pop {
+                    let (d, sg) = (s - self.mu[p], self.sigma[p]);
+                    a[p] = (d * d / (sg * sg) * -0.5).exp();
+                }
+            }
+        }
+        sc.input.resize(steps * rows * width, 0.0);
+        encoder_forward(&sc.activation, &mut sc.input, self.encoder_threshold);
+        let mut fan_in = width;
+        for layer in &self.layers {
+            let (m, n) = (steps * rows, layer.n);
+            sc.currents.resize(m * n, 0.0);
+            for row in sc.currents.chunks_exact_mut(n) {
+                row.copy_from_slice(&layer.bias);
+            }
+            matmul(m, n, fan_in, &mut sc.currents, n, true, View::rows(&sc.input[..m * fan_in], fan_in), View::rows(&layer.wt, n));
+            sc.potentials.resize(m * n, 0.0);
+            sc.spikes.resize(m * n, 0.0);
+            lif_forward(&sc.currents, &mut sc.potentials, &mut sc.spikes, rows * n, layer.decay, self.threshold);
+            std::mem::swap(&mut sc.input, &mut sc.spikes);
+            fan_in = n;
+        }
+        // The decoder: each action's population rate over the T steps, weighted and summed.
+        let out_width = self.act_dim * pop;
+        for (r, o) in out.chunks_exact_mut(self.act_dim).enumerate() {
+            for (a, y) in o.iter_mut().enumerate() {
+                let mut pre = 0.0f32;
+                for p in 0..pop {
+                    let unit = r * out_width + a * pop + p;
+                    let count: f32 = (0..steps).map(|t| sc.input[t * rows * out_width + unit]).sum();
+                    pre += count / steps as f32 * self.dec_w[a * pop + p];
+                }
+                *y = (pre + self.dec_b[a]).tanh();
+            }
+        }
+    }
+}
+
 impl TorchSnn {
     fn lif_constants(&self) -> Option<(f32, f32)> {
         match &self.model {
@@ -178,27 +306,15 @@ impl TorchSnn {
         }
     }
 
+    /// The LIF family's forward with its tape, the layer currents through libtorch so that the spikes and
+    /// the action are bit-identical to autograd's forward.
     fn forward_taped(&self, obs: &Tensor) -> Option<(Tensor, SnnTape)> {
-        self.forward_lif(obs, false)
-    }
-
-    /// `tanh` of the pre-activation without gradient, every layer's currents on the gemm kernels instead
-    /// of libtorch's: for gradient-free targets (the proxy's imitation targets, a spiking Polyak target),
-    /// where nothing needs autograd's exact spikes.
-    fn forward_no_grad(&self, obs: &Tensor) -> Option<Tensor> {
-        self.forward_lif(obs, true).map(|(tanh, _)| tanh)
-    }
-
-    /// The LIF family's forward with its tape: the layer currents through libtorch (bit-identical to
-    /// autograd's forward) or, with `gemm_currents`, on the gemm kernels.
-    fn forward_lif(&self, obs: &Tensor, gemm_currents: bool) -> Option<(Tensor, SnnTape)> {
         let (threshold, _) = self.lif_constants()?;
         if obs.device() != Device::Cpu || obs.kind() != Kind::Float {
             return None;
         }
         let t_steps = self.cfg.timesteps as i64;
         let b = obs.size()[0];
-        let threads = tch::get_num_threads().max(1) as usize;
         tch::no_grad(|| {
             let activation = self.encoder_activation(obs).contiguous();
             let diff = obs.tanh().unsqueeze(-1) - &self.mu;
@@ -209,13 +325,9 @@ impl TorchSnn {
             let mut potentials = Vec::with_capacity(self.layers.len());
             let mut decays = Vec::with_capacity(self.layers.len());
             for (i, layer) in self.layers.iter().enumerate() {
-                let x = if gemm_currents {
-                    Self::gemm_currents(layer, &input, threads)
-                } else {
-                    input.linear(&layer.ws, layer.bs.as_ref()).contiguous()
-                };
+                let x = input.linear(&layer.ws, layer.bs.as_ref()).contiguous();
                 let n = x.size()[1];
-                let decay = self.decay(i).view([-1]).double_value(&[0]) as f32;
+                let decay = self.decay_value(i);
                 let (mut v, mut s) = (empty(t_steps * b, n), empty(t_steps * b, n));
                 lif_forward(host(&x), host_mut(&mut v), host_mut(&mut s), (b * n) as usize, decay, threshold);
                 input = s.shallow_clone();
@@ -235,25 +347,43 @@ impl TorchSnn {
         })
     }
 
-    /// A layer's input currents `input W^T + b` (`[T*B, n]`) on the gemm kernels, the rows split over the
-    /// OpenMP team.
-    fn gemm_currents(layer: &tch::nn::Linear, input: &Tensor, threads: usize) -> Tensor {
-        let (n, fan_in) = (layer.ws.size()[0], layer.ws.size()[1]);
-        let (rows, nu, ni) = (input.size()[0] as usize, n as usize, fan_in as usize);
-        let w = layer.ws.contiguous();
-        let mut x = empty(rows as i64, n);
-        let xs = host_mut(&mut x);
-        match &layer.bs {
-            Some(bias) => {
-                let bias = bias.contiguous();
-                for row in xs.chunks_exact_mut(nu) {
-                    row.copy_from_slice(host(&bias));
-                }
-            }
-            None => xs.fill(0.0),
+    fn decay_value(&self, layer: usize) -> f32 {
+        self.decay(layer).view([-1]).double_value(&[0]) as f32
+    }
+
+    /// `tanh` of the pre-activation without gradient, for gradient-free targets (the proxy's imitation
+    /// targets, a spiking Polyak target), where nothing needs autograd's exact spikes. Plain Rust on host
+    /// memory: the batch is cut into blocks of [`NO_GRAD_BLOCK`] rows, and each of `threads` workers runs
+    /// whole blocks through the encoder, every layer (currents on the gemm kernels, the fused LIF loop)
+    /// and the decoder, so that a block's buffers stay in its core's cache and no step waits for the
+    /// other threads.
+    fn forward_no_grad_on(&self, obs: &Tensor, threads: usize) -> Option<Tensor> {
+        let (threshold, _) = self.lif_constants()?;
+        if obs.device() != Device::Cpu || obs.kind() != Kind::Float || obs.dim() != 2 {
+            return None;
         }
-        matmul_parallel(threads, 64, rows, nu, ni, xs, nu, true, View::rows(host(input), ni), View::transposed(host(&w), ni));
-        x
+        tch::no_grad(|| {
+            let obs = obs.contiguous();
+            let net = HostSnn::new(self, threshold);
+            let (rows, od, ad) = (obs.size()[0] as usize, self.obs_dim as usize, self.act_dim as usize);
+            let mut out = empty(rows as i64, ad as i64);
+            let blocks = rows.div_ceil(NO_GRAD_BLOCK);
+            let workers = threads.clamp(1, blocks.max(1));
+            // Each block owns its rows of the output; the mutexes are never contended.
+            let outs: Vec<_> = host_mut(&mut out).chunks_mut(NO_GRAD_BLOCK * ad).map(std::sync::Mutex::new).collect();
+            let obs_rows = host(&obs);
+            super::omp::parallel(workers, &|w| {
+                let mut scratch = Scratch::default();
+                for block in (w..blocks).step_by(workers) {
+                    let first = block * NO_GRAD_BLOCK;
+                    let last = (first + NO_GRAD_BLOCK).min(rows);
+                    let mut o = outs[block].lock().unwrap_or_else(|p| p.into_inner());
+                    net.forward(&obs_rows[first * od..last * od], &mut o, &mut scratch);
+                }
+            });
+            drop(outs);
+            Some(out)
+        })
     }
 
     fn backward_taped(&self, tape: &SnnTape, grad_pre: &Tensor) -> ActorGrads {
@@ -331,16 +461,16 @@ impl TorchPolicy {
         Some((tanh * &self.max_action, tape))
     }
 
-    /// The action for `obs` without gradient, through [`TorchSnn::forward_no_grad`]'s dense products on the
-    /// gemm kernels: a spiking actor of the LIF family on the CPU; `None` otherwise. Equal to
-    /// [`TorchPolicy::forward`] up to f32 summation order in the layer currents (a membrane potential
-    /// within rounding of the threshold may spike in one and not the other).
+    /// The action for `obs` without gradient, through [`TorchSnn::forward_no_grad_on`]'s dense products on
+    /// the gemm kernels, on libtorch's threads: a spiking actor of the LIF family on the CPU; `None`
+    /// otherwise. Equal to [`TorchPolicy::forward`] up to f32 summation order in the layer currents (a
+    /// membrane potential within rounding of the threshold may spike in one and not the other).
     pub fn forward_no_grad(&self, obs: &Tensor) -> Option<Tensor> {
         let Net::Snn(snn) = &self.net else { return None };
         if self.max_action.device() != Device::Cpu {
             return None;
         }
-        Some(snn.forward_no_grad(obs)? * &self.max_action)
+        Some(snn.forward_no_grad_on(obs, tch::get_num_threads().max(1) as usize)? * &self.max_action)
     }
 
     /// The gradient of a loss with respect to every variable of the network, given its gradient with
@@ -438,6 +568,29 @@ mod tests {
         };
         let vs = nn::VarStore::new(Device::Cpu);
         assert!(TorchPolicy::new(&vs.root(), &cfg).forward_taped(&obs).is_none());
+    }
+
+    #[test]
+    fn no_grad_forward_is_the_same_whatever_the_split() {
+        tch::manual_seed(6);
+        // 150 rows: two full blocks and a partial one.
+        let (vs, net) = policy(NeuronKind::Lif, 17, 6);
+        tch::no_grad(|| {
+            let _ = vs.variables()["layers.0.weight"].shallow_clone().g_mul_scalar_(4.0);
+            let _ = vs.variables()["layers.1.weight"].shallow_clone().g_mul_scalar_(3.0);
+        });
+        let obs = Tensor::randn([150, 17], (Kind::Float, Device::Cpu)) * 1.5;
+        let Net::Snn(snn) = &net.net else { unreachable!() };
+        let one = snn.forward_no_grad_on(&obs, 1).unwrap();
+        for threads in [2, 3, 5] {
+            assert!(snn.forward_no_grad_on(&obs, threads).unwrap().equal(&one), "{threads} threads");
+        }
+        let reference = tch::no_grad(|| snn.forward(&obs, None).tanh());
+        let off = (&one - &reference).abs();
+        let far = off.gt(1e-4).sum(Kind::Int64).int64_value(&[]);
+        // A potential within rounding of the threshold may spike in one and not the other: rare.
+        assert!(far <= 3, "{far} of 900 actions differ by more than 1e-4: max {}", off.max().double_value(&[]));
+        assert!(one.abs().max().double_value(&[]) > 0.05, "the network should produce non-trivial actions");
     }
 
     #[test]
