@@ -214,6 +214,44 @@ pub enum NeuronArg {
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SeedBatchingArg {
+    Auto,
+    Stacked,
+    Separate,
+}
+
+/// The seeds of `--seeds`: distinct, in the order given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seeds(pub Vec<u64>);
+
+/// `0-3`, `0,1,7` or a mix (`0-2,10`): ranges include both ends; no seed twice.
+pub fn parse_seeds(text: &str) -> Result<Seeds, String> {
+    let number = |t: &str| t.trim().parse::<u64>().map_err(|_| format!("{t:?} is not a seed (a non-negative integer)"));
+    let mut seeds = Vec::new();
+    for part in text.split(',') {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (number(a)?, number(b)?);
+                if a > b {
+                    return Err(format!("{part:?}: the range runs backwards"));
+                }
+                if b - a >= 1024 {
+                    return Err(format!("{part:?}: more than 1024 seeds"));
+                }
+                seeds.extend(a..=b);
+            }
+            None => seeds.push(number(part)?),
+        }
+    }
+    let mut sorted = seeds.clone();
+    sorted.sort_unstable();
+    if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+        return Err(format!("seed {} is given twice", w[0]));
+    }
+    Ok(Seeds(seeds))
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeviceArg {
     Cpu,
     Cuda,
@@ -291,6 +329,15 @@ pub struct TrainArgs {
     /// The paper's lockstep protocol: one actor, one training iteration per env step, in one process.
     #[arg(long, env = "SPIKERL_SYNC")]
     pub sync: bool,
+    /// Train several seeds of this configuration in this one process (with --sync), e.g. 0-3 or 0,1,7:
+    /// each seed acts as a single run with that seed would and writes its own run folder OUT/seed-N.
+    #[arg(long, env = "SPIKERL_SEEDS", value_parser = parse_seeds, conflicts_with = "seed")]
+    pub seeds: Option<Seeds>,
+    /// How --seeds train: stacked (one ensemble, every network with a seed dimension, batched matmuls),
+    /// separate (each seed's own learner in turn, bit for bit what a single run computes), or auto:
+    /// stacked on CUDA, separate on CPU, where the hand-written CPU paths make it the faster one.
+    #[arg(long, env = "SPIKERL_SEED_BATCHING", value_enum, default_value = "auto")]
+    pub seed_batching: SeedBatchingArg,
     /// Run folder (manifest.json, evals.csv, checkpoints/).
     #[arg(long, env = "SPIKERL_OUT")]
     pub out: PathBuf,
@@ -430,4 +477,20 @@ pub enum EnvCommand {
         #[arg(long)]
         input: PathBuf,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeds_parse_as_lists_and_ranges() {
+        assert_eq!(parse_seeds("3"), Ok(Seeds(vec![3])));
+        assert_eq!(parse_seeds("0-3"), Ok(Seeds(vec![0, 1, 2, 3])));
+        assert_eq!(parse_seeds("0-2, 10,7"), Ok(Seeds(vec![0, 1, 2, 10, 7])));
+        for bad in ["", "a", "1,,2", "3-1", "-1", "0-2,2", "0-5000"] {
+            assert!(parse_seeds(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(parse_seeds("0-2,2").unwrap_err().contains("seed 2 is given twice"));
+    }
 }

@@ -1,11 +1,12 @@
 //! `spikerl train` (a whole run on this machine) and `spikerl learner` (the learner role).
 
-use crate::cli::{AlgoArg, BenchCommand, DeviceArg, LearnerArgs, NeuronArg, RunArgs, TrainArgs};
+use crate::cli::{AlgoArg, BenchCommand, DeviceArg, LearnerArgs, NeuronArg, RunArgs, SeedBatchingArg, TrainArgs};
 use crate::{UsageError, install_metrics, shutdown_signal};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use spikerl_learner::lockstep::{self, Progress};
-use spikerl_learner::run_dir::{Manifest, RunDir};
+use spikerl_learner::run_dir::{Manifest, RunDir, SeedGroupInfo};
+use spikerl_learner::seed_group::SeedBatching;
 use spikerl_learner::runtime::{self, LearnerOptions, ProgressHandle};
 use spikerl_learner::security::TlsFiles;
 use spikerl_learner::trainer::Trainer;
@@ -223,6 +224,18 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     }
     let run_id = run_id_for(&args.out);
     let started = Instant::now();
+    if let Some(seeds) = &args.seeds {
+        if !args.sync {
+            return Err(UsageError("--seeds trains the seeds in one process with the lockstep protocol: add --sync".into()).into());
+        }
+        let batching = match args.seed_batching {
+            SeedBatchingArg::Auto if device.is_cuda() => SeedBatching::Stacked,
+            SeedBatchingArg::Auto => SeedBatching::Separate,
+            SeedBatchingArg::Stacked => SeedBatching::Stacked,
+            SeedBatchingArg::Separate => SeedBatching::Separate,
+        };
+        return train_seeds(&args, &cfg, &seeds.0, batching, device, started);
+    }
     if args.sync {
         set_threads(args.run.threads, 0);
         let mut dir = RunDir::create(&args.out, manifest(&cfg, &run_id, "sync", 1)?)?;
@@ -319,6 +332,68 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         summary(&result?, &args.out, started);
         Ok(())
     })
+}
+
+/// `spikerl train --sync --seeds ...`: the seeds of one configuration in this process, each into its own
+/// run folder OUT/seed-N.
+fn train_seeds(args: &TrainArgs, cfg: &RunConfig, seeds: &[u64], batching: SeedBatching, device: tch::Device, started: Instant) -> anyhow::Result<()> {
+    set_threads(args.run.threads, 0);
+    let mut dirs = Vec::with_capacity(seeds.len());
+    for &seed in seeds {
+        let out = args.out.join(format!("seed-{seed}"));
+        let seed_cfg = RunConfig { seed, ..cfg.clone() };
+        let mut m = manifest(&seed_cfg, &run_id_for(&out), "sync", 1)?;
+        m.seed_group = Some(SeedGroupInfo { seeds: seeds.to_vec(), batching });
+        dirs.push(RunDir::create(&out, m)?);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    if let Some(addr) = args.metrics {
+        rt.block_on(async { install_metrics(addr, "learner") })?;
+    }
+    let stop_on_signal = stop.clone();
+    rt.spawn(async move {
+        shutdown_signal().await;
+        stop_on_signal.store(true, Ordering::SeqCst);
+    });
+    let bar = progress_bar(!args.no_progress, cfg.random_steps + cfg.steps);
+    let mut last_draw = Instant::now();
+    let result = lockstep::run_seeds(cfg, seeds, batching, device, &mut dirs, &stop, |p| {
+        if last_draw.elapsed() > Duration::from_millis(100) {
+            show(&bar, p);
+            last_draw = Instant::now();
+        }
+    });
+    bar.finish_and_clear();
+    let status = match (&result, stop.load(Ordering::SeqCst)) {
+        (Err(_), _) => "failed",
+        (Ok(_), true) => "interrupted",
+        _ => "completed",
+    };
+    for dir in &mut dirs {
+        dir.finish(status, result.as_ref().err().map(|e| format!("{e:#}")))?;
+    }
+    let trainers = result?;
+    let secs = started.elapsed().as_secs_f64();
+    let iterations = trainers.first().map_or(0, |t| t.td3.iterations);
+    println!(
+        "{} seeds ({batching}) finished in {secs:.1} s: {iterations} training iterations each ({:.1} seed-iterations/s)",
+        seeds.len(),
+        (iterations as usize * seeds.len()) as f64 / secs
+    );
+    for (seed, t) in seeds.iter().zip(&trainers) {
+        if let (Some(first), Some(last)) = (t.evals.first(), t.evals.last()) {
+            println!("seed {seed}: evaluation return initial {:.1}, final {:.1}, best {:.1}", first.mean(), last.mean(), t.best_return().unwrap_or(last.mean()));
+        }
+    }
+    let finals: Vec<f64> = trainers.iter().filter_map(|t| t.evals.last().map(|e| e.mean())).collect();
+    if finals.len() > 1 {
+        let mean = finals.iter().sum::<f64>() / finals.len() as f64;
+        let sd = (finals.iter().map(|f| (f - mean).powi(2)).sum::<f64>() / (finals.len() - 1) as f64).sqrt();
+        println!("final return over the seeds: {mean:.1} +- {sd:.1} (sample standard deviation)");
+    }
+    println!("run folders: {}/seed-N (manifest.json, evals.csv, evals.png/.svg, checkpoints/)", args.out.display());
+    Ok(())
 }
 
 pub fn learner(args: LearnerArgs) -> anyhow::Result<()> {

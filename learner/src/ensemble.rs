@@ -15,7 +15,8 @@
 //! target) run per member through the plain-Rust event-driven `spikerl_snn::Policy` on CPU, as `Td3` does,
 //! and as one stacked tensor forward under `no_grad` on CUDA.
 //!
-//! Not yet wired into `spikerl train`: the trainer, replay, evaluation and checkpoints are per run.
+//! `crate::seed_group` trains one per `spikerl train --sync --seeds`, writing each member's state back
+//! into its seed's own learner ([`Ensemble::write_member`]) for evaluations and checkpoints.
 
 use crate::config::{Algo, RunConfig, Td3Config};
 use crate::lockstep::TORCH_INIT;
@@ -28,6 +29,7 @@ use rand_distr::{Distribution, StandardNormal};
 use spikerl_snn::neuron::{MembraneDecay, NeuronModel};
 use spikerl_snn::torch::{encoder_spike_trains, layer_spike_trains};
 use spikerl_snn::{NamedTensor, NamedTensors, NetworkConfig, PolicyConfig, SnnConfig};
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use tch::{Device, Kind, Tensor, nn};
 
@@ -488,8 +490,9 @@ impl Ensemble {
     /// Stacks the networks, optimiser states, counters and noise generators of `members`, which must all be
     /// built from `run` and `members[0].policy_config` on one device and have trained equally long. The
     /// ensemble copies everything: the members stay usable and independent of it.
-    pub fn from_members(run: &RunConfig, members: &[Td3]) -> Result<Ensemble, String> {
-        let first = members
+    pub fn from_members<M: Borrow<Td3>>(run: &RunConfig, members: &[M]) -> Result<Ensemble, String> {
+        let members: Vec<&Td3> = members.iter().map(Borrow::borrow).collect();
+        let first = *members
             .first()
             .ok_or("an ensemble needs at least one member")?;
         let device = first.device();
@@ -516,7 +519,7 @@ impl Ensemble {
                 ));
             }
         }
-        let stores = |f: &dyn Fn(&Td3) -> &nn::VarStore| members.iter().map(f).collect::<Vec<_>>();
+        let stores = |f: &dyn Fn(&Td3) -> &nn::VarStore| members.iter().map(|m| f(m)).collect::<Vec<_>>();
         let actor_vs = stack_stores(&stores(&|m| &m.actor_vs), device, true)?;
         let actor = StackedPolicy::new(&actor_vs, &policy_config);
         let actor_opt = stack_adams(
@@ -737,6 +740,54 @@ impl Ensemble {
         assert!(s < self.members, "member {s} of {}", self.members);
         member_tensors(&self.actor_vs, s)
     }
+
+    /// Writes member s's whole training state into `td3` (one of the members the ensemble was stacked
+    /// from, or one built alike): every network, the optimisers' moments and step counts, the counters and
+    /// the noise generator. `td3` then continues, evaluates or checkpoints exactly as member s would.
+    pub fn write_member(&self, s: usize, td3: &mut Td3) -> Result<(), String> {
+        if s >= self.members {
+            return Err(format!("member {s} of {}", self.members));
+        }
+        if td3.policy_config != self.policy_config || td3.has_proxy() != self.has_proxy() {
+            return Err("the learner differs from the ensemble's members in network or algorithm".into());
+        }
+        copy_member(&self.actor_vs, s, &td3.actor_vs)?;
+        copy_member(&self.critic_vs, s, &td3.critic_vs)?;
+        copy_member(&self.critic_target_vs, s, &td3.critic_target_vs)?;
+        copy_member(self.target_vs(), s, td3.target_vs())?;
+        load_member_adam(&self.actor_opt, s, &mut td3.actor_opt)?;
+        load_member_adam(&self.critic_opt, s, &mut td3.critic_opt)?;
+        if let (Target::Proxy { opt, .. }, Some(dst)) = (&self.target, td3.proxy_opt_mut()) {
+            load_member_adam(opt, s, dst)?;
+        }
+        td3.iterations = self.iterations;
+        td3.actor_updates = self.actor_updates;
+        td3.noise_rng = self.noise_rngs[s].clone();
+        Ok(())
+    }
+}
+
+/// Copies member s of the stacked store `from` into the single network `to`, variable by variable.
+fn copy_member(from: &nn::VarStore, s: usize, to: &nn::VarStore) -> Result<(), String> {
+    let stacked = from.variables();
+    let vars = to.variables();
+    if vars.len() != stacked.len() {
+        return Err(format!("{} variables against the ensemble's {}", vars.len(), stacked.len()));
+    }
+    for (name, mut dst) in vars {
+        let src = stacked.get(&name).ok_or_else(|| format!("the ensemble lacks {name}"))?.select(0, s as i64);
+        if src.size() != dst.size() {
+            return Err(format!("{name}: shape {:?} against the ensemble's {:?}", dst.size(), src.size()));
+        }
+        tch::no_grad(|| dst.copy_(&src));
+    }
+    Ok(())
+}
+
+/// Loads member s's moments and step count of the stacked optimiser `from` into `to`.
+fn load_member_adam(from: &Adam, s: usize, to: &mut Adam) -> Result<(), String> {
+    let state: HashMap<String, Tensor> = from.state().into_iter().collect();
+    to.load_state(from.steps, &|k| state.get(k).map(|t| t.select(0, s as i64)))
 }
 
 /// `[B, ...]` minibatches, one per member, as one `[S, B, ...]` batch.
@@ -1043,6 +1094,63 @@ mod tests {
     }
 
     #[test]
+    fn written_back_members_restack_into_the_same_ensemble_and_train_on_alike() {
+        tch::set_num_threads(1);
+        for algo in [Algo::Proxy, Algo::Vanilla] {
+            let (cfg, policy) = small_run(algo, NeuronKind::Lif);
+            let seeds = [31, 32];
+            let mut ens = Ensemble::new(&cfg, policy.clone(), &seeds, Device::Cpu).unwrap();
+            let mut rng = ChaCha8Rng::seed_from_u64(77);
+            let per_iteration = 1 + if algo == Algo::Proxy { cfg.proxy.steps } else { 0 };
+            let pool: Vec<Batch> = (0..2 * per_iteration).map(|_| batch(&mut rng)).collect();
+            let mut k = [0usize; 2];
+            for _ in 0..4 {
+                ens.update(|s| {
+                    k[s] += 1;
+                    pool[(k[s] + s) % pool.len()].shallow_clone()
+                });
+            }
+            // Fresh members, untrained: everything they hold must come from the ensemble.
+            let mut ms = members(&cfg, &policy, &seeds);
+            for (s, m) in ms.iter_mut().enumerate() {
+                ens.write_member(s, m).unwrap();
+                assert_eq!(m.export_policy(), ens.export_member(s), "{algo} member {s} actor");
+                assert_eq!(spikerl_snn::torch::export(&m.critic_target_vs), member_tensors(&ens.critic_target_vs, s));
+                assert_eq!((m.iterations, m.actor_updates), (4, 2));
+                assert_eq!(m.noise_rng, ens.noise_rngs[s]);
+            }
+            let again = Ensemble::from_members(&cfg, &ms).unwrap();
+            for (a, b) in [(&ens.actor_vs, &again.actor_vs), (&ens.critic_vs, &again.critic_vs), (ens.target_vs(), again.target_vs())] {
+                for s in 0..2 {
+                    assert_eq!(member_tensors(a, s), member_tensors(b, s), "{algo}: a network changed in the round trip");
+                }
+            }
+            for (a, b) in [(&ens.actor_opt, &again.actor_opt), (&ens.critic_opt, &again.critic_opt)] {
+                assert_eq!(a.steps, b.steps);
+                let b_state: HashMap<String, Tensor> = b.state().into_iter().collect();
+                for (name, t) in a.state() {
+                    assert!(t.equal(&b_state[&name]), "{algo}: optimiser moment {name} changed in the round trip");
+                }
+            }
+            // A written-back member trains on as its ensemble member does (moments included: with fresh
+            // moments the first Adam step would move the weights by about lr per parameter).
+            let next = batch(&mut rng);
+            let got = ens.update(|_| next.shallow_clone());
+            let want = ms[1].update(|| next.shallow_clone());
+            assert!(close(got[1].critic_loss, want.critic_loss), "{algo}: {} vs {}", got[1].critic_loss, want.critic_loss);
+            let d = max_abs_diff(&member_tensors(&ens.critic_vs, 1), &spikerl_snn::torch::export(&ms[1].critic_vs));
+            assert!(d < 1e-5, "{algo}: critics apart by {d} after one more step");
+        }
+        // A learner of another algorithm is refused, not half-written.
+        let (cfg, policy) = small_run(Algo::Proxy, NeuronKind::Lif);
+        let ens = Ensemble::new(&cfg, policy, &[1], Device::Cpu).unwrap();
+        let (ann_cfg, ann_policy) = small_run(Algo::Ann, NeuronKind::Lif);
+        let mut ann = members(&ann_cfg, &ann_policy, &[1]).remove(0);
+        assert!(ens.write_member(0, &mut ann).is_err());
+        assert!(ens.write_member(1, &mut members(&cfg, &ens.policy_config, &[1]).remove(0)).is_err());
+    }
+
+    #[test]
     fn ensemble_rejects_mismatched_members() {
         tch::set_num_threads(1);
         let (cfg, policy) = small_run(Algo::Proxy, NeuronKind::Lif);
@@ -1052,7 +1160,7 @@ mod tests {
             Ensemble::from_members(&ann_cfg, &ms).is_err(),
             "an SNN actor under algorithm ann"
         );
-        assert!(Ensemble::from_members(&cfg, &[]).is_err());
+        assert!(Ensemble::from_members::<Td3>(&cfg, &[]).is_err());
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let b: Vec<Batch> = (0..4).map(|_| batch(&mut rng)).collect();
         let mut k = 0;

@@ -6,7 +6,8 @@
 //! - [`trainer`]: the loop around the core (sampling, evaluation, metrics), shared by both modes.
 //! - [`lockstep`]: the paper's protocol in one process; [`runtime`] + [`server`]: the distributed learner.
 //! - [`run_dir`], [`checkpoint`]: what a run leaves on disk.
-//! - [`ensemble`]: S seeds of one configuration as one batched learner (stacked weights); not yet used by `train`.
+//! - [`ensemble`]: S seeds of one configuration as one batched learner (stacked weights); [`seed_group`]:
+//!   the seeds' trainers around it (or around their own learners) for `spikerl train --sync --seeds`.
 
 pub mod bench;
 pub mod bench_transport;
@@ -23,6 +24,7 @@ pub mod replay_service;
 pub mod run_dir;
 pub mod runtime;
 pub mod security;
+pub mod seed_group;
 pub mod server;
 pub mod td3;
 pub mod telemetry;

@@ -7,7 +7,8 @@ use crate::config::RunConfig;
 use crate::rate_limiter::RateLimiter;
 use crate::replay::{ReplayBuffer, Transitions};
 use crate::replay_service::ReplayService;
-use crate::run_dir::{RunDir, Seeds, derive_seed};
+use crate::run_dir::{EvalRecord, RunDir, Seeds, derive_seed};
+use crate::seed_group::{SeedBatching, SeedGroup};
 use crate::td3::Td3;
 use crate::trainer::Trainer;
 use anyhow::{Context, bail};
@@ -65,6 +66,104 @@ pub fn build_trainer(cfg: &RunConfig, device: tch::Device) -> anyhow::Result<Tra
     Ok(Trainer::new(cfg.clone(), spec, td3, replay))
 }
 
+/// One seed's acting side of the lockstep protocol: its environment, exploration noise and the policy
+/// it acts with (rebuilt from the learner's weights after each actor update).
+struct Lane {
+    env: Box<dyn spikerl_envs::Env>,
+    obs: Vec<f64>,
+    rng: ChaCha8Rng,
+    noise: Normal<f64>,
+    max_action: Vec<f32>,
+    random_steps: u64,
+    policy_config: spikerl_snn::PolicyConfig,
+    policy: Policy,
+    policy_version: u64,
+    obs32: Vec<f32>,
+    next32: Vec<f32>,
+    action: Vec<f32>,
+    transition: Transitions,
+    episode_return: f64,
+    episode_length: u64,
+    episodes: u64,
+}
+
+impl Lane {
+    /// The environment and exploration of a single run with `cfg.seed`, acting with `weights` (version
+    /// `version`) once the random steps are over.
+    fn new(cfg: &RunConfig, policy_config: &spikerl_snn::PolicyConfig, weights: &spikerl_snn::NamedTensors, version: u64) -> anyhow::Result<Lane> {
+        let spec = spikerl_envs::spec(&cfg.env_id)?;
+        let actor_seed = derive_seed(cfg.seed, Seeds::from_run(cfg.seed).actor_base);
+        let mut env = spikerl_envs::make(&spec.id)?;
+        let obs = env.reset(Some(actor_seed));
+        Ok(Lane {
+            env,
+            obs,
+            rng: ChaCha8Rng::seed_from_u64(derive_seed(actor_seed, 1)),
+            noise: Normal::new(0.0, cfg.td3.exploration_noise).context("exploration noise")?,
+            max_action: max_action(&spec)?,
+            random_steps: cfg.random_steps,
+            policy_config: policy_config.clone(),
+            policy: Policy::new(policy_config, weights)?,
+            policy_version: version,
+            obs32: vec![0.0; spec.obs_dim],
+            next32: vec![0.0; spec.obs_dim],
+            action: vec![0.0; spec.act_dim],
+            transition: Transitions::with_capacity(1, spec.obs_dim, spec.act_dim),
+            episode_return: 0.0,
+            episode_length: 0,
+            episodes: 0,
+        })
+    }
+
+    /// Env step `t`: a uniform-random action during the random steps, else the policy's with Gaussian
+    /// exploration noise (the policy rebuilt from `weights()` first if the learner's `version` moved on);
+    /// the transition goes into `replay`.
+    fn step(&mut self, t: u64, version: u64, weights: impl FnOnce() -> spikerl_snn::NamedTensors, replay: &ReplayService) -> anyhow::Result<()> {
+        for (o, &x) in self.obs32.iter_mut().zip(&self.obs) {
+            *o = x as f32;
+        }
+        if t < self.random_steps {
+            for (a, &m) in self.action.iter_mut().zip(&self.max_action) {
+                *a = self.rng.random_range(-m..m);
+            }
+        } else {
+            if version != self.policy_version {
+                self.policy = Policy::new(&self.policy_config, &weights())?;
+                self.policy_version = version;
+                metrics::gauge!("spikerl_learner_policy_version").set(version as f64);
+            }
+            self.policy.act(&self.obs32, &mut self.action);
+            for (a, &m) in self.action.iter_mut().zip(&self.max_action) {
+                *a = (*a + m * self.noise.sample(&mut self.rng) as f32).clamp(-m, m);
+            }
+        }
+        let step = self.env.step(&self.action);
+        self.episode_return += step.reward;
+        self.episode_length += 1;
+        for (o, &x) in self.next32.iter_mut().zip(&step.obs) {
+            *o = x as f32;
+        }
+        self.transition.clear();
+        self.transition.push(&self.obs32, &self.action, step.reward as f32, &self.next32, step.terminated);
+        if replay.try_insert(&self.transition).ok().flatten().is_none() {
+            bail!("lockstep insert refused by the rate limiter (update ratio must be >= 1 per step here)");
+        }
+        metrics::counter!("spikerl_actor_env_steps_total").increment(1);
+        metrics::counter!("spikerl_learner_transitions_inserted_total").increment(1);
+        if step.terminated || step.truncated {
+            metrics::counter!("spikerl_actor_episodes_total").increment(1);
+            metrics::gauge!("spikerl_actor_episode_return_last").set(self.episode_return);
+            metrics::gauge!("spikerl_actor_episode_length_last").set(self.episode_length as f64);
+            (self.episode_return, self.episode_length) = (0.0, 0);
+            self.episodes += 1;
+            self.obs = self.env.reset(None);
+        } else {
+            self.obs = step.obs;
+        }
+        Ok(())
+    }
+}
+
 /// Runs a whole lockstep training run. `stop` interrupts it between steps (the run folder then says
 /// "interrupted").
 pub fn run(
@@ -77,21 +176,8 @@ pub fn run(
     let mut trainer = build_trainer(cfg, device)?;
     let run_name = run_dir.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     crate::telemetry::run_started(&trainer, &run_name, "sync", None);
-    let spec = trainer.spec.clone();
-    let max_action = max_action(&spec)?;
-    let actor_seed = derive_seed(cfg.seed, Seeds::from_run(cfg.seed).actor_base);
-    let mut env = spikerl_envs::make(&spec.id)?;
-    let mut obs = env.reset(Some(actor_seed));
-    let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(actor_seed, 1));
-    let noise = Normal::new(0.0, cfg.td3.exploration_noise).context("exploration noise")?;
-
-    let mut policy = Policy::new(&trainer.td3.policy_config, &trainer.policy_weights())?;
-    let mut policy_version = trainer.td3.actor_updates;
-    let (mut obs32, mut action) = (vec![0f32; spec.obs_dim], vec![0f32; spec.act_dim]);
-    let mut next32 = vec![0f32; spec.obs_dim];
-    let mut transition = Transitions::with_capacity(1, spec.obs_dim, spec.act_dim);
+    let mut lane = Lane::new(cfg, &trainer.td3.policy_config, &trainer.policy_weights(), trainer.td3.actor_updates)?;
     let mut p = Progress { total_steps: cfg.random_steps + cfg.steps, ..Progress::default() };
-    let (mut episode_return, mut episode_length) = (0.0, 0u64);
 
     for t in 0..p.total_steps {
         if stop.load(Ordering::Relaxed) {
@@ -101,53 +187,14 @@ pub fn run(
             p.last_eval = Some(r);
             p.best_eval = trainer.best_return();
         }
-        for (o, &x) in obs32.iter_mut().zip(&obs) {
-            *o = x as f32;
-        }
-        if t < cfg.random_steps {
-            for (a, &m) in action.iter_mut().zip(&max_action) {
-                *a = rng.random_range(-m..m);
-            }
-        } else {
-            if trainer.td3.actor_updates != policy_version {
-                policy = Policy::new(&trainer.td3.policy_config, &trainer.policy_weights())?;
-                policy_version = trainer.td3.actor_updates;
-                metrics::gauge!("spikerl_learner_policy_version").set(policy_version as f64);
-            }
-            policy.act(&obs32, &mut action);
-            for (a, &m) in action.iter_mut().zip(&max_action) {
-                *a = (*a + m * noise.sample(&mut rng) as f32).clamp(-m, m);
-            }
-        }
-        let step = env.step(&action);
-        episode_return += step.reward;
-        episode_length += 1;
-        for (o, &x) in next32.iter_mut().zip(&step.obs) {
-            *o = x as f32;
-        }
-        transition.clear();
-        transition.push(&obs32, &action, step.reward as f32, &next32, step.terminated);
-        if trainer.replay.try_insert(&transition).ok().flatten().is_none() {
-            bail!("lockstep insert refused by the rate limiter (update ratio must be >= 1 per step here)");
-        }
-        metrics::counter!("spikerl_actor_env_steps_total").increment(1);
-        metrics::counter!("spikerl_learner_transitions_inserted_total").increment(1);
-        if step.terminated || step.truncated {
-            metrics::counter!("spikerl_actor_episodes_total").increment(1);
-            metrics::gauge!("spikerl_actor_episode_return_last").set(episode_return);
-            metrics::gauge!("spikerl_actor_episode_length_last").set(episode_length as f64);
-            (episode_return, episode_length) = (0.0, 0);
-            p.episodes += 1;
-            obs = env.reset(None);
-        } else {
-            obs = step.obs;
-        }
+        lane.step(t, trainer.td3.actor_updates, || trainer.policy_weights(), &trainer.replay)?;
         if t >= cfg.random_steps {
             while trainer.replay.counters().owed >= 1.0 && !trainer.done() {
                 trainer.iterate().context("replay closed during a lockstep run")?;
             }
         }
         p.env_steps = t + 1;
+        p.episodes = lane.episodes;
         p.iterations = trainer.td3.iterations;
         progress(&p);
     }
@@ -158,4 +205,79 @@ pub fn run(
     }
     checkpoint::save(&trainer, "lockstep", Vec::new(), &run_dir.checkpoints())?;
     Ok(trainer)
+}
+
+/// Runs the lockstep protocol for several seeds of `cfg` at once (`spikerl train --sync --seeds`): seed
+/// s acts in its own environment, exactly as a single run with that seed would, and writes its own run
+/// folder `run_dirs[s]`; after each env step of every seed, every seed trains one iteration (as one
+/// stacked ensemble or seed by seed, `batching`). Progress reports the mean over seeds of the latest
+/// evaluations, and the best of them.
+pub fn run_seeds(
+    cfg: &RunConfig,
+    seeds: &[u64],
+    batching: SeedBatching,
+    device: tch::Device,
+    run_dirs: &mut [RunDir],
+    stop: &AtomicBool,
+    mut progress: impl FnMut(&Progress),
+) -> anyhow::Result<Vec<Trainer>> {
+    anyhow::ensure!(run_dirs.len() == seeds.len(), "{} run folders for {} seeds", run_dirs.len(), seeds.len());
+    let mut group = SeedGroup::new(cfg, seeds, batching, device)?;
+    let mut lanes = Vec::with_capacity(seeds.len());
+    for (s, (&seed, dir)) in seeds.iter().zip(run_dirs.iter()).enumerate() {
+        let run_name = dir.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let trainer = &group.trainers()?[s];
+        crate::telemetry::run_started(trainer, &run_name, "sync", None);
+        let seed_cfg = RunConfig { seed, ..cfg.clone() };
+        lanes.push(Lane::new(&seed_cfg, &trainer.td3.policy_config, &trainer.policy_weights(), trainer.td3.actor_updates)?);
+    }
+    let mut p = Progress { total_steps: cfg.random_steps + cfg.steps, ..Progress::default() };
+    let mut evaluate = |group: &mut SeedGroup, p: &mut Progress, step: u64, due_only: bool| -> anyhow::Result<()> {
+        let mut latest = Vec::new();
+        for (trainer, dir) in group.trainers()?.iter_mut().zip(run_dirs.iter_mut()) {
+            match due_only {
+                true => trainer.evaluate_if_due(step, Some(dir))?,
+                false => Some(trainer.evaluate(step, Some(dir))?),
+            };
+            latest.extend(trainer.evals.last().filter(|e| e.step == step).map(EvalRecord::mean));
+        }
+        if !latest.is_empty() {
+            p.last_eval = Some(latest.iter().sum::<f64>() / latest.len() as f64);
+            p.best_eval = p.best_eval.into_iter().chain(p.last_eval).reduce(f64::max);
+        }
+        Ok(())
+    };
+
+    for t in 0..p.total_steps {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        if cfg.eval_every > 0 && t % cfg.eval_every == 0 {
+            evaluate(&mut group, &mut p, t, true)?;
+        }
+        let version = group.policy_version();
+        for (s, lane) in lanes.iter_mut().enumerate() {
+            lane.step(t, version, || group.policy_weights(s), group.replay(s))?;
+        }
+        if t >= cfg.random_steps {
+            while group.owed() >= 1.0 && !group.done() {
+                group.iterate().context("replay closed during a lockstep run")?;
+            }
+        }
+        p.env_steps = t + 1;
+        p.episodes = lanes.iter().map(|l| l.episodes).sum();
+        p.iterations = group.iterations();
+        progress(&p);
+    }
+    let evaluated_last = group.trainers()?.iter().all(|t| t.evals.last().map(|e| e.step) == Some(p.env_steps));
+    if !stop.load(Ordering::Relaxed) && !evaluated_last {
+        let step = p.env_steps;
+        evaluate(&mut group, &mut p, step, false)?;
+        progress(&p);
+    }
+    let trainers = group.into_trainers()?;
+    for (trainer, dir) in trainers.iter().zip(run_dirs.iter()) {
+        checkpoint::save(trainer, "lockstep", Vec::new(), &dir.checkpoints())?;
+    }
+    Ok(trainers)
 }

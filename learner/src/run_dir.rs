@@ -50,6 +50,17 @@ pub struct Manifest {
     /// The checkpoint this life of the run resumed from, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resumed_from: Option<String>,
+    /// The seeds this run trained beside in one process (`spikerl train --sync --seeds`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed_group: Option<SeedGroupInfo>,
+}
+
+/// A run trained as one seed of several in one process.
+#[derive(Clone, Debug, Serialize)]
+pub struct SeedGroupInfo {
+    /// Every seed of the group, this run's among them.
+    pub seeds: Vec<u64>,
+    pub batching: crate::seed_group::SeedBatching,
 }
 
 impl Manifest {
@@ -70,6 +81,7 @@ impl Manifest {
             ended_at: None,
             error: None,
             resumed_from: None,
+            seed_group: None,
         })
     }
 }

@@ -69,6 +69,16 @@ impl Trainer {
 
     /// One training iteration, once the rate limiter allows it. None when the replay service closed.
     pub fn iterate(&mut self) -> Option<&UpdateStats> {
+        let mut batches = self.draw()?.into_iter();
+        let started = Instant::now();
+        let stats = self.td3.update(|| batches.next().expect("one sampled minibatch per draw"));
+        self.record(stats, started.elapsed());
+        Some(&self.last_stats)
+    }
+
+    /// Waits until the rate limiter allows an iteration, then draws its minibatches (K for the proxy
+    /// steps, then one) as tensors on the learner's device. None when the replay service closed.
+    pub fn draw(&mut self) -> Option<Vec<Batch>> {
         let batches = 1 + if self.td3.has_proxy() { self.cfg.proxy.steps } else { 0 };
         let waiting = Instant::now();
         if !self.replay.wait_and_sample(batches, self.cfg.td3.batch_size, &mut self.scratch) {
@@ -76,16 +86,16 @@ impl Trainer {
         }
         metrics::histogram!("spikerl_learner_sample_wait_seconds").record(waiting.elapsed().as_secs_f64());
         let (od, ad, device) = (self.spec.obs_dim, self.spec.act_dim, self.td3.device());
-        let mut next = self.scratch.iter();
-        let started = Instant::now();
-        self.last_stats = self.td3.update(|| {
-            let t = next.next().expect("one sampled minibatch per draw");
-            Batch::from_transitions(t, od, ad, device)
-        });
+        Some(self.scratch.iter().map(|t| Batch::from_transitions(t, od, ad, device)).collect())
+    }
+
+    /// Books an iteration on minibatches from [`Trainer::draw`]: the rate limiter's count, the latest
+    /// statistics and the metrics.
+    pub fn record(&mut self, stats: UpdateStats, took: std::time::Duration) {
+        self.last_stats = stats;
         self.replay.record_update();
-        metrics::histogram!("spikerl_learner_update_duration_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("spikerl_learner_update_duration_seconds").record(took.as_secs_f64());
         record_update_metrics(&self.last_stats);
-        Some(&self.last_stats)
     }
 
     /// Runs the evaluations due at `env_steps` (every `eval_every` steps, starting at 0).

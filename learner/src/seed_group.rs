@@ -1,0 +1,137 @@
+//! Several seeds of one configuration trained side by side in one learner process (`spikerl train --sync
+//! --seeds ...`): one [`Trainer`] per seed (its own replay buffer, rate limiter, evaluations and run
+//! folder, each built exactly as a single run with that seed builds it), and one training iteration of
+//! every seed at a time, either as one stacked [`Ensemble`] (batched matmuls over the seeds; what pays
+//! where per-kernel overhead dominates, as on a GPU) or as the seeds' own `Td3` learners one after the
+//! other (what a single run does, seed by seed).
+
+use crate::config::RunConfig;
+use crate::ensemble::Ensemble;
+use crate::lockstep::build_trainer;
+use crate::td3::Batch;
+use crate::trainer::Trainer;
+use anyhow::Context;
+use spikerl_snn::NamedTensors;
+use std::time::Instant;
+
+/// How the seeds' iterations are computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SeedBatching {
+    /// One stacked ensemble: every network's parameters carry a seed dimension.
+    Stacked,
+    /// Each seed's own learner, one after the other (bit for bit a single run's updates).
+    Separate,
+}
+
+impl std::fmt::Display for SeedBatching {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SeedBatching::Stacked => "stacked",
+            SeedBatching::Separate => "separate",
+        })
+    }
+}
+
+/// The seeds' trainers and, when stacked, the ensemble that trains them.
+pub struct SeedGroup {
+    trainers: Vec<Trainer>,
+    /// The training state of every seed when stacked; the trainers' learners then lag behind it until
+    /// [`SeedGroup::trainers`] writes it back.
+    ensemble: Option<Ensemble>,
+    written_back: bool,
+}
+
+impl SeedGroup {
+    /// One trainer per seed: `cfg` with its seed replaced, built as `lockstep::build_trainer` builds a
+    /// single run.
+    pub fn new(cfg: &RunConfig, seeds: &[u64], batching: SeedBatching, device: tch::Device) -> anyhow::Result<SeedGroup> {
+        anyhow::ensure!(!seeds.is_empty(), "a seed group needs at least one seed");
+        let trainers = seeds
+            .iter()
+            .map(|&seed| build_trainer(&RunConfig { seed, ..cfg.clone() }, device))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let ensemble = match batching {
+            SeedBatching::Stacked => {
+                let members: Vec<_> = trainers.iter().map(|t| &t.td3).collect();
+                Some(Ensemble::from_members(cfg, &members).map_err(anyhow::Error::msg).context("stacking the seeds' learners")?)
+            }
+            SeedBatching::Separate => None,
+        };
+        Ok(SeedGroup { trainers, ensemble, written_back: true })
+    }
+
+    /// Training iterations done (every seed did as many).
+    pub fn iterations(&self) -> u64 {
+        self.ensemble.as_ref().map_or(self.trainers[0].td3.iterations, |e| e.iterations)
+    }
+
+    /// The acting policies' version: delayed actor updates done.
+    pub fn policy_version(&self) -> u64 {
+        self.ensemble.as_ref().map_or(self.trainers[0].td3.actor_updates, |e| e.actor_updates)
+    }
+
+    /// Whether every seed has done all its training iterations.
+    pub fn done(&self) -> bool {
+        self.iterations() >= self.trainers[0].cfg.steps
+    }
+
+    /// Training iterations the rate limiters owe: the fewest any seed is owed (the seeds step together).
+    pub fn owed(&self) -> f64 {
+        self.trainers.iter().map(|t| t.replay.counters().owed).fold(f64::INFINITY, f64::min)
+    }
+
+    /// Seed s's replay service, to insert its transitions.
+    pub fn replay(&self, s: usize) -> &crate::replay_service::ReplayService {
+        &self.trainers[s].replay
+    }
+
+    /// Seed s's current acting policy under the wire names.
+    pub fn policy_weights(&self, s: usize) -> NamedTensors {
+        match &self.ensemble {
+            Some(e) => e.export_member(s),
+            None => self.trainers[s].policy_weights(),
+        }
+    }
+
+    /// One training iteration of every seed, each on minibatches from its own replay buffer. None when a
+    /// replay service closed.
+    pub fn iterate(&mut self) -> Option<()> {
+        let Some(ensemble) = &mut self.ensemble else {
+            for t in &mut self.trainers {
+                t.iterate()?;
+            }
+            return Some(());
+        };
+        let mut draws = Vec::with_capacity(self.trainers.len());
+        for t in &mut self.trainers {
+            draws.push(t.draw()?.into_iter());
+        }
+        let started = Instant::now();
+        let stats = ensemble.update(|s| -> Batch { draws[s].next().expect("one sampled minibatch per draw") });
+        let took = started.elapsed() / self.trainers.len() as u32;
+        for (t, st) in self.trainers.iter_mut().zip(stats) {
+            t.record(st, took);
+        }
+        self.written_back = false;
+        Some(())
+    }
+
+    /// The seeds' trainers, each learner holding its seed's current state (written back from the
+    /// ensemble first when stacked), for evaluations and checkpoints.
+    pub fn trainers(&mut self) -> anyhow::Result<&mut [Trainer]> {
+        if let (Some(e), false) = (&self.ensemble, self.written_back) {
+            for (s, t) in self.trainers.iter_mut().enumerate() {
+                e.write_member(s, &mut t.td3).map_err(anyhow::Error::msg).context("writing a seed's state back from the ensemble")?;
+            }
+            self.written_back = true;
+        }
+        Ok(&mut self.trainers)
+    }
+
+    /// The trainers, written back, once training is over.
+    pub fn into_trainers(mut self) -> anyhow::Result<Vec<Trainer>> {
+        self.trainers()?;
+        Ok(self.trainers)
+    }
+}

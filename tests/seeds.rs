@@ -1,0 +1,74 @@
+//! `spikerl train --sync --seeds`: several seeds of one configuration in one process, each into its own
+//! run folder that `spikerl report` reads like any other.
+
+mod common;
+use common::{spikerl, temp_dir};
+
+fn short_run(extra: &[&str], out: &std::path::Path) -> std::process::Output {
+    spikerl()
+        .args(["train", "--sync", "--env", "Pendulum-v1", "--algo", "proxy", "--neuron", "lif", "--snn-hidden", "32,32"])
+        .args(["--steps", "60", "--random-steps", "256", "--eval-every", "100", "--eval-episodes", "1", "--threads", "1", "--no-progress"])
+        .args(extra)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn train_with_seeds_writes_one_run_folder_per_seed() {
+    let dir = temp_dir("train-seeds");
+    let out = short_run(&["--seeds", "3,5", "--seed-batching", "stacked"], &dir.join("group"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("2 seeds (stacked) finished"), "{stdout}");
+    assert!(stdout.contains("seed 3: evaluation return") && stdout.contains("seed 5: evaluation return"), "{stdout}");
+    assert!(stdout.contains("final return over the seeds"), "{stdout}");
+    for seed in [3, 5] {
+        let run = dir.join(format!("group/seed-{seed}"));
+        let m: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("manifest.json")).unwrap()).unwrap();
+        assert_eq!(m["status"], "completed");
+        assert_eq!(m["config"]["seed"], seed);
+        assert_eq!(m["seed_group"]["seeds"], serde_json::json!([3, 5]));
+        assert_eq!(m["seed_group"]["batching"], "stacked");
+        // Evaluations every 100 steps and at the end (256 random + 60 training steps).
+        let evals = common::evals(&run);
+        assert_eq!(evals.iter().map(|e| e.0).collect::<Vec<_>>(), [0, 100, 200, 300, 316], "{evals:?}");
+        assert!(run.join("checkpoints/policy.safetensors").is_file());
+    }
+    // Different seeds start from different policies.
+    assert_ne!(common::evals(&dir.join("group/seed-3"))[0].1, common::evals(&dir.join("group/seed-5"))[0].1);
+
+    // The report reads the group like a sweep's folders: one configuration, two seeds.
+    let report = spikerl().args(["report"]).arg(dir.join("group")).arg("--out").arg(dir.join("report")).output().unwrap();
+    assert!(report.status.success(), "{}", String::from_utf8_lossy(&report.stderr));
+    let table = std::fs::read_to_string(dir.join("report/table1.csv")).unwrap();
+    assert!(table.lines().count() >= 2, "{table}");
+
+    // Seed 5 of a separate group is bit for bit seed 5's single run.
+    let sep = short_run(&["--seeds", "5", "--seed-batching", "separate"], &dir.join("sep"));
+    assert!(sep.status.success(), "{}", String::from_utf8_lossy(&sep.stderr));
+    let single = short_run(&["--seed", "5"], &dir.join("single"));
+    assert!(single.status.success(), "{}", String::from_utf8_lossy(&single.stderr));
+    assert_eq!(common::evals(&dir.join("sep/seed-5")), common::evals(&dir.join("single")));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_seed_lists_are_usage_errors() {
+    let dir = temp_dir("train-seeds-bad");
+    for (args, why) in [
+        (vec!["--seeds", "0-2"], "--seeds without --sync"),
+        (vec!["--sync", "--seeds", "1,1"], "a seed twice"),
+        (vec!["--sync", "--seeds", "2-0"], "a backwards range"),
+        (vec!["--sync", "--seeds", "x"], "not a number"),
+        (vec!["--sync", "--seeds", "0-1", "--seed", "4"], "--seeds with --seed"),
+    ] {
+        let out = spikerl().args(["train", "--env", "Pendulum-v1", "--no-progress"]).args(&args).arg("--out").arg(dir.join("x")).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{why}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{why}: {stderr}");
+    }
+    assert!(!dir.join("x").exists(), "a refused command created its run folder");
+    let _ = std::fs::remove_dir_all(&dir);
+}
