@@ -8,7 +8,8 @@
 #
 # Prints one line per figure and leaves the JSON in target/bench-gpu/<time>/. What it measures:
 # `spikerl bench update --device cuda` for PT-TD3 / vanilla / ANN (LIF, HalfCheetah-v4 shapes, batch 256),
-# and, where this build has it, `spikerl bench ensemble --device cuda` for 1, 4, 8 and 16 seeds batched.
+# `spikerl bench ensemble --device cuda` for 1, 4, 8 and 16 seeds batched, and `spikerl train --sync --seeds 0-7
+# --device cuda` end to end, stacked against separate.
 # On CUDA the SNN runs through libtorch (the plain-Rust paths are CPU-only), so an iteration is several
 # hundred small kernels: expect kernel-launch latency, not FLOPs, to bound one seed (see the per-phase
 # table), and batching seeds to raise seeds x it/s nearly linearly until the GPU fills.
@@ -40,13 +41,20 @@ for algo in proxy vanilla ann; do
         --iterations "$ITERATIONS" --json >> "$OUT/update.jsonl"
 done
 
-if "$SPIKERL" bench ensemble --help >/dev/null 2>&1; then
-    for algo in proxy ann; do
-        log "bench ensemble --algo $algo --device cuda --seeds 1,4,8,16"
-        "$SPIKERL" bench ensemble --env HalfCheetah-v4 --algo "$algo" --neuron lif --device cuda \
-            --seeds 1,4,8,16 --iterations "$ITERATIONS" --json | tee -a "$OUT/ensemble.jsonl"
-    done
-fi
+for algo in proxy ann; do
+    log "bench ensemble --algo $algo --device cuda --seeds 1,4,8,16"
+    "$SPIKERL" bench ensemble --env HalfCheetah-v4 --algo "$algo" --neuron lif --device cuda \
+        --seeds 1,4,8,16 --iterations "$ITERATIONS" --json | tee -a "$OUT/ensemble.jsonl"
+done
+
+# The same seeds end to end: lockstep training of 8 HalfCheetah seeds in one process, stacked vs separate
+# (seed-iterations/s in the summary line includes the environments, evaluation off).
+for batching in stacked separate; do
+    log "train --sync --seeds 0-7 --seed-batching $batching --device cuda"
+    "$SPIKERL" train --sync --seeds 0-7 --seed-batching "$batching" --device cuda --env HalfCheetah-v4 \
+        --algo proxy --neuron lif --steps 1000 --random-steps 1000 --eval-every 0 --no-progress \
+        --out "$OUT/train-$batching" | tee -a "$OUT/train.txt"
+done
 
 python3 - "$OUT" <<'PY'
 import json, sys

@@ -330,7 +330,7 @@ pub struct TrainArgs {
     #[arg(long, env = "SPIKERL_SYNC")]
     pub sync: bool,
     /// Train several seeds of this configuration in this one process (with --sync), e.g. 0-3 or 0,1,7:
-    /// each seed acts as a single run with that seed would and writes its own run folder OUT/seed-N.
+    /// each seed acts as a single run with that seed would and writes its own run folder OUT/seed{N}.
     #[arg(long, env = "SPIKERL_SEEDS", value_parser = parse_seeds, conflicts_with = "seed")]
     pub seeds: Option<Seeds>,
     /// How --seeds train: stacked (one ensemble, every network with a seed dimension, batched matmuls),

@@ -335,12 +335,12 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
 }
 
 /// `spikerl train --sync --seeds ...`: the seeds of one configuration in this process, each into its own
-/// run folder OUT/seed-N.
+/// run folder OUT/seed{N}.
 fn train_seeds(args: &TrainArgs, cfg: &RunConfig, seeds: &[u64], batching: SeedBatching, device: tch::Device, started: Instant) -> anyhow::Result<()> {
     set_threads(args.run.threads, 0);
     let mut dirs = Vec::with_capacity(seeds.len());
     for &seed in seeds {
-        let out = args.out.join(format!("seed-{seed}"));
+        let out = args.out.join(format!("seed{seed}"));
         let seed_cfg = RunConfig { seed, ..cfg.clone() };
         let mut m = manifest(&seed_cfg, &run_id_for(&out), "sync", 1)?;
         m.seed_group = Some(SeedGroupInfo { seeds: seeds.to_vec(), batching });
@@ -392,7 +392,7 @@ fn train_seeds(args: &TrainArgs, cfg: &RunConfig, seeds: &[u64], batching: SeedB
         let sd = (finals.iter().map(|f| (f - mean).powi(2)).sum::<f64>() / (finals.len() - 1) as f64).sqrt();
         println!("final return over the seeds: {mean:.1} +- {sd:.1} (sample standard deviation)");
     }
-    println!("run folders: {}/seed-N (manifest.json, evals.csv, evals.png/.svg, checkpoints/)", args.out.display());
+    println!("run folders: {}/seed{N} (manifest.json, evals.csv, evals.png/.svg, checkpoints/)", args.out.display());
     Ok(())
 }
 

@@ -25,7 +25,7 @@ fn train_with_seeds_writes_one_run_folder_per_seed() {
     assert!(stdout.contains("seed 3: evaluation return") && stdout.contains("seed 5: evaluation return"), "{stdout}");
     assert!(stdout.contains("final return over the seeds"), "{stdout}");
     for seed in [3, 5] {
-        let run = dir.join(format!("group/seed-{seed}"));
+        let run = dir.join(format!("group/seed{seed}"));
         let m: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("manifest.json")).unwrap()).unwrap();
         assert_eq!(m["status"], "completed");
         assert_eq!(m["config"]["seed"], seed);
@@ -37,7 +37,7 @@ fn train_with_seeds_writes_one_run_folder_per_seed() {
         assert!(run.join("checkpoints/policy.safetensors").is_file());
     }
     // Different seeds start from different policies.
-    assert_ne!(common::evals(&dir.join("group/seed-3"))[0].1, common::evals(&dir.join("group/seed-5"))[0].1);
+    assert_ne!(common::evals(&dir.join("group/seed3"))[0].1, common::evals(&dir.join("group/seed5"))[0].1);
 
     // The report reads the group like a sweep's folders: one configuration, two seeds.
     let report = spikerl().args(["report"]).arg(dir.join("group")).arg("--out").arg(dir.join("report")).output().unwrap();
@@ -50,7 +50,7 @@ fn train_with_seeds_writes_one_run_folder_per_seed() {
     assert!(sep.status.success(), "{}", String::from_utf8_lossy(&sep.stderr));
     let single = short_run(&["--seed", "5"], &dir.join("single"));
     assert!(single.status.success(), "{}", String::from_utf8_lossy(&single.stderr));
-    assert_eq!(common::evals(&dir.join("sep/seed-5")), common::evals(&dir.join("single")));
+    assert_eq!(common::evals(&dir.join("sep/seed5")), common::evals(&dir.join("single")));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

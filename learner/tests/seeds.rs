@@ -38,8 +38,8 @@ fn run_seeds(cfg: &RunConfig, seeds: &[u64], batching: SeedBatching, root: &Path
         .iter()
         .map(|&seed| {
             let seed_cfg = RunConfig { seed, ..cfg.clone() };
-            let manifest = Manifest::starting(&seed_cfg, &format!("seed-{seed}"), "sync", 1, "test").unwrap();
-            RunDir::create(&root.join(format!("seed-{seed}")), manifest).unwrap()
+            let manifest = Manifest::starting(&seed_cfg, &format!("seed{seed}"), "sync", 1, "test").unwrap();
+            RunDir::create(&root.join(format!("seed{seed}")), manifest).unwrap()
         })
         .collect();
     let trainers = lockstep::run_seeds(cfg, seeds, batching, tch::Device::Cpu, &mut dirs, &AtomicBool::new(false), |_| {}).unwrap();
@@ -95,10 +95,10 @@ fn separate_seeds_train_bit_for_bit_as_single_runs() {
     }
     // The other seed trained too, on its own: different weights, its own evaluations in its own folder.
     assert_ne!(group[0].td3.export_policy(), group[1].td3.export_policy());
-    let csv = std::fs::read_to_string(root.join("seed-4/evals.csv")).unwrap();
+    let csv = std::fs::read_to_string(root.join("seed4/evals.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + group[0].evals.len(), "{csv}");
     assert_eq!(group[0].evals.iter().map(|e| e.step).collect::<Vec<_>>(), [0, 100, 200, 260]);
-    let back = restored(&cfg, 4, &root.join("seed-4"));
+    let back = restored(&cfg, 4, &root.join("seed4"));
     assert_eq!(back.td3.iterations, 60);
     assert_eq!(back.td3.export_policy(), group[0].td3.export_policy(), "seed 4's checkpoint");
     let _ = std::fs::remove_dir_all(&root);
@@ -129,7 +129,7 @@ fn stacked_seeds_follow_their_single_runs_and_checkpoint_their_own_state() {
     assert!(max_abs_diff(&stacked[0].td3.export_policy(), &fresh.td3.export_policy()) > 1e-2);
     // Each seed's checkpoint holds the ensemble member's whole state.
     for (s, seed) in [1, 2, 3].into_iter().enumerate() {
-        let back = restored(&cfg, seed, &root.join(format!("stacked/seed-{seed}")));
+        let back = restored(&cfg, seed, &root.join(format!("stacked/seed{seed}")));
         for ((what, x), (_, y)) in nets(&back).into_iter().zip(nets(&stacked[s])) {
             assert_eq!(x, y, "seed {seed}'s checkpointed {what}");
         }
@@ -155,7 +155,7 @@ fn stacked_spiking_seeds_train_each_their_own_proxy() {
         assert_eq!(t.evals.len(), 4, "evaluations at 0, 100, 200 and the end (240)");
     }
     assert_ne!(group[0].td3.export_policy(), group[1].td3.export_policy());
-    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(root.join("seed-6/manifest.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(root.join("seed6/manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["config"]["seed"], 6);
     let _ = std::fs::remove_dir_all(&root);
 }
