@@ -392,7 +392,7 @@ fn train_seeds(args: &TrainArgs, cfg: &RunConfig, seeds: &[u64], batching: SeedB
         let sd = (finals.iter().map(|f| (f - mean).powi(2)).sum::<f64>() / (finals.len() - 1) as f64).sqrt();
         println!("final return over the seeds: {mean:.1} +- {sd:.1} (sample standard deviation)");
     }
-    println!("run folders: {}/seed{N} (manifest.json, evals.csv, evals.png/.svg, checkpoints/)", args.out.display());
+    println!("run folders: {}/seed{{N}} (manifest.json, evals.csv, evals.png/.svg, checkpoints/)", args.out.display());
     Ok(())
 }
 
