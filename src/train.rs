@@ -239,31 +239,8 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     if args.sync {
         set_threads(args.run.threads, 0);
         let mut dir = RunDir::create(&args.out, manifest(&cfg, &run_id, "sync", 1)?)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        // One runtime worker serves the metrics endpoint and waits for signals; training runs here.
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-        if let Some(addr) = args.metrics {
-            rt.block_on(async { install_metrics(addr, "learner") })?;
-        }
-        let stop_on_signal = stop.clone();
-        rt.spawn(async move {
-            shutdown_signal().await;
-            stop_on_signal.store(true, Ordering::SeqCst);
-        });
-        let bar = progress_bar(!args.no_progress, cfg.random_steps + cfg.steps);
-        let mut last_draw = Instant::now();
-        let result = lockstep::run(&cfg, device, &mut dir, &stop, |p| {
-            if last_draw.elapsed() > Duration::from_millis(100) {
-                show(&bar, p);
-                last_draw = Instant::now();
-            }
-        });
-        bar.finish_and_clear();
-        let status = match (&result, stop.load(Ordering::SeqCst)) {
-            (Err(_), _) => "failed",
-            (Ok(_), true) => "interrupted",
-            _ => "completed",
-        };
+        let (result, status) =
+            in_foreground(&args, cfg.random_steps + cfg.steps, |stop, progress| lockstep::run(&cfg, device, &mut dir, stop, progress))?;
         dir.finish(status, result.as_ref().err().map(|e| format!("{e:#}")))?;
         summary(&result?, &args.out, started);
         return Ok(());
@@ -334,6 +311,41 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     })
 }
 
+/// Runs lockstep training on this thread: `train(stop, progress)`, with a one-worker runtime that serves
+/// the metrics endpoint and turns SIGINT/SIGTERM into `stop`, and a progress bar over `total_steps`.
+/// Returns the result and the status it gives the run folders.
+fn in_foreground<T>(
+    args: &TrainArgs,
+    total_steps: u64,
+    train: impl FnOnce(&AtomicBool, &mut dyn FnMut(&Progress)) -> anyhow::Result<T>,
+) -> anyhow::Result<(anyhow::Result<T>, &'static str)> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    if let Some(addr) = args.metrics {
+        rt.block_on(async { install_metrics(addr, "learner") })?;
+    }
+    let stop_on_signal = stop.clone();
+    rt.spawn(async move {
+        shutdown_signal().await;
+        stop_on_signal.store(true, Ordering::SeqCst);
+    });
+    let bar = progress_bar(!args.no_progress, total_steps);
+    let mut last_draw = Instant::now();
+    let result = train(&stop, &mut |p| {
+        if last_draw.elapsed() > Duration::from_millis(100) {
+            show(&bar, p);
+            last_draw = Instant::now();
+        }
+    });
+    bar.finish_and_clear();
+    let status = match (&result, stop.load(Ordering::SeqCst)) {
+        (Err(_), _) => "failed",
+        (Ok(_), true) => "interrupted",
+        _ => "completed",
+    };
+    Ok((result, status))
+}
+
 /// `spikerl train --sync --seeds ...`: the seeds of one configuration in this process, each into its own
 /// run folder OUT/seed{N}.
 fn train_seeds(args: &TrainArgs, cfg: &RunConfig, seeds: &[u64], batching: SeedBatching, device: tch::Device, started: Instant) -> anyhow::Result<()> {
@@ -346,30 +358,8 @@ fn train_seeds(args: &TrainArgs, cfg: &RunConfig, seeds: &[u64], batching: SeedB
         m.seed_group = Some(SeedGroupInfo { seeds: seeds.to_vec(), batching });
         dirs.push(RunDir::create(&out, m)?);
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-    if let Some(addr) = args.metrics {
-        rt.block_on(async { install_metrics(addr, "learner") })?;
-    }
-    let stop_on_signal = stop.clone();
-    rt.spawn(async move {
-        shutdown_signal().await;
-        stop_on_signal.store(true, Ordering::SeqCst);
-    });
-    let bar = progress_bar(!args.no_progress, cfg.random_steps + cfg.steps);
-    let mut last_draw = Instant::now();
-    let result = lockstep::run_seeds(cfg, seeds, batching, device, &mut dirs, &stop, |p| {
-        if last_draw.elapsed() > Duration::from_millis(100) {
-            show(&bar, p);
-            last_draw = Instant::now();
-        }
-    });
-    bar.finish_and_clear();
-    let status = match (&result, stop.load(Ordering::SeqCst)) {
-        (Err(_), _) => "failed",
-        (Ok(_), true) => "interrupted",
-        _ => "completed",
-    };
+    let (result, status) =
+        in_foreground(args, cfg.random_steps + cfg.steps, |stop, progress| lockstep::run_seeds(cfg, seeds, batching, device, &mut dirs, stop, progress))?;
     for dir in &mut dirs {
         dir.finish(status, result.as_ref().err().map(|e| format!("{e:#}")))?;
     }

@@ -544,11 +544,10 @@ mod tests {
     use spikerl_snn::NeuronKind;
 
     /// libtorch's generator is global to the process and tests run on parallel threads: every test that
-    /// seeds it holds this lock, or another test's `manual_seed` would interleave with its draws.
-    static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
+    /// seeds it holds the process-wide init lock (the one trainers and ensembles take to build their
+    /// learners), or another test's `manual_seed` would interleave with its draws.
     fn torch_rng() -> std::sync::MutexGuard<'static, ()> {
-        TORCH_RNG.lock().unwrap_or_else(|p| p.into_inner())
+        crate::lockstep::TORCH_INIT.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn t(v: &[f32]) -> Tensor {
