@@ -72,3 +72,38 @@ fn bad_seed_lists_are_usage_errors() {
     assert!(!dir.join("x").exists(), "a refused command created its run folder");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_interrupted_seed_group_checkpoints_every_seed() {
+    let dir = temp_dir("train-seeds-stop");
+    let out = dir.join("group");
+    let mut child = spikerl()
+        .args(["train", "--sync", "--env", "Pendulum-v1", "--algo", "ann", "--seeds", "0,1", "--seed-batching", "stacked"])
+        .args(["--steps", "1000000", "--random-steps", "256", "--eval-every", "300", "--eval-episodes", "1", "--threads", "1", "--no-progress"])
+        .arg("--out")
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until both seeds trained past their second evaluation (step 300, after 44 iterations).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let rows = |s: u64| std::fs::read_to_string(out.join(format!("seed{s}/evals.csv"))).map_or(0, |t| t.lines().count().saturating_sub(1));
+    while [0, 1].iter().any(|&s| rows(s) < 2) {
+        assert!(std::time::Instant::now() < deadline, "no second evaluation within 120 s");
+        assert!(child.try_wait().unwrap().is_none(), "train exited early");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "Ctrl-C is a clean stop: {status}");
+    for seed in [0, 1] {
+        let run = out.join(format!("seed{seed}"));
+        let m: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("manifest.json")).unwrap()).unwrap();
+        assert_eq!(m["status"], "interrupted", "seed {seed}");
+        let ckpt: Vec<_> = std::fs::read_dir(run.join("checkpoints")).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        assert!(ckpt.iter().any(|n| n.starts_with("ckpt-")), "seed {seed}: {ckpt:?}");
+        assert!(run.join("checkpoints/policy.safetensors").is_file());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -237,6 +237,60 @@ fn tiny_sweep_skips_reproduces_and_reports() {
 }
 
 #[test]
+fn grouped_seeds_train_in_one_process_per_configuration_with_the_same_numbers() {
+    let dir = temp_dir("sweep-grouped");
+    let spec = dir.join("grouped.toml");
+    fs::write(&spec, format!("group_seeds = true\n{TINY}")).unwrap();
+    let out = dir.join("runs");
+    let started = Instant::now();
+    let o = sweep(&spec, &out, &["--jobs", "2"]);
+    assert!(o.status.success(), "sweep failed: {}", stderr(&o));
+    eprintln!("grouped sweep: {:.1} s\n{}", started.elapsed().as_secs_f64(), stderr(&o));
+    assert!(stderr(&o).contains("start Pendulum-v1/proxy-lif/seed{0,1}"), "{}", stderr(&o));
+    let state = sweep_state(&out);
+    for id in RUNS {
+        assert_eq!(status_of(&out.join(id)), "completed", "{id}");
+        assert_eq!(state["runs"][id]["status"], "completed");
+        let command: Vec<&str> = state["runs"][id]["command"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+        assert!(command.windows(2).any(|w| w == ["--seeds", "0,1"]), "{id}: {command:?}");
+    }
+    for config in ["Pendulum-v1/ann", "Pendulum-v1/proxy-lif"] {
+        assert!(out.join(config).join("train-seeds.log").is_file(), "{config}");
+    }
+
+    // Each seed is its single run (lockstep on CPU, the seeds' own learners one after the other).
+    let single = dir.join("single");
+    let o = spikerl()
+        .args(["train", "--env", "Pendulum-v1", "--algo", "proxy", "--neuron", "lif", "--seed", "1", "--batch-size", "64"])
+        .args(["--eval-episodes", "2", "--eval-every", "200", "--proxy-steps", "1", "--random-steps", "256", "--snn-hidden", "64,64"])
+        .args(["--steps", "300", "--sync", "--threads", "1", "--no-progress", "--out"])
+        .arg(&single)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(numbers(&out.join(RUNS[3])), numbers(&single));
+
+    // A seed that did not complete is trained again alone, in its group's folder, to the same numbers.
+    let ann0 = out.join(RUNS[0]);
+    let first = numbers(&ann0);
+    let mut manifest = read_manifest(&ann0).unwrap();
+    manifest["status"] = "interrupted".into();
+    fs::write(ann0.join("manifest.json"), serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let o = sweep(&spec, &out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("4 runs (3 completed already, 0 to start, 1 to restart)"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("start Pendulum-v1/ann/seed{0}"), "{}", stderr(&o));
+    assert_eq!(numbers(&ann0), first);
+    assert_eq!(sweep_state(&out)["runs"][RUNS[0]]["attempts"], 2);
+
+    // Grouping needs the lockstep protocol.
+    fs::write(&spec, format!("group_seeds = true\n{}", TINY.replace("sync = true", "sync = false"))).unwrap();
+    let o = sweep(&spec, &dir.join("nosync"), &["--dry-run"]);
+    assert!(!o.status.success() && stderr(&o).contains("needs sync = true"), "{}", stderr(&o));
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn ctrl_c_stops_runs_cleanly_and_failures_are_recorded() {
     let dir = temp_dir("sweep-stop");
     // Long enough to be stopped half way; the ANN starts training within a second.

@@ -6,6 +6,7 @@
 //! algos = ["ann", "vanilla", "proxy"]
 //! neurons = ["lif", "clif", "dn"]      # crossed with the spiking algorithms; ann runs once per env x seed
 //! seeds = 5                            # 0..5, or an explicit list: [0, 1, 2]
+//! group_seeds = false                  # true: each grid point's seeds in one `train --sync --seeds` process
 //!
 //! [train]                              # options of `spikerl train` for every run (`_` or `-` in names)
 //! steps = 1_000_000
@@ -50,6 +51,10 @@ pub struct Spec {
     /// Options for selected runs, applied after `train` in file order.
     #[serde(default, rename = "override")]
     pub overrides: Vec<Override>,
+    /// Train the seeds of each grid point together, in one `spikerl train --sync --seeds` process (one
+    /// stacked ensemble on CUDA): needs `sync = true`. The run folders are the same.
+    #[serde(default)]
+    pub group_seeds: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -113,11 +118,12 @@ pub enum OptValue {
 pub type TrainOptions = BTreeMap<String, OptValue>;
 
 /// Options the sweep sets itself: a spec may not give them.
-pub const RESERVED: [&str; 8] = [
+pub const RESERVED: [&str; 9] = [
     "env",
     "algo",
     "neuron",
     "seed",
+    "seeds",
     "out",
     "no-progress",
     "metrics",
@@ -196,6 +202,11 @@ impl Spec {
                     options
                         .entry("threads".to_string())
                         .or_insert_with(|| OptValue::Value("1".to_string()));
+                    ensure!(
+                        !self.group_seeds || options.get("sync") == Some(&OptValue::Flag(true)),
+                        "group_seeds trains the seeds of a grid point in one lockstep process: {env} {} needs sync = true",
+                        method.key()
+                    );
                     plans.push(RunPlan {
                         id: run_id(env, &method, seed),
                         env: env.clone(),
@@ -306,6 +317,22 @@ fn scalar(v: &toml::Value) -> anyhow::Result<String> {
 impl RunPlan {
     /// The `spikerl train` arguments of this run writing into `dir`.
     pub fn train_args(&self, dir: &Path) -> Vec<OsString> {
+        self.args_with(["--seed".into(), self.seed.to_string().into()], dir)
+    }
+
+    /// The grid point without its seed, `{env}/{method}`: the folder holding its seeds' run folders.
+    pub fn group_id(&self) -> String {
+        format!("{}/{}", self.env, self.method.key())
+    }
+
+    /// The `spikerl train` arguments that train `seeds` of this run's grid point in one process, each
+    /// into `dir/seed{N}` (`group_seeds`; the options must include `--sync`).
+    pub fn group_train_args(&self, seeds: &[u64], dir: &Path) -> Vec<OsString> {
+        let list = seeds.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+        self.args_with(["--seeds".into(), list.into()], dir)
+    }
+
+    fn args_with(&self, seed: [OsString; 2], dir: &Path) -> Vec<OsString> {
         let mut args: Vec<OsString> = vec![
             "train".into(),
             "--env".into(),
@@ -316,7 +343,7 @@ impl RunPlan {
         if let Some(n) = self.method.neuron {
             args.extend(["--neuron".into(), n.as_str().into()]);
         }
-        args.extend(["--seed".into(), self.seed.to_string().into()]);
+        args.extend(seed);
         for (k, v) in &self.options {
             match v {
                 OptValue::Flag(true) => args.push(format!("--{k}").into()),
@@ -447,6 +474,24 @@ mod tests {
             .map(|a| a.into_string().unwrap())
             .collect();
         assert!(!ann.contains(&"--neuron".to_string()));
+    }
+
+    #[test]
+    fn grouped_seeds_share_one_command_line_and_need_sync() {
+        let text = "group_seeds = true\nenvs=[\"Pendulum-v1\"]\nalgos=[\"proxy\"]\nneurons=[\"lif\"]\nseeds=[3, 7]\n[train]\nsync=true";
+        let plans = Spec::parse(text).unwrap().expand().unwrap();
+        assert_eq!(plans[0].group_id(), "Pendulum-v1/proxy-lif");
+        let args: Vec<String> =
+            plans[0].group_train_args(&[3, 7], Path::new("/r/Pendulum-v1/proxy-lif")).into_iter().map(|a| a.into_string().unwrap()).collect();
+        assert_eq!(
+            args.join(" "),
+            "train --env Pendulum-v1 --algo proxy --neuron lif --seeds 3,7 --sync --threads 1 --out /r/Pendulum-v1/proxy-lif --no-progress"
+        );
+        let no_sync = text.replace("sync=true", "steps=10");
+        let err = format!("{:#}", Spec::parse(&no_sync).unwrap().expand().unwrap_err());
+        assert!(err.contains("needs sync = true"), "{err}");
+        let err = format!("{:#}", Spec::parse(&format!("{text}\nseeds=\"0-3\"")).and_then(|s| s.expand()).unwrap_err());
+        assert!(err.contains("set by the sweep"), "{err}");
     }
 
     #[test]

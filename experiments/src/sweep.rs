@@ -302,7 +302,7 @@ pub fn run(spec_path: &Path, out: &Path, opts: &SweepOptions) -> anyhow::Result<
             }
         }
     }
-    let jobs = match opts.jobs {
+    let jobs_at_once = match opts.jobs {
         Some(0) => bail!("--jobs must be at least 1"),
         Some(j) => j,
         None => default_jobs(&plans),
@@ -342,9 +342,15 @@ pub fn run(spec_path: &Path, out: &Path, opts: &SweepOptions) -> anyhow::Result<
         skip,
         start,
         restart,
-        jobs,
+        jobs_at_once,
         out.display()
     );
+    let queue: Vec<(&RunPlan, &Action)> = plans
+        .iter()
+        .zip(&actions)
+        .filter(|(_, a)| **a != Action::Skip)
+        .collect();
+    let jobs = Job::all(&queue, spec.group_seeds);
     if opts.dry_run {
         for (plan, action) in plans.iter().zip(&actions) {
             let what = match action {
@@ -352,11 +358,11 @@ pub fn run(spec_path: &Path, out: &Path, opts: &SweepOptions) -> anyhow::Result<
                 Action::Start => "start".to_string(),
                 Action::Restart(why) => format!("restart ({why})"),
             };
-            let args: Vec<String> = plan
-                .train_args(&out.join(&plan.id))
+            let args = jobs
                 .iter()
-                .map(|a| a.to_string_lossy().into_owned())
-                .collect();
+                .find(|j| j.runs.iter().any(|(p, _)| p.id == plan.id))
+                .map_or_else(|| plan.train_args(&out.join(&plan.id)), |j| j.args(out));
+            let args: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
             println!(
                 "{:<44} {what}\n    {} {}",
                 plan.id,
@@ -372,16 +378,16 @@ pub fn run(spec_path: &Path, out: &Path, opts: &SweepOptions) -> anyhow::Result<
     state.description = spec.description.clone();
     state.spec_toml = fs::read_to_string(spec_path).unwrap_or_default();
     state.exe = exe.display().to_string();
-    state.jobs = jobs;
+    state.jobs = jobs_at_once;
     state.started_at = now;
     for (plan, action) in plans.iter().zip(&actions) {
         let rec = state.runs.entry(plan.id.clone()).or_default();
         rec.options = plan.options.clone();
-        rec.command = plan
-            .train_args(&out.join(&plan.id))
+        let args = jobs
             .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
+            .find(|j| j.runs.iter().any(|(p, _)| p.id == plan.id))
+            .map_or_else(|| plan.train_args(&out.join(&plan.id)), |j| j.args(out));
+        rec.command = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
         if *action == Action::Skip {
             rec.status = "completed".into();
             if rec.max_avg_return.is_none() {
@@ -393,12 +399,7 @@ pub fn run(spec_path: &Path, out: &Path, opts: &SweepOptions) -> anyhow::Result<
     }
     save_state(out, &mut state)?;
 
-    let queue: Vec<(&RunPlan, &Action)> = plans
-        .iter()
-        .zip(&actions)
-        .filter(|(_, a)| **a != Action::Skip)
-        .collect();
-    let outcome = schedule(&exe, out, &queue, jobs, &mut state)?;
+    let outcome = schedule(&exe, out, &jobs, jobs_at_once, &mut state)?;
 
     let mut by_status: BTreeMap<&str, usize> = BTreeMap::new();
     for plan in &plans {
@@ -435,8 +436,62 @@ pub fn run(spec_path: &Path, out: &Path, opts: &SweepOptions) -> anyhow::Result<
     Ok(())
 }
 
+/// What one `spikerl train` process runs: one run, or (`group_seeds`) the seeds of one configuration.
+pub struct Job<'a> {
+    pub runs: Vec<(&'a RunPlan, &'a Action)>,
+    grouped: bool,
+}
+
+impl<'a> Job<'a> {
+    /// The queue's runs as processes, in queue order: one each, or with `group_seeds` one per
+    /// configuration (`{env}/{method}`), holding its seeds in the order they are queued.
+    pub fn all(queue: &[(&'a RunPlan, &'a Action)], group_seeds: bool) -> Vec<Job<'a>> {
+        let mut jobs: Vec<Job<'a>> = Vec::new();
+        for &(plan, action) in queue {
+            match jobs.iter_mut().find(|j| group_seeds && j.runs[0].0.group_id() == plan.group_id()) {
+                Some(job) => job.runs.push((plan, action)),
+                None => jobs.push(Job { runs: vec![(plan, action)], grouped: group_seeds }),
+            }
+        }
+        jobs
+    }
+
+    /// How the sweep's messages name it.
+    fn name(&self) -> String {
+        match self.grouped {
+            false => self.runs[0].0.id.clone(),
+            true => format!("{}/seed{{{}}}", self.runs[0].0.group_id(), self.seeds().iter().map(u64::to_string).collect::<Vec<_>>().join(",")),
+        }
+    }
+
+    fn seeds(&self) -> Vec<u64> {
+        self.runs.iter().map(|(p, _)| p.seed).collect()
+    }
+
+    /// `spikerl train`'s arguments for this job under the sweep folder `out`.
+    pub fn args(&self, out: &Path) -> Vec<std::ffi::OsString> {
+        let first = self.runs[0].0;
+        match self.grouped {
+            false => first.train_args(&out.join(&first.id)),
+            true => first.group_train_args(&self.seeds(), &out.join(first.group_id())),
+        }
+    }
+
+    /// Where the process's output goes: the run folder's `train.log`, or the configuration folder's
+    /// `train-seeds.log` beside the seeds' run folders.
+    fn log(&self, out: &Path) -> PathBuf {
+        let first = self.runs[0].0;
+        match self.grouped {
+            false => out.join(&first.id).join("train.log"),
+            true => out.join(first.group_id()).join("train-seeds.log"),
+        }
+    }
+}
+
 struct Active<'a> {
-    plan: &'a RunPlan,
+    plans: Vec<&'a RunPlan>,
+    name: String,
+    log: PathBuf,
     child: Child,
     started: Instant,
     index: usize,
@@ -449,7 +504,7 @@ struct Outcome {
 fn schedule(
     exe: &Path,
     out: &Path,
-    queue: &[(&RunPlan, &Action)],
+    queue: &[Job<'_>],
     jobs: usize,
     state: &mut SweepState,
 ) -> anyhow::Result<Outcome> {
@@ -476,37 +531,54 @@ fn schedule(
             forwarded = signals;
         }
         while signals == 0 && active.len() < jobs && next < total {
-            let (plan, action) = queue[next];
+            let job = &queue[next];
             next += 1;
-            let dir = out.join(&plan.id);
-            let rec = state.runs.get_mut(&plan.id).expect("recorded above");
-            rec.attempts += 1;
-            rec.started_at = Some(now_rfc3339());
-            rec.ended_at = None;
-            rec.exit_code = None;
-            rec.error = None;
-            rec.wall_seconds = None;
-            rec.max_avg_return = None;
-            let why = match action {
-                Action::Restart(why) => format!(" (restart: {why})"),
-                _ => String::new(),
-            };
-            match prepare(&dir, action).and_then(|()| launch(exe, plan, &dir)) {
-                Ok(child) => {
-                    rec.status = "running".into();
-                    eprintln!("[{next}/{total}] start {}{why}", plan.id);
-                    active.push(Active {
-                        plan,
-                        child,
-                        started: Instant::now(),
-                        index: next,
-                    });
+            let mut why = String::new();
+            let mut prepared = Vec::with_capacity(job.runs.len());
+            for &(plan, action) in &job.runs {
+                let rec = state.runs.get_mut(&plan.id).expect("recorded above");
+                rec.attempts += 1;
+                rec.started_at = Some(now_rfc3339());
+                rec.ended_at = None;
+                rec.exit_code = None;
+                rec.error = None;
+                rec.wall_seconds = None;
+                rec.max_avg_return = None;
+                if let Action::Restart(reason) = action {
+                    why = format!(" (restart: {reason})");
                 }
-                Err(e) => {
-                    rec.status = "failed".into();
-                    rec.error = Some(format!("{e:#}"));
-                    rec.ended_at = Some(now_rfc3339());
-                    eprintln!("[{next}/{total}] {} could not start: {e:#}", plan.id);
+                match prepare(&out.join(&plan.id), action) {
+                    Ok(()) => prepared.push(plan),
+                    Err(e) => {
+                        rec.status = "failed".into();
+                        rec.error = Some(format!("{e:#}"));
+                        rec.ended_at = Some(now_rfc3339());
+                        eprintln!("[{next}/{total}] {} could not start: {e:#}", plan.id);
+                    }
+                }
+            }
+            // A grouped run whose folder could not be prepared stays out; its seeds go on without it.
+            let runs: Vec<_> = job.runs.iter().copied().filter(|(p, _)| prepared.iter().any(|q| q.id == p.id)).collect();
+            if !runs.is_empty() {
+                let job = Job { runs, grouped: job.grouped };
+                let log = job.log(out);
+                match launch(exe, &job.args(out), &log) {
+                    Ok(child) => {
+                        for plan in &prepared {
+                            state.runs.get_mut(&plan.id).expect("recorded above").status = "running".into();
+                        }
+                        eprintln!("[{next}/{total}] start {}{why}", job.name());
+                        active.push(Active { plans: prepared, name: job.name(), log, child, started: Instant::now(), index: next });
+                    }
+                    Err(e) => {
+                        for plan in &prepared {
+                            let rec = state.runs.get_mut(&plan.id).expect("recorded above");
+                            rec.status = "failed".into();
+                            rec.error = Some(format!("{e:#}"));
+                            rec.ended_at = Some(now_rfc3339());
+                        }
+                        eprintln!("[{next}/{total}] {} could not start: {e:#}", job.name());
+                    }
                 }
             }
             save_state(out, state)?;
@@ -531,11 +603,11 @@ fn schedule(
     }
 }
 
-/// Starts `spikerl train` for `plan`, output into `dir/train.log`.
-fn launch(exe: &Path, plan: &RunPlan, dir: &Path) -> anyhow::Result<Child> {
-    let log = File::create(dir.join("train.log")).context("creating train.log")?;
+/// Starts `spikerl train` with `args`, output into `log`.
+fn launch(exe: &Path, args: &[std::ffi::OsString], log: &Path) -> anyhow::Result<Child> {
+    let log = File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let mut cmd = Command::new(exe);
-    cmd.args(plan.train_args(dir))
+    cmd.args(args)
         .env_clear_spikerl()
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -561,62 +633,63 @@ fn launch(exe: &Path, plan: &RunPlan, dir: &Path) -> anyhow::Result<Child> {
         .with_context(|| format!("starting {}", exe.display()))
 }
 
-/// Records how a run ended. The manifest is the truth; when the process died before writing its outcome
-/// there, the manifest is marked failed with the exit status and the end of the run's log.
+/// Records how a process's runs ended. The manifest is the truth; when the process died before writing
+/// a run's outcome there, the manifest is marked failed with the exit status and the end of the log.
 fn finish(out: &Path, a: &Active, total: usize, exit: ExitStatus, state: &mut SweepState) {
-    let dir = out.join(&a.plan.id);
-    let rec = state.runs.get_mut(&a.plan.id).expect("recorded");
-    rec.ended_at = Some(now_rfc3339());
-    rec.wall_seconds = Some((a.started.elapsed().as_secs_f64() * 10.0).round() / 10.0);
-    rec.exit_code = exit.code();
-    let status = run_folder::status(&dir);
-    match status {
-        Status::Completed | Status::Interrupted => {
-            rec.status = status.as_str().into();
+    for plan in &a.plans {
+        let dir = out.join(&plan.id);
+        let rec = state.runs.get_mut(&plan.id).expect("recorded");
+        rec.ended_at = Some(now_rfc3339());
+        rec.wall_seconds = Some((a.started.elapsed().as_secs_f64() * 10.0).round() / 10.0);
+        rec.exit_code = exit.code();
+        let status = run_folder::status(&dir);
+        match status {
+            Status::Completed | Status::Interrupted => {
+                rec.status = status.as_str().into();
+            }
+            Status::Failed => {
+                rec.status = "failed".into();
+                rec.error = run_folder::read_manifest(&dir)
+                    .ok()
+                    .and_then(|m| m.get("error").and_then(|e| e.as_str()).map(str::to_string));
+            }
+            other => {
+                let left = match other {
+                    Status::Missing => "before writing its manifest",
+                    Status::Running => "while its manifest still said running",
+                    _ => "leaving an unreadable manifest",
+                };
+                let error = format!(
+                    "spikerl train exited ({exit}) {left}; end of {}:\n{}",
+                    a.log.display(),
+                    log_tail(&a.log, 10)
+                );
+                mark_failed(&dir, &error);
+                rec.status = "failed".into();
+                rec.error = Some(error);
+            }
         }
-        Status::Failed => {
-            rec.status = "failed".into();
-            rec.error = run_folder::read_manifest(&dir)
-                .ok()
-                .and_then(|m| m.get("error").and_then(|e| e.as_str()).map(str::to_string));
+        if rec.status == "failed" && rec.error.is_none() {
+            rec.error = Some(format!("spikerl train exited ({exit}); see {}", a.log.display()));
         }
-        other => {
-            let left = match other {
-                Status::Missing => "before writing its manifest",
-                Status::Running => "while its manifest still said running",
-                _ => "leaving an unreadable manifest",
-            };
-            let error = format!(
-                "spikerl train exited ({exit}) {left}; end of its train.log:\n{}",
-                log_tail(&dir.join("train.log"), 10)
-            );
-            mark_failed(&dir, &error);
-            rec.status = "failed".into();
-            rec.error = Some(error);
+        if rec.status == "completed" {
+            rec.max_avg_return = max_avg_return(&dir);
         }
+        let best = rec
+            .max_avg_return
+            .map_or(String::new(), |r| format!(", max average return {r:.1}"));
+        let error = rec.error.as_deref().map_or(String::new(), |e| {
+            format!(": {}", e.lines().next().unwrap_or(""))
+        });
+        let of = if a.plans.len() > 1 { format!(" (of {})", a.name) } else { String::new() };
+        eprintln!(
+            "[{}/{total}] {}{of} {} after {:.0} s{best}{error}",
+            a.index,
+            plan.id,
+            rec.status,
+            a.started.elapsed().as_secs_f64()
+        );
     }
-    if rec.status == "failed" && rec.error.is_none() {
-        rec.error = Some(format!(
-            "spikerl train exited ({exit}); see {}",
-            dir.join("train.log").display()
-        ));
-    }
-    if rec.status == "completed" {
-        rec.max_avg_return = max_avg_return(&dir);
-    }
-    let best = rec
-        .max_avg_return
-        .map_or(String::new(), |r| format!(", max average return {r:.1}"));
-    let error = rec.error.as_deref().map_or(String::new(), |e| {
-        format!(": {}", e.lines().next().unwrap_or(""))
-    });
-    eprintln!(
-        "[{}/{total}] {} {} after {:.0} s{best}{error}",
-        a.index,
-        a.plan.id,
-        rec.status,
-        a.started.elapsed().as_secs_f64()
-    );
 }
 
 fn max_avg_return(dir: &Path) -> Option<f64> {
@@ -764,6 +837,24 @@ mod tests {
         );
         assert!(precious.join("thesis.tex").exists());
         fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn jobs_group_a_configurations_seeds_only_when_asked() {
+        let text = "envs=[\"Pendulum-v1\"]\nalgos=[\"ann\", \"proxy\"]\nneurons=[\"lif\"]\nseeds=3\n[train]\nsync=true";
+        let plans = Spec::parse(text).unwrap().expand().unwrap();
+        let start = Action::Start;
+        // Seed 1 of ann completed already: not in the queue.
+        let queue: Vec<(&RunPlan, &Action)> = plans.iter().filter(|p| p.id != "Pendulum-v1/ann/seed1").map(|p| (p, &start)).collect();
+        let names = |jobs: &[Job<'_>]| jobs.iter().map(Job::name).collect::<Vec<_>>();
+        assert_eq!(Job::all(&queue, false).len(), 5);
+        let grouped = Job::all(&queue, true);
+        assert_eq!(names(&grouped), ["Pendulum-v1/ann/seed{0,2}", "Pendulum-v1/proxy-lif/seed{0,1,2}"]);
+        let out = Path::new("/o");
+        let args: Vec<String> = grouped[0].args(out).into_iter().map(|a| a.into_string().unwrap()).collect();
+        assert!(args.join(" ").contains("--seeds 0,2 --sync --threads 1 --out /o/Pendulum-v1/ann --no-progress"), "{args:?}");
+        assert_eq!(grouped[1].log(out), Path::new("/o/Pendulum-v1/proxy-lif/train-seeds.log"));
+        assert_eq!(Job::all(&queue, false)[0].log(out), Path::new("/o/Pendulum-v1/ann/seed0/train.log"));
     }
 
     #[test]
