@@ -77,25 +77,25 @@ fn bad_seed_lists_are_usage_errors() {
 fn an_interrupted_seed_group_checkpoints_every_seed() {
     let dir = temp_dir("train-seeds-stop");
     let out = dir.join("group");
-    let mut child = spikerl()
-        .args(["train", "--sync", "--env", "Pendulum-v1", "--algo", "ann", "--seeds", "0,1", "--seed-batching", "stacked"])
+    // The guard kills the run if the test fails half way: it would train for a million steps.
+    let mut procs = common::Processes::default();
+    let mut cmd = spikerl();
+    cmd.args(["train", "--sync", "--env", "Pendulum-v1", "--algo", "ann", "--seeds", "0,1", "--seed-batching", "stacked"])
         .args(["--steps", "1000000", "--random-steps", "256", "--eval-every", "300", "--eval-episodes", "1", "--threads", "1", "--no-progress"])
         .arg("--out")
-        .arg(&out)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+        .arg(&out);
+    let train = procs.spawn("train", cmd, &dir.join("train.log"));
     // Wait until both seeds trained past their second evaluation (step 300, after 44 iterations).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     let rows = |s: u64| std::fs::read_to_string(out.join(format!("seed{s}/evals.csv"))).map_or(0, |t| t.lines().count().saturating_sub(1));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while [0, 1].iter().any(|&s| rows(s) < 2) {
         assert!(std::time::Instant::now() < deadline, "no second evaluation within 120 s");
-        assert!(child.try_wait().unwrap().is_none(), "train exited early");
+        assert!(procs.0[train].1.try_wait().unwrap().is_none(), "train exited early");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    assert!(std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
-    let status = child.wait().unwrap();
+    let pid = procs.0[train].1.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let status = procs.wait(train, std::time::Duration::from_secs(60)).expect("train stops within 60 s of Ctrl-C");
     assert!(status.success(), "Ctrl-C is a clean stop: {status}");
     for seed in [0, 1] {
         let run = out.join(format!("seed{seed}"));
