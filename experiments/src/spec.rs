@@ -6,7 +6,7 @@
 //! algos = ["ann", "vanilla", "proxy"]
 //! neurons = ["lif", "clif", "dn"]      # crossed with the spiking algorithms; ann runs once per env x seed
 //! seeds = 5                            # 0..5, or an explicit list: [0, 1, 2]
-//! group_seeds = false                  # true: each grid point's seeds in one `train --sync --seeds` process
+//! group_seeds = false                  # true: each configuration's seeds in one `train --sync --seeds` process
 //!
 //! [train]                              # options of `spikerl train` for every run (`_` or `-` in names)
 //! steps = 1_000_000
@@ -51,7 +51,7 @@ pub struct Spec {
     /// Options for selected runs, applied after `train` in file order.
     #[serde(default, rename = "override")]
     pub overrides: Vec<Override>,
-    /// Train the seeds of each grid point together, in one `spikerl train --sync --seeds` process (one
+    /// Train the seeds of each configuration together, in one `spikerl train --sync --seeds` process (one
     /// stacked ensemble on CUDA): needs `sync = true`. The run folders are the same.
     #[serde(default)]
     pub group_seeds: bool,
@@ -204,7 +204,7 @@ impl Spec {
                         .or_insert_with(|| OptValue::Value("1".to_string()));
                     ensure!(
                         !self.group_seeds || options.get("sync") == Some(&OptValue::Flag(true)),
-                        "group_seeds trains the seeds of a grid point in one lockstep process: {env} {} needs sync = true",
+                        "group_seeds trains the seeds of a configuration in one lockstep process: {env} {} needs sync = true",
                         method.key()
                     );
                     plans.push(RunPlan {
@@ -320,12 +320,13 @@ impl RunPlan {
         self.args_with(["--seed".into(), self.seed.to_string().into()], dir)
     }
 
-    /// The grid point without its seed, `{env}/{method}`: the folder holding its seeds' run folders.
+    /// The configuration, `{env}/{method}` (the grid point without its seed): the folder holding its
+    /// seeds' run folders.
     pub fn group_id(&self) -> String {
         format!("{}/{}", self.env, self.method.key())
     }
 
-    /// The `spikerl train` arguments that train `seeds` of this run's grid point in one process, each
+    /// The `spikerl train` arguments that train `seeds` of this run's configuration in one process, each
     /// into `dir/seed{N}` (`group_seeds`; the options must include `--sync`).
     pub fn group_train_args(&self, seeds: &[u64], dir: &Path) -> Vec<OsString> {
         let list = seeds.iter().map(u64::to_string).collect::<Vec<_>>().join(",");

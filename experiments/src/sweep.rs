@@ -351,6 +351,14 @@ pub fn run(spec_path: &Path, out: &Path, opts: &SweepOptions) -> anyhow::Result<
         .filter(|(_, a)| **a != Action::Skip)
         .collect();
     let jobs = Job::all(&queue, spec.group_seeds);
+    // A run's command line: its process's (a completed run, in no job, its own).
+    let command_of = |plan: &RunPlan| -> Vec<String> {
+        let args = jobs
+            .iter()
+            .find(|j| j.runs.iter().any(|(p, _)| p.id == plan.id))
+            .map_or_else(|| plan.train_args(&out.join(&plan.id)), |j| j.args(out));
+        args.iter().map(|a| a.to_string_lossy().into_owned()).collect()
+    };
     if opts.dry_run {
         for (plan, action) in plans.iter().zip(&actions) {
             let what = match action {
@@ -358,11 +366,7 @@ pub fn run(spec_path: &Path, out: &Path, opts: &SweepOptions) -> anyhow::Result<
                 Action::Start => "start".to_string(),
                 Action::Restart(why) => format!("restart ({why})"),
             };
-            let args = jobs
-                .iter()
-                .find(|j| j.runs.iter().any(|(p, _)| p.id == plan.id))
-                .map_or_else(|| plan.train_args(&out.join(&plan.id)), |j| j.args(out));
-            let args: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+            let args = command_of(plan);
             println!(
                 "{:<44} {what}\n    {} {}",
                 plan.id,
@@ -383,11 +387,7 @@ pub fn run(spec_path: &Path, out: &Path, opts: &SweepOptions) -> anyhow::Result<
     for (plan, action) in plans.iter().zip(&actions) {
         let rec = state.runs.entry(plan.id.clone()).or_default();
         rec.options = plan.options.clone();
-        let args = jobs
-            .iter()
-            .find(|j| j.runs.iter().any(|(p, _)| p.id == plan.id))
-            .map_or_else(|| plan.train_args(&out.join(&plan.id)), |j| j.args(out));
-        rec.command = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        rec.command = command_of(plan);
         if *action == Action::Skip {
             rec.status = "completed".into();
             if rec.max_avg_return.is_none() {
@@ -534,7 +534,8 @@ fn schedule(
             let job = &queue[next];
             next += 1;
             let mut why = String::new();
-            let mut prepared = Vec::with_capacity(job.runs.len());
+            // A grouped run whose folder could not be prepared stays out; its seeds go on without it.
+            let mut runs = Vec::with_capacity(job.runs.len());
             for &(plan, action) in &job.runs {
                 let rec = state.runs.get_mut(&plan.id).expect("recorded above");
                 rec.attempts += 1;
@@ -548,34 +549,28 @@ fn schedule(
                     why = format!(" (restart: {reason})");
                 }
                 match prepare(&out.join(&plan.id), action) {
-                    Ok(()) => prepared.push(plan),
+                    Ok(()) => runs.push((plan, action)),
                     Err(e) => {
-                        rec.status = "failed".into();
-                        rec.error = Some(format!("{e:#}"));
-                        rec.ended_at = Some(now_rfc3339());
+                        record_start_failure(rec, &e);
                         eprintln!("[{next}/{total}] {} could not start: {e:#}", plan.id);
                     }
                 }
             }
-            // A grouped run whose folder could not be prepared stays out; its seeds go on without it.
-            let runs: Vec<_> = job.runs.iter().copied().filter(|(p, _)| prepared.iter().any(|q| q.id == p.id)).collect();
             if !runs.is_empty() {
                 let job = Job { runs, grouped: job.grouped };
                 let log = job.log(out);
+                let plans: Vec<&RunPlan> = job.runs.iter().map(|&(p, _)| p).collect();
                 match launch(exe, &job.args(out), &log) {
                     Ok(child) => {
-                        for plan in &prepared {
+                        for plan in &plans {
                             state.runs.get_mut(&plan.id).expect("recorded above").status = "running".into();
                         }
                         eprintln!("[{next}/{total}] start {}{why}", job.name());
-                        active.push(Active { plans: prepared, name: job.name(), log, child, started: Instant::now(), index: next });
+                        active.push(Active { plans, name: job.name(), log, child, started: Instant::now(), index: next });
                     }
                     Err(e) => {
-                        for plan in &prepared {
-                            let rec = state.runs.get_mut(&plan.id).expect("recorded above");
-                            rec.status = "failed".into();
-                            rec.error = Some(format!("{e:#}"));
-                            rec.ended_at = Some(now_rfc3339());
+                        for plan in &plans {
+                            record_start_failure(state.runs.get_mut(&plan.id).expect("recorded above"), &e);
                         }
                         eprintln!("[{next}/{total}] {} could not start: {e:#}", job.name());
                     }
@@ -601,6 +596,13 @@ fn schedule(
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Records a run that could not be started.
+fn record_start_failure(rec: &mut RunRecord, error: &anyhow::Error) {
+    rec.status = "failed".into();
+    rec.error = Some(format!("{error:#}"));
+    rec.ended_at = Some(now_rfc3339());
 }
 
 /// Starts `spikerl train` with `args`, output into `log`.
