@@ -165,46 +165,16 @@ impl Lane {
 }
 
 /// Runs a whole lockstep training run. `stop` interrupts it between steps (the run folder then says
-/// "interrupted").
+/// "interrupted"). A group of one seed trained by its own learner.
 pub fn run(
     cfg: &RunConfig,
     device: tch::Device,
     run_dir: &mut RunDir,
     stop: &AtomicBool,
-    mut progress: impl FnMut(&Progress),
+    progress: impl FnMut(&Progress),
 ) -> anyhow::Result<Trainer> {
-    let mut trainer = build_trainer(cfg, device)?;
-    let run_name = run_dir.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    crate::telemetry::run_started(&trainer, &run_name, "sync", None);
-    let mut lane = Lane::new(cfg, &trainer.td3.policy_config, &trainer.policy_weights(), trainer.td3.actor_updates)?;
-    let mut p = Progress { total_steps: cfg.random_steps + cfg.steps, ..Progress::default() };
-
-    for t in 0..p.total_steps {
-        if stop.load(Ordering::Relaxed) {
-            break;
-        }
-        if let Some(r) = trainer.evaluate_if_due(t, Some(run_dir))? {
-            p.last_eval = Some(r);
-            p.best_eval = trainer.best_return();
-        }
-        lane.step(t, trainer.td3.actor_updates, || trainer.policy_weights(), &trainer.replay)?;
-        if t >= cfg.random_steps {
-            while trainer.replay.counters().owed >= 1.0 && !trainer.done() {
-                trainer.iterate().context("replay closed during a lockstep run")?;
-            }
-        }
-        p.env_steps = t + 1;
-        p.episodes = lane.episodes;
-        p.iterations = trainer.td3.iterations;
-        progress(&p);
-    }
-    if !stop.load(Ordering::Relaxed) && trainer.evals.last().map(|e| e.step) != Some(p.env_steps) {
-        p.last_eval = Some(trainer.evaluate(p.env_steps, Some(run_dir))?);
-        p.best_eval = trainer.best_return();
-        progress(&p);
-    }
-    checkpoint::save(&trainer, "lockstep", Vec::new(), &run_dir.checkpoints())?;
-    Ok(trainer)
+    let mut trainers = run_seeds(cfg, &[cfg.seed], SeedBatching::Separate, device, std::slice::from_mut(run_dir), stop, progress)?;
+    Ok(trainers.pop().expect("one trainer per seed"))
 }
 
 /// Runs the lockstep protocol for several seeds of `cfg` at once (`spikerl train --sync --seeds`): seed
@@ -235,10 +205,11 @@ pub fn run_seeds(
     let mut evaluate = |group: &mut SeedGroup, p: &mut Progress, step: u64, due_only: bool| -> anyhow::Result<()> {
         let mut latest = Vec::new();
         for (trainer, dir) in group.trainers()?.iter_mut().zip(run_dirs.iter_mut()) {
-            match due_only {
-                true => trainer.evaluate_if_due(step, Some(dir))?,
-                false => Some(trainer.evaluate(step, Some(dir))?),
-            };
+            if due_only {
+                trainer.evaluate_if_due(step, Some(dir))?;
+            } else {
+                trainer.evaluate(step, Some(dir))?;
+            }
             latest.extend(trainer.evals.last().filter(|e| e.step == step).map(EvalRecord::mean));
         }
         if !latest.is_empty() {
