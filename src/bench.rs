@@ -38,23 +38,18 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
                 || threads == 0
                 || client_threads == 0
             {
-                return Err(UsageError(
-                    "actor, subscriber, batch and thread counts must be positive".into(),
-                )
-                .into());
+                return Err(
+                    UsageError("actor, subscriber, batch and thread counts must be positive".into()).into()
+                );
             }
             if !(seconds.is_finite() && seconds > 0.0)
                 || ingest_rate.is_some_and(|r| !(r.is_finite() && r > 0.0))
             {
-                return Err(UsageError(
-                    "--seconds and --ingest-rate must be positive numbers".into(),
-                )
-                .into());
+                return Err(UsageError("--seconds and --ingest-rate must be positive numbers".into()).into());
             }
             if batch > 4096 {
                 return Err(UsageError(
-                    "--batch is at most 4096 (the learner's default --max-batch-transitions)"
-                        .into(),
+                    "--batch is at most 4096 (the learner's default --max-batch-transitions)".into(),
                 )
                 .into());
             }
@@ -77,45 +72,32 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
                 print_transport(&r);
             }
         }
-        BenchCommand::Actor {
-            env,
-            neuron,
-            algo,
-            envs,
-            seconds,
-            env_threads,
-            policy,
-            json,
-        } => {
+        BenchCommand::Actor { env, neuron, algo, envs, seconds, env_threads, policy, json } => {
             if env_threads == 0 {
                 return Err(UsageError("--env-threads must be positive".into()).into());
             }
             if envs.is_empty() || envs.contains(&0) {
-                return Err(
-                    UsageError("--envs must list positive environment counts".into()).into(),
-                );
+                return Err(UsageError("--envs must list positive environment counts".into()).into());
             }
             if !(seconds.is_finite() && seconds > 0.0) {
                 return Err(UsageError("--seconds must be a positive number".into()).into());
             }
-            let r = acting(&env, algo_of(algo), neuron_of(neuron), &envs, env_threads, seconds, policy.as_deref())?;
+            let r = acting(
+                &env,
+                algo_of(algo),
+                neuron_of(neuron),
+                &envs,
+                env_threads,
+                seconds,
+                policy.as_deref(),
+            )?;
             if json {
                 println!("{}", serde_json::to_value(&r)?);
             } else {
                 print_acting(&r);
             }
         }
-        BenchCommand::Ensemble {
-            env,
-            algo,
-            neuron,
-            batch,
-            device,
-            seeds,
-            iterations,
-            threads,
-            json,
-        } => {
+        BenchCommand::Ensemble { env, algo, neuron, batch, device, seeds, iterations, threads, json } => {
             if batch == 0 || iterations == 0 || threads == Some(0) {
                 return Err(UsageError("--batch, --iterations and --threads must be positive".into()).into());
             }
@@ -162,11 +144,25 @@ fn print_ensemble(r: &EnsembleReport) {
     let load = |l: Option<f64>| l.map_or("-".into(), |l| format!("{l:.2}"));
     println!(
         "{} {} {} batch {} on {} ({} libtorch threads), {} timed iterations per side; load {} -> {}",
-        b.env, b.algo, b.neuron, b.batch, b.device, b.threads, b.iterations, load(r.load_before), load(r.load_after)
+        b.env,
+        b.algo,
+        b.neuron,
+        b.batch,
+        b.device,
+        b.threads,
+        b.iterations,
+        load(r.load_before),
+        load(r.load_after)
     );
     println!(
         "{:>5} {:>14} {:>12} {:>16} {:>20} {:>16} {:>8}",
-        "S", "ms/ensemble-it", "ensemble it/s", "seed-it/s", "separate ms/round", "separate seed-it/s", "ratio"
+        "S",
+        "ms/ensemble-it",
+        "ensemble it/s",
+        "seed-it/s",
+        "separate ms/round",
+        "separate seed-it/s",
+        "ratio"
     );
     for row in &b.rows {
         println!(
@@ -184,12 +180,7 @@ fn print_ensemble(r: &EnsembleReport) {
 
 /// The 1-minute load average (Linux), for the report.
 fn load_average() -> Option<f64> {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
 }
 
 /// CPU seconds (user + system) used so far by this process's threads whose name starts with `prefix`
@@ -231,12 +222,7 @@ fn own_thread_cpu_seconds() -> f64 {
         return f64::NAN;
     };
     let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-    let tick = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(f64::NAN)
-    };
+    let tick = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
     (tick(11) + tick(12)) / 100.0
 }
 
@@ -255,18 +241,10 @@ fn sorted(mut v: Vec<f64>) -> Vec<f64> {
 }
 
 /// The paper's acting policy for `env` (initial weights, seed 0).
-fn paper_policy(
-    env: &str,
-    algo: Algo,
-    neuron: NeuronKind,
-) -> anyhow::Result<(PolicyConfig, NamedTensors)> {
+fn paper_policy(env: &str, algo: Algo, neuron: NeuronKind) -> anyhow::Result<(PolicyConfig, NamedTensors)> {
     let spec = spikerl_envs::spec(env)?;
     let max_action = spikerl_learner::lockstep::max_action(&spec)?;
-    let cfg = RunConfig::paper(env, algo, neuron, 0).policy_config(
-        spec.obs_dim,
-        spec.act_dim,
-        max_action,
-    );
+    let cfg = RunConfig::paper(env, algo, neuron, 0).policy_config(spec.obs_dim, spec.act_dim, max_action);
     let tensors = spikerl_snn::initial_tensors(&cfg, 0)?;
     Ok((cfg, tensors))
 }
@@ -340,11 +318,7 @@ fn acting(
     }
     Ok(ActingReport {
         env: env.to_string(),
-        network: if algo == Algo::Ann {
-            "ann".into()
-        } else {
-            format!("snn-{neuron}")
-        },
+        network: if algo == Algo::Ann { "ann".into() } else { format!("snn-{neuron}") },
         policy: policy_file.map(|p| p.display().to_string()),
         seconds_per_measurement: seconds,
         env_threads,
@@ -378,10 +352,7 @@ fn print_acting(r: &ActingReport) {
             100.0 * row.policy_share
         );
     }
-    println!(
-        "load average {:?} before, {:?} after",
-        r.load_before, r.load_after
-    );
+    println!("load average {:?} before, {:?} after", r.load_before, r.load_after);
 }
 
 // ---- bench transport -------------------------------------------------------------------------------
@@ -503,38 +474,16 @@ impl metrics::HistogramFn for Sink {
 }
 
 impl metrics::Recorder for Capture {
-    fn describe_counter(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn describe_gauge(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn describe_histogram(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
+    fn describe_counter(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn describe_gauge(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn describe_histogram(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
     fn register_counter(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
         metrics::Counter::noop()
     }
     fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
         metrics::Gauge::noop()
     }
-    fn register_histogram(
-        &self,
-        key: &metrics::Key,
-        _: &metrics::Metadata<'_>,
-    ) -> metrics::Histogram {
+    fn register_histogram(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Histogram {
         if key.name() == self.name {
             metrics::Histogram::from_arc(Arc::new(Sink(self.values.clone())))
         } else {
@@ -567,10 +516,7 @@ fn transport(o: &TransportOptions) -> anyhow::Result<TransportReport> {
             (
                 one * o.train_actors as f64,
                 Some(one),
-                format!(
-                    "{} x one acting loop measured for 2 s ({one:.0} steps/s)",
-                    o.train_actors
-                ),
+                format!("{} x one acting loop measured for 2 s ({one:.0} steps/s)", o.train_actors),
             )
         }
     };
@@ -588,19 +534,10 @@ fn transport(o: &TransportOptions) -> anyhow::Result<TransportReport> {
 
     // (a) Ingest: N actor streams as fast as acknowledgements allow, no training.
     let ingest = {
-        let trainer = lb::trainer(
-            &o.env,
-            Algo::Proxy,
-            NeuronKind::Lif,
-            1_000_000,
-            Limiter::IngestOnly,
-        )?;
+        let trainer = lb::trainer(&o.env, Algo::Proxy, NeuronKind::Lif, 1_000_000, Limiter::IngestOnly)?;
         let server = learner_rt.block_on(lb::Server::start(&trainer, o.server_nodelay))?;
         let url = server.url();
-        let cpu0 = (
-            thread_cpu_seconds("learner-rt"),
-            thread_cpu_seconds("actor-rt"),
-        );
+        let cpu0 = (thread_cpu_seconds("learner-rt"), thread_cpu_seconds("actor-rt"));
         let reports = client_rt.block_on(async {
             let tasks: Vec<_> = (0..o.ingest_actors)
                 .map(|i| {
@@ -620,19 +557,11 @@ fn transport(o: &TransportOptions) -> anyhow::Result<TransportReport> {
             }
             anyhow::Ok(out)
         })?;
-        let cpu = (
-            thread_cpu_seconds("learner-rt") - cpu0.0,
-            thread_cpu_seconds("actor-rt") - cpu0.1,
-        );
+        let cpu = (thread_cpu_seconds("learner-rt") - cpu0.0, thread_cpu_seconds("actor-rt") - cpu0.1);
         learner_rt.block_on(server.shutdown());
         let transitions: u64 = reports.iter().map(|r| r.acked_transitions).sum();
         let secs = reports.iter().map(|r| r.seconds).fold(0.0, f64::max);
-        let lat = sorted(
-            reports
-                .iter()
-                .flat_map(|r| r.round_trips_s.iter().copied())
-                .collect(),
-        );
+        let lat = sorted(reports.iter().flat_map(|r| r.round_trips_s.iter().copied()).collect());
         IngestFigures {
             actors: o.ingest_actors,
             transitions_per_batch: o.batch,
@@ -651,19 +580,8 @@ fn transport(o: &TransportOptions) -> anyhow::Result<TransportReport> {
 
     // (b) Broadcast: M subscribers, a new version every 100 ms (the learner's publish interval).
     let broadcast = {
-        let mut trainer = lb::trainer(
-            &o.env,
-            Algo::Proxy,
-            NeuronKind::Lif,
-            1_000,
-            Limiter::IngestOnly,
-        )?;
-        let parameters = trainer
-            .td3
-            .export_policy()
-            .iter()
-            .map(|(_, t)| t.data.len())
-            .sum();
+        let mut trainer = lb::trainer(&o.env, Algo::Proxy, NeuronKind::Lif, 1_000, Limiter::IngestOnly)?;
+        let parameters = trainer.td3.export_policy().iter().map(|(_, t)| t.data.len()).sum();
         let server = learner_rt.block_on(lb::Server::start(&trainer, o.server_nodelay))?;
         let url = server.url();
         let subs = client_rt.block_on(async {
@@ -692,9 +610,7 @@ fn transport(o: &TransportOptions) -> anyhow::Result<TransportReport> {
         }
         let last = published.last().map_or(first.version, |p| p.version);
         wait_all(last);
-        let values = sorted(std::mem::take(
-            &mut *latencies.lock().unwrap_or_else(|p| p.into_inner()),
-        ));
+        let values = sorted(std::mem::take(&mut *latencies.lock().unwrap_or_else(|p| p.into_inner())));
         for (_, task) in &subs {
             task.abort();
         }
@@ -702,11 +618,7 @@ fn transport(o: &TransportOptions) -> anyhow::Result<TransportReport> {
         let bytes = published.first().map_or(first.bytes, |p| p.bytes);
         BroadcastFigures {
             subscribers: o.subscribers,
-            network: format!(
-                "PT-LIF actor ({} -> 256 -> 256 -> {}, T=5)",
-                od * 10,
-                ad * 10
-            ),
+            network: format!("PT-LIF actor ({} -> 256 -> 256 -> {}, T=5)", od * 10, ad * 10),
             parameters,
             versions: published.len(),
             received: values.len(),
@@ -723,24 +635,13 @@ fn transport(o: &TransportOptions) -> anyhow::Result<TransportReport> {
 
     // (c) Training with and without ingest at the rate `train_actors` actors produce.
     let training = {
-        let mut trainer = lb::trainer(
-            &o.env,
-            Algo::Proxy,
-            NeuronKind::Lif,
-            1_000_000,
-            Limiter::Free,
-        )?;
+        let mut trainer = lb::trainer(&o.env, Algo::Proxy, NeuronKind::Lif, 1_000_000, Limiter::Free)?;
         lb::prefill(&trainer.replay, od, ad, 100_000)?;
         let server = learner_rt.block_on(lb::Server::start(&trainer, o.server_nodelay))?;
         let url = server.url();
         let stop = AtomicBool::new(false);
         // Warm-up (first iterations allocate), then an idle window.
-        lb::train_for(
-            &mut trainer,
-            Duration::from_secs(1),
-            Some(&server.policy),
-            &stop,
-        )?;
+        lb::train_for(&mut trainer, Duration::from_secs(1), Some(&server.policy), &stop)?;
         let c0 = own_thread_cpu_seconds();
         let idle_before = lb::train_for(&mut trainer, duration, Some(&server.policy), &stop)?;
         let cpu_idle_before = own_thread_cpu_seconds() - c0;
@@ -791,10 +692,7 @@ fn transport(o: &TransportOptions) -> anyhow::Result<TransportReport> {
         let idle_iterations = (idle_before.iterations + idle_after.iterations).max(1) as f64;
         let idle_seconds = idle_before.seconds + idle_after.seconds;
         learner_rt.block_on(server.shutdown());
-        let achieved = reports
-            .iter()
-            .map(|r| r.acked_transitions as f64 / r.seconds)
-            .sum::<f64>();
+        let achieved = reports.iter().map(|r| r.acked_transitions as f64 / r.seconds).sum::<f64>();
         let rate = |w: lb::TrainWindow| w.iterations as f64 / w.seconds;
         let idle = (rate(idle_before) + rate(idle_after)) / 2.0;
         TrainingFigures {
@@ -810,10 +708,8 @@ fn transport(o: &TransportOptions) -> anyhow::Result<TransportReport> {
             change: rate(ingesting) / idle - 1.0,
             learner_runtime_cores_ingesting: runtime_cores,
             actor_clients_cores_ingesting: client_cores,
-            training_cpu_ms_per_iteration_idle: 1e3 * (cpu_idle_before + cpu_idle_after)
-                / idle_iterations,
-            training_cpu_ms_per_iteration_ingesting: 1e3 * cpu_ingesting
-                / ingesting.iterations.max(1) as f64,
+            training_cpu_ms_per_iteration_idle: 1e3 * (cpu_idle_before + cpu_idle_after) / idle_iterations,
+            training_cpu_ms_per_iteration_ingesting: 1e3 * cpu_ingesting / ingesting.iterations.max(1) as f64,
             training_core_share_idle: (cpu_idle_before + cpu_idle_after) / idle_seconds,
             training_core_share_ingesting: cpu_ingesting / ingesting.seconds,
         }
@@ -842,11 +738,7 @@ fn print_transport(r: &TransportReport) {
         r.env,
         r.seconds_per_measurement,
         r.client_threads,
-        if r.server_nodelay {
-            "on"
-        } else {
-            "off, as a learner runs today"
-        }
+        if r.server_nodelay { "on" } else { "off, as a learner runs today" }
     );
     println!(
         "ingest   {} actors x {} transitions/batch: {:.0} transitions/s ({} batches); batch send->ack p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
@@ -900,8 +792,5 @@ fn print_transport(r: &TransportReport) {
         100.0 * t.training_core_share_idle,
         100.0 * t.training_core_share_ingesting
     );
-    println!(
-        "load average {:?} before, {:?} after",
-        r.load_before, r.load_after
-    );
+    println!("load average {:?} before, {:?} after", r.load_before, r.load_after);
 }

@@ -6,7 +6,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "spikerl", version, about = "Distributed training of spiking policies with the proxy target method")]
+#[command(
+    name = "spikerl",
+    version,
+    about = "Distributed training of spiking policies with the proxy target method"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -226,7 +230,9 @@ pub struct Seeds(pub Vec<u64>);
 
 /// `0-3`, `0,1,7` or a mix (`0-2,10`): ranges include both ends; no seed twice.
 pub fn parse_seeds(text: &str) -> Result<Seeds, String> {
-    let number = |t: &str| t.trim().parse::<u64>().map_err(|_| format!("{t:?} is not a seed (a non-negative integer)"));
+    let number = |t: &str| {
+        t.trim().parse::<u64>().map_err(|_| format!("{t:?} is not a seed (a non-negative integer)"))
+    };
     let mut seeds = Vec::new();
     for part in text.split(',') {
         match part.split_once('-') {
@@ -407,14 +413,19 @@ impl TokenArgs {
             (Some(t), _) => Some(t.clone()),
             (None, Some(f)) => Some(
                 std::fs::read_to_string(f)
-                    .map_err(|e| crate::UsageError(format!("cannot read --auth-token-file {}: {e}", f.display())))?
+                    .map_err(|e| {
+                        crate::UsageError(format!("cannot read --auth-token-file {}: {e}", f.display()))
+                    })?
                     .trim()
                     .to_string(),
             ),
             (None, None) => None,
         };
         if token.as_ref().is_some_and(|t| t.is_empty() || !t.bytes().all(|b| b.is_ascii_graphic())) {
-            return Err(crate::UsageError("the auth token must be non-empty printable ASCII without spaces".into()).into());
+            return Err(crate::UsageError(
+                "the auth token must be non-empty printable ASCII without spaces".into(),
+            )
+            .into());
         }
         Ok(token)
     }

@@ -35,7 +35,9 @@ fn main() -> ExitCode {
         #[cfg(feature = "learner")]
         Command::Train(args) => train::train(args),
         #[cfg(not(feature = "learner"))]
-        Command::Train(_) => Err(UsageError("this build has no learner (built without the 'learner' feature)".into()).into()),
+        Command::Train(_) => {
+            Err(UsageError("this build has no learner (built without the 'learner' feature)".into()).into())
+        }
         #[cfg(feature = "learner")]
         Command::Learner(args) => train::learner(args),
         Command::Actor(args) => actor(args),
@@ -72,8 +74,11 @@ fn is_usage(e: &anyhow::Error) -> bool {
 }
 
 fn init_logging(filter: &str, json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr)
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
         // Colour codes only on a terminal: actor and learner logs usually land in files.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     if json {
@@ -101,13 +106,12 @@ fn actor(args: cli::ActorArgs) -> anyhow::Result<()> {
         if let Some(addr) = args.metrics {
             install_metrics(addr, "actor")?;
         }
-        let tls = (args.tls_ca.is_some() || args.tls_cert.is_some() || args.learner.starts_with("https://")).then(|| {
-            spikerl_actor::ClientTls {
+        let tls = (args.tls_ca.is_some() || args.tls_cert.is_some() || args.learner.starts_with("https://"))
+            .then(|| spikerl_actor::ClientTls {
                 ca: args.tls_ca.clone(),
                 identity: args.tls_cert.clone().zip(args.tls_key.clone()),
                 domain: args.tls_domain.clone(),
-            }
-        });
+            });
         let opts = spikerl_actor::ActorOptions {
             learner: args.learner.clone(),
             name: args.name.clone().unwrap_or_else(spikerl_actor::default_name),

@@ -1,14 +1,16 @@
 //! `spikerl train` (a whole run on this machine) and `spikerl learner` (the learner role).
 
-use crate::cli::{AlgoArg, BenchCommand, DeviceArg, LearnerArgs, NeuronArg, RunArgs, SeedBatchingArg, TrainArgs};
+use crate::cli::{
+    AlgoArg, BenchCommand, DeviceArg, LearnerArgs, NeuronArg, RunArgs, SeedBatchingArg, TrainArgs,
+};
 use crate::{UsageError, install_metrics, shutdown_signal};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use spikerl_learner::lockstep::{self, Progress};
 use spikerl_learner::run_dir::{Manifest, RunDir, SeedGroupInfo};
-use spikerl_learner::seed_group::SeedBatching;
 use spikerl_learner::runtime::{self, LearnerOptions, ProgressHandle};
 use spikerl_learner::security::TlsFiles;
+use spikerl_learner::seed_group::SeedBatching;
 use spikerl_learner::trainer::Trainer;
 use spikerl_learner::{Algo, ProxyConfig, RunConfig};
 use spikerl_snn::NeuronKind;
@@ -44,11 +46,21 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
             if batch == 0 {
                 return Err(UsageError("--batch must be positive".into()).into());
             }
-            let r = bench::inference(&env, algo_of(algo), neuron_of(neuron), batch, actions, policy.as_deref())?;
+            let r =
+                bench::inference(&env, algo_of(algo), neuron_of(neuron), batch, actions, policy.as_deref())?;
             if !json {
-                println!("{} {} batch {}: {:.2} us/action ({:.0} actions/s), {:.0} SOPs, firing {:.1}%, {:.2} nJ (ANN equivalent {:.1} nJ)",
-                    r.env, r.network, r.batch, r.us_per_action, r.actions_per_second, r.sops_per_inference, 100.0 * r.firing_rate,
-                    r.energy_nj_per_inference, r.ann_equivalent_energy_nj);
+                println!(
+                    "{} {} batch {}: {:.2} us/action ({:.0} actions/s), {:.0} SOPs, firing {:.1}%, {:.2} nJ (ANN equivalent {:.1} nJ)",
+                    r.env,
+                    r.network,
+                    r.batch,
+                    r.us_per_action,
+                    r.actions_per_second,
+                    r.sops_per_inference,
+                    100.0 * r.firing_rate,
+                    r.energy_nj_per_inference,
+                    r.ann_equivalent_energy_nj
+                );
             }
             (json, serde_json::to_value(r)?)
         }
@@ -56,15 +68,38 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
             let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
             tch::set_num_threads(threads.unwrap_or(cores) as i32);
             tch::set_num_interop_threads(1);
-            let r = bench::update(&env, algo_of(algo), neuron_of(neuron), batch, device(d)?, iterations, policy.as_deref())?;
+            let r = bench::update(
+                &env,
+                algo_of(algo),
+                neuron_of(neuron),
+                batch,
+                device(d)?,
+                iterations,
+                policy.as_deref(),
+            )?;
             if !json {
-                println!("{} {} {} batch {} on {} ({} threads): {:.2} ms/iteration ({:.1} it/s); SNN forward (no grad) {:.2} ms; proxy step {}; batch to tensors {:.3} ms",
-                    r.env, r.algo, r.neuron, r.batch, r.device, r.threads, r.ms_per_iteration, r.iterations_per_second,
-                    r.ms_snn_forward_no_grad, r.ms_proxy_step.map_or("-".into(), |m| format!("{m:.2} ms")), r.ms_sample_to_tensors);
+                println!(
+                    "{} {} {} batch {} on {} ({} threads): {:.2} ms/iteration ({:.1} it/s); SNN forward (no grad) {:.2} ms; proxy step {}; batch to tensors {:.3} ms",
+                    r.env,
+                    r.algo,
+                    r.neuron,
+                    r.batch,
+                    r.device,
+                    r.threads,
+                    r.ms_per_iteration,
+                    r.iterations_per_second,
+                    r.ms_snn_forward_no_grad,
+                    r.ms_proxy_step.map_or("-".into(), |m| format!("{m:.2} ms")),
+                    r.ms_sample_to_tensors
+                );
             }
             if !json {
                 if let Some(f) = r.actor_firing_rate {
-                    println!("actor firing rate on the benchmark's observations: {:.1}% ({})", 100.0 * f, r.policy.as_deref().unwrap_or("initial weights"));
+                    println!(
+                        "actor firing rate on the benchmark's observations: {:.1}% ({})",
+                        100.0 * f,
+                        r.policy.as_deref().unwrap_or("initial weights")
+                    );
                 }
                 print_phases(&r);
             }
@@ -84,10 +119,25 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
 fn print_phases(r: &spikerl_learner::bench::UpdateBench) {
     let p = &r.phases;
     let opt = |v: Option<f64>, d: usize| v.map_or("-".to_string(), |v| format!("{v:.d$}"));
-    println!("{:<34} {:>9} {:>9} {:>9} {:>10} {:>10}", "phase", "ms", "GFLOP", "GFLOP/s", "of sgemm", "of dense");
+    println!(
+        "{:<34} {:>9} {:>9} {:>9} {:>10} {:>10}",
+        "phase", "ms", "GFLOP", "GFLOP/s", "of sgemm", "of dense"
+    );
     let pct = |f: Option<f64>| f.map_or("-".into(), |f| format!("{:.0}%", 100.0 * f));
-    let row = |name: &str, ms: Option<f64>, gflop: Option<f64>, rate: Option<f64>, frac: Option<f64>, dense: Option<f64>| {
-        println!("{name:<34} {:>9} {:>9} {:>9} {:>10} {:>10}", opt(ms, 2), opt(gflop, 3), opt(rate, 1), pct(frac), pct(dense));
+    let row = |name: &str,
+               ms: Option<f64>,
+               gflop: Option<f64>,
+               rate: Option<f64>,
+               frac: Option<f64>,
+               dense: Option<f64>| {
+        println!(
+            "{name:<34} {:>9} {:>9} {:>9} {:>10} {:>10}",
+            opt(ms, 2),
+            opt(gflop, 3),
+            opt(rate, 1),
+            pct(frac),
+            pct(dense)
+        );
     };
     let lt = r.libtorch_mlps.as_ref();
     let same = |name: &str, ms: Option<f64>, gflop: Option<f64>| {
@@ -97,31 +147,83 @@ fn print_phases(r: &spikerl_learner::bench::UpdateBench) {
     };
     row(&format!("proxy step (x{})", p.proxy_steps), p.ms_proxy_step, None, None, None, None);
     same("  same, MLPs on libtorch autograd", lt.and_then(|l| l.ms_proxy_step), None);
-    row("  of which SNN targets (plain Rust)", p.ms_proxy_step.map(|_| r.ms_snn_forward_no_grad), None, None, None, None);
-    row("  of which proxy MLP fwd/bwd/Adam", p.ms_proxy_mlp, p.gflop_proxy_mlp, p.gflops_proxy_mlp, p.sgemm_fraction_proxy_mlp, p.dense_fraction_proxy_mlp);
-    row("critic step", Some(p.ms_critic_step), Some(p.gflop_critic_step), Some(p.gflops_critic_step), Some(p.sgemm_fraction_critic_step), p.dense_fraction_critic_step);
+    row(
+        "  of which SNN targets (plain Rust)",
+        p.ms_proxy_step.map(|_| r.ms_snn_forward_no_grad),
+        None,
+        None,
+        None,
+        None,
+    );
+    row(
+        "  of which proxy MLP fwd/bwd/Adam",
+        p.ms_proxy_mlp,
+        p.gflop_proxy_mlp,
+        p.gflops_proxy_mlp,
+        p.sgemm_fraction_proxy_mlp,
+        p.dense_fraction_proxy_mlp,
+    );
+    row(
+        "critic step",
+        Some(p.ms_critic_step),
+        Some(p.gflop_critic_step),
+        Some(p.gflops_critic_step),
+        Some(p.sgemm_fraction_critic_step),
+        p.dense_fraction_critic_step,
+    );
     same("  same, MLPs on libtorch autograd", lt.map(|l| l.ms_critic_step), Some(p.gflop_critic_step));
-    row("actor step, every 2nd", Some(p.ms_actor_step), Some(p.gflop_actor_step), Some(p.gflops_actor_step), Some(p.sgemm_fraction_actor_step), p.dense_fraction_actor_step);
+    row(
+        "actor step, every 2nd",
+        Some(p.ms_actor_step),
+        Some(p.gflop_actor_step),
+        Some(p.gflops_actor_step),
+        Some(p.sgemm_fraction_actor_step),
+        p.dense_fraction_actor_step,
+    );
     same("  same, MLPs on libtorch autograd", lt.map(|l| l.ms_actor_step), Some(p.gflop_actor_step));
     if let Some(ms) = p.ms_actor_step_autograd {
-        row("  same, autograd through the SNN", Some(ms), Some(p.gflop_actor_step), Some(p.gflop_actor_step / (ms / 1e3)), None, None);
+        row(
+            "  same, autograd through the SNN",
+            Some(ms),
+            Some(p.gflop_actor_step),
+            Some(p.gflop_actor_step / (ms / 1e3)),
+            None,
+            None,
+        );
     }
     row(&format!("sampling {} minibatches", p.proxy_steps + 1), Some(p.ms_sampling), None, None, None, None);
     row("iteration without actor step", Some(p.ms_iteration_without_actor), None, None, None, None);
     row("iteration with actor step", Some(p.ms_iteration_with_actor), None, None, None, None);
     if let Some(e) = &r.mirror_snn_targets {
-        println!("SNN forward without gradient on the event-driven mirror: {:.2} ms (dense products on the gemm kernels, the default: {:.2} ms); iteration with it: {:.2} ms", e.ms_forward, r.ms_snn_forward_no_grad, e.ms_per_iteration);
+        println!(
+            "SNN forward without gradient on the event-driven mirror: {:.2} ms (dense products on the gemm kernels, the default: {:.2} ms); iteration with it: {:.2} ms",
+            e.ms_forward, r.ms_snn_forward_no_grad, e.ms_per_iteration
+        );
     }
     if let Some(l) = lt {
-        println!("iteration with the MLPs on libtorch autograd: {:.2} ms (the dense path: {:.2}x faster)", l.ms_per_iteration, l.ms_per_iteration / r.ms_per_iteration);
+        println!(
+            "iteration with the MLPs on libtorch autograd: {:.2} ms (the dense path: {:.2}x faster)",
+            l.ms_per_iteration,
+            l.ms_per_iteration / r.ms_per_iteration
+        );
     }
     for s in &r.sgemm {
-        let dense = s.dense_gflops.map_or(String::new(), |d| format!("; dense::matmul {d:.1} GFLOP/s (one product per thread)"));
-        println!("sgemm [{} x {}] x [{} x {}] ({}): libtorch {:.1} GFLOP/s{dense}", s.m, s.k, s.k, s.n, s.what, s.gflops);
+        let dense = s
+            .dense_gflops
+            .map_or(String::new(), |d| format!("; dense::matmul {d:.1} GFLOP/s (one product per thread)"));
+        println!(
+            "sgemm [{} x {}] x [{} x {}] ({}): libtorch {:.1} GFLOP/s{dense}",
+            s.m, s.k, s.k, s.n, s.what, s.gflops
+        );
     }
-    println!("sgemm in 1 ms rounds (best of 60, first shape): {:.1} GFLOP/s; \"of sgemm\" above is against {:.1}", r.sgemm_gflops_short_rounds, r.sgemm_gflops_best);
+    println!(
+        "sgemm in 1 ms rounds (best of 60, first shape): {:.1} GFLOP/s; \"of sgemm\" above is against {:.1}",
+        r.sgemm_gflops_short_rounds, r.sgemm_gflops_best
+    );
     if let Some(d) = r.dense_gflops_best {
-        println!("\"of dense\" is against {d:.1} GFLOP/s, the best dense::matmul rate above (the kernel the CPU path's MLPs use)");
+        println!(
+            "\"of dense\" is against {d:.1} GFLOP/s, the best dense::matmul rate above (the kernel the CPU path's MLPs use)"
+        );
     }
 }
 
@@ -202,7 +304,11 @@ fn summary(trainer: &Trainer, out: &Path, started: Instant) {
     let secs = started.elapsed().as_secs_f64();
     let first = trainer.evals.first().map(|e| e.mean());
     let last = trainer.evals.last().map(|e| e.mean());
-    println!("run finished in {secs:.1} s: {} training iterations ({:.1} it/s)", trainer.td3.iterations, trainer.td3.iterations as f64 / secs);
+    println!(
+        "run finished in {secs:.1} s: {} training iterations ({:.1} it/s)",
+        trainer.td3.iterations,
+        trainer.td3.iterations as f64 / secs
+    );
     if let (Some(first), Some(last)) = (first, last) {
         println!(
             "evaluation return: initial {first:.1}, final {last:.1}, best {:.1} ({} evaluations)",
@@ -226,7 +332,10 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     if let Some(seeds) = &args.seeds {
         if !args.sync {
-            return Err(UsageError("--seeds trains the seeds in one process with the lockstep protocol: add --sync".into()).into());
+            return Err(UsageError(
+                "--seeds trains the seeds in one process with the lockstep protocol: add --sync".into(),
+            )
+            .into());
         }
         let batching = match args.seed_batching {
             SeedBatchingArg::Auto if device.is_cuda() => SeedBatching::Stacked,
@@ -239,8 +348,9 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     if args.sync {
         set_threads(args.run.threads, 0);
         let mut dir = RunDir::create(&args.out, manifest(&cfg, &run_id, "sync", 1)?)?;
-        let (result, status) =
-            in_foreground(&args, cfg.random_steps + cfg.steps, |stop, progress| lockstep::run(&cfg, device, &mut dir, stop, progress))?;
+        let (result, status) = in_foreground(&args, cfg.random_steps + cfg.steps, |stop, progress| {
+            lockstep::run(&cfg, device, &mut dir, stop, progress)
+        })?;
         dir.finish(status, result.as_ref().err().map(|e| format!("{e:#}")))?;
         summary(&result?, &args.out, started);
         return Ok(());
@@ -262,8 +372,21 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         for i in 0..args.actors {
             let log = std::fs::File::create(args.out.join(format!("actor-{i}.log")))?;
             let child = tokio::process::Command::new(&exe)
-                .args(["actor", "--learner", &format!("http://{addr}"), "--name", &format!("{run_id}-actor-{i}")])
-                .args(["--envs", &args.envs.to_string(), "--env-threads", &args.env_threads.to_string(), "--log", "info"])
+                .args([
+                    "actor",
+                    "--learner",
+                    &format!("http://{addr}"),
+                    "--name",
+                    &format!("{run_id}-actor-{i}"),
+                ])
+                .args([
+                    "--envs",
+                    &args.envs.to_string(),
+                    "--env-threads",
+                    &args.env_threads.to_string(),
+                    "--log",
+                    "info",
+                ])
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)
                 .stderr(log)
@@ -348,7 +471,14 @@ fn in_foreground<T>(
 
 /// `spikerl train --sync --seeds ...`: the seeds of one configuration in this process, each into its own
 /// run folder OUT/seed{N}.
-fn train_seeds(args: &TrainArgs, cfg: &RunConfig, seeds: &[u64], batching: SeedBatching, device: tch::Device, started: Instant) -> anyhow::Result<()> {
+fn train_seeds(
+    args: &TrainArgs,
+    cfg: &RunConfig,
+    seeds: &[u64],
+    batching: SeedBatching,
+    device: tch::Device,
+    started: Instant,
+) -> anyhow::Result<()> {
     set_threads(args.run.threads, 0);
     let mut dirs = Vec::with_capacity(seeds.len());
     for &seed in seeds {
@@ -358,8 +488,9 @@ fn train_seeds(args: &TrainArgs, cfg: &RunConfig, seeds: &[u64], batching: SeedB
         m.seed_group = Some(SeedGroupInfo { seeds: seeds.to_vec(), batching });
         dirs.push(RunDir::create(&out, m)?);
     }
-    let (result, status) =
-        in_foreground(args, cfg.random_steps + cfg.steps, |stop, progress| lockstep::run_seeds(cfg, seeds, batching, device, &mut dirs, stop, progress))?;
+    let (result, status) = in_foreground(args, cfg.random_steps + cfg.steps, |stop, progress| {
+        lockstep::run_seeds(cfg, seeds, batching, device, &mut dirs, stop, progress)
+    })?;
     for dir in &mut dirs {
         dir.finish(status, result.as_ref().err().map(|e| format!("{e:#}")))?;
     }
@@ -373,7 +504,12 @@ fn train_seeds(args: &TrainArgs, cfg: &RunConfig, seeds: &[u64], batching: SeedB
     );
     for (seed, t) in seeds.iter().zip(&trainers) {
         if let (Some(first), Some(last)) = (t.evals.first(), t.evals.last()) {
-            println!("seed {seed}: evaluation return initial {:.1}, final {:.1}, best {:.1}", first.mean(), last.mean(), t.best_return().unwrap_or(last.mean()));
+            println!(
+                "seed {seed}: evaluation return initial {:.1}, final {:.1}, best {:.1}",
+                first.mean(),
+                last.mean(),
+                t.best_return().unwrap_or(last.mean())
+            );
         }
     }
     let finals: Vec<f64> = trainers.iter().filter_map(|t| t.evals.last().map(|e| e.mean())).collect();
@@ -382,7 +518,10 @@ fn train_seeds(args: &TrainArgs, cfg: &RunConfig, seeds: &[u64], batching: SeedB
         let sd = (finals.iter().map(|f| (f - mean).powi(2)).sum::<f64>() / (finals.len() - 1) as f64).sqrt();
         println!("final return over the seeds: {mean:.1} +- {sd:.1} (sample standard deviation)");
     }
-    println!("run folders: {}/seed{{N}} (manifest.json, evals.csv, evals.png/.svg, checkpoints/)", args.out.display());
+    println!(
+        "run folders: {}/seed{{N}} (manifest.json, evals.csv, evals.png/.svg, checkpoints/)",
+        args.out.display()
+    );
     Ok(())
 }
 
@@ -395,7 +534,9 @@ pub fn learner(args: LearnerArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {
         install_metrics(args.metrics, "learner")?;
-        let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("binding {}", args.listen))?;
         let opts = LearnerOptions {
             cfg,
             run_id,
@@ -403,7 +544,8 @@ pub fn learner(args: LearnerArgs) -> anyhow::Result<()> {
             resume: args.resume,
             device,
             publish_interval: Duration::from_millis(100),
-            checkpoint_interval: (args.checkpoint_secs > 0).then(|| Duration::from_secs(args.checkpoint_secs)),
+            checkpoint_interval: (args.checkpoint_secs > 0)
+                .then(|| Duration::from_secs(args.checkpoint_secs)),
             max_batch_transitions: args.max_batch_transitions,
             max_message_bytes: args.max_message_bytes,
             auth_token: args.token.resolve()?,

@@ -10,21 +10,13 @@ use serde_json::Value;
 
 fn run_json(args: &[&str]) -> Value {
     let out = spikerl().args(args).output().expect("spikerl runs");
-    assert!(
-        out.status.success(),
-        "spikerl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "spikerl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).expect("utf-8");
-    serde_json::from_str(text.trim())
-        .unwrap_or_else(|e| panic!("not one JSON object ({e}): {text}"))
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not one JSON object ({e}): {text}"))
 }
 
 fn num(v: &Value, path: &[&str]) -> f64 {
-    path.iter()
-        .fold(v, |v, k| &v[*k])
-        .as_f64()
-        .unwrap_or_else(|| panic!("{path:?} is not a number in {v}"))
+    path.iter().fold(v, |v, k| &v[*k]).as_f64().unwrap_or_else(|| panic!("{path:?} is not a number in {v}"))
 }
 
 #[test]
@@ -45,46 +37,29 @@ fn transport_bench_reports_ingest_broadcast_and_training() {
         "--json",
     ]);
     assert!(num(&v, &["ingest", "transitions"]) >= 32.0, "{v}");
-    assert_eq!(
-        num(&v, &["ingest", "transitions"]),
-        32.0 * num(&v, &["ingest", "batches"])
-    );
+    assert_eq!(num(&v, &["ingest", "transitions"]), 32.0 * num(&v, &["ingest", "batches"]));
     assert!(num(&v, &["ingest", "latency_ms_p50"]) <= num(&v, &["ingest", "latency_ms_p99"]));
     // The paper's PT-LIF network on HalfCheetah: 170 -> 256 -> 256 -> 60 plus encoder and decoder.
     assert!(num(&v, &["broadcast", "parameters"]) > 120_000.0, "{v}");
-    assert!(
-        num(&v, &["broadcast", "bytes_per_update"]) > 4.0 * num(&v, &["broadcast", "parameters"])
-    );
+    assert!(num(&v, &["broadcast", "bytes_per_update"]) > 4.0 * num(&v, &["broadcast", "parameters"]));
     assert!(num(&v, &["broadcast", "versions"]) >= 5.0, "{v}");
     assert_eq!(
         num(&v, &["broadcast", "received"]),
         num(&v, &["broadcast", "expected"]),
         "every subscriber got every version: {v}"
     );
-    assert!(
-        num(&v, &["training", "iterations_per_second_ingesting"]) > 0.0,
-        "{v}"
-    );
+    assert!(num(&v, &["training", "iterations_per_second_ingesting"]) > 0.0, "{v}");
     assert!(num(&v, &["training", "ingest_rate_achieved"]) > 0.0, "{v}");
 }
 
 #[test]
 fn actor_bench_compares_policy_and_random_acting() {
-    let v = run_json(&[
-        "bench",
-        "actor",
-        "--envs",
-        "1,2",
-        "--seconds",
-        "0.5",
-        "--json",
-    ]);
+    let v = run_json(&["bench", "actor", "--envs", "1,2", "--seconds", "0.5", "--json"]);
     let rows = v["rows"].as_array().expect("rows");
     assert_eq!(rows.len(), 2);
     for r in rows {
         assert!(
-            num(r, &["random_steps_per_second"]) > 0.0
-                && num(r, &["policy_steps_per_second"]) > 0.0,
+            num(r, &["random_steps_per_second"]) > 0.0 && num(r, &["policy_steps_per_second"]) > 0.0,
             "{r}"
         );
         // The policy's time is measured inside the loop: a part of each policy step, not all of it.
@@ -92,35 +67,27 @@ fn actor_bench_compares_policy_and_random_acting() {
         let step = 1e6 / num(r, &["policy_steps_per_second"]);
         assert!(policy > 0.0 && rest > 0.0 && (policy + rest - step).abs() < 1e-6 * step, "{r}");
     }
-    let threaded = run_json(&["bench", "actor", "--envs", "2", "--env-threads", "2", "--seconds", "0.5", "--json"]);
+    let threaded =
+        run_json(&["bench", "actor", "--envs", "2", "--env-threads", "2", "--seconds", "0.5", "--json"]);
     assert_eq!(num(&threaded, &["env_threads"]), 2.0);
-    let bad = spikerl()
-        .args(["bench", "actor", "--envs", "0"])
-        .output()
-        .unwrap();
+    let bad = spikerl().args(["bench", "actor", "--envs", "0"]).output().unwrap();
     assert_eq!(bad.status.code(), Some(2), "zero envs is a usage error");
 }
 
 #[test]
 fn update_bench_splits_an_iteration_into_phases() {
-    let v = run_json(&[
-        "bench",
-        "update",
-        "--algo",
-        "proxy",
-        "--threads",
-        "1",
-        "--iterations",
-        "6",
-        "--json",
-    ]);
+    let v =
+        run_json(&["bench", "update", "--algo", "proxy", "--threads", "1", "--iterations", "6", "--json"]);
     let p = &v["phases"];
     assert_eq!(num(p, &["proxy_steps"]), 3.0);
     // The phases are timed inside `Td3::update`: K proxy steps and the critic step make up most of an
     // iteration without the actor step (the rest is sampling and bookkeeping), never much more.
     let parts = 3.0 * num(p, &["ms_proxy_step"]) + num(p, &["ms_critic_step"]);
     let whole = num(p, &["ms_iteration_without_actor"]);
-    assert!(parts > 0.5 * whole && parts < 1.25 * whole, "phases {parts} ms against the iteration {whole} ms: {p}");
+    assert!(
+        parts > 0.5 * whole && parts < 1.25 * whole,
+        "phases {parts} ms against the iteration {whole} ms: {p}"
+    );
     assert!(num(p, &["ms_actor_step"]) > 0.0 && num(p, &["ms_actor_step_autograd"]) > 0.0, "{p}");
     for k in ["gflop_proxy_mlp", "gflop_critic_step", "gflop_actor_step"] {
         assert!(num(p, &[k]) > 0.0, "{k}: {p}");
@@ -152,14 +119,11 @@ fn ensemble_bench_reports_seed_iterations_for_each_seed_count() {
         let its = num(row, &["iterations_per_second"]);
         assert!(its > 0.0, "{row}");
         assert!((num(row, &["seed_iterations_per_second"]) - s * its).abs() < 1e-6 * s * its);
-        let ratio = num(row, &["seed_iterations_per_second"])
-            / num(row, &["separate_seed_iterations_per_second"]);
+        let ratio =
+            num(row, &["seed_iterations_per_second"]) / num(row, &["separate_seed_iterations_per_second"]);
         assert!((num(row, &["speedup"]) - ratio).abs() < 1e-9, "{row}");
     }
-    let bad = spikerl()
-        .args(["bench", "ensemble", "--seeds", "0"])
-        .output()
-        .unwrap();
+    let bad = spikerl().args(["bench", "ensemble", "--seeds", "0"]).output().unwrap();
     assert_eq!(bad.status.code(), Some(2), "zero seeds is a usage error");
 }
 
@@ -170,8 +134,29 @@ fn benches_measure_the_weights_of_a_policy_file() {
     // A real policy file: a lockstep run's checkpoint, for the network the benchmarks build.
     let dir = temp_dir("bench-policy");
     let out = spikerl()
-        .args(["train", "--sync", "--env", "HalfCheetah-v4", "--algo", "proxy", "--neuron", "lif", "--seed", "3"])
-        .args(["--steps", "1", "--random-steps", "300", "--eval-every", "1000", "--eval-episodes", "1", "--no-progress"])
+        .args([
+            "train",
+            "--sync",
+            "--env",
+            "HalfCheetah-v4",
+            "--algo",
+            "proxy",
+            "--neuron",
+            "lif",
+            "--seed",
+            "3",
+        ])
+        .args([
+            "--steps",
+            "1",
+            "--random-steps",
+            "300",
+            "--eval-every",
+            "1000",
+            "--eval-episodes",
+            "1",
+            "--no-progress",
+        ])
         .arg("--out")
         .arg(&dir)
         .output()
@@ -189,7 +174,8 @@ fn benches_measure_the_weights_of_a_policy_file() {
     std::fs::write(&strong, spikerl_snn::encode_policy(&cfg, &tensors, version).unwrap()).unwrap();
     let strong_arg = strong.to_str().unwrap();
 
-    let inference = |extra: &[&str]| run_json(&[&["bench", "inference", "--actions", "500", "--json"], extra].concat());
+    let inference =
+        |extra: &[&str]| run_json(&[&["bench", "inference", "--actions", "500", "--json"], extra].concat());
     let (initial, trained) = (inference(&[]), inference(&["--policy", strong_arg]));
     assert!(initial["policy"].is_null(), "{initial}");
     assert_eq!(trained["policy"].as_str(), Some(strong_arg));
@@ -200,7 +186,13 @@ fn benches_measure_the_weights_of_a_policy_file() {
     );
 
     let update = |extra: &[&str]| {
-        run_json(&[&["bench", "update", "--algo", "vanilla", "--threads", "1", "--iterations", "4", "--json"], extra].concat())
+        run_json(
+            &[
+                &["bench", "update", "--algo", "vanilla", "--threads", "1", "--iterations", "4", "--json"],
+                extra,
+            ]
+            .concat(),
+        )
     };
     let (initial, trained) = (update(&[]), update(&["--policy", strong_arg]));
     assert_eq!(trained["policy"].as_str(), Some(strong_arg));
@@ -211,16 +203,19 @@ fn benches_measure_the_weights_of_a_policy_file() {
         trained["actor_firing_rate"]
     );
 
-    let acting = run_json(&["bench", "actor", "--envs", "1", "--seconds", "0.3", "--policy", strong_arg, "--json"]);
+    let acting =
+        run_json(&["bench", "actor", "--envs", "1", "--seconds", "0.3", "--policy", strong_arg, "--json"]);
     assert_eq!(acting["policy"].as_str(), Some(strong_arg), "{acting}");
 
     // Another network (CLIF) than the file's, or no file: a usage error (exit 2) in one line, not a panic.
-    let out = spikerl().args(["bench", "inference", "--neuron", "clif", "--policy", strong_arg]).output().unwrap();
+    let out =
+        spikerl().args(["bench", "inference", "--neuron", "clif", "--policy", strong_arg]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("is not the one benchmarked") && !err.contains("panicked"), "{err}");
     let missing = dir.join("missing.safetensors");
-    let out = spikerl().args(["bench", "update", "--iterations", "2", "--policy"]).arg(&missing).output().unwrap();
+    let out =
+        spikerl().args(["bench", "update", "--iterations", "2", "--policy"]).arg(&missing).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
     let _ = std::fs::remove_dir_all(&dir);
 }

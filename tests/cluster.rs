@@ -16,16 +16,46 @@ fn learner_and_two_actors_train_over_grpc() {
     let mut procs = Processes::default();
 
     let mut learner = spikerl();
-    learner.args(["learner", "--listen", &format!("127.0.0.1:{grpc}"), "--metrics", &format!("127.0.0.1:{learner_metrics}")]);
-    learner.args(["--run-dir", run_dir.to_str().unwrap(), "--env", "Pendulum-v1", "--algo", "proxy", "--neuron", "lif"]);
+    learner.args([
+        "learner",
+        "--listen",
+        &format!("127.0.0.1:{grpc}"),
+        "--metrics",
+        &format!("127.0.0.1:{learner_metrics}"),
+    ]);
+    learner.args([
+        "--run-dir",
+        run_dir.to_str().unwrap(),
+        "--env",
+        "Pendulum-v1",
+        "--algo",
+        "proxy",
+        "--neuron",
+        "lif",
+    ]);
     // The paper's faster proxy variant (K = 1, lr 3e-3) keeps this test to a few minutes.
     learner.args(["--proxy-steps", "1", "--proxy-lr", "3e-3"]);
-    learner.args(["--steps", "5000", "--random-steps", "1000", "--eval-every", "1000", "--eval-episodes", "5"]);
+    learner.args([
+        "--steps",
+        "5000",
+        "--random-steps",
+        "1000",
+        "--eval-every",
+        "1000",
+        "--eval-episodes",
+        "5",
+    ]);
     learner.args(["--threads", "1", "--seed", "3", "--log", "info"]);
     let l = procs.spawn("learner", learner, &dir.join("learner.log"));
     for (i, port) in actor_metrics.iter().enumerate() {
         let mut actor = spikerl();
-        actor.args(["actor", "--learner", &format!("http://127.0.0.1:{grpc}"), "--metrics", &format!("127.0.0.1:{port}")]);
+        actor.args([
+            "actor",
+            "--learner",
+            &format!("http://127.0.0.1:{grpc}"),
+            "--metrics",
+            &format!("127.0.0.1:{port}"),
+        ]);
         actor.args(["--name", &format!("actor-{i}"), "--log", "info"]);
         procs.spawn(&format!("actor-{i}"), actor, &dir.join(format!("actor-{i}.log")));
     }
@@ -41,12 +71,16 @@ fn learner_and_two_actors_train_over_grpc() {
         if let Some(text) = scrape(&format!("127.0.0.1:{learner_metrics}")) {
             for (i, r) in received.iter_mut().enumerate() {
                 let id = i.to_string();
-                *r = r.max(metric(&text, "spikerl_learner_transitions_received_total", &[("actor", &id)]).unwrap_or(0.0));
+                *r = r.max(
+                    metric(&text, "spikerl_learner_transitions_received_total", &[("actor", &id)])
+                        .unwrap_or(0.0),
+                );
             }
         }
         for (i, port) in actor_metrics.iter().enumerate() {
             if let Some(text) = scrape(&format!("127.0.0.1:{port}")) {
-                versions[i] = versions[i].max(metric(&text, "spikerl_actor_policy_version", &[]).unwrap_or(0.0));
+                versions[i] =
+                    versions[i].max(metric(&text, "spikerl_actor_policy_version", &[]).unwrap_or(0.0));
             }
         }
         std::thread::sleep(Duration::from_millis(500));
@@ -62,7 +96,10 @@ fn learner_and_two_actors_train_over_grpc() {
     assert!(evals.len() >= 4, "evaluations recorded: {evals:?}");
     let initial = evals[0].1;
     let best = evals.iter().map(|e| e.1).fold(f64::MIN, f64::max);
-    assert!(best > initial + 300.0, "evaluation return must improve clearly: initial {initial}, best {best}, all {evals:?}");
+    assert!(
+        best > initial + 300.0,
+        "evaluation return must improve clearly: initial {initial}, best {best}, all {evals:?}"
+    );
     let manifest = std::fs::read_to_string(run_dir.join("manifest.json")).unwrap();
     assert!(manifest.contains("\"status\": \"completed\""), "{manifest}");
     assert!(run_dir.join("checkpoints/policy.safetensors").exists());
@@ -77,18 +114,33 @@ fn train_runs_a_local_cluster_into_a_new_folder() {
     let out = dir.join("not").join("yet").join("there");
     let status = spikerl()
         .args(["train", "--env", "Pendulum-v1", "--algo", "ann", "--actors", "2", "--threads", "1"])
-        .args(["--steps", "300", "--random-steps", "256", "--eval-every", "200", "--eval-episodes", "2", "--no-progress"])
+        .args([
+            "--steps",
+            "300",
+            "--random-steps",
+            "256",
+            "--eval-every",
+            "200",
+            "--eval-episodes",
+            "2",
+            "--no-progress",
+        ])
         .args(["--out", out.to_str().unwrap()])
         .status()
         .unwrap();
     assert!(status.success());
     let manifest = std::fs::read_to_string(out.join("manifest.json")).unwrap();
-    assert!(manifest.contains("\"status\": \"completed\"") && manifest.contains("\"mode\": \"distributed\""), "{manifest}");
+    assert!(
+        manifest.contains("\"status\": \"completed\"") && manifest.contains("\"mode\": \"distributed\""),
+        "{manifest}"
+    );
     let rows = evals(&out).len();
     assert!(rows >= 2, "evaluations at the start and the end: {rows}");
     // The evaluation curve, drawn by the distributed learner's training thread after its last evaluation.
     let png = std::fs::read(out.join("evals.png")).unwrap();
-    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.ends_with(b"IEND\xae\x42\x60\x82") && png.len() > 10_000);
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n") && png.ends_with(b"IEND\xae\x42\x60\x82") && png.len() > 10_000
+    );
     let svg = std::fs::read_to_string(out.join("evals.svg")).unwrap();
     assert!(svg.contains(&format!("{rows} evaluations")) && svg.trim_end().ends_with("</svg>"), "{svg}");
     assert!(out.join("actor-0.log").exists() && out.join("actor-1.log").exists());

@@ -23,35 +23,22 @@ struct Tmpfs(PathBuf);
 
 impl Tmpfs {
     fn mount(path: &Path, size: &str) -> Result<Tmpfs, String> {
-        let uid = std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("Uid:"))
-                    .and_then(|l| l.split_whitespace().nth(2))
-                    .map(String::from)
-            });
+        let uid = std::fs::read_to_string("/proc/self/status").ok().and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2))
+                .map(String::from)
+        });
         if uid.as_deref() != Some("0") {
-            return Err(format!(
-                "not root (effective uid {uid:?}): cannot mount a tmpfs"
-            ));
+            return Err(format!("not root (effective uid {uid:?}): cannot mount a tmpfs"));
         }
         let out = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size}"),
-                "spikerl-disk-full",
-            ])
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "spikerl-disk-full"])
             .arg(path)
             .output()
             .map_err(|e| format!("running mount: {e}"))?;
         if !out.status.success() {
-            return Err(format!(
-                "mount -t tmpfs failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
+            return Err(format!("mount -t tmpfs failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
         }
         Ok(Tmpfs(path.to_path_buf()))
     }
@@ -59,10 +46,7 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let ok = Command::new("umount")
-            .arg(&self.0)
-            .status()
-            .is_ok_and(|s| s.success());
+        let ok = Command::new("umount").arg(&self.0).status().is_ok_and(|s| s.success());
         if !ok {
             // Something still holds a file there: detach it anyway rather than leak a mount.
             let _ = Command::new("umount").arg("-l").arg(&self.0).status();
@@ -77,10 +61,7 @@ fn checkpoints(run_dir: &Path) -> Vec<PathBuf> {
             rd.flatten()
                 .map(|e| e.path())
                 .filter(|p| {
-                    p.file_name()
-                        .unwrap()
-                        .to_string_lossy()
-                        .starts_with("ckpt-")
+                    p.file_name().unwrap().to_string_lossy().starts_with("ckpt-")
                         && p.join("SHA256SUMS").exists()
                 })
                 .collect()
@@ -110,11 +91,7 @@ fn fill(path: &Path) -> u64 {
             Ok(0) => break,
             Ok(n) => written += n as u64,
             Err(e) => {
-                assert_eq!(
-                    e.raw_os_error(),
-                    Some(28),
-                    "expected ENOSPC while filling, got {e}"
-                );
+                assert_eq!(e.raw_os_error(), Some(28), "expected ENOSPC while filling, got {e}");
                 break;
             }
         }
@@ -162,11 +139,7 @@ fn disk_full_while_checkpointing_keeps_training_and_the_last_good_checkpoint() {
         "--checkpoint-secs",
         "1",
     ];
-    let l = procs.spawn(
-        "learner",
-        learner_cmd(grpc, metrics, &run_dir, &run),
-        &dir.join("learner.log"),
-    );
+    let l = procs.spawn("learner", learner_cmd(grpc, metrics, &run_dir, &run), &dir.join("learner.log"));
     procs.spawn("actor", actor_cmd(grpc, "a0", &[]), &dir.join("a0.log"));
 
     // The first checkpoint lands; then the disk fills up.
@@ -185,170 +158,85 @@ fn disk_full_while_checkpointing_keeps_training_and_the_last_good_checkpoint() {
     let good = checkpoints(&run_dir);
     let last_good = good.last().unwrap().clone();
     eprintln!("filled {filled} bytes; good checkpoints: {good:?}");
-    assert!(
-        verifies(&last_good),
-        "{} verifies before the failures",
-        last_good.display()
-    );
+    assert!(verifies(&last_good), "{} verifies before the failures", last_good.display());
 
     // Training goes on; checkpoints keep being attempted and failing, each one counted. With no byte
     // free, the first file a checkpoint writes (policy.safetensors) fails.
-    let text = wait_metrics(
-        &maddr,
-        Duration::from_secs(60),
-        "a checkpoint failure",
-        |t| counter(t, "spikerl_learner_checkpoint_failures_total") >= 1.0,
-    );
+    let text = wait_metrics(&maddr, Duration::from_secs(60), "a checkpoint failure", |t| {
+        counter(t, "spikerl_learner_checkpoint_failures_total") >= 1.0
+    });
     let failures = counter(&text, "spikerl_learner_checkpoint_failures_total");
     let failed_lines = |log: &str| -> Vec<String> {
-        log.lines()
-            .filter(|l| l.contains("checkpoint failed"))
-            .map(String::from)
-            .collect()
+        log.lines().filter(|l| l.contains("checkpoint failed")).map(String::from).collect()
     };
     let log = std::fs::read_to_string(dir.join("learner.log")).unwrap();
-    let first = failed_lines(&log)
-        .into_iter()
-        .next()
-        .unwrap_or_else(|| panic!("no failure logged:\n{log}"));
+    let first = failed_lines(&log).into_iter().next().unwrap_or_else(|| panic!("no failure logged:\n{log}"));
     eprintln!("logged: {first}");
-    assert!(
-        first.contains("ERROR") && first.contains("No space left on device"),
-        "a clear error: {first}"
-    );
+    assert!(first.contains("ERROR") && first.contains("No space left on device"), "a clear error: {first}");
 
     // Some room, enough for the policy file but not for the networks: now checkpoints fail halfway
     // through their temporary folder, the case that must not leave half a checkpoint behind.
-    let policy = std::fs::metadata(run_dir.join("checkpoints/policy.safetensors"))
-        .unwrap()
-        .len();
+    let policy = std::fs::metadata(run_dir.join("checkpoints/policy.safetensors")).unwrap().len();
     let room = 2 * policy + (64 << 10);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&filler)
-        .unwrap()
-        .set_len(filled - room)
-        .unwrap();
-    let text = wait_metrics(
-        &maddr,
-        Duration::from_secs(60),
-        "checkpoints failing halfway",
-        |t| counter(t, "spikerl_learner_checkpoint_failures_total") >= failures + 2.0,
-    );
+    std::fs::OpenOptions::new().write(true).open(&filler).unwrap().set_len(filled - room).unwrap();
+    let text = wait_metrics(&maddr, Duration::from_secs(60), "checkpoints failing halfway", |t| {
+        counter(t, "spikerl_learner_checkpoint_failures_total") >= failures + 2.0
+    });
     let iters = counter(&text, "spikerl_learner_train_iterations_total");
     let log = std::fs::read_to_string(dir.join("learner.log")).unwrap();
-    let halfway = failed_lines(&log)
-        .into_iter()
-        .find(|l| l.contains(".tmp-ckpt-"));
-    let halfway =
-        halfway.unwrap_or_else(|| panic!("no failure inside a checkpoint folder:\n{log}"));
+    let halfway = failed_lines(&log).into_iter().find(|l| l.contains(".tmp-ckpt-"));
+    let halfway = halfway.unwrap_or_else(|| panic!("no failure inside a checkpoint folder:\n{log}"));
     eprintln!("logged: {halfway}");
-    assert!(
-        halfway.contains("No space left on device"),
-        "a clear error: {halfway}"
-    );
-    let text = wait_metrics(
-        &maddr,
-        Duration::from_secs(120),
-        "training and retried checkpoints",
-        |t| {
-            counter(t, "spikerl_learner_train_iterations_total") > iters + 500.0
-                && counter(t, "spikerl_learner_checkpoint_failures_total") >= failures + 4.0
-        },
-    );
+    assert!(halfway.contains("No space left on device"), "a clear error: {halfway}");
+    let text = wait_metrics(&maddr, Duration::from_secs(120), "training and retried checkpoints", |t| {
+        counter(t, "spikerl_learner_train_iterations_total") > iters + 500.0
+            && counter(t, "spikerl_learner_checkpoint_failures_total") >= failures + 4.0
+    });
     eprintln!(
         "with the disk full: iterations {iters} -> {}, checkpoint failures {}, evals.csv write failures {}",
         counter(&text, "spikerl_learner_train_iterations_total"),
         counter(&text, "spikerl_learner_checkpoint_failures_total"),
         counter(&text, "spikerl_learner_eval_write_failures_total")
     );
-    assert!(
-        procs.0[l].1.try_wait().unwrap().is_none(),
-        "the learner is still running"
-    );
+    assert!(procs.0[l].1.try_wait().unwrap().is_none(), "the learner is still running");
     // No new checkpoint could be written, and the good ones are untouched.
-    assert_eq!(
-        checkpoints(&run_dir),
-        good,
-        "checkpoints changed while the disk was full"
-    );
+    assert_eq!(checkpoints(&run_dir), good, "checkpoints changed while the disk was full");
     for c in &good {
         assert!(verifies(c), "{} is intact", c.display());
     }
 
     // SIGTERM with the disk still full: the shutdown checkpoint fails too, the learner still exits.
     let pid = procs.0[l].1.id();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = procs
-        .wait(l, Duration::from_secs(30))
-        .expect("exits within 30 s of SIGTERM");
-    assert!(
-        status.success(),
-        "graceful shutdown exits 0 even when its checkpoint fails"
-    );
-    assert!(
-        leftovers(&run_dir).is_empty(),
-        "partial files left behind: {:?}",
-        leftovers(&run_dir)
-    );
+    assert!(Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap().success());
+    let status = procs.wait(l, Duration::from_secs(30)).expect("exits within 30 s of SIGTERM");
+    assert!(status.success(), "graceful shutdown exits 0 even when its checkpoint fails");
+    assert!(leftovers(&run_dir).is_empty(), "partial files left behind: {:?}", leftovers(&run_dir));
     assert_eq!(checkpoints(&run_dir), good);
-    assert!(
-        verifies(&last_good),
-        "{} is intact after shutdown",
-        last_good.display()
-    );
-    let ckpt_iters: u64 = last_good.file_name().unwrap().to_string_lossy()["ckpt-".len()..]
-        .parse()
-        .unwrap();
+    assert!(verifies(&last_good), "{} is intact after shutdown", last_good.display());
+    let ckpt_iters: u64 = last_good.file_name().unwrap().to_string_lossy()["ckpt-".len()..].parse().unwrap();
 
     // Space freed: resume from the last good checkpoint, and checkpointing works again.
     std::fs::remove_file(&filler).unwrap();
-    let resume = learner_cmd(
-        grpc,
-        metrics,
-        &run_dir,
-        &["--resume", "--checkpoint-secs", "1"],
-    );
+    let resume = learner_cmd(grpc, metrics, &run_dir, &["--resume", "--checkpoint-secs", "1"]);
     let l2 = procs.spawn("learner-resumed", resume, &dir.join("learner2.log"));
-    let text = wait_metrics(
-        &maddr,
-        Duration::from_secs(60),
-        "the resumed learner training",
-        |t| counter(t, "spikerl_learner_train_iterations_total") > ckpt_iters as f64 + 200.0,
-    );
+    let text = wait_metrics(&maddr, Duration::from_secs(60), "the resumed learner training", |t| {
+        counter(t, "spikerl_learner_train_iterations_total") > ckpt_iters as f64 + 200.0
+    });
     // Exported at 0 from the start (so that `increase()` sees a first failure), not absent.
-    assert_eq!(
-        metric(&text, "spikerl_learner_checkpoint_failures_total", &[]),
-        Some(0.0),
-        "{text}"
-    );
+    assert_eq!(metric(&text, "spikerl_learner_checkpoint_failures_total", &[]), Some(0.0), "{text}");
     let log2 = std::fs::read_to_string(dir.join("learner2.log")).unwrap();
     assert!(
-        log2.contains("resumed")
-            && log2.contains(&*last_good.file_name().unwrap().to_string_lossy()),
+        log2.contains("resumed") && log2.contains(&*last_good.file_name().unwrap().to_string_lossy()),
         "resumed from {}:\n{log2}",
         last_good.display()
     );
     let deadline = Instant::now() + Duration::from_secs(60);
     while checkpoints(&run_dir).last() == Some(&last_good) {
-        assert!(
-            Instant::now() < deadline,
-            "no new checkpoint after freeing space:\n{log2}"
-        );
+        assert!(Instant::now() < deadline, "no new checkpoint after freeing space:\n{log2}");
         std::thread::sleep(Duration::from_millis(200));
     }
     let newest = checkpoints(&run_dir).last().unwrap().clone();
-    assert!(
-        newest > last_good && verifies(&newest),
-        "new checkpoint {} verifies",
-        newest.display()
-    );
+    assert!(newest > last_good && verifies(&newest), "new checkpoint {} verifies", newest.display());
     procs.kill(l2);
     drop(procs);
     drop(_mount);

@@ -81,7 +81,11 @@ fn build_images() {
         let out = run(&mut cmd);
         let log = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "deploy/build-images.sh failed:\n{log}");
-        eprintln!("images built in {:.0?}:\n{}", started.elapsed(), log.lines().filter(|l| l.contains("MB")).collect::<Vec<_>>().join("\n"));
+        eprintln!(
+            "images built in {:.0?}:\n{}",
+            started.elapsed(),
+            log.lines().filter(|l| l.contains("MB")).collect::<Vec<_>>().join("\n")
+        );
     });
 }
 
@@ -92,7 +96,10 @@ fn compose_program() -> Vec<String> {
         return vec!["docker".into(), "compose".into()];
     }
     let v1 = Command::new("docker-compose").arg("version").stdin(Stdio::null()).output();
-    assert!(v1.is_ok_and(|o| o.status.success()), "a Docker engine runs but neither `docker compose` nor `docker-compose` works");
+    assert!(
+        v1.is_ok_and(|o| o.status.success()),
+        "a Docker engine runs but neither `docker compose` nor `docker-compose` works"
+    );
     vec!["docker-compose".into()]
 }
 
@@ -117,7 +124,9 @@ fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<T, S
                 eprintln!("  ok after {:.1}s: {what}", started.elapsed().as_secs_f64());
                 return v;
             }
-            Err(state) if Instant::now() >= deadline => panic!("timed out after {timeout:?} waiting for {what}; last state: {state}"),
+            Err(state) if Instant::now() >= deadline => {
+                panic!("timed out after {timeout:?} waiting for {what}; last state: {state}")
+            }
             Err(_) => std::thread::sleep(Duration::from_millis(500)),
         }
     }
@@ -140,7 +149,13 @@ fn learner_state(metrics_addr: &str) -> Result<LearnerState, String> {
 
 /// Waits until `connected` actors are connected (any number when None) and training iterations advance past
 /// `past`.
-fn wait_training(metrics_addr: &str, connected: Option<f64>, past: f64, what: &str, timeout: Duration) -> LearnerState {
+fn wait_training(
+    metrics_addr: &str,
+    connected: Option<f64>,
+    past: f64,
+    what: &str,
+    timeout: Duration,
+) -> LearnerState {
     let mut first: Option<f64> = None;
     wait_for(what, timeout, || {
         let s = learner_state(metrics_addr)?;
@@ -160,12 +175,18 @@ fn wait_training(metrics_addr: &str, connected: Option<f64>, past: f64, what: &s
 
 /// Active Prometheus targets as (job, health) pairs.
 fn prometheus_targets(addr: &str) -> Result<Vec<(String, String)>, String> {
-    let body = http_get(addr, "/api/v1/targets?state=active").ok_or_else(|| format!("no answer from {addr}/api/v1/targets"))?;
+    let body = http_get(addr, "/api/v1/targets?state=active")
+        .ok_or_else(|| format!("no answer from {addr}/api/v1/targets"))?;
     let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
     let targets = v["data"]["activeTargets"].as_array().ok_or_else(|| body.clone())?;
     Ok(targets
         .iter()
-        .map(|t| (t["labels"]["job"].as_str().unwrap_or("").to_string(), t["health"].as_str().unwrap_or("").to_string()))
+        .map(|t| {
+            (
+                t["labels"]["job"].as_str().unwrap_or("").to_string(),
+                t["health"].as_str().unwrap_or("").to_string(),
+            )
+        })
         .collect())
 }
 
@@ -199,7 +220,12 @@ impl ComposeProject {
         let mut cmd = Command::new(&self.program[0]);
         cmd.args(&self.program[1..]);
         cmd.args(["--project-name", &self.project, "--project-directory", root().to_str().unwrap()]);
-        cmd.args(["--env-file", self.env_file.to_str().unwrap(), "-f", root().join("docker-compose.yml").to_str().unwrap()]);
+        cmd.args([
+            "--env-file",
+            self.env_file.to_str().unwrap(),
+            "-f",
+            root().join("docker-compose.yml").to_str().unwrap(),
+        ]);
         cmd.args(args).current_dir(root());
         clean_env(&mut cmd);
         cmd.envs(&self.env);
@@ -211,7 +237,12 @@ impl ComposeProject {
     }
 
     fn containers(&self, service: &str) -> Vec<String> {
-        self.ok(&["ps", "-q", service]).lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect()
+        self.ok(&["ps", "-q", service])
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect()
     }
 
     fn logs(&self) -> String {
@@ -238,7 +269,13 @@ impl Drop for ComposeProject {
 fn clean_env(cmd: &mut Command) {
     for (k, _) in std::env::vars_os() {
         let k = k.to_string_lossy().into_owned();
-        if k.starts_with("SPIKERL_") || k.starts_with("COMPOSE_") || k.starts_with("PROMETHEUS_") || k.starts_with("GRAFANA_") || k == "OMP_NUM_THREADS" || k == "LD_LIBRARY_PATH" {
+        if k.starts_with("SPIKERL_")
+            || k.starts_with("COMPOSE_")
+            || k.starts_with("PROMETHEUS_")
+            || k.starts_with("GRAFANA_")
+            || k == "OMP_NUM_THREADS"
+            || k == "LD_LIBRARY_PATH"
+        {
             cmd.env_remove(&k);
         }
     }
@@ -270,7 +307,13 @@ fn inspect(container: &str, format: &str) -> String {
 
 /// Files in a folder of a running container (the images have bash but no coreutils).
 fn files_in(container: &str, dir: &str) -> Vec<String> {
-    let out = run_ok(&mut docker(&["exec", container, "bash", "-c", &format!("shopt -s nullglob; for f in {dir}/*; do echo \"$f\"; done")]));
+    let out = run_ok(&mut docker(&[
+        "exec",
+        container,
+        "bash",
+        "-c",
+        &format!("shopt -s nullglob; for f in {dir}/*; do echo \"$f\"; done"),
+    ]));
     out.lines().map(String::from).collect()
 }
 
@@ -287,10 +330,14 @@ fn images_run_as_non_root_with_health_checks_and_a_small_actor() {
         return;
     }
     build_images();
-    for (name, user) in [("learner", "10001:10001"), ("actor", "10001:10001"), ("prometheus", "65534:65534")] {
+    for (name, user) in [("learner", "10001:10001"), ("actor", "10001:10001"), ("prometheus", "65534:65534")]
+    {
         let image = format!("spikerl-{name}:{TAG}");
         assert_eq!(inspect(&image, "{{.Config.User}}"), user, "{image} runs as a non-root user");
-        assert!(inspect(&image, "{{json .Config.Healthcheck}}").contains("healthcheck"), "{image} has a HEALTHCHECK");
+        assert!(
+            inspect(&image, "{{json .Config.Healthcheck}}").contains("healthcheck"),
+            "{image} has a HEALTHCHECK"
+        );
         let size: f64 = inspect(&image, "{{.Size}}").parse().unwrap();
         eprintln!("{image}: {:.1} MB", size / 1e6);
         if name == "actor" {
@@ -298,9 +345,25 @@ fn images_run_as_non_root_with_health_checks_and_a_small_actor() {
         }
     }
     // The actor image has no libtorch; its binary runs (MuJoCo included) without it.
-    let libs = run_ok(&mut docker(&["run", "--rm", "--entrypoint", "bash", &format!("spikerl-actor:{TAG}"), "-c", "echo /opt/spikerl/lib/*"]));
+    let libs = run_ok(&mut docker(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "bash",
+        &format!("spikerl-actor:{TAG}"),
+        "-c",
+        "echo /opt/spikerl/lib/*",
+    ]));
     assert!(!libs.contains("torch") && libs.contains("libmujoco"), "actor image libraries: {libs}");
-    let info = run_ok(&mut docker(&["run", "--rm", &format!("spikerl-actor:{TAG}"), "env", "info", "--env", "Hopper-v4"]));
+    let info = run_ok(&mut docker(&[
+        "run",
+        "--rm",
+        &format!("spikerl-actor:{TAG}"),
+        "env",
+        "info",
+        "--env",
+        "Hopper-v4",
+    ]));
     assert!(info.contains("\"obs_dim\":11"), "{info}");
     let version = run_ok(&mut docker(&["run", "--rm", &format!("spikerl-learner:{TAG}"), "--version"]));
     assert!(version.starts_with("spikerl "), "{version}");
@@ -317,7 +380,8 @@ fn compose_cluster_trains_scales_and_survives_restarts() {
     let (grpc, metrics, prom) = (free_port(), free_port(), free_port());
     let metrics_addr = format!("127.0.0.1:{metrics}");
     let prom_addr = format!("127.0.0.1:{prom}");
-    let project = ComposeProject::new(&format!("spikerltest{}", std::process::id()), cluster_env(grpc, metrics, prom));
+    let project =
+        ComposeProject::new(&format!("spikerltest{}", std::process::id()), cluster_env(grpc, metrics, prom));
 
     eprintln!("compose up: learner + 2 actors + prometheus ({})", project.project);
     project.ok(&["up", "-d", "--no-build"]);
@@ -327,7 +391,12 @@ fn compose_cluster_trains_scales_and_survives_restarts() {
     let learner = project.containers("learner").pop().expect("a learner container");
     wait_for("every container healthy (HEALTHCHECK)", Duration::from_secs(90), || {
         let mut states = vec![];
-        for c in project.containers("learner").iter().chain(&project.containers("actor")).chain(&project.containers("prometheus")) {
+        for c in project
+            .containers("learner")
+            .iter()
+            .chain(&project.containers("actor"))
+            .chain(&project.containers("prometheus"))
+        {
             states.push(inspect(c, "{{.State.Health.Status}}"));
         }
         if states.iter().all(|s| s == "healthy") { Ok(()) } else { Err(format!("{states:?}")) }
@@ -335,9 +404,21 @@ fn compose_cluster_trains_scales_and_survives_restarts() {
 
     eprintln!("scale actors to 3 and back to 2");
     project.ok(&["up", "-d", "--no-build", "--no-recreate", "--scale", "actor=3"]);
-    let s = wait_training(&metrics_addr, Some(3.0), s.iterations, "training with 3 actors", Duration::from_secs(120));
+    let s = wait_training(
+        &metrics_addr,
+        Some(3.0),
+        s.iterations,
+        "training with 3 actors",
+        Duration::from_secs(120),
+    );
     project.ok(&["up", "-d", "--no-build", "--no-recreate", "--scale", "actor=2"]);
-    let s = wait_training(&metrics_addr, Some(2.0), s.iterations, "training with 2 actors again", Duration::from_secs(120));
+    let s = wait_training(
+        &metrics_addr,
+        Some(2.0),
+        s.iterations,
+        "training with 2 actors again",
+        Duration::from_secs(120),
+    );
 
     eprintln!("crash an actor (SIGKILL to its process)");
     let victim = project.containers("actor").pop().unwrap();
@@ -349,16 +430,32 @@ fn compose_cluster_trains_scales_and_survives_restarts() {
         run_ok(&mut docker(&["kill", &victim]));
     }
     // The restart policy may bring it back within a second: any number of connected actors will do here.
-    let s = wait_training(&metrics_addr, None, s.iterations, "the learner going on after the crash", Duration::from_secs(60));
+    let s = wait_training(
+        &metrics_addr,
+        None,
+        s.iterations,
+        "the learner going on after the crash",
+        Duration::from_secs(60),
+    );
     if crashed {
         wait_for("the restart policy bringing the crashed actor back", Duration::from_secs(60), || {
             let n = inspect(&victim, "{{.RestartCount}}");
-            if n != "0" && inspect(&victim, "{{.State.Running}}") == "true" { Ok(()) } else { Err(format!("restarts {n}")) }
+            if n != "0" && inspect(&victim, "{{.State.Running}}") == "true" {
+                Ok(())
+            } else {
+                Err(format!("restarts {n}"))
+            }
         });
     } else {
         project.ok(&["up", "-d", "--no-build", "--no-recreate", "--scale", "actor=2"]);
     }
-    let s = wait_training(&metrics_addr, Some(2.0), s.iterations, "training with 2 actors after the crash", Duration::from_secs(120));
+    let s = wait_training(
+        &metrics_addr,
+        Some(2.0),
+        s.iterations,
+        "training with 2 actors after the crash",
+        Duration::from_secs(120),
+    );
 
     eprintln!("restart the learner container");
     let run_dir = "/runs/run";
@@ -367,22 +464,43 @@ fn compose_cluster_trains_scales_and_survives_restarts() {
         if files.iter().any(|f| f.contains("ckpt-")) { Ok(files) } else { Err(format!("{files:?}")) }
     });
     // Checkpoint folders are named by training iteration.
-    let newest: f64 = before.iter().filter_map(|f| f.rsplit("ckpt-").next()?.parse::<f64>().ok()).fold(0.0, f64::max);
+    let newest: f64 =
+        before.iter().filter_map(|f| f.rsplit("ckpt-").next()?.parse::<f64>().ok()).fold(0.0, f64::max);
     run_ok(&mut docker(&["restart", "-t", "30", &learner]));
     // SPIKERL_RESUME=auto (the image's entrypoint): the restarted learner resumes from the volume's checkpoint.
-    let resumed = wait_for("the restarted learner resuming from its checkpoint volume", Duration::from_secs(120), || {
-        let manifest = read_file(&learner, &format!("{run_dir}/manifest.json"));
-        let state = learner_state(&metrics_addr)?;
-        if manifest.contains("\"resumed_from\": \"/runs/run/checkpoints/ckpt-") && state.iterations >= newest {
-            Ok(state)
-        } else {
-            Err(format!("{state:?}, newest checkpoint before the restart: {newest}; manifest: {manifest}"))
-        }
-    });
-    let back = wait_training(&metrics_addr, Some(2.0), resumed.iterations, "actors reconnected and training after the learner restart", Duration::from_secs(180));
-    eprintln!("  {} iterations before the restart (newest checkpoint {newest}), resumed at {}, now {}", s.iterations, resumed.iterations, back.iterations);
+    let resumed = wait_for(
+        "the restarted learner resuming from its checkpoint volume",
+        Duration::from_secs(120),
+        || {
+            let manifest = read_file(&learner, &format!("{run_dir}/manifest.json"));
+            let state = learner_state(&metrics_addr)?;
+            if manifest.contains("\"resumed_from\": \"/runs/run/checkpoints/ckpt-")
+                && state.iterations >= newest
+            {
+                Ok(state)
+            } else {
+                Err(format!(
+                    "{state:?}, newest checkpoint before the restart: {newest}; manifest: {manifest}"
+                ))
+            }
+        },
+    );
+    let back = wait_training(
+        &metrics_addr,
+        Some(2.0),
+        resumed.iterations,
+        "actors reconnected and training after the learner restart",
+        Duration::from_secs(180),
+    );
+    eprintln!(
+        "  {} iterations before the restart (newest checkpoint {newest}), resumed at {}, now {}",
+        s.iterations, resumed.iterations, back.iterations
+    );
     let files = files_in(&learner, run_dir);
-    assert!(files.iter().any(|f| f.ends_with("manifest.json")) && files.iter().any(|f| f.ends_with("evals.csv")), "{files:?}");
+    assert!(
+        files.iter().any(|f| f.ends_with("manifest.json")) && files.iter().any(|f| f.ends_with("evals.csv")),
+        "{files:?}"
+    );
 
     eprintln!("compose down -v");
     drop(project);
@@ -400,8 +518,18 @@ impl Drop for SwarmGuard {
     fn drop(&mut self) {
         if std::thread::panicking() {
             for service in ["learner", "actor", "prometheus"] {
-                let out = run(&mut docker(&["service", "logs", "--tail", "20", &format!("{}_{service}", self.stack)]));
-                eprintln!("--- {service} ---\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+                let out = run(&mut docker(&[
+                    "service",
+                    "logs",
+                    "--tail",
+                    "20",
+                    &format!("{}_{service}", self.stack),
+                ]));
+                eprintln!(
+                    "--- {service} ---\n{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
             }
         }
         let _ = run(&mut docker(&["stack", "rm", &self.stack]));
@@ -435,7 +563,9 @@ fn swarm_stack_deploy_smoke() {
     }
     let state = run_ok(&mut docker(&["info", "--format", "{{.Swarm.LocalNodeState}}"])).trim().to_string();
     if state != "inactive" {
-        eprintln!("SKIPPED swarm_stack_deploy_smoke: this engine is already in a swarm ({state}); not deploying a test stack onto it");
+        eprintln!(
+            "SKIPPED swarm_stack_deploy_smoke: this engine is already in a swarm ({state}); not deploying a test stack onto it"
+        );
         return;
     }
     let started = Instant::now();
@@ -456,7 +586,13 @@ fn swarm_stack_deploy_smoke() {
     cmd.envs(cluster_env(grpc, metrics, prom));
     run_ok(&mut cmd);
     let metrics_addr = format!("127.0.0.1:{metrics}");
-    wait_training(&metrics_addr, Some(2.0), 0.0, "the stack training with 2 actor replicas", Duration::from_secs(240));
+    wait_training(
+        &metrics_addr,
+        Some(2.0),
+        0.0,
+        "the stack training with 2 actor replicas",
+        Duration::from_secs(240),
+    );
     wait_prometheus(&format!("127.0.0.1:{prom}"), 2, Duration::from_secs(120));
     eprintln!("swarm smoke run took {:.0?}", started.elapsed());
 }
@@ -472,7 +608,15 @@ fn k8s_python() -> PathBuf {
     if !ready.exists() {
         let _ = std::fs::remove_dir_all(&venv);
         run_ok(Command::new("python3").args(["-m", "venv", venv.to_str().unwrap()]));
-        run_ok(Command::new(&python).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "kubernetes-validate==1.37.0", "PyYAML>=6"]));
+        run_ok(Command::new(&python).args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "kubernetes-validate==1.37.0",
+            "PyYAML>=6",
+        ]));
         std::fs::write(&ready, "").unwrap();
     }
     python
@@ -486,14 +630,21 @@ fn kubernetes_manifests_validate_against_the_api_schemas() {
         cmd.arg(root().join("deploy/k8s/validate.py")).args(extra).current_dir(root());
         clean_env(&mut cmd);
         let out = run(&mut cmd);
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(out.status.success(), "deploy/k8s/validate.py {extra:?} failed:\n{text}");
         text
     };
     // Defaults, then the GPU learner; each against the oldest and newest Kubernetes the schemas cover here.
     let plain = validate(&[]);
     eprintln!("{plain}");
-    let mut kinds = vec!["StatefulSet/spikerl-learner", "Service/spikerl-learner", "Deployment/spikerl-actor", "Secret/", "ServiceMonitor/"];
+    let mut kinds = vec![
+        "StatefulSet/spikerl-learner",
+        "Service/spikerl-learner",
+        "Deployment/spikerl-actor",
+        "Secret/",
+        "ServiceMonitor/",
+    ];
     // Rendered from the monitoring files where they exist (deploy/prometheus/rules, deploy/grafana/dashboards).
     if std::fs::read_dir(root().join("deploy/prometheus/rules")).is_ok_and(|mut d| d.next().is_some()) {
         kinds.push("PrometheusRule/");
@@ -504,7 +655,10 @@ fn kubernetes_manifests_validate_against_the_api_schemas() {
     for kind in kinds {
         assert!(plain.contains(&format!("ok {kind}")), "rendered manifests include {kind}:\n{plain}");
     }
-    assert!(plain.contains("volumeClaimTemplates [('runs'"), "the learner keeps its run folder on a persistent volume:\n{plain}");
+    assert!(
+        plain.contains("volumeClaimTemplates [('runs'"),
+        "the learner keeps its run folder on a persistent volume:\n{plain}"
+    );
     assert!(plain.contains(" 0 problems"), "{plain}");
     let gpu = validate(&["--set", "learner.gpu.enabled=true"]);
     assert!(gpu.contains("nvidia.com/gpu"), "the GPU values request a GPU:\n{gpu}");
@@ -518,7 +672,8 @@ fn compose_files_parse() {
         return;
     }
     let program = compose_program();
-    for extra in [&[][..], &["deploy/docker/compose.grafana.yml"][..], &["deploy/docker/compose.gpu.yml"][..]] {
+    for extra in [&[][..], &["deploy/docker/compose.grafana.yml"][..], &["deploy/docker/compose.gpu.yml"][..]]
+    {
         let mut cmd = Command::new(&program[0]);
         cmd.args(&program[1..]).args(["-f", "docker-compose.yml"]);
         for f in extra {

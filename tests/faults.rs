@@ -39,9 +39,15 @@ fn killed_actor_restarts_and_the_run_continues() {
         counter(t, "spikerl_learner_transitions_received_total", &[("actor", "0")]) > from_a0
     });
     // Every received transition is in the replay buffer exactly once.
-    let received: f64 = ["0", "1"].iter().map(|a| counter(&after, "spikerl_learner_transitions_received_total", &[("actor", a)])).sum();
+    let received: f64 = ["0", "1"]
+        .iter()
+        .map(|a| counter(&after, "spikerl_learner_transitions_received_total", &[("actor", a)]))
+        .sum();
     let replay = counter(&after, "spikerl_learner_replay_size", &[]);
-    assert!((replay - received).abs() <= 2.0 * 64.0, "replay {replay} vs received {received} (one in-flight batch per actor at most)");
+    assert!(
+        (replay - received).abs() <= 2.0 * 64.0,
+        "replay {replay} vs received {received} (one in-flight batch per actor at most)"
+    );
     assert!(procs.0[0].1.try_wait().unwrap().is_none(), "the learner is still running");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -53,7 +59,18 @@ fn learner_killed_and_resumed_continues_where_its_checkpoint_left_off() {
     let (grpc, metrics) = (free_port(), free_port());
     let maddr = format!("127.0.0.1:{metrics}");
     let mut procs = Processes::default();
-    let run = ["--steps", "4000", "--random-steps", "500", "--eval-every", "500", "--eval-episodes", "2", "--checkpoint-secs", "2"];
+    let run = [
+        "--steps",
+        "4000",
+        "--random-steps",
+        "500",
+        "--eval-every",
+        "500",
+        "--eval-episodes",
+        "2",
+        "--checkpoint-secs",
+        "2",
+    ];
     let l = procs.spawn("learner", learner_cmd(grpc, metrics, &run_dir, &run), &dir.join("learner.log"));
     procs.spawn("actor-0", actor_cmd(grpc, "a0", &[]), &dir.join("a0.log"));
     procs.spawn("actor-1", actor_cmd(grpc, "a1", &[]), &dir.join("a1.log"));
@@ -68,11 +85,16 @@ fn learner_killed_and_resumed_continues_where_its_checkpoint_left_off() {
     }
     procs.kill(l);
     let (ckpt_iters, ckpt_path) = spikerl_checkpoints(&run_dir).last().cloned().unwrap();
-    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(ckpt_path.join("state.json")).unwrap()).unwrap();
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ckpt_path.join("state.json")).unwrap()).unwrap();
     let ckpt_version = state["actor_updates"].as_u64().unwrap();
     let ckpt_replay = state["replay_len"].as_u64().unwrap();
 
-    let l2 = procs.spawn("learner-resumed", learner_cmd(grpc, metrics, &run_dir, &["--resume", "--checkpoint-secs", "2"]), &dir.join("learner2.log"));
+    let l2 = procs.spawn(
+        "learner-resumed",
+        learner_cmd(grpc, metrics, &run_dir, &["--resume", "--checkpoint-secs", "2"]),
+        &dir.join("learner2.log"),
+    );
     // The exporter starts before the checkpoint is restored (series read 0 until then): take the first
     // reading with iterations on the counter. A fresh start would show its first few iterations here.
     let text = wait_metrics(&maddr, Duration::from_secs(60), "resumed learner", |t| {
@@ -80,14 +102,23 @@ fn learner_killed_and_resumed_continues_where_its_checkpoint_left_off() {
     });
     let resumed_at = counter(&text, "spikerl_learner_train_iterations_total", &[]);
     assert!(resumed_at >= ckpt_iters as f64, "iterations continue from {ckpt_iters}: {resumed_at}");
-    assert!(counter(&text, "spikerl_learner_policy_version", &[]) >= ckpt_version as f64, "policy version continues");
-    assert!(counter(&text, "spikerl_learner_replay_size", &[]) >= ckpt_replay as f64, "replay contents restored");
+    assert!(
+        counter(&text, "spikerl_learner_policy_version", &[]) >= ckpt_version as f64,
+        "policy version continues"
+    );
+    assert!(
+        counter(&text, "spikerl_learner_replay_size", &[]) >= ckpt_replay as f64,
+        "replay contents restored"
+    );
     // The actors reconnect by themselves and training goes on to the end of the run.
     let status = procs.wait(l2, Duration::from_secs(300)).expect("the resumed run finishes");
     let log = std::fs::read_to_string(dir.join("learner2.log")).unwrap_or_default();
     assert!(status.success(), "resumed learner failed:\n{log}");
     let manifest = std::fs::read_to_string(run_dir.join("manifest.json")).unwrap();
-    assert!(manifest.contains("\"status\": \"completed\"") && manifest.contains("resumed_from"), "{manifest}");
+    assert!(
+        manifest.contains("\"status\": \"completed\"") && manifest.contains("resumed_from"),
+        "{manifest}"
+    );
     let evals = evals(&run_dir);
     assert!(evals.windows(2).all(|w| w[0].0 < w[1].0), "one evaluation row per step, in order: {evals:?}");
     assert!(evals.last().unwrap().0 >= 4500, "the run reached its last step: {evals:?}");
@@ -139,13 +170,20 @@ fn corrupt_checkpoints_are_detected_never_loaded() {
     let status = procs.wait(r, Duration::from_secs(120)).expect("resume finishes");
     let log = std::fs::read_to_string(dir.join("resume.log")).unwrap();
     assert!(status.success(), "falls back to the previous checkpoint:\n{log}");
-    assert!(log.contains("corrupt") && log.contains("nets.safetensors"), "the corrupt checkpoint is reported:\n{log}");
+    assert!(
+        log.contains("corrupt") && log.contains("nets.safetensors"),
+        "the corrupt checkpoint is reported:\n{log}"
+    );
 
     // Corrupt every checkpoint: resume refuses with a clear message and a non-zero exit.
     for (_, c) in spikerl_checkpoints(&run_dir) {
         std::fs::write(c.join("state.json"), b"{ not json").unwrap();
     }
-    let r = procs.spawn("resume-bad", learner_cmd(grpc, metrics, &run_dir, &["--resume"]), &dir.join("resume-bad.log"));
+    let r = procs.spawn(
+        "resume-bad",
+        learner_cmd(grpc, metrics, &run_dir, &["--resume"]),
+        &dir.join("resume-bad.log"),
+    );
     let status = procs.wait(r, Duration::from_secs(60)).expect("refuses quickly");
     let log = std::fs::read_to_string(dir.join("resume-bad.log")).unwrap();
     assert!(!status.success(), "no valid checkpoint must not start:\n{log}");
@@ -163,7 +201,9 @@ fn sigterm_checkpoints_and_exits_cleanly() {
     let run = ["--steps", "100000", "--random-steps", "300", "--eval-every", "0", "--checkpoint-secs", "0"];
     let l = procs.spawn("learner", learner_cmd(grpc, metrics, &run_dir, &run), &dir.join("learner.log"));
     procs.spawn("actor", actor_cmd(grpc, "a0", &[]), &dir.join("a0.log"));
-    wait_metrics(&maddr, Duration::from_secs(60), "training", |t| counter(t, "spikerl_learner_train_iterations_total", &[]) > 100.0);
+    wait_metrics(&maddr, Duration::from_secs(60), "training", |t| {
+        counter(t, "spikerl_learner_train_iterations_total", &[]) > 100.0
+    });
     let pid = procs.0[l].1.id();
     let sent = Instant::now();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap().success());

@@ -19,8 +19,10 @@ fn sixty_four_actors_stream_concurrently() {
     let maddr = format!("127.0.0.1:{metrics}");
     let mut procs = Processes::default();
     // No training (random steps never end) so the transport, validation and replay path are measured.
-    let run = ["--steps", "1", "--random-steps", "1000000000", "--eval-every", "0", "--replay-capacity", "50000"];
-    let l = procs.spawn("learner", learner_cmd(grpc, metrics, &dir.join("run"), &run), &dir.join("learner.log"));
+    let run =
+        ["--steps", "1", "--random-steps", "1000000000", "--eval-every", "0", "--replay-capacity", "50000"];
+    let l =
+        procs.spawn("learner", learner_cmd(grpc, metrics, &dir.join("run"), &run), &dir.join("learner.log"));
     wait_metrics(&maddr, Duration::from_secs(60), "learner up", |t| t.contains("spikerl_learner"));
     let pid = procs.0[l].1.id();
 
@@ -35,11 +37,18 @@ fn sixty_four_actors_stream_concurrently() {
                     .await
                     .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
                 let reply = client
-                    .register(RegisterRequest { protocol_version: PROTOCOL_VERSION, actor_name: format!("load-{i}"), num_envs: 1 })
+                    .register(RegisterRequest {
+                        protocol_version: PROTOCOL_VERSION,
+                        actor_name: format!("load-{i}"),
+                        num_envs: 1,
+                    })
                     .await?
                     .into_inner();
                 let (tx, rx) = tokio::sync::mpsc::channel(2);
-                let mut acks = client.stream_transitions(tokio_stream::wrappers::ReceiverStream::new(rx)).await?.into_inner();
+                let mut acks = client
+                    .stream_transitions(tokio_stream::wrappers::ReceiverStream::new(rx))
+                    .await?
+                    .into_inner();
                 let mut acked = 0u64;
                 let mut seq = 0u64;
                 let deadline = Instant::now() + duration;
@@ -82,7 +91,10 @@ fn sixty_four_actors_stream_concurrently() {
     assert!(errors.is_empty(), "{} of {CONNECTIONS} connections failed: {:?}", errors.len(), errors.first());
     let text = scrape(&maddr).unwrap();
     let received: f64 = (0..CONNECTIONS)
-        .map(|a| metric(&text, "spikerl_learner_transitions_received_total", &[("actor", &a.to_string())]).unwrap_or(0.0))
+        .map(|a| {
+            metric(&text, "spikerl_learner_transitions_received_total", &[("actor", &a.to_string())])
+                .unwrap_or(0.0)
+        })
         .sum();
     assert_eq!(received as u64, acked, "every acknowledged transition was stored exactly once");
     let rss_end = rss_kib(pid);

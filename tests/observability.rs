@@ -61,7 +61,8 @@ fn shipped_expressions() -> Vec<(String, String)> {
     let mut out = Vec::new();
     for path in files("deploy/grafana/dashboards", "json") {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let json: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let json: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         collect_dashboard_exprs(&json, &name, &mut out);
     }
     for path in files("deploy/prometheus/rules", "yml") {
@@ -70,7 +71,11 @@ fn shipped_expressions() -> Vec<(String, String)> {
             out.push((name.clone(), expr));
         }
     }
-    assert!(out.len() > 50, "expected the dashboards and rules to hold many expressions, found {}", out.len());
+    assert!(
+        out.len() > 50,
+        "expected the dashboards and rules to hold many expressions, found {}",
+        out.len()
+    );
     out
 }
 
@@ -211,8 +216,21 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
             i += 1;
         }
     }
-    const KEYWORDS: [&str; 13] =
-        ["by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool", "offset", "inf", "nan"];
+    const KEYWORDS: [&str; 13] = [
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+        "and",
+        "or",
+        "unless",
+        "bool",
+        "offset",
+        "inf",
+        "nan",
+    ];
     const GROUPING: [&str; 6] = ["by", "without", "on", "ignoring", "group_left", "group_right"];
     let mut names = BTreeSet::new();
     let mut i = 0;
@@ -243,11 +261,15 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
 fn metric_name_extraction_understands_promql() {
     let names = |e: &str| metric_names(e).into_iter().collect::<Vec<_>>();
     assert_eq!(
-        names(r#"histogram_quantile(0.95, sum by (le, method) (rate(spikerl_grpc_server_handling_seconds_bucket{instance=~"$learner", method="Register"}[$__rate_interval])))"#),
+        names(
+            r#"histogram_quantile(0.95, sum by (le, method) (rate(spikerl_grpc_server_handling_seconds_bucket{instance=~"$learner", method="Register"}[$__rate_interval])))"#
+        ),
         ["spikerl_grpc_server_handling_seconds_bucket"]
     );
     assert_eq!(
-        names("increase(a_total[10m]) == 0\nand on (job, instance) (time() - process_start_time_seconds) > 900"),
+        names(
+            "increase(a_total[10m]) == 0\nand on (job, instance) (time() - process_start_time_seconds) > 900"
+        ),
         ["a_total", "process_start_time_seconds"]
     );
     assert_eq!(names("label_values(spikerl_run_info, instance)"), ["spikerl_run_info"]);
@@ -339,10 +361,34 @@ impl Cluster {
         let (grpc, lm, am) = (free_port(), free_port(), free_port());
         let mut procs = Processes::default();
         let mut cmd = spikerl();
-        cmd.args(["learner", "--listen", &format!("127.0.0.1:{grpc}"), "--metrics", &format!("127.0.0.1:{lm}")]);
-        cmd.args(["--run-dir", dir.join("run").to_str().unwrap(), "--env", "Pendulum-v1", "--threads", "1", "--log", "info"]);
+        cmd.args([
+            "learner",
+            "--listen",
+            &format!("127.0.0.1:{grpc}"),
+            "--metrics",
+            &format!("127.0.0.1:{lm}"),
+        ]);
+        cmd.args([
+            "--run-dir",
+            dir.join("run").to_str().unwrap(),
+            "--env",
+            "Pendulum-v1",
+            "--threads",
+            "1",
+            "--log",
+            "info",
+        ]);
         cmd.args(["--algo", "proxy", "--neuron", "lif", "--steps", "1000000", "--random-steps", "300"]);
-        cmd.args(["--eval-every", "1000000", "--eval-episodes", "1", "--checkpoint-secs", "1", "--seed", "5"]);
+        cmd.args([
+            "--eval-every",
+            "1000000",
+            "--eval-episodes",
+            "1",
+            "--checkpoint-secs",
+            "1",
+            "--seed",
+            "5",
+        ]);
         procs.spawn("learner", cmd, &dir.join("learner.log"));
         Cluster { procs, dir, grpc, learner: format!("127.0.0.1:{lm}"), actor: format!("127.0.0.1:{am}") }
     }
@@ -356,8 +402,14 @@ impl Cluster {
 
     fn logs(&self) -> String {
         let log = |f: &str| std::fs::read_to_string(self.dir.join(f)).unwrap_or_default();
-        let tail = |s: String| s.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
-        format!("--- learner.log (tail)\n{}\n--- actor.log (tail)\n{}", tail(log("learner.log")), tail(log("actor.log")))
+        let tail = |s: String| {
+            s.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+        };
+        format!(
+            "--- learner.log (tail)\n{}\n--- actor.log (tail)\n{}",
+            tail(log("learner.log")),
+            tail(log("actor.log"))
+        )
     }
 }
 
@@ -387,19 +439,31 @@ fn dashboards_alerts_and_docs_use_only_series_the_exporters_emit() {
 
     let mut c = Cluster::start_learner("obs-names");
     // The interface names are there as soon as the learner serves (before any actor).
-    let first = wait_metrics(&c.learner, Duration::from_secs(120), "the learner's metrics with its run started", |t| {
-        metric(t, "spikerl_learner_connected_actors", &[]).is_some()
-    });
+    let first = wait_metrics(
+        &c.learner,
+        Duration::from_secs(120),
+        "the learner's metrics with its run started",
+        |t| metric(t, "spikerl_learner_connected_actors", &[]).is_some(),
+    );
     let names = sample_names(&first);
     for n in INTERFACE_LEARNER {
         assert!(names.contains(n), "{n} is not exported at start:\n{first}\n{}", c.logs());
     }
-    assert!(first.contains(r#"spikerl_learner_transitions_rejected_total{role="learner",reason="shape"} 0"#), "{first}");
-    assert!(metric(&first, "spikerl_learner_policy_lag", &[]).is_some_and(f64::is_nan), "no actor, no lag: {first}");
+    assert!(
+        first.contains(r#"spikerl_learner_transitions_rejected_total{role="learner",reason="shape"} 0"#),
+        "{first}"
+    );
+    assert!(
+        metric(&first, "spikerl_learner_policy_lag", &[]).is_some_and(f64::is_nan),
+        "no actor, no lag: {first}"
+    );
     let actor = c.start_actor();
     let actor_first = wait_metrics(&c.actor, Duration::from_secs(60), "the actor's metrics", |_| true);
     for n in INTERFACE_ACTOR {
-        assert!(sample_names(&actor_first).contains(n), "{n} is not exported at the actor's start:\n{actor_first}");
+        assert!(
+            sample_names(&actor_first).contains(n),
+            "{n} is not exported at the actor's start:\n{actor_first}"
+        );
     }
 
     // Run until every name the dashboards and rules use has appeared (histograms need an observation).
@@ -409,8 +473,10 @@ fn dashboards_alerts_and_docs_use_only_series_the_exporters_emit() {
         let at = scrape(&c.actor).unwrap_or_default();
         let mut emitted = sample_names(&lt);
         emitted.extend(sample_names(&at));
-        let missing: Vec<&String> =
-            used.keys().filter(|n| !emitted.contains(*n) && !PROMETHEUS_SERIES.contains(&n.as_str())).collect();
+        let missing: Vec<&String> = used
+            .keys()
+            .filter(|n| !emitted.contains(*n) && !PROMETHEUS_SERIES.contains(&n.as_str()))
+            .collect();
         if missing.is_empty() && emitted.contains(INTERFACE_PER_ACTOR) {
             break (lt, at, emitted);
         }
@@ -446,7 +512,10 @@ fn dashboards_alerts_and_docs_use_only_series_the_exporters_emit() {
         }
         for (name, kind) in &types {
             if name.ends_with("_seconds") && kind != "gauge" {
-                assert_eq!(kind, "histogram", "{name}: _seconds distributions must be histograms with buckets");
+                assert_eq!(
+                    kind, "histogram",
+                    "{name}: _seconds distributions must be histograms with buckets"
+                );
             }
         }
     }
@@ -457,16 +526,31 @@ fn dashboards_alerts_and_docs_use_only_series_the_exporters_emit() {
 
     // Policy lag: reported while the actor streams, gone once it has left. The learner's lag has no
     // actor label (a per-actor gauge would keep a departed actor's last value forever).
-    let lag_lines = |t: &str| t.lines().filter(|l| l.starts_with("spikerl_learner_policy_lag")).map(str::to_string).collect::<Vec<_>>();
-    let streaming = wait_metrics(&c.learner, Duration::from_secs(60), "a policy lag from the connected actor", |t| {
-        metric(t, "spikerl_learner_policy_lag", &[]).is_some_and(f64::is_finite)
-    });
-    assert_eq!(lag_lines(&streaming).len(), 1, "one lag series, no per-actor ones: {:?}", lag_lines(&streaming));
-    assert!(metric(&streaming, "spikerl_learner_batch_policy_lag_count", &[]).is_some_and(|n| n >= 1.0), "{streaming}");
+    let lag_lines = |t: &str| {
+        t.lines()
+            .filter(|l| l.starts_with("spikerl_learner_policy_lag"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let streaming =
+        wait_metrics(&c.learner, Duration::from_secs(60), "a policy lag from the connected actor", |t| {
+            metric(t, "spikerl_learner_policy_lag", &[]).is_some_and(f64::is_finite)
+        });
+    assert_eq!(
+        lag_lines(&streaming).len(),
+        1,
+        "one lag series, no per-actor ones: {:?}",
+        lag_lines(&streaming)
+    );
+    assert!(
+        metric(&streaming, "spikerl_learner_batch_policy_lag_count", &[]).is_some_and(|n| n >= 1.0),
+        "{streaming}"
+    );
     c.procs.kill(actor);
-    let left = wait_metrics(&c.learner, Duration::from_secs(30), "the learner to notice the actor left", |t| {
-        metric(t, "spikerl_learner_connected_actors", &[]) == Some(0.0)
-    });
+    let left =
+        wait_metrics(&c.learner, Duration::from_secs(30), "the learner to notice the actor left", |t| {
+            metric(t, "spikerl_learner_connected_actors", &[]) == Some(0.0)
+        });
     let lag = lag_lines(&left);
     assert!(
         lag.len() == 1 && metric(&left, "spikerl_learner_policy_lag", &[]).is_some_and(f64::is_nan),
@@ -483,8 +567,29 @@ fn the_lockstep_learner_exports_its_documented_series() {
     let addr = format!("127.0.0.1:{}", free_port());
     let mut procs = Processes::default();
     let mut cmd = spikerl();
-    cmd.args(["train", "--sync", "--env", "Pendulum-v1", "--algo", "ann", "--steps", "1000000", "--random-steps", "256"]);
-    cmd.args(["--eval-every", "1000000", "--eval-episodes", "1", "--threads", "1", "--no-progress", "--metrics", &addr]);
+    cmd.args([
+        "train",
+        "--sync",
+        "--env",
+        "Pendulum-v1",
+        "--algo",
+        "ann",
+        "--steps",
+        "1000000",
+        "--random-steps",
+        "256",
+    ]);
+    cmd.args([
+        "--eval-every",
+        "1000000",
+        "--eval-episodes",
+        "1",
+        "--threads",
+        "1",
+        "--no-progress",
+        "--metrics",
+        &addr,
+    ]);
     cmd.args(["--out", dir.join("run").to_str().unwrap()]);
     procs.spawn("train", cmd, &dir.join("train.log"));
     let at_start = wait_metrics(&addr, Duration::from_secs(120), "the lockstep learner's run started", |t| {
@@ -495,9 +600,17 @@ fn the_lockstep_learner_exports_its_documented_series() {
         metric(t, "spikerl_actor_episode_length_last", &[]).is_some_and(|v| v == 200.0)
     });
     let names = sample_names(&text);
-    let sync_series = ["spikerl_actor_env_steps_total", "spikerl_actor_episodes_total", "spikerl_actor_episode_return_last", "spikerl_actor_episode_length_last"];
+    let sync_series = [
+        "spikerl_actor_env_steps_total",
+        "spikerl_actor_episodes_total",
+        "spikerl_actor_episode_return_last",
+        "spikerl_actor_episode_length_last",
+    ];
     for n in sync_series {
-        assert!(sample_names(&at_start).contains(n), "{n} is not exported from the start in --sync mode:\n{at_start}");
+        assert!(
+            sample_names(&at_start).contains(n),
+            "{n} is not exported from the start in --sync mode:\n{at_start}"
+        );
     }
     // Series about actors and their network traffic are the distributed learner's (docs/metrics.md).
     let distributed_only = [
@@ -510,13 +623,19 @@ fn the_lockstep_learner_exports_its_documented_series() {
         assert!(names.contains(*n), "{n} is not exported in --sync mode:\n{text}");
     }
     for n in distributed_only {
-        assert!(!names.contains(n), "{n} has no meaning without actors and must not be exported in --sync mode");
+        assert!(
+            !names.contains(n),
+            "{n} has no meaning without actors and must not be exported in --sync mode"
+        );
     }
     let (types, helps) = families(&text);
     let (documented, described) = (documented_names(), described_names());
     for sample in &names {
         let base = base_name(sample, &types);
-        assert!(helps.contains(&base) && documented.contains(&base) && described.contains(&base), "{base}: HELP, docs/metrics.md and SERIES");
+        assert!(
+            helps.contains(&base) && documented.contains(&base) && described.contains(&base),
+            "{base}: HELP, docs/metrics.md and SERIES"
+        );
     }
     eprintln!("--sync exports {} sample names", names.len());
     drop(procs);
@@ -529,7 +648,10 @@ fn docs_define_every_series_the_binary_describes_and_dashboards_are_well_formed(
     let described = described_names();
     assert!(described.len() > 50, "SERIES table not found in src/metrics.rs ({} names)", described.len());
     let undocumented: Vec<_> = described.difference(&documented).collect();
-    assert!(undocumented.is_empty(), "described in src/metrics.rs but not in docs/metrics.md: {undocumented:?}");
+    assert!(
+        undocumented.is_empty(),
+        "described in src/metrics.rs but not in docs/metrics.md: {undocumented:?}"
+    );
     let unknown: Vec<_> = documented.difference(&described).collect();
     assert!(unknown.is_empty(), "in docs/metrics.md but never described by the binary: {unknown:?}");
     for n in INTERFACE_LEARNER.iter().chain(&INTERFACE_ACTOR).chain([&INTERFACE_PER_ACTOR]) {
@@ -540,7 +662,9 @@ fn docs_define_every_series_the_binary_describes_and_dashboards_are_well_formed(
         for n in metric_names(&e) {
             let base = ["_bucket", "_sum", "_count"].iter().find_map(|s| n.strip_suffix(s)).unwrap_or(&n);
             assert!(
-                documented.contains(&n) || documented.contains(base) || PROMETHEUS_SERIES.contains(&n.as_str()),
+                documented.contains(&n)
+                    || documented.contains(base)
+                    || PROMETHEUS_SERIES.contains(&n.as_str()),
                 "{origin}: {n} is not defined in docs/metrics.md"
             );
         }
@@ -550,7 +674,10 @@ fn docs_define_every_series_the_binary_describes_and_dashboards_are_well_formed(
     let provider = read("deploy/grafana/provisioning/dashboards/spikerl.yml");
     assert!(provider.contains("path: /var/lib/grafana/dashboards"), "{provider}");
     let datasource = read("deploy/grafana/provisioning/datasources/prometheus.yml");
-    assert!(datasource.contains("uid: spikerl-prometheus") && datasource.contains("url: http://prometheus:9090"), "{datasource}");
+    assert!(
+        datasource.contains("uid: spikerl-prometheus") && datasource.contains("url: http://prometheus:9090"),
+        "{datasource}"
+    );
     let mut uids = BTreeSet::new();
     let dashboards = files("deploy/grafana/dashboards", "json");
     assert_eq!(dashboards.len(), 3, "health, learning and spiking-network dashboards: {dashboards:?}");
@@ -567,7 +694,12 @@ fn docs_define_every_series_the_binary_describes_and_dashboards_are_well_formed(
         for p in panels {
             let title = p["title"].as_str().unwrap_or("?");
             let g = &p["gridPos"];
-            let (x, y, w, h) = (g["x"].as_u64().unwrap(), g["y"].as_u64().unwrap(), g["w"].as_u64().unwrap(), g["h"].as_u64().unwrap());
+            let (x, y, w, h) = (
+                g["x"].as_u64().unwrap(),
+                g["y"].as_u64().unwrap(),
+                g["w"].as_u64().unwrap(),
+                g["h"].as_u64().unwrap(),
+            );
             assert!(x + w <= 24, "{name}: panel {title} is wider than the grid");
             for cx in x..x + w {
                 for cy in y..y + h {
@@ -578,7 +710,10 @@ fn docs_define_every_series_the_binary_describes_and_dashboards_are_well_formed(
                 assert_eq!(p["datasource"]["uid"], "${datasource}", "{name}: panel {title} datasource");
                 let refs: BTreeSet<_> = targets.iter().map(|t| t["refId"].as_str().unwrap()).collect();
                 assert_eq!(refs.len(), targets.len(), "{name}: panel {title} repeats a refId");
-                assert!(targets.iter().all(|t| t["expr"].as_str().is_some_and(|e| !e.is_empty())), "{name}: {title}");
+                assert!(
+                    targets.iter().all(|t| t["expr"].as_str().is_some_and(|e| !e.is_empty())),
+                    "{name}: {title}"
+                );
             }
         }
     }
@@ -637,7 +772,10 @@ fn prometheus_tools() -> Result<(), String> {
 
 fn promtool(args: &[&str]) -> (bool, String) {
     let out = Command::new("promtool").args(args).current_dir(root()).output().expect("running promtool");
-    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    (
+        out.status.success(),
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+    )
 }
 
 #[test]
@@ -646,8 +784,10 @@ fn promtool_accepts_the_shipped_configuration_and_rules() {
         eprintln!("SKIPPED promtool checks: {why}");
         return;
     }
-    let rules: Vec<String> =
-        files("deploy/prometheus/rules", "yml").iter().map(|p| p.strip_prefix(root()).unwrap().display().to_string()).collect();
+    let rules: Vec<String> = files("deploy/prometheus/rules", "yml")
+        .iter()
+        .map(|p| p.strip_prefix(root()).unwrap().display().to_string())
+        .collect();
     assert!(!rules.is_empty(), "no rule files in deploy/prometheus/rules");
     let mut args = vec!["check", "rules"];
     args.extend(rules.iter().map(String::as_str));
@@ -658,7 +798,10 @@ fn promtool_accepts_the_shipped_configuration_and_rules() {
     // The compose configuration (DNS names need not resolve: check config validates syntax and rule files).
     let (ok, out) = promtool(&["check", "config", "deploy/prometheus/prometheus.yml"]);
     assert!(ok, "promtool check config prometheus.yml:\n{out}");
-    assert!(out.contains("rule files found") || out.contains("rules found"), "the config loads the rules:\n{out}");
+    assert!(
+        out.contains("rule files found") || out.contains("rules found"),
+        "the config loads the rules:\n{out}"
+    );
 
     // The alert rules behave: each fires on its failure and stays quiet on a healthy run.
     let (ok, out) = promtool(&["test", "rules", "tests/fixtures/prometheus/alerts_test.yml"]);
@@ -670,14 +813,24 @@ fn promtool_accepts_the_shipped_configuration_and_rules() {
     if !ok && out.contains("kubernetes_sd_configs not found") {
         let text = read("deploy/prometheus/prometheus-k8s.yml");
         let start = text.find("    kubernetes_sd_configs:").expect("kubernetes_sd_configs block");
-        let end = start + text[start..].find("    relabel_configs:").expect("relabel_configs after the sd block");
-        let copy = format!("{}    static_configs:\n      - targets: [\"placeholder:9100\"]\n{}", &text[..start], &text[end..]);
+        let end =
+            start + text[start..].find("    relabel_configs:").expect("relabel_configs after the sd block");
+        let copy = format!(
+            "{}    static_configs:\n      - targets: [\"placeholder:9100\"]\n{}",
+            &text[..start],
+            &text[end..]
+        );
         let dir = temp_dir("obs-k8s-config");
         std::fs::write(dir.join("prometheus.yml"), copy).unwrap();
         std::os::unix::fs::symlink(root().join("deploy/prometheus/rules"), dir.join("rules")).unwrap();
         let (ok2, out2) = promtool(&["check", "config", dir.join("prometheus.yml").to_str().unwrap()]);
-        assert!(ok2, "promtool check config prometheus-k8s.yml (with a placeholder for kubernetes_sd_configs):\n{out2}");
-        eprintln!("note: this promtool lacks Kubernetes service discovery; prometheus-k8s.yml was checked with a placeholder for it");
+        assert!(
+            ok2,
+            "promtool check config prometheus-k8s.yml (with a placeholder for kubernetes_sd_configs):\n{out2}"
+        );
+        eprintln!(
+            "note: this promtool lacks Kubernetes service discovery; prometheus-k8s.yml was checked with a placeholder for it"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     } else {
         assert!(ok, "promtool check config prometheus-k8s.yml:\n{out}");
@@ -707,7 +860,8 @@ fn encode(q: &str) -> String {
 
 /// Runs an instant query: Ok(result array) or Err(the error Prometheus reports).
 fn query(prom: &str, q: &str) -> Result<Vec<Value>, String> {
-    let (_, body) = http_get(prom, &format!("/api/v1/query?query={}", encode(q))).ok_or("no answer from Prometheus")?;
+    let (_, body) =
+        http_get(prom, &format!("/api/v1/query?query={}", encode(q))).ok_or("no answer from Prometheus")?;
     let v: Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
     if v["status"] != "success" {
         return Err(format!("{}: {}", v["errorType"], v["error"]));
@@ -762,7 +916,13 @@ fn a_real_prometheus_scrapes_learner_and_actor_and_evaluates_every_shipped_expre
         .arg("--log.level=warn")
         .stdin(std::process::Stdio::null());
     let p = c.procs.spawn("prometheus", cmd, &c.dir.join("prometheus.log"));
-    let logs = |c: &Cluster| format!("{}\n--- prometheus.log\n{}", c.logs(), std::fs::read_to_string(c.dir.join("prometheus.log")).unwrap_or_default());
+    let logs = |c: &Cluster| {
+        format!(
+            "{}\n--- prometheus.log\n{}",
+            c.logs(),
+            std::fs::read_to_string(c.dir.join("prometheus.log")).unwrap_or_default()
+        )
+    };
     wait_for("Prometheus to be ready", Duration::from_secs(60), || {
         if let Ok(Some(status)) = c.procs.0[p].1.try_wait() {
             panic!("prometheus exited: {status}\n{}", logs(&c));
@@ -773,20 +933,33 @@ fn a_real_prometheus_scrapes_learner_and_actor_and_evaluates_every_shipped_expre
     // Both targets up.
     let up = wait_for("both targets up", Duration::from_secs(60), || {
         let r = query(&prom, "up").ok()?;
-        let jobs: BTreeMap<String, f64> = r.iter().map(|s| (s["metric"]["job"].as_str().unwrap_or("").to_string(), value(s))).collect();
+        let jobs: BTreeMap<String, f64> =
+            r.iter().map(|s| (s["metric"]["job"].as_str().unwrap_or("").to_string(), value(s))).collect();
         (jobs.get("learner") == Some(&1.0) && jobs.get("actor") == Some(&1.0)).then_some(jobs)
     });
     eprintln!("up: {up:?}");
 
     // Training iterations increase between scrapes; the actor steps; the run is described.
     let first = wait_for("spikerl_learner_train_iterations_total", Duration::from_secs(60), || {
-        query(&prom, r#"spikerl_learner_train_iterations_total{job="learner"}"#).ok()?.first().map(value).filter(|v| v.is_finite())
+        query(&prom, r#"spikerl_learner_train_iterations_total{job="learner"}"#)
+            .ok()?
+            .first()
+            .map(value)
+            .filter(|v| v.is_finite())
     });
     let later = wait_for("training iterations to increase in Prometheus", Duration::from_secs(180), || {
-        query(&prom, r#"spikerl_learner_train_iterations_total{job="learner"}"#).ok()?.first().map(value).filter(|v| *v > first)
+        query(&prom, r#"spikerl_learner_train_iterations_total{job="learner"}"#)
+            .ok()?
+            .first()
+            .map(value)
+            .filter(|v| *v > first)
     });
     let steps = wait_for("spikerl_actor_env_steps_total > 0", Duration::from_secs(60), || {
-        query(&prom, r#"spikerl_actor_env_steps_total{job="actor"}"#).ok()?.first().map(value).filter(|v| *v > 0.0)
+        query(&prom, r#"spikerl_actor_env_steps_total{job="actor"}"#)
+            .ok()?
+            .first()
+            .map(value)
+            .filter(|v| *v > 0.0)
     });
     let info = query(&prom, "spikerl_run_info").unwrap();
     assert_eq!(info.len(), 1, "{info:?}");
@@ -827,9 +1000,10 @@ fn a_real_prometheus_scrapes_learner_and_actor_and_evaluates_every_shipped_expre
         let (_, body) = http_get(&prom, "/api/v1/rules")?;
         let v: Value = serde_json::from_str(&body).ok()?;
         let groups = v["data"]["groups"].as_array()?.clone();
-        let evaluated = groups.iter().flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default()).all(|r| {
-            r["lastEvaluation"].as_str().is_some_and(|t| !t.starts_with("0001"))
-        });
+        let evaluated = groups
+            .iter()
+            .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+            .all(|r| r["lastEvaluation"].as_str().is_some_and(|t| !t.starts_with("0001")));
         (!groups.is_empty() && evaluated).then_some(groups)
     });
     let mut rules_seen = 0;

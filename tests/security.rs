@@ -40,19 +40,41 @@ fn mutual_tls_with_token() {
     let dir = temp_dir("tls");
     let pki = pki();
     let ca = write(&dir, "ca.pem", &pki.ca);
-    let (server_cert, server_key) = (write(&dir, "server.pem", &pki.server.0), write(&dir, "server.key", &pki.server.1));
-    let (client_cert, client_key) = (write(&dir, "client.pem", &pki.client.0), write(&dir, "client.key", &pki.client.1));
+    let (server_cert, server_key) =
+        (write(&dir, "server.pem", &pki.server.0), write(&dir, "server.key", &pki.server.1));
+    let (client_cert, client_key) =
+        (write(&dir, "client.pem", &pki.client.0), write(&dir, "client.key", &pki.client.1));
     let token = write(&dir, "token", "tls-test-token\n");
     let (grpc, metrics) = (free_port(), free_port());
     let maddr = format!("127.0.0.1:{metrics}");
     let mut procs = Processes::default();
-    let tls = ["--tls-cert", &server_cert, "--tls-key", &server_key, "--tls-client-ca", &ca, "--auth-token-file", &token];
-    let run = [&["--steps", "100000", "--random-steps", "100000", "--eval-every", "0"][..], &tls[..]].concat();
+    let tls = [
+        "--tls-cert",
+        &server_cert,
+        "--tls-key",
+        &server_key,
+        "--tls-client-ca",
+        &ca,
+        "--auth-token-file",
+        &token,
+    ];
+    let run =
+        [&["--steps", "100000", "--random-steps", "100000", "--eval-every", "0"][..], &tls[..]].concat();
     procs.spawn("learner", learner_cmd(grpc, metrics, &dir.join("run"), &run), &dir.join("learner.log"));
 
     let url = format!("https://localhost:{grpc}");
     let mut actor = spikerl();
-    actor.args(["actor", "--learner", &url, "--name", "tls-actor", "--tls-ca", &ca, "--tls-cert", &client_cert]);
+    actor.args([
+        "actor",
+        "--learner",
+        &url,
+        "--name",
+        "tls-actor",
+        "--tls-ca",
+        &ca,
+        "--tls-cert",
+        &client_cert,
+    ]);
     actor.args(["--tls-key", &client_key, "--auth-token-file", &token, "--log", "info"]);
     procs.spawn("actor", actor, &dir.join("actor.log"));
     wait_metrics(&maddr, Duration::from_secs(60), "transitions over mutual TLS", |t| {
@@ -68,16 +90,21 @@ fn mutual_tls_with_token() {
             num_envs: 1,
         };
         // No client certificate: the handshake fails, nothing reaches the service.
-        let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&pki.ca)).domain_name("localhost");
+        let tls =
+            ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&pki.ca)).domain_name("localhost");
         let endpoint = Endpoint::from_shared(url.clone()).unwrap().tls_config(tls.clone()).unwrap();
         let refused = match endpoint.connect().await {
             Err(_) => true,
-            Ok(ch) => spikerl_proto::learner_client::LearnerClient::new(ch).register(register.clone()).await.is_err(),
+            Ok(ch) => spikerl_proto::learner_client::LearnerClient::new(ch)
+                .register(register.clone())
+                .await
+                .is_err(),
         };
         assert!(refused, "a client without a certificate must be refused under mutual TLS");
         // Certificate but no token: UNAUTHENTICATED.
         let tls = tls.identity(Identity::from_pem(&pki.client.0, &pki.client.1));
-        let ch = Endpoint::from_shared(url.clone()).unwrap().tls_config(tls).unwrap().connect().await.unwrap();
+        let ch =
+            Endpoint::from_shared(url.clone()).unwrap().tls_config(tls).unwrap().connect().await.unwrap();
         let e = spikerl_proto::learner_client::LearnerClient::new(ch).register(register).await.unwrap_err();
         assert_eq!(e.code(), tonic::Code::Unauthenticated);
     });

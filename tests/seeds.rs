@@ -6,8 +6,31 @@ use common::{spikerl, temp_dir};
 
 fn short_run(extra: &[&str], out: &std::path::Path) -> std::process::Output {
     spikerl()
-        .args(["train", "--sync", "--env", "Pendulum-v1", "--algo", "proxy", "--neuron", "lif", "--snn-hidden", "32,32"])
-        .args(["--steps", "60", "--random-steps", "256", "--eval-every", "100", "--eval-episodes", "1", "--threads", "1", "--no-progress"])
+        .args([
+            "train",
+            "--sync",
+            "--env",
+            "Pendulum-v1",
+            "--algo",
+            "proxy",
+            "--neuron",
+            "lif",
+            "--snn-hidden",
+            "32,32",
+        ])
+        .args([
+            "--steps",
+            "60",
+            "--random-steps",
+            "256",
+            "--eval-every",
+            "100",
+            "--eval-episodes",
+            "1",
+            "--threads",
+            "1",
+            "--no-progress",
+        ])
         .args(extra)
         .arg("--out")
         .arg(out)
@@ -22,11 +45,15 @@ fn train_with_seeds_writes_one_run_folder_per_seed() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("2 seeds (stacked) finished"), "{stdout}");
-    assert!(stdout.contains("seed 3: evaluation return") && stdout.contains("seed 5: evaluation return"), "{stdout}");
+    assert!(
+        stdout.contains("seed 3: evaluation return") && stdout.contains("seed 5: evaluation return"),
+        "{stdout}"
+    );
     assert!(stdout.contains("final return over the seeds"), "{stdout}");
     for seed in [3, 5] {
         let run = dir.join(format!("group/seed{seed}"));
-        let m: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("manifest.json")).unwrap()).unwrap();
+        let m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(run.join("manifest.json")).unwrap()).unwrap();
         assert_eq!(m["status"], "completed");
         assert_eq!(m["config"]["seed"], seed);
         assert_eq!(m["seed_group"]["seeds"], serde_json::json!([3, 5]));
@@ -40,7 +67,13 @@ fn train_with_seeds_writes_one_run_folder_per_seed() {
     assert_ne!(common::evals(&dir.join("group/seed3"))[0].1, common::evals(&dir.join("group/seed5"))[0].1);
 
     // The report reads the group like a sweep's folders: one configuration, two seeds.
-    let report = spikerl().args(["report"]).arg(dir.join("group")).arg("--out").arg(dir.join("report")).output().unwrap();
+    let report = spikerl()
+        .args(["report"])
+        .arg(dir.join("group"))
+        .arg("--out")
+        .arg(dir.join("report"))
+        .output()
+        .unwrap();
     assert!(report.status.success(), "{}", String::from_utf8_lossy(&report.stderr));
     let table = std::fs::read_to_string(dir.join("report/table1.csv")).unwrap();
     assert!(table.lines().count() >= 2, "{table}");
@@ -64,7 +97,13 @@ fn bad_seed_lists_are_usage_errors() {
         (vec!["--sync", "--seeds", "x"], "not a number"),
         (vec!["--sync", "--seeds", "0-1", "--seed", "4"], "--seeds with --seed"),
     ] {
-        let out = spikerl().args(["train", "--env", "Pendulum-v1", "--no-progress"]).args(&args).arg("--out").arg(dir.join("x")).output().unwrap();
+        let out = spikerl()
+            .args(["train", "--env", "Pendulum-v1", "--no-progress"])
+            .args(&args)
+            .arg("--out")
+            .arg(dir.join("x"))
+            .output()
+            .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{why}: {stderr}");
         assert!(!stderr.contains("panicked"), "{why}: {stderr}");
@@ -80,13 +119,39 @@ fn an_interrupted_seed_group_checkpoints_every_seed() {
     // The guard kills the run if the test fails half way: it would train for a million steps.
     let mut procs = common::Processes::default();
     let mut cmd = spikerl();
-    cmd.args(["train", "--sync", "--env", "Pendulum-v1", "--algo", "ann", "--seeds", "0,1", "--seed-batching", "stacked"])
-        .args(["--steps", "1000000", "--random-steps", "256", "--eval-every", "300", "--eval-episodes", "1", "--threads", "1", "--no-progress"])
-        .arg("--out")
-        .arg(&out);
+    cmd.args([
+        "train",
+        "--sync",
+        "--env",
+        "Pendulum-v1",
+        "--algo",
+        "ann",
+        "--seeds",
+        "0,1",
+        "--seed-batching",
+        "stacked",
+    ])
+    .args([
+        "--steps",
+        "1000000",
+        "--random-steps",
+        "256",
+        "--eval-every",
+        "300",
+        "--eval-episodes",
+        "1",
+        "--threads",
+        "1",
+        "--no-progress",
+    ])
+    .arg("--out")
+    .arg(&out);
     let train = procs.spawn("train", cmd, &dir.join("train.log"));
     // Wait until both seeds trained past their second evaluation (step 300, after 44 iterations).
-    let rows = |s: u64| std::fs::read_to_string(out.join(format!("seed{s}/evals.csv"))).map_or(0, |t| t.lines().count().saturating_sub(1));
+    let rows = |s: u64| {
+        std::fs::read_to_string(out.join(format!("seed{s}/evals.csv")))
+            .map_or(0, |t| t.lines().count().saturating_sub(1))
+    };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while [0, 1].iter().any(|&s| rows(s) < 2) {
         assert!(std::time::Instant::now() < deadline, "no second evaluation within 120 s");
@@ -95,13 +160,19 @@ fn an_interrupted_seed_group_checkpoints_every_seed() {
     }
     let pid = procs.0[train].1.id().to_string();
     assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
-    let status = procs.wait(train, std::time::Duration::from_secs(60)).expect("train stops within 60 s of Ctrl-C");
+    let status =
+        procs.wait(train, std::time::Duration::from_secs(60)).expect("train stops within 60 s of Ctrl-C");
     assert!(status.success(), "Ctrl-C is a clean stop: {status}");
     for seed in [0, 1] {
         let run = out.join(format!("seed{seed}"));
-        let m: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("manifest.json")).unwrap()).unwrap();
+        let m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(run.join("manifest.json")).unwrap()).unwrap();
         assert_eq!(m["status"], "interrupted", "seed {seed}");
-        let ckpt: Vec<_> = std::fs::read_dir(run.join("checkpoints")).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        let ckpt: Vec<_> = std::fs::read_dir(run.join("checkpoints"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
         assert!(ckpt.iter().any(|n| n.starts_with("ckpt-")), "seed {seed}: {ckpt:?}");
         assert!(run.join("checkpoints/policy.safetensors").is_file());
     }

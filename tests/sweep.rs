@@ -49,10 +49,7 @@ fn stderr(o: &Output) -> String {
 }
 
 fn status_of(run: &Path) -> String {
-    read_manifest(run).unwrap()["status"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    read_manifest(run).unwrap()["status"].as_str().unwrap().to_string()
 }
 
 fn sweep_state(out: &Path) -> Value {
@@ -67,12 +64,7 @@ fn numbers(run: &Path) -> Vec<String> {
     let wall = header.iter().position(|h| *h == "wall_seconds").unwrap();
     lines
         .map(|l| {
-            l.split(',')
-                .enumerate()
-                .filter(|(i, _)| *i != wall)
-                .map(|(_, f)| f)
-                .collect::<Vec<_>>()
-                .join(",")
+            l.split(',').enumerate().filter(|(i, _)| *i != wall).map(|(_, f)| f).collect::<Vec<_>>().join(",")
         })
         .collect()
 }
@@ -100,71 +92,36 @@ fn tiny_sweep_skips_reproduces_and_reports() {
     }
 
     // Re-running the same spec starts nothing.
-    let before = fs::metadata(out.join(RUNS[1]).join("evals.csv"))
-        .unwrap()
-        .modified()
-        .unwrap();
+    let before = fs::metadata(out.join(RUNS[1]).join("evals.csv")).unwrap().modified().unwrap();
     let o = sweep(&spec, &out, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("4 runs (4 completed already, 0 to start, 0 to restart)"),
-        "{}",
-        stderr(&o)
-    );
-    assert_eq!(
-        fs::metadata(out.join(RUNS[1]).join("evals.csv"))
-            .unwrap()
-            .modified()
-            .unwrap(),
-        before
-    );
+    assert!(stderr(&o).contains("4 runs (4 completed already, 0 to start, 0 to restart)"), "{}", stderr(&o));
+    assert_eq!(fs::metadata(out.join(RUNS[1]).join("evals.csv")).unwrap().modified().unwrap(), before);
 
     // An interrupted run is restarted from scratch, and lockstep on CPU reproduces its numbers exactly.
     let proxy = out.join(RUNS[1]);
     let first = numbers(&proxy);
     let mut manifest = read_manifest(&proxy).unwrap();
     manifest["status"] = "interrupted".into();
-    fs::write(
-        proxy.join("manifest.json"),
-        serde_json::to_vec(&manifest).unwrap(),
-    )
-    .unwrap();
+    fs::write(proxy.join("manifest.json"), serde_json::to_vec(&manifest).unwrap()).unwrap();
     let o = sweep(&spec, &out, &["--dry-run"]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("restart (it was interrupted)"));
     let o = sweep(&spec, &out, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("3 completed already, 0 to start, 1 to restart"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("3 completed already, 0 to start, 1 to restart"), "{}", stderr(&o));
     assert_eq!(status_of(&proxy), "completed");
     assert_eq!(sweep_state(&out)["runs"][RUNS[1]]["attempts"], 2);
-    assert_eq!(
-        numbers(&proxy),
-        first,
-        "the same grid point must give the same numbers"
-    );
+    assert_eq!(numbers(&proxy), first, "the same grid point must give the same numbers");
 
     // A changed spec does not silently reuse runs made with other settings.
     fs::write(&spec, TINY.replace("steps = 300", "steps = 400")).unwrap();
     let o = sweep(&spec, &out, &[]);
     assert!(!o.status.success());
-    assert!(
-        stderr(&o).contains("--steps 300, the spec says 400"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("--steps 300, the spec says 400"), "{}", stderr(&o));
 
     // The report agrees with the run folders.
     let report = dir.join("report");
-    let o = spikerl()
-        .arg("report")
-        .arg(&out)
-        .arg("--out")
-        .arg(&report)
-        .output()
-        .unwrap();
+    let o = spikerl().arg("report").arg(&out).arg("--out").arg(&report).output().unwrap();
     assert!(o.status.success(), "report failed: {}", stderr(&o));
     for f in [
         "report.md",
@@ -181,55 +138,32 @@ fn tiny_sweep_skips_reproduces_and_reports() {
     let summary: Value =
         serde_json::from_str(&fs::read_to_string(report.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["completed_runs"], 4);
-    for (method, seeds) in [
-        ("ann", [RUNS[0], RUNS[2]]),
-        ("proxy-lif", [RUNS[1], RUNS[3]]),
-    ] {
+    for (method, seeds) in [("ann", [RUNS[0], RUNS[2]]), ("proxy-lif", [RUNS[1], RUNS[3]])] {
         let best: Vec<f64> = seeds
             .iter()
             .map(|id| {
                 let evals =
-                    parse_evals(&fs::read_to_string(out.join(id).join("evals.csv")).unwrap())
-                        .unwrap();
-                evals
-                    .iter()
-                    .map(|e| e.avg_return)
-                    .fold(f64::NEG_INFINITY, f64::max)
+                    parse_evals(&fs::read_to_string(out.join(id).join("evals.csv")).unwrap()).unwrap();
+                evals.iter().map(|e| e.avg_return).fold(f64::NEG_INFINITY, f64::max)
             })
             .collect();
         let mean = (best[0] + best[1]) / 2.0;
-        let cell = summary["table1"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["method"] == method)
-            .unwrap();
+        let cell = summary["table1"].as_array().unwrap().iter().find(|c| c["method"] == method).unwrap();
         assert_eq!(cell["n_seeds"], 2);
-        assert!(
-            (cell["mean"].as_f64().unwrap() - mean).abs() < 1e-9,
-            "{method}: {cell}"
-        );
+        assert!((cell["mean"].as_f64().unwrap() - mean).abs() < 1e-9, "{method}: {cell}");
         // The population std of two values is half their distance.
         assert!(
             (cell["std"].as_f64().unwrap() - ((best[0] - best[1]).abs() / 2.0)).abs() < 1e-9,
             "{method}: {cell}"
         );
         assert_eq!(cell["train_steps_max"], 300.0);
-        let energy = summary["energy"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["method"] == method)
-            .unwrap();
+        let energy = summary["energy"].as_array().unwrap().iter().find(|r| r["method"] == method).unwrap();
         assert!(energy["energy_nj_per_inference"].as_f64().unwrap() > 0.0);
     }
-    let apg = summary["method_summaries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["method"] == "proxy-lif")
-        .unwrap()["apg"]
-        .as_f64();
+    let apg =
+        summary["method_summaries"].as_array().unwrap().iter().find(|m| m["method"] == "proxy-lif").unwrap()
+            ["apg"]
+            .as_f64();
     assert!(apg.is_some_and(f64::is_finite));
     let md = fs::read_to_string(report.join("report.md")).unwrap();
     assert!(md.contains("| PT-LIF |") && md.contains("plots/Pendulum-v1.png"));
@@ -251,7 +185,8 @@ fn grouped_seeds_train_in_one_process_per_configuration_with_the_same_numbers() 
     for id in RUNS {
         assert_eq!(status_of(&out.join(id)), "completed", "{id}");
         assert_eq!(state["runs"][id]["status"], "completed");
-        let command: Vec<&str> = state["runs"][id]["command"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+        let command: Vec<&str> =
+            state["runs"][id]["command"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
         assert!(command.windows(2).any(|w| w == ["--seeds", "0,1"]), "{id}: {command:?}");
     }
     for config in ["Pendulum-v1/ann", "Pendulum-v1/proxy-lif"] {
@@ -261,8 +196,31 @@ fn grouped_seeds_train_in_one_process_per_configuration_with_the_same_numbers() 
     // Each seed is its single run (lockstep on CPU, the seeds' own learners one after the other).
     let single = dir.join("single");
     let o = spikerl()
-        .args(["train", "--env", "Pendulum-v1", "--algo", "proxy", "--neuron", "lif", "--seed", "1", "--batch-size", "64"])
-        .args(["--eval-episodes", "2", "--eval-every", "200", "--proxy-steps", "1", "--random-steps", "256", "--snn-hidden", "64,64"])
+        .args([
+            "train",
+            "--env",
+            "Pendulum-v1",
+            "--algo",
+            "proxy",
+            "--neuron",
+            "lif",
+            "--seed",
+            "1",
+            "--batch-size",
+            "64",
+        ])
+        .args([
+            "--eval-episodes",
+            "2",
+            "--eval-every",
+            "200",
+            "--proxy-steps",
+            "1",
+            "--random-steps",
+            "256",
+            "--snn-hidden",
+            "64,64",
+        ])
         .args(["--steps", "300", "--sync", "--threads", "1", "--no-progress", "--out"])
         .arg(&single)
         .output()
@@ -317,35 +275,20 @@ fn ctrl_c_stops_runs_cleanly_and_failures_are_recorded() {
     }
     std::thread::sleep(Duration::from_millis(1500));
     let pid = procs.0[i].1.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
     let deadline = Instant::now() + Duration::from_secs(60);
     let exit = loop {
         if let Some(s) = procs.0[i].1.try_wait().unwrap() {
             break s;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the sweep did not stop after Ctrl-C"
-        );
+        assert!(Instant::now() < deadline, "the sweep did not stop after Ctrl-C");
         std::thread::sleep(Duration::from_millis(100));
     };
     let log = fs::read_to_string(dir.join("sweep.log")).unwrap();
     assert!(!exit.success(), "an interrupted sweep reports it: {log}");
-    assert!(
-        log.contains("run the same command again to continue"),
-        "{log}"
-    );
+    assert!(log.contains("run the same command again to continue"), "{log}");
     assert_eq!(status_of(&run), "interrupted", "{log}");
-    assert_eq!(
-        sweep_state(&out)["runs"]["Pendulum-v1/ann/seed5"]["status"],
-        "interrupted"
-    );
+    assert_eq!(sweep_state(&out)["runs"]["Pendulum-v1/ann/seed5"]["status"], "interrupted");
     let o = sweep(&spec, &out, &["--dry-run"]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("restart (it was interrupted)"));
 
@@ -361,22 +304,12 @@ fn ctrl_c_stops_runs_cleanly_and_failures_are_recorded() {
     let out = dir.join("bad");
     let o = sweep(&spec, &out, &[]);
     assert!(!o.status.success());
-    assert!(
-        stderr(&o).contains("1 run(s) failed: Pendulum-v1/proxy-lif/seed0"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("1 run(s) failed: Pendulum-v1/proxy-lif/seed0"), "{}", stderr(&o));
     let state = sweep_state(&out);
-    assert_eq!(
-        state["runs"]["Pendulum-v1/ann/seed0"]["status"],
-        "completed"
-    );
+    assert_eq!(state["runs"]["Pendulum-v1/ann/seed0"]["status"], "completed");
     let failed = &state["runs"]["Pendulum-v1/proxy-lif/seed0"];
     assert_eq!(failed["status"], "failed");
-    assert!(
-        failed["error"].as_str().unwrap().contains("lots"),
-        "{failed}"
-    );
+    assert!(failed["error"].as_str().unwrap().contains("lots"), "{failed}");
 
     // Options `spikerl train` does not have are refused before anything starts.
     fs::write(
@@ -386,10 +319,6 @@ fn ctrl_c_stops_runs_cleanly_and_failures_are_recorded() {
     .unwrap();
     let o = sweep(&spec, &dir.join("never"), &[]);
     assert!(!o.status.success());
-    assert!(
-        stderr(&o).contains("`learning-rate`") && !dir.join("never").exists(),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("`learning-rate`") && !dir.join("never").exists(), "{}", stderr(&o));
     let _ = fs::remove_dir_all(&dir);
 }

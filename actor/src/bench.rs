@@ -30,8 +30,7 @@ pub fn synthetic_batch(n: usize, obs_dim: usize, act_dim: usize, salt: u32) -> T
         (0..len)
             .map(|i| {
                 scale
-                    * (((i as u32).wrapping_mul(2_654_435_761).wrapping_add(salt) >> 8) as f32
-                        / 16_777_216.0
+                    * (((i as u32).wrapping_mul(2_654_435_761).wrapping_add(salt) >> 8) as f32 / 16_777_216.0
                         - 0.5)
             })
             .collect()
@@ -59,11 +58,7 @@ pub async fn ingest_client(
     rate: Option<f64>,
     duration: Duration,
 ) -> anyhow::Result<IngestReport> {
-    let opts = ActorOptions {
-        learner,
-        name,
-        ..Default::default()
-    };
+    let opts = ActorOptions { learner, name, ..Default::default() };
     let (mut client, reply) = crate::connect_and_register(&opts)
         .await
         .map_err(|s| anyhow::anyhow!("registering with the bench learner: {s}"))?;
@@ -91,27 +86,15 @@ pub async fn ingest_client(
         }
         // Dropping `tx` ends the stream: the streamer returns once it sees the channel closed.
     });
-    let result = crate::stream(
-        &mut client,
-        &reply,
-        &opts,
-        &shared,
-        &mut outbox,
-        &mut rx,
-        &mut next_sequence,
-    )
-    .await;
+    let result =
+        crate::stream(&mut client, &reply, &opts, &shared, &mut outbox, &mut rx, &mut next_sequence).await;
     let seconds = started.elapsed().as_secs_f64();
     producer.abort();
     result.map_err(|s| anyhow::anyhow!("the transition stream failed: {s}"))?;
     let timing = outbox.timing.take().unwrap_or_default();
     Ok(IngestReport {
         acked_transitions: timing.round_trips.len() as u64 * transitions_per_batch,
-        round_trips_s: timing
-            .round_trips
-            .iter()
-            .map(Duration::as_secs_f64)
-            .collect(),
+        round_trips_s: timing.round_trips.iter().map(Duration::as_secs_f64).collect(),
         seconds,
     })
 }
@@ -123,11 +106,7 @@ pub async fn subscriber(
     learner: String,
     name: String,
 ) -> anyhow::Result<(Arc<Shared>, tokio::task::JoinHandle<()>)> {
-    let opts = ActorOptions {
-        learner,
-        name,
-        ..Default::default()
-    };
+    let opts = ActorOptions { learner, name, ..Default::default() };
     let (client, reply) = crate::connect_and_register(&opts)
         .await
         .map_err(|s| anyhow::anyhow!("registering with the bench learner: {s}"))?;
@@ -183,7 +162,8 @@ pub fn acting_rate(
     let mut first: Option<Instant> = None;
     let mut steps = 0u64;
     let mut last = Instant::now();
-    let policy_time = |s: &Shared| (s.policy_nanos.load(Ordering::Relaxed), s.policy_env_steps.load(Ordering::Relaxed));
+    let policy_time =
+        |s: &Shared| (s.policy_nanos.load(Ordering::Relaxed), s.policy_env_steps.load(Ordering::Relaxed));
     let mut at_first = (0, 0);
     while let Some(b) = rx.blocking_recv() {
         last = Instant::now();
@@ -207,9 +187,7 @@ pub fn acting_rate(
         Ok(r) => r?,
         Err(_) => anyhow::bail!("the acting thread panicked"),
     }
-    let Some(first) = first else {
-        anyhow::bail!("the acting loop produced no batch")
-    };
+    let Some(first) = first else { anyhow::bail!("the acting loop produced no batch") };
     let (nanos, policy_steps) = (at_last.0 - at_first.0, at_last.1 - at_first.1);
     Ok(ActingReport {
         env_steps: steps,

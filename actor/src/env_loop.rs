@@ -50,7 +50,11 @@ impl Shared {
     }
 }
 
-pub fn run(cfg: EnvLoopConfig, shared: Arc<Shared>, out: mpsc::Sender<TransitionBatch>) -> anyhow::Result<()> {
+pub fn run(
+    cfg: EnvLoopConfig,
+    shared: Arc<Shared>,
+    out: mpsc::Sender<TransitionBatch>,
+) -> anyhow::Result<()> {
     let mut venv = VecEnv::with_threads(&cfg.env_id, cfg.num_envs, cfg.seed, cfg.env_threads)?;
     tracing::info!(env = %cfg.env_id, envs = cfg.num_envs, threads = venv.threads(), "stepping environments");
     let spec = venv.spec().clone();
@@ -142,9 +146,7 @@ mod tests {
         };
         let (tx, mut rx) = mpsc::channel(1);
         let looping = std::thread::spawn(move || run(cfg, Shared::new(), tx));
-        let got = (0..batches)
-            .map(|_| rx.blocking_recv().expect("the loop sends batches"))
-            .collect();
+        let got = (0..batches).map(|_| rx.blocking_recv().expect("the loop sends batches")).collect();
         drop(rx); // the loop's next send fails: it returns
         looping.join().unwrap().unwrap();
         got

@@ -106,8 +106,10 @@ pub fn default_name() -> String {
 
 /// Errors worth a retry (the learner is away or restarting) versus ones that a retry cannot fix.
 fn retryable(status: &Status) -> bool {
-    !matches!(status.code(), Code::InvalidArgument | Code::Unauthenticated | Code::PermissionDenied | Code::Unimplemented)
-        && !(status.code() == Code::FailedPrecondition && status.message().contains("protocol version"))
+    !matches!(
+        status.code(),
+        Code::InvalidArgument | Code::Unauthenticated | Code::PermissionDenied | Code::Unimplemented
+    ) && !(status.code() == Code::FailedPrecondition && status.message().contains("protocol version"))
 }
 
 /// Runs the actor until `shutdown` resolves or a non-retryable error occurs.
@@ -164,7 +166,10 @@ async fn run_inner(opts: ActorOptions) -> anyhow::Result<()> {
         next_sequence = next_sequence.max(reply.last_sequence + 1);
         match &acting {
             Some((env_id, _)) if *env_id != reply.env_id => {
-                anyhow::bail!("the learner now runs {} but this actor steps {env_id}; restart the actor", reply.env_id)
+                anyhow::bail!(
+                    "the learner now runs {} but this actor steps {env_id}; restart the actor",
+                    reply.env_id
+                )
             }
             Some(_) => {}
             None => {
@@ -186,7 +191,8 @@ async fn run_inner(opts: ActorOptions) -> anyhow::Result<()> {
         }
 
         let subscriber = tokio::spawn(subscribe(client.clone(), reply.clone(), shared.clone()));
-        let result = stream(&mut client, &reply, &opts, &shared, &mut outbox, &mut batch_rx, &mut next_sequence).await;
+        let result =
+            stream(&mut client, &reply, &opts, &shared, &mut outbox, &mut batch_rx, &mut next_sequence).await;
         subscriber.abort();
         metrics::gauge!("spikerl_actor_connected").set(0.0);
         match result {
@@ -249,11 +255,15 @@ async fn connect_and_register(opts: &ActorOptions) -> Result<(Client, RegisterRe
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(20));
     if let Some(tls) = &opts.tls {
-        endpoint = endpoint.tls_config(tls_config(tls)?).map_err(|e| Status::invalid_argument(format!("TLS: {e}")))?;
+        endpoint = endpoint
+            .tls_config(tls_config(tls)?)
+            .map_err(|e| Status::invalid_argument(format!("TLS: {e}")))?;
     }
     let token = match &opts.auth_token {
         Some(t) => Some(
-            format!("Bearer {t}").parse().map_err(|_| Status::invalid_argument("the auth token must be printable ASCII"))?,
+            format!("Bearer {t}")
+                .parse()
+                .map_err(|_| Status::invalid_argument("the auth token must be printable ASCII"))?,
         ),
         None => None,
     };
@@ -324,7 +334,10 @@ impl Outbox {
             && last_stored > 0
         {
             let lost = oldest - last_stored - 1;
-            tracing::warn!(lost_batches = lost, "the learner went back further than this actor retains; those batches are lost");
+            tracing::warn!(
+                lost_batches = lost,
+                "the learner went back further than this actor retains; those batches are lost"
+            );
             metrics::counter!("spikerl_actor_lost_batches_total").increment(lost);
         }
         for mut b in all {
@@ -365,7 +378,8 @@ async fn stream(
 ) -> Result<(), Status> {
     let window = opts.window.max(1);
     let (out_tx, out_rx) = mpsc::channel::<TransitionBatch>(window);
-    let mut acks = client.stream_transitions(tokio_stream::wrappers::ReceiverStream::new(out_rx)).await?.into_inner();
+    let mut acks =
+        client.stream_transitions(tokio_stream::wrappers::ReceiverStream::new(out_rx)).await?.into_inner();
     loop {
         // Resends go first; new batches are taken from the acting thread only when none are queued.
         while outbox.in_flight.len() < window {
@@ -402,7 +416,11 @@ async fn stream(
 
 /// Receives policy versions and stores the valid ones for the acting thread.
 async fn subscribe(mut client: Client, reply: RegisterReply, shared: Arc<Shared>) {
-    let request = SubscribeRequest { run_id: reply.run_id.clone(), actor_id: reply.actor_id, have_version: shared.policy.version() };
+    let request = SubscribeRequest {
+        run_id: reply.run_id.clone(),
+        actor_id: reply.actor_id,
+        have_version: shared.policy.version(),
+    };
     let mut updates = match client.subscribe_policy(request).await {
         Ok(r) => r.into_inner(),
         Err(status) => {
@@ -419,15 +437,23 @@ async fn subscribe(mut client: Client, reply: RegisterReply, shared: Arc<Shared>
             }
         };
         match spikerl_snn::decode_policy(&update.weights) {
-            Ok((cfg, tensors, _)) if cfg.obs_dim == reply.obs_dim as usize && cfg.act_dim == reply.act_dim as usize => {
+            Ok((cfg, tensors, _))
+                if cfg.obs_dim == reply.obs_dim as usize && cfg.act_dim == reply.act_dim as usize =>
+            {
                 if let Ok(now) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
                     let latency = (now.as_nanos() as i64 - update.published_unix_nanos).max(0) as f64 * 1e-9;
                     metrics::histogram!("spikerl_actor_broadcast_latency_seconds").record(latency);
                 }
                 shared.policy.store(update.version, cfg, tensors);
             }
-            Ok((cfg, _, _)) => tracing::error!(obs = cfg.obs_dim, act = cfg.act_dim, "policy shapes do not match the run's spaces; ignored"),
-            Err(e) => tracing::error!(error = %e, version = update.version, "undecodable policy weights ignored"),
+            Ok((cfg, _, _)) => tracing::error!(
+                obs = cfg.obs_dim,
+                act = cfg.act_dim,
+                "policy shapes do not match the run's spaces; ignored"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, version = update.version, "undecodable policy weights ignored")
+            }
         }
     }
 }
@@ -469,7 +495,11 @@ mod tests {
             o.in_flight.push_back(batch(s));
         }
         o.acknowledge(2);
-        assert_eq!(o.timing.as_ref().unwrap().round_trips.len(), 2, "a cumulative ack times every batch it covers");
+        assert_eq!(
+            o.timing.as_ref().unwrap().round_trips.len(),
+            2,
+            "a cumulative ack times every batch it covers"
+        );
         o.rewind(2, "run", 0);
         assert!(o.timing.as_ref().unwrap().sent.is_empty(), "a resend is timed from its new send");
         o.acknowledge(3);

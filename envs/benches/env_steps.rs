@@ -20,10 +20,7 @@ use rand_chacha::ChaCha8Rng;
 use spikerl_envs::{known_ids, make, vector::VecEnv};
 
 fn budget() -> Duration {
-    let secs = std::env::var("SPIKERL_BENCH_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1.0);
+    let secs = std::env::var("SPIKERL_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(1.0);
     Duration::from_secs_f64(secs)
 }
 
@@ -31,12 +28,7 @@ fn budget() -> Duration {
 fn actions(low: &[f64], high: &[f64], n: usize) -> Vec<f32> {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     (0..n)
-        .flat_map(|_| {
-            low.iter()
-                .zip(high)
-                .map(|(&l, &h)| rng.random_range(l..h) as f32)
-                .collect::<Vec<_>>()
-        })
+        .flat_map(|_| low.iter().zip(high).map(|(&l, &h)| rng.random_range(l..h) as f32).collect::<Vec<_>>())
         .collect()
 }
 
@@ -134,21 +126,9 @@ fn overhead() {
         alloc = alloc.max(env_rate("HalfCheetah-v5", true));
     }
     println!("{:<28} {raw:>14.0}", "raw mj_step loop");
-    println!(
-        "{:<28} {into:>14.0}  ({:+.1}%)",
-        "Env::step_into",
-        100.0 * (into / raw - 1.0)
-    );
-    println!(
-        "{:<28} {alloc:>14.0}  ({:+.1}%)",
-        "Env::step (allocating)",
-        100.0 * (alloc / raw - 1.0)
-    );
-    println!(
-        "{:<28} {:>14.0}",
-        "VecEnv x8 (sequential)",
-        vec_rate("HalfCheetah-v5", 8, 1)
-    );
+    println!("{:<28} {into:>14.0}  ({:+.1}%)", "Env::step_into", 100.0 * (into / raw - 1.0));
+    println!("{:<28} {alloc:>14.0}  ({:+.1}%)", "Env::step (allocating)", 100.0 * (alloc / raw - 1.0));
+    println!("{:<28} {:>14.0}", "VecEnv x8 (sequential)", vec_rate("HalfCheetah-v5", 8, 1));
 }
 
 /// Iterations per second of a dependent integer multiply-add chain on each of `threads` threads,
@@ -163,9 +143,7 @@ fn spin_rate(threads: usize) -> f64 {
                     let (mut n, mut x) = (0u64, 1u64);
                     while start.elapsed() < budget {
                         for _ in 0..10_000 {
-                            x = black_box(
-                                x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1),
-                            );
+                            x = black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1));
                         }
                         n += 10_000;
                     }
@@ -186,10 +164,7 @@ fn scaling() {
     // The ceiling: what two threads of pure arithmetic get over one, measured in the same rounds. On
     // a machine that others load (or where the scheduler groups a session's threads) it is below 2,
     // and no threading of the envs can beat it.
-    println!(
-        "{:<8} {:>12} {:>12} {:>8} {:>9}",
-        "envs", "1 thread", "2 threads", "ratio", "ceiling"
-    );
+    println!("{:<8} {:>12} {:>12} {:>8} {:>9}", "envs", "1 thread", "2 threads", "ratio", "ceiling");
     for n in [2, 4, 8] {
         let (mut one, mut two, mut spin_one, mut spin_two) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
         for _ in 0..ROUNDS {
@@ -198,11 +173,7 @@ fn scaling() {
             spin_one = spin_one.max(spin_rate(1));
             spin_two = spin_two.max(spin_rate(2));
         }
-        println!(
-            "{n:<8} {one:>12.0} {two:>12.0} {:>7.2}x {:>8.2}x",
-            two / one,
-            spin_two / spin_one
-        );
+        println!("{n:<8} {one:>12.0} {two:>12.0} {:>7.2}x {:>8.2}x", two / one, spin_two / spin_one);
     }
     // Pendulum's step costs well under a microsecond: the caller has stepped both envs before the
     // worker is awake, so the difference between one and two threads is the fixed cost of a threaded
@@ -225,10 +196,7 @@ fn main() {
     if std::env::args().any(|a| a == "--test") {
         return;
     }
-    let sections: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
+    let sections: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let known = ["ids", "overhead", "scaling"];
     if let Some(bad) = sections.iter().find(|s| !known.contains(&s.as_str())) {
         eprintln!("unknown section '{bad}'; sections: {}", known.join(", "));
@@ -236,11 +204,7 @@ fn main() {
     }
     let wanted = |name: &str| sections.is_empty() || sections.iter().any(|s| s == name);
     let mut first = true;
-    for (name, section) in [
-        ("ids", per_id as fn()),
-        ("overhead", overhead),
-        ("scaling", scaling),
-    ] {
+    for (name, section) in [("ids", per_id as fn()), ("overhead", overhead), ("scaling", scaling)] {
         if wanted(name) {
             if !first {
                 println!();

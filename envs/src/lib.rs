@@ -87,10 +87,7 @@ pub struct Transition {
 pub enum EnvError {
     /// The id is not one of [`known_ids`].
     #[error("unknown environment id '{id}'; known ids: {}", known.join(", "))]
-    UnknownId {
-        id: String,
-        known: Vec<&'static str>,
-    },
+    UnknownId { id: String, known: Vec<&'static str> },
     /// Wrong lengths, non-finite numbers, malformed JSON.
     #[error("bad input: {0}")]
     BadInput(String),
@@ -150,11 +147,7 @@ pub trait Env: Send {
     fn step_into(&mut self, action: &[f32], obs: &mut [f64]) -> Result<Transition, EnvError> {
         let step = self.try_step(action)?;
         obs.copy_from_slice(&step.obs);
-        Ok(Transition {
-            reward: step.reward,
-            terminated: step.terminated,
-            truncated: step.truncated,
-        })
+        Ok(Transition { reward: step.reward, terminated: step.terminated, truncated: step.truncated })
     }
 }
 
@@ -201,12 +194,7 @@ struct Wrapped<C> {
 impl<C: Core> Wrapped<C> {
     fn new(core: C, time_limit: bool) -> Self {
         let limit = time_limit.then(|| core.spec().max_episode_steps);
-        Wrapped {
-            core,
-            rng: ChaCha8Rng::seed_from_u64(DEFAULT_SEED),
-            limit,
-            elapsed: 0,
-        }
+        Wrapped { core, rng: ChaCha8Rng::seed_from_u64(DEFAULT_SEED), limit, elapsed: 0 }
     }
 }
 
@@ -224,12 +212,7 @@ impl<C: Core> Env for Wrapped<C> {
     fn step(&mut self, action: &[f32]) -> Step {
         let mut obs = vec![0.0; self.core.spec().obs_dim];
         match self.step_into(action, &mut obs) {
-            Ok(t) => Step {
-                obs,
-                reward: t.reward,
-                terminated: t.terminated,
-                truncated: t.truncated,
-            },
+            Ok(t) => Step { obs, reward: t.reward, terminated: t.terminated, truncated: t.truncated },
             Err(e) => panic!("{e}"),
         }
     }
@@ -245,14 +228,8 @@ impl<C: Core> Env for Wrapped<C> {
             )));
         }
         if let Some(i) = qpos.iter().chain(qvel).position(|x| !x.is_finite()) {
-            let (name, j) = if i < nq {
-                ("qpos", i)
-            } else {
-                ("qvel", i - nq)
-            };
-            return Err(EnvError::BadInput(format!(
-                "{id}: {name}[{j}] is not finite"
-            )));
+            let (name, j) = if i < nq { ("qpos", i) } else { ("qvel", i - nq) };
+            return Err(EnvError::BadInput(format!("{id}: {name}[{j}] is not finite")));
         }
         let mut obs = vec![0.0; self.core.spec().obs_dim];
         self.core.set_state(qpos, qvel, &mut obs);
@@ -277,11 +254,7 @@ impl<C: Core> Env for Wrapped<C> {
         let (reward, terminated) = self.core.step(action, obs);
         self.elapsed += 1;
         let truncated = self.limit.is_some_and(|limit| self.elapsed >= limit);
-        Ok(Transition {
-            reward,
-            terminated,
-            truncated,
-        })
+        Ok(Transition { reward, terminated, truncated })
     }
 }
 
@@ -314,10 +287,7 @@ const KNOWN_IDS: &[&str] = &[
 ];
 
 fn unknown(id: &str) -> EnvError {
-    EnvError::UnknownId {
-        id: id.to_owned(),
-        known: KNOWN_IDS.to_vec(),
-    }
+    EnvError::UnknownId { id: id.to_owned(), known: KNOWN_IDS.to_vec() }
 }
 
 fn build(id: &str, time_limit: bool) -> Result<Box<dyn Env>, EnvError> {
@@ -390,13 +360,7 @@ mod tests {
 
     #[test]
     fn unknown_id_lists_known_ids() {
-        for bad in [
-            "Nope-v4",
-            "HalfCheetah-v3",
-            "Pendulum-v4",
-            "",
-            "HalfCheetah",
-        ] {
+        for bad in ["Nope-v4", "HalfCheetah-v3", "Pendulum-v4", "", "HalfCheetah"] {
             let err = make(bad).err().expect("must fail");
             assert!(matches!(err, EnvError::UnknownId { .. }), "{bad}");
             let msg = err.to_string();

@@ -23,9 +23,7 @@ use std::hint::black_box;
 const PW_BLOCKSIZE: usize = 128;
 
 /// Floating-point types NumPy's pairwise summation is used with here.
-pub(crate) trait Float:
-    Copy + std::ops::Add<Output = Self> + std::ops::Mul<Output = Self>
-{
+pub(crate) trait Float: Copy + std::ops::Add<Output = Self> + std::ops::Mul<Output = Self> {
     const ZERO: Self;
 }
 impl Float for f32 {
@@ -189,12 +187,7 @@ impl Np {
         }
     }
 
-    fn binary(
-        self,
-        other: Np,
-        f64_op: impl Fn(f64, f64) -> f64,
-        f32_op: impl Fn(f32, f32) -> f32,
-    ) -> Np {
+    fn binary(self, other: Np, f64_op: impl Fn(f64, f64) -> f64, f32_op: impl Fn(f32, f32) -> f32) -> Np {
         match Np::promote(self, other) {
             Prec::F64 => Np::F64(f64_op(self.value(), other.value())),
             Prec::Py => Np::Py(f64_op(self.value(), other.value())),
@@ -243,11 +236,7 @@ mod tests {
     use super::*;
 
     fn check_norm(v: [u64; 3], want: u64) {
-        assert_eq!(
-            norm3(v.map(f64::from_bits)).to_bits(),
-            want,
-            "norm of {v:x?}"
-        );
+        assert_eq!(norm3(v.map(f64::from_bits)).to_bits(), want, "norm of {v:x?}");
     }
 
     fn check_ctrl(a: &[u32], want: u32) {
@@ -260,38 +249,17 @@ mod tests {
     #[test]
     fn matches_numpy_where_naive_arithmetic_does_not() {
         // np.linalg.norm(v) where a plain left-to-right sum of squares differs.
-        check_norm(
-            [0x3fc4ecdb6947330c, 0x3f9bee7844a632e2, 0xbfbf92be23b92098],
-            0x3fca7199ca96641d,
-        );
-        check_norm(
-            [0x3f93554434f549e8, 0xbf6162e1dae173c3, 0x3faf311f569480a5],
-            0x3fb05634a04067a1,
-        );
-        check_norm(
-            [0xbfc048588b842457, 0x3faf6fbad8a7a965, 0xbfbea2be671dc317],
-            0x3fc7b24fc85636c3,
-        );
+        check_norm([0x3fc4ecdb6947330c, 0x3f9bee7844a632e2, 0xbfbf92be23b92098], 0x3fca7199ca96641d);
+        check_norm([0x3f93554434f549e8, 0xbf6162e1dae173c3, 0x3faf311f569480a5], 0x3fb05634a04067a1);
+        check_norm([0xbfc048588b842457, 0x3faf6fbad8a7a965, 0xbfbea2be671dc317], 0x3fc7b24fc85636c3);
         // np.float64(x) ** 2 where it differs from x * x.
-        assert_eq!(
-            pow2_f64(f64::from_bits(0x40123182c546243a)).to_bits(),
-            0x4034afff7102ee54
-        );
-        assert_eq!(
-            pow2_f64(f64::from_bits(0xbffdce3b523dae80)).to_bits(),
-            0x400bc2fca1409e85
-        );
-        assert_eq!(
-            pow2_f64(f64::from_bits(0x40123a4fee8d8f28)).to_bits(),
-            0x4034c4085dcf5603
-        );
+        assert_eq!(pow2_f64(f64::from_bits(0x40123182c546243a)).to_bits(), 0x4034afff7102ee54);
+        assert_eq!(pow2_f64(f64::from_bits(0xbffdce3b523dae80)).to_bits(), 0x400bc2fca1409e85);
+        assert_eq!(pow2_f64(f64::from_bits(0x40123a4fee8d8f28)).to_bits(), 0x4034c4085dcf5603);
         // 0.1 * np.sum(np.square(a)) for float32 a, where a sequential sum differs (n >= 8).
         check_ctrl(&[0xbf701779, 0x3f8be6e9, 0x3f074381], 0x3e70fc3a);
         check_ctrl(
-            &[
-                0x3f14e4b1, 0xbfa3d390, 0x3f57e4eb, 0x400d9304, 0xbdf6247d, 0x3f3a1711, 0x3efdb140,
-                0x3f6ecc9d,
-            ],
+            &[0x3f14e4b1, 0xbfa3d390, 0x3f57e4eb, 0x400d9304, 0xbdf6247d, 0x3f3a1711, 0x3efdb140, 0x3f6ecc9d],
             0x3f6c87f5,
         );
         check_ctrl(
@@ -357,10 +325,7 @@ mod tests {
         let a = Np::F32(0.1);
         let b = Np::Py(0.2);
         assert_eq!(a.add(b), Np::F32(0.1f32 + 0.2f32));
-        assert_eq!(
-            Np::F64(0.1).add(Np::F32(0.2)),
-            Np::F64(0.1 + f64::from(0.2f32))
-        );
+        assert_eq!(Np::F64(0.1).add(Np::F32(0.2)), Np::F64(0.1 + f64::from(0.2f32)));
         assert_eq!(Np::Py(0.1).add(Np::Py(0.2)), Np::Py(0.1 + 0.2));
         // 0.07 as float32 is above 0.07: a float32 equal to it is not "greater" in float32.
         assert!(!Np::F32(0.07).gt(Np::Py(0.07)));

@@ -15,8 +15,7 @@ use crate::{EnvError, make_unwrapped, spec};
 /// frame_skip, max_episode_steps).
 pub fn info_json(id: &str) -> Result<String, EnvError> {
     let spec = spec(id)?;
-    serde_json::to_string(&spec)
-        .map_err(|e| EnvError::Physics(format!("serialising the spec: {e}")))
+    serde_json::to_string(&spec).map_err(|e| EnvError::Physics(format!("serialising the spec: {e}")))
 }
 
 /// The replay input file.
@@ -47,8 +46,8 @@ struct Line<'a> {
 /// actions outside float32's range) and unknown ids are errors naming the culprit.
 pub fn run(id: &str, input_json: &str, out: &mut dyn Write) -> Result<(), EnvError> {
     let mut env = make_unwrapped(id)?;
-    let input: Input = serde_json::from_str(input_json)
-        .map_err(|e| EnvError::BadInput(format!("replay input: {e}")))?;
+    let input: Input =
+        serde_json::from_str(input_json).map_err(|e| EnvError::BadInput(format!("replay input: {e}")))?;
     let act_dim = env.spec().act_dim;
     let mut actions = Vec::with_capacity(input.actions.len() * act_dim);
     for (t, a) in input.actions.iter().enumerate() {
@@ -74,17 +73,9 @@ pub fn run(id: &str, input_json: &str, out: &mut dyn Write) -> Result<(), EnvErr
 
     let write_err = |e: std::io::Error| EnvError::Physics(format!("writing replay output: {e}"));
     let mut obs = vec![0.0; env.spec().obs_dim];
-    for action in actions
-        .chunks_exact(act_dim.max(1))
-        .take(input.actions.len())
-    {
+    for action in actions.chunks_exact(act_dim.max(1)).take(input.actions.len()) {
         let t = env.step_into(action, &mut obs)?;
-        let line = Line {
-            obs: &obs,
-            reward: t.reward,
-            terminated: t.terminated,
-            truncated: t.truncated,
-        };
+        let line = Line { obs: &obs, reward: t.reward, terminated: t.terminated, truncated: t.truncated };
         serde_json::to_writer(&mut *out, &line).map_err(|e| write_err(e.into()))?;
         out.write_all(b"\n").map_err(write_err)?;
     }
@@ -121,40 +112,22 @@ mod tests {
     fn output_round_trips_f64_exactly() {
         // (id, qpos, qvel): a Hopper standing, a Reacher with its goal in qpos[2..], a car.
         let cases: [(&str, Vec<f64>, Vec<f64>); 3] = [
-            (
-                "Hopper-v4",
-                vec![0.0, 1.25, 0.01, -0.02, 0.03, 0.04],
-                vec![0.1; 6],
-            ),
-            (
-                "Reacher-v5",
-                vec![0.3, -0.2, 0.1, 0.05],
-                vec![0.01, -0.02, 0.0, 0.0],
-            ),
-            (
-                "MountainCarContinuous-v0",
-                vec![-0.5234567891234, 0.0],
-                vec![],
-            ),
+            ("Hopper-v4", vec![0.0, 1.25, 0.01, -0.02, 0.03, 0.04], vec![0.1; 6]),
+            ("Reacher-v5", vec![0.3, -0.2, 0.1, 0.05], vec![0.01, -0.02, 0.0, 0.0]),
+            ("MountainCarContinuous-v0", vec![-0.5234567891234, 0.0], vec![]),
         ];
         for (id, qpos, qvel) in cases {
             let spec = crate::spec(id).unwrap();
             let actions: Vec<Vec<f64>> = (0..30)
                 .map(|t| {
-                    (0..spec.act_dim)
-                        .map(|j| f64::from(((t * 7 + j * 3) % 11) as f32 / 5.5 - 1.0))
-                        .collect()
+                    (0..spec.act_dim).map(|j| f64::from(((t * 7 + j * 3) % 11) as f32 / 5.5 - 1.0)).collect()
                 })
                 .collect();
-            let input =
-                serde_json::json!({ "qpos": qpos, "qvel": qvel, "actions": actions }).to_string();
+            let input = serde_json::json!({ "qpos": qpos, "qvel": qvel, "actions": actions }).to_string();
             let mut out = Vec::new();
             run(id, &input, &mut out).unwrap();
             let text = String::from_utf8(out).unwrap();
-            let lines: Vec<OutLine> = text
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect();
+            let lines: Vec<OutLine> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
             assert_eq!(lines.len(), actions.len());
 
             let mut direct = make_unwrapped(id).unwrap();
@@ -177,8 +150,7 @@ mod tests {
     #[test]
     fn steps_past_the_time_limit_unwrapped() {
         let actions = vec![vec![0.0]; 60];
-        let input =
-            serde_json::json!({ "qpos": [0.1, 0.0], "qvel": [], "actions": actions }).to_string();
+        let input = serde_json::json!({ "qpos": [0.1, 0.0], "qvel": [], "actions": actions }).to_string();
         let mut out = Vec::new();
         run("Pendulum-v1", &input, &mut out).unwrap();
         assert_eq!(String::from_utf8(out).unwrap().lines().count(), 60);
@@ -187,11 +159,7 @@ mod tests {
     #[test]
     fn bad_input_is_a_clear_error() {
         let cases = [
-            (
-                "Pendulum-v1",
-                r#"{"qpos": [0.1], "qvel": [], "actions": []}"#,
-                "qpos of length 2",
-            ),
+            ("Pendulum-v1", r#"{"qpos": [0.1], "qvel": [], "actions": []}"#, "qpos of length 2"),
             (
                 "Pendulum-v1",
                 r#"{"qpos": [0.1, 0.0], "qvel": [], "actions": [[0.0, 1.0]]}"#,
@@ -202,55 +170,28 @@ mod tests {
                 r#"{"qpos": [0.1, 0.0], "qvel": [], "actions": [[1e300]]}"#,
                 "not a finite float32",
             ),
-            (
-                "Pendulum-v1",
-                r#"{"qpos": [0.1, NaN], "qvel": [], "actions": []}"#,
-                "replay input",
-            ),
-            (
-                "Pendulum-v1",
-                r#"{"qpos": [0.1, 1e999], "qvel": [], "actions": []}"#,
-                "replay input",
-            ),
-            (
-                "Pendulum-v1",
-                r#"{"qpos": [0.1, 0.0], "actions": []}"#,
-                "qvel",
-            ),
+            ("Pendulum-v1", r#"{"qpos": [0.1, NaN], "qvel": [], "actions": []}"#, "replay input"),
+            ("Pendulum-v1", r#"{"qpos": [0.1, 1e999], "qvel": [], "actions": []}"#, "replay input"),
+            ("Pendulum-v1", r#"{"qpos": [0.1, 0.0], "actions": []}"#, "qvel"),
             (
                 "Hopper-v4",
                 r#"{"qpos": [0,0,0,0,0,0], "qvel": [0,0,0,0,0], "actions": []}"#,
                 "qvel of length 6",
             ),
-            (
-                "Hopper-v7",
-                r#"{"qpos": [], "qvel": [], "actions": []}"#,
-                "known ids",
-            ),
+            ("Hopper-v7", r#"{"qpos": [], "qvel": [], "actions": []}"#, "known ids"),
         ];
         for (id, input, needle) in cases {
             let mut out = Vec::new();
             let err = run(id, input, &mut out).expect_err(input).to_string();
             assert!(err.contains(needle), "{input}: {err}");
-            assert!(
-                out.is_empty(),
-                "nothing is written before validation passes"
-            );
+            assert!(out.is_empty(), "nothing is written before validation passes");
         }
     }
 
     #[test]
     fn non_finite_output_becomes_null() {
-        let line = Line {
-            obs: &[f64::NAN, 1.5],
-            reward: f64::INFINITY,
-            terminated: false,
-            truncated: false,
-        };
+        let line = Line { obs: &[f64::NAN, 1.5], reward: f64::INFINITY, terminated: false, truncated: false };
         let s = serde_json::to_string(&line).unwrap();
-        assert_eq!(
-            s,
-            r#"{"obs":[null,1.5],"reward":null,"terminated":false,"truncated":false}"#
-        );
+        assert_eq!(s, r#"{"obs":[null,1.5],"reward":null,"terminated":false,"truncated":false}"#);
     }
 }

@@ -114,9 +114,7 @@ impl VecEnv {
     /// workers (fewer when there are fewer envs). Same results as with one thread, bit for bit.
     pub fn with_threads(id: &str, n: usize, seed: u64, threads: usize) -> Result<Self, EnvError> {
         if n == 0 {
-            return Err(EnvError::BadInput(
-                "VecEnv needs at least one environment".into(),
-            ));
+            return Err(EnvError::BadInput("VecEnv needs at least one environment".into()));
         }
         let envs = (0..n).map(|_| make(id)).collect::<Result<Vec<_>, _>>()?;
         Self::from_envs(envs, seed, threads)
@@ -125,20 +123,12 @@ impl VecEnv {
     /// A `VecEnv` over environments built by the caller (all with the same spec; time limits are the
     /// caller's business), stepped by `threads` threads as in [`VecEnv::with_threads`]. Env `i` is
     /// reset here with seed [`env_seed`]`(seed, i)`.
-    pub fn from_envs(
-        mut envs: Vec<Box<dyn Env>>,
-        seed: u64,
-        threads: usize,
-    ) -> Result<Self, EnvError> {
+    pub fn from_envs(mut envs: Vec<Box<dyn Env>>, seed: u64, threads: usize) -> Result<Self, EnvError> {
         if envs.is_empty() {
-            return Err(EnvError::BadInput(
-                "VecEnv needs at least one environment".into(),
-            ));
+            return Err(EnvError::BadInput("VecEnv needs at least one environment".into()));
         }
         if threads == 0 {
-            return Err(EnvError::BadInput(
-                "VecEnv needs at least one thread".into(),
-            ));
+            return Err(EnvError::BadInput("VecEnv needs at least one thread".into()));
         }
         let spec = envs[0].spec().clone();
         if let Some(i) = envs.iter().position(|e| *e.spec() != spec) {
@@ -212,11 +202,7 @@ impl VecEnv {
             )));
         }
         if let Some(i) = actions.iter().position(|x| !x.is_finite()) {
-            return Err(EnvError::BadInput(format!(
-                "action {} of env {} is not finite",
-                i % a,
-                i / a
-            )));
+            return Err(EnvError::BadInput(format!("action {} of env {} is not finite", i % a, i / a)));
         }
         let s = &mut self.step;
         match &mut self.runner {
@@ -246,11 +232,7 @@ struct Episode {
 
 impl Episode {
     fn new(env: Box<dyn Env>) -> Episode {
-        Episode {
-            env,
-            ret: 0.0,
-            len: 0,
-        }
+        Episode { env, ret: 0.0, len: 0 }
     }
 
     /// One step with auto-reset: `next` gets the true next observation, `obs` the one to act on now
@@ -265,10 +247,7 @@ impl Episode {
         self.ret += t.reward;
         self.len += 1;
         if t.terminated || t.truncated {
-            let stats = EpisodeStats {
-                ret: self.ret,
-                len: self.len,
-            };
+            let stats = EpisodeStats { ret: self.ret, len: self.len };
             self.ret = 0.0;
             self.len = 0;
             self.env.reset_into(None, obs);
@@ -357,11 +336,7 @@ impl Pool {
             .map(|k| {
                 let end = start + n / w + usize::from(k < n % w);
                 // Nothing to claim until the first step.
-                let claims = Claims {
-                    start,
-                    end,
-                    next: AtomicUsize::new(end),
-                };
+                let claims = Claims { start, end, next: AtomicUsize::new(end) };
                 start = end;
                 claims
             })
@@ -375,11 +350,7 @@ impl Pool {
             all_done: Condvar::new(),
         });
         // On an error the workers already started are stopped by the pool's drop.
-        let mut pool = Pool {
-            shared,
-            workers: Vec::with_capacity(workers),
-            broken: None,
-        };
+        let mut pool = Pool { shared, workers: Vec::with_capacity(workers), broken: None };
         for k in 1..=workers {
             // One slot: a wake-up sent while the worker is still busy with the last step is kept,
             // and a second one would be redundant.
@@ -402,13 +373,8 @@ impl Pool {
                         }
                     }
                 })
-                .map_err(|e| {
-                    EnvError::Worker(format!("cannot start env worker thread {k}: {e}"))
-                })?;
-            pool.workers.push(Worker {
-                wake: Some(wake),
-                thread: Some(thread),
-            });
+                .map_err(|e| EnvError::Worker(format!("cannot start env worker thread {k}: {e}")))?;
+            pool.workers.push(Worker { wake: Some(wake), thread: Some(thread) });
         }
         Ok(pool)
     }
@@ -444,10 +410,7 @@ impl Pool {
             // Checked under `sleep`: the last env's notify takes that lock, so it cannot slip in
             // between this check and the wait.
             while sh.done.load(Ordering::Acquire) < n {
-                guard = sh
-                    .all_done
-                    .wait(guard)
-                    .unwrap_or_else(PoisonError::into_inner);
+                guard = sh.all_done.wait(guard).unwrap_or_else(PoisonError::into_inner);
             }
         }
         let d = obs.len() / n;
@@ -465,8 +428,7 @@ impl Pool {
                 }
                 Err(_) => {
                     // The placeholder (an empty String) does not allocate; the next step overwrites it.
-                    let taken =
-                        std::mem::replace(&mut slot.outcome, Err(EnvError::Worker(String::new())));
+                    let taken = std::mem::replace(&mut slot.outcome, Err(EnvError::Worker(String::new())));
                     if let Err(e) = taken {
                         if let EnvError::Worker(why) = &e {
                             self.broken.get_or_insert_with(|| why.clone());
@@ -506,14 +468,10 @@ impl Shared {
             // A panic stays inside this env's step: the thread lives on and the caller gets an
             // error instead of waiting forever for this env.
             slot.outcome = catch_unwind(AssertUnwindSafe(|| {
-                slot.episode
-                    .step(&slot.action, &mut slot.next_obs, &mut slot.obs)
+                slot.episode.step(&slot.action, &mut slot.next_obs, &mut slot.obs)
             }))
             .unwrap_or_else(|panic| {
-                Err(EnvError::Worker(format!(
-                    "env {i} panicked: {}",
-                    panic_message(&*panic)
-                )))
+                Err(EnvError::Worker(format!("env {i} panicked: {}", panic_message(&*panic))))
             });
         }
         if self.done.fetch_add(1, Ordering::AcqRel) + 1 == n {
@@ -587,9 +545,7 @@ mod tests {
         let mut v = VecEnv::new("InvertedPendulum-v5", 3, 1).unwrap();
         let mut finished = 0;
         for t in 0..200 {
-            let actions: Vec<f32> = (0..3)
-                .map(|i| if (t / 5 + i) % 2 == 0 { 3.0 } else { -3.0 })
-                .collect();
+            let actions: Vec<f32> = (0..3).map(|i| if (t / 5 + i) % 2 == 0 { 3.0 } else { -3.0 }).collect();
             let s = v.step(&actions).unwrap();
             for i in 0..3 {
                 if let Some(stats) = s.finished[i] {
@@ -607,10 +563,7 @@ mod tests {
     fn bad_actions_are_errors() {
         let mut v = VecEnv::new("Pendulum-v1", 2, 0).unwrap();
         assert!(matches!(v.step(&[0.0]), Err(EnvError::BadInput(_))));
-        assert!(matches!(
-            v.step(&[0.0, f32::NAN]),
-            Err(EnvError::BadInput(_))
-        ));
+        assert!(matches!(v.step(&[0.0, f32::NAN]), Err(EnvError::BadInput(_))));
         assert!(VecEnv::new("Pendulum-v1", 0, 0).is_err());
     }
 }

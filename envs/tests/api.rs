@@ -4,9 +4,7 @@ use spikerl_envs::{EnvError, evaluate, known_ids, make, make_unwrapped, spec};
 
 /// A deterministic action sequence covering the action box (and a bit beyond).
 fn action(t: usize, act_dim: usize, high: &[f64]) -> Vec<f32> {
-    (0..act_dim)
-        .map(|j| (((t * 31 + j * 17) % 23) as f64 / 11.0 - 1.0) as f32 * high[j] as f32)
-        .collect()
+    (0..act_dim).map(|j| (((t * 31 + j * 17) % 23) as f64 / 11.0 - 1.0) as f32 * high[j] as f32).collect()
 }
 
 fn rollout(id: &str, seed: Option<u64>, steps: usize) -> Vec<Vec<f64>> {
@@ -56,11 +54,7 @@ fn seeded_reset_is_pinned() {
     assert_eq!(obs[16].to_bits(), CHEETAH_SEED_123_OBS16, "{}", obs[16]);
 }
 /// Pendulum-v1 `reset(Some(123))` (uniform draws).
-const PENDULUM_SEED_123: [u64; 3] = [
-    13826999253525856256,
-    4605344973271859200,
-    13827535556965302272,
-];
+const PENDULUM_SEED_123: [u64; 3] = [13826999253525856256, 4605344973271859200, 13827535556965302272];
 /// HalfCheetah-v5 `reset(Some(123))`: obs[0] from qpos noise (uniform), obs[16] from qvel noise (normal).
 const CHEETAH_SEED_123_OBS0: u64 = 13812827097856625981;
 const CHEETAH_SEED_123_OBS16: u64 = 4598410143607917963;
@@ -114,28 +108,15 @@ fn bad_input_is_an_error_not_a_panic() {
         let s = env.spec().clone();
         env.reset(Some(0));
         let long = vec![0.0f32; s.act_dim + 1];
-        assert!(
-            matches!(env.try_step(&long), Err(EnvError::BadInput(_))),
-            "{id}"
-        );
+        assert!(matches!(env.try_step(&long), Err(EnvError::BadInput(_))), "{id}");
         let mut obs = vec![0.0; s.obs_dim];
-        assert!(
-            matches!(env.step_into(&long, &mut obs), Err(EnvError::BadInput(_))),
-            "{id}"
-        );
-        assert!(
-            matches!(env.set_state(&[0.0], &[]), Err(EnvError::BadInput(_))),
-            "{id}"
-        );
+        assert!(matches!(env.step_into(&long, &mut obs), Err(EnvError::BadInput(_))), "{id}");
+        assert!(matches!(env.set_state(&[0.0], &[]), Err(EnvError::BadInput(_))), "{id}");
     }
     let mut env = make("Hopper-v4").unwrap();
-    let err = env
-        .set_state(&[0.0, 1.25, 0.0, 0.0, f64::NAN, 0.0], &[0.0; 6])
-        .unwrap_err();
+    let err = env.set_state(&[0.0, 1.25, 0.0, 0.0, f64::NAN, 0.0], &[0.0; 6]).unwrap_err();
     assert!(err.to_string().contains("qpos[4] is not finite"), "{err}");
-    let err = env
-        .set_state(&[0.0; 6], &[0.0, 0.0, f64::INFINITY, 0.0, 0.0, 0.0])
-        .unwrap_err();
+    let err = env.set_state(&[0.0; 6], &[0.0, 0.0, f64::INFINITY, 0.0, 0.0, 0.0]).unwrap_err();
     assert!(err.to_string().contains("qvel[2] is not finite"), "{err}");
 }
 
@@ -175,10 +156,7 @@ fn evaluate_is_deterministic() {
     assert!(r1.iter().all(|r| r.is_finite() && *r < 0.0));
     // Episodes 2 and 3 continue the seed's stream, so they start elsewhere.
     assert_ne!(r1[0], r1[1]);
-    assert!(matches!(
-        evaluate("Nope-v0", 1, 0, policy),
-        Err(EnvError::UnknownId { .. })
-    ));
+    assert!(matches!(evaluate("Nope-v0", 1, 0, policy), Err(EnvError::UnknownId { .. })));
 }
 
 #[test]

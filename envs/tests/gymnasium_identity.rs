@@ -29,9 +29,7 @@ struct Fixture {
 }
 
 fn fixture_path(id: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(format!("{id}.bin"))
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(format!("{id}.bin"))
 }
 
 /// Reads `SPKFIX01` + 5 x u32 (nq, nv, act_dim, obs_dim, steps) + f64 qpos, qvel, obs0 + f32 actions
@@ -77,17 +75,7 @@ fn load(id: &str) -> Fixture {
     let rewards = f64s(steps);
     let flags = bytes[at..at + steps].to_vec();
     assert_eq!(at + steps, bytes.len(), "{id}: trailing bytes");
-    Fixture {
-        qpos,
-        qvel,
-        obs0,
-        act_dim,
-        obs_dim,
-        actions,
-        obs,
-        rewards,
-        flags,
-    }
+    Fixture { qpos, qvel, obs0, act_dim, obs_dim, actions, obs, rewards, flags }
 }
 
 /// How one replay compared with its fixture.
@@ -123,10 +111,7 @@ fn replay(id: &str) -> Report {
         if !same(a, b) {
             r.obs_mismatches += 1;
             r.max_abs_diff = r.max_abs_diff.max((a - b).abs());
-            note(
-                &mut r,
-                format!("reset obs[{j}]: ours {a:e}, gymnasium {b:e}"),
-            );
+            note(&mut r, format!("reset obs[{j}]: ours {a:e}, gymnasium {b:e}"));
         }
     }
 
@@ -138,33 +123,18 @@ fn replay(id: &str) -> Report {
             if !same(a, b) {
                 r.obs_mismatches += 1;
                 r.max_abs_diff = r.max_abs_diff.max((a - b).abs());
-                note(
-                    &mut r,
-                    format!("step {t} obs[{j}]: ours {a:e}, gymnasium {b:e}"),
-                );
+                note(&mut r, format!("step {t} obs[{j}]: ours {a:e}, gymnasium {b:e}"));
             }
         }
         if !same(s.reward, fx.rewards[t]) {
             r.reward_mismatches += 1;
             r.max_abs_diff = r.max_abs_diff.max((s.reward - fx.rewards[t]).abs());
-            note(
-                &mut r,
-                format!(
-                    "step {t} reward: ours {:e}, gymnasium {:e}",
-                    s.reward, fx.rewards[t]
-                ),
-            );
+            note(&mut r, format!("step {t} reward: ours {:e}, gymnasium {:e}", s.reward, fx.rewards[t]));
         }
         let flags = u8::from(s.terminated) | (u8::from(s.truncated) << 1);
         if flags != fx.flags[t] {
             r.flag_mismatches += 1;
-            note(
-                &mut r,
-                format!(
-                    "step {t} flags: ours {flags:#b}, gymnasium {:#b}",
-                    fx.flags[t]
-                ),
-            );
+            note(&mut r, format!("step {t} flags: ours {flags:#b}, gymnasium {:#b}", fx.flags[t]));
         }
     }
     r
@@ -183,11 +153,7 @@ fn all_environments_match_gymnasium_bit_for_bit() {
             failures.push(format!("{id}: {}", r.first_mismatch.unwrap_or_default()));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "not identical to Gymnasium:\n{}",
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "not identical to Gymnasium:\n{}", failures.join("\n"));
 }
 
 #[test]
@@ -198,20 +164,15 @@ fn fixtures_cover_every_id_and_full_horizon() {
         assert_eq!(fx.rewards.len(), spec.max_episode_steps, "{id}");
         // The fixture exercises what the test claims to: out-of-bounds actions everywhere, terminations
         // wherever the task has them.
-        let out_of_bounds = fx.actions.chunks_exact(fx.act_dim).any(|a| {
-            a.iter()
-                .zip(&spec.act_high)
-                .any(|(&x, &h)| f64::from(x).abs() > h)
-        });
+        let out_of_bounds = fx
+            .actions
+            .chunks_exact(fx.act_dim)
+            .any(|a| a.iter().zip(&spec.act_high).any(|(&x, &h)| f64::from(x).abs() > h));
         assert!(out_of_bounds, "{id}: no out-of-bounds action");
         let terminates = !id.starts_with("HalfCheetah")
             && !id.starts_with("Swimmer")
             && !id.starts_with("Reacher")
             && !id.starts_with("Pendulum");
-        assert_eq!(
-            fx.flags.iter().any(|f| f & 1 == 1),
-            terminates,
-            "{id}: terminations"
-        );
+        assert_eq!(fx.flags.iter().any(|f| f & 1 == 1), terminates, "{id}: terminations");
     }
 }

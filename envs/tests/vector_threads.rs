@@ -11,19 +11,8 @@ use spikerl_envs::{Env, EnvError, EnvSpec, Step, make};
 
 /// Everything a step exposes, as bits (so that -0.0 vs 0.0 or NaN payloads would count as different).
 fn record(s: &VecStep, obs: &[f64]) -> Vec<u64> {
-    let mut out: Vec<u64> = s
-        .next_obs
-        .iter()
-        .chain(&s.rewards)
-        .chain(obs)
-        .map(|x| x.to_bits())
-        .collect();
-    out.extend(
-        s.terminated
-            .iter()
-            .zip(&s.truncated)
-            .map(|(&a, &b)| u64::from(a) | u64::from(b) << 1),
-    );
+    let mut out: Vec<u64> = s.next_obs.iter().chain(&s.rewards).chain(obs).map(|x| x.to_bits()).collect();
+    out.extend(s.terminated.iter().zip(&s.truncated).map(|(&a, &b)| u64::from(a) | u64::from(b) << 1));
     for f in &s.finished {
         out.extend(f.map_or([u64::MAX, u64::MAX], |e| [e.ret.to_bits(), e.len as u64]));
     }
@@ -57,18 +46,12 @@ fn threads_give_the_sequential_trajectories_bit_for_bit() {
     for (id, steps, min_episodes) in [("Hopper-v4", 400, 20), ("Pendulum-v1", 450, 10)] {
         let n = 5;
         let (sequential, episodes) = trajectory(id, n, 1, steps);
-        assert!(
-            episodes >= min_episodes,
-            "{id}: only {episodes} episodes ended: resets not exercised"
-        );
+        assert!(episodes >= min_episodes, "{id}: only {episodes} episodes ended: resets not exercised");
         // 2 and 3: fewer threads than envs; 5: as many; 8: more threads than envs (5 started).
         for threads in [2, 3, 5, 8] {
             let (threaded, _) = trajectory(id, n, threads, steps);
             for (t, (a, b)) in sequential.iter().zip(&threaded).enumerate() {
-                assert!(
-                    a == b,
-                    "{id}, {threads} threads: step {t} differs from one thread"
-                );
+                assert!(a == b, "{id}, {threads} threads: step {t} differs from one thread");
             }
         }
     }
@@ -78,41 +61,23 @@ fn threads_give_the_sequential_trajectories_bit_for_bit() {
 fn bad_actions_are_errors_and_leave_the_threads_working() {
     let mut v = VecEnv::with_threads("Pendulum-v1", 3, 0, 2).unwrap();
     assert!(matches!(v.step(&[0.0, 0.0]), Err(EnvError::BadInput(_))));
-    assert!(matches!(
-        v.step(&[0.0, 0.0, 0.0, 0.0]),
-        Err(EnvError::BadInput(_))
-    ));
+    assert!(matches!(v.step(&[0.0, 0.0, 0.0, 0.0]), Err(EnvError::BadInput(_))));
     for bad in [f32::NAN, f32::INFINITY] {
         let err = v.step(&[0.0, 0.0, bad]).expect_err("must fail");
         assert!(matches!(err, EnvError::BadInput(_)));
         assert!(err.to_string().contains("env 2"), "{err}");
     }
     assert_eq!(v.step(&[0.1, 0.2, 0.3]).unwrap().rewards.len(), 3);
-    assert!(matches!(
-        VecEnv::with_threads("Pendulum-v1", 2, 0, 0),
-        Err(EnvError::BadInput(_))
-    ));
-    assert!(matches!(
-        VecEnv::with_threads("Pendulum-v1", 0, 0, 2),
-        Err(EnvError::BadInput(_))
-    ));
-    assert!(matches!(
-        VecEnv::with_threads("Nope-v1", 2, 0, 2),
-        Err(EnvError::UnknownId { .. })
-    ));
+    assert!(matches!(VecEnv::with_threads("Pendulum-v1", 2, 0, 0), Err(EnvError::BadInput(_))));
+    assert!(matches!(VecEnv::with_threads("Pendulum-v1", 0, 0, 2), Err(EnvError::BadInput(_))));
+    assert!(matches!(VecEnv::with_threads("Nope-v1", 2, 0, 2), Err(EnvError::UnknownId { .. })));
 }
 
 #[test]
 fn envs_with_different_specs_are_refused() {
-    let envs = vec![
-        make("Pendulum-v1").unwrap(),
-        make("MountainCarContinuous-v0").unwrap(),
-    ];
+    let envs = vec![make("Pendulum-v1").unwrap(), make("MountainCarContinuous-v0").unwrap()];
     let err = VecEnv::from_envs(envs, 0, 2).err().expect("must fail");
-    assert!(
-        err.to_string().contains("MountainCarContinuous-v0"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("MountainCarContinuous-v0"), "{err}");
 }
 
 /// Pendulum that fails on a chosen step (by panicking or with an error) and counts its drops.
@@ -162,11 +127,7 @@ impl Env for Faulty {
     fn set_state(&mut self, qpos: &[f64], qvel: &[f64]) -> Result<Vec<f64>, EnvError> {
         self.inner.set_state(qpos, qvel)
     }
-    fn step_into(
-        &mut self,
-        action: &[f32],
-        obs: &mut [f64],
-    ) -> Result<spikerl_envs::Transition, EnvError> {
+    fn step_into(&mut self, action: &[f32], obs: &mut [f64]) -> Result<spikerl_envs::Transition, EnvError> {
         self.steps += 1;
         match self.fail_at {
             Some((at, true)) if self.steps == at => panic!("injected panic at step {at}"),
@@ -186,10 +147,7 @@ fn an_env_error_reaches_the_caller() {
     v.step(&a).unwrap();
     v.step(&a).unwrap();
     let err = v.step(&a).expect_err("env 3 fails on its third step");
-    assert!(
-        matches!(err, EnvError::Physics(ref m) if m.contains("injected error")),
-        "{err}"
-    );
+    assert!(matches!(err, EnvError::Physics(ref m) if m.contains("injected error")), "{err}");
     // An error is not fatal: the env keeps working afterwards, as with one thread.
     v.step(&a).unwrap();
     drop(v);
@@ -206,10 +164,7 @@ fn a_panic_in_an_env_becomes_an_error_and_stays_one() {
     let err = v.step(&a).expect_err("env 2 panicked");
     let msg = err.to_string();
     assert!(matches!(err, EnvError::Worker(_)), "{msg}");
-    assert!(
-        msg.contains("env 2 panicked: injected panic at step 2"),
-        "{msg}"
-    );
+    assert!(msg.contains("env 2 panicked: injected panic at step 2"), "{msg}");
     // That env's state is unknown: every later step fails the same way, without hanging.
     for _ in 0..3 {
         assert!(matches!(v.step(&a), Err(EnvError::Worker(m)) if m.contains("injected panic")));

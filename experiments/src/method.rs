@@ -48,13 +48,7 @@ impl Algo {
 }
 
 impl Neuron {
-    pub const ALL: [Neuron; 5] = [
-        Neuron::Lif,
-        Neuron::Clif,
-        Neuron::Dn,
-        Neuron::Plif,
-        Neuron::If,
-    ];
+    pub const ALL: [Neuron; 5] = [Neuron::Lif, Neuron::Clif, Neuron::Dn, Neuron::Plif, Neuron::If];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -91,16 +85,10 @@ pub struct Method {
 
 impl Method {
     pub fn new(algo: Algo, neuron: Neuron) -> Method {
-        Method {
-            algo,
-            neuron: algo.is_spiking().then_some(neuron),
-        }
+        Method { algo, neuron: algo.is_spiking().then_some(neuron) }
     }
 
-    pub const ANN: Method = Method {
-        algo: Algo::Ann,
-        neuron: None,
-    };
+    pub const ANN: Method = Method { algo: Algo::Ann, neuron: None };
 
     /// Machine name: `ann`, `vanilla-lif`, `proxy-clif`, ... (run folder names, CSV and JSON keys).
     pub fn key(&self) -> String {
@@ -133,23 +121,12 @@ impl fmt::Display for Method {
 }
 
 /// The paper's environments in its column order; others follow alphabetically.
-pub const PAPER_ENVS: [&str; 5] = [
-    "InvertedDoublePendulum-v4",
-    "Ant-v4",
-    "HalfCheetah-v4",
-    "Hopper-v4",
-    "Walker2d-v4",
-];
+pub const PAPER_ENVS: [&str; 5] =
+    ["InvertedDoublePendulum-v4", "Ant-v4", "HalfCheetah-v4", "Hopper-v4", "Walker2d-v4"];
 
 /// Sort key for environment columns.
 pub fn env_order(env: &str) -> (usize, String) {
-    (
-        PAPER_ENVS
-            .iter()
-            .position(|e| *e == env)
-            .unwrap_or(PAPER_ENVS.len()),
-        env.to_string(),
-    )
+    (PAPER_ENVS.iter().position(|e| *e == env).unwrap_or(PAPER_ENVS.len()), env.to_string())
 }
 
 #[cfg(test)]
@@ -160,10 +137,7 @@ mod tests {
     fn keys_and_labels() {
         assert_eq!(Method::ANN.key(), "ann");
         assert_eq!(Method::new(Algo::Ann, Neuron::Clif), Method::ANN);
-        assert_eq!(
-            Method::new(Algo::Vanilla, Neuron::Clif).key(),
-            "vanilla-clif"
-        );
+        assert_eq!(Method::new(Algo::Vanilla, Neuron::Clif).key(), "vanilla-clif");
         assert_eq!(Method::new(Algo::Proxy, Neuron::Lif).label(), "PT-LIF");
         assert_eq!(Method::new(Algo::Vanilla, Neuron::Dn).label(), "Vanilla DN");
     }
@@ -179,21 +153,8 @@ mod tests {
         m.sort();
         let keys: Vec<_> = m.iter().map(Method::key).collect();
         assert_eq!(keys, ["ann", "vanilla-lif", "vanilla-dn", "proxy-lif"]);
-        let mut envs = vec![
-            "Pendulum-v1",
-            "Hopper-v4",
-            "InvertedDoublePendulum-v4",
-            "Ant-v5",
-        ];
+        let mut envs = vec!["Pendulum-v1", "Hopper-v4", "InvertedDoublePendulum-v4", "Ant-v5"];
         envs.sort_by_key(|e| env_order(e));
-        assert_eq!(
-            envs,
-            [
-                "InvertedDoublePendulum-v4",
-                "Hopper-v4",
-                "Ant-v5",
-                "Pendulum-v1"
-            ]
-        );
+        assert_eq!(envs, ["InvertedDoublePendulum-v4", "Hopper-v4", "Ant-v5", "Pendulum-v1"]);
     }
 }

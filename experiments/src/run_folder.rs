@@ -76,9 +76,7 @@ pub struct RunInfo {
 }
 
 pub fn run_info(manifest: &Value) -> anyhow::Result<RunInfo> {
-    let config = manifest
-        .get("config")
-        .ok_or_else(|| anyhow!("no `config`"))?;
+    let config = manifest.get("config").ok_or_else(|| anyhow!("no `config`"))?;
     let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
     let env = text(config, "env_id").ok_or_else(|| anyhow!("no `config.env_id`"))?;
     let algo_name = text(config, "algo").ok_or_else(|| anyhow!("no `config.algo`"))?;
@@ -88,10 +86,7 @@ pub fn run_info(manifest: &Value) -> anyhow::Result<RunInfo> {
         None if !algo.is_spiking() => Neuron::Lif,
         None => bail!("no `config.neuron`"),
     };
-    let seed = config
-        .get("seed")
-        .and_then(Value::as_u64)
-        .ok_or_else(|| anyhow!("no `config.seed`"))?;
+    let seed = config.get("seed").and_then(Value::as_u64).ok_or_else(|| anyhow!("no `config.seed`"))?;
     Ok(RunInfo {
         env,
         method: Method::new(algo, neuron),
@@ -131,12 +126,8 @@ pub fn parse_evals(text: &str) -> anyhow::Result<Vec<Eval>> {
     let col = |name: &str| cols.iter().position(|c| *c == name);
     let step = col("step").ok_or_else(|| anyhow!("no `step` column"))?;
     let ret = col("avg_return").ok_or_else(|| anyhow!("no `avg_return` column"))?;
-    let (it, sops, fr, nj) = (
-        col("iterations"),
-        col("sops_per_inference"),
-        col("firing_rate"),
-        col("energy_nj_per_inference"),
-    );
+    let (it, sops, fr, nj) =
+        (col("iterations"), col("sops_per_inference"), col("firing_rate"), col("energy_nj_per_inference"));
     let mut rows = Vec::new();
     for (i, line) in lines.enumerate() {
         let fields: Vec<&str> = line.split(',').map(str::trim).collect();
@@ -185,13 +176,7 @@ mod tests {
             "config": {"env_id": "Hopper-v4", "algo": "ann", "neuron": "clif", "seed": 3, "steps": 10, "random_steps": 5}});
         let info = run_info(&m).unwrap();
         assert_eq!(info.method, Method::ANN);
-        assert_eq!(
-            (info.seed, info.steps, info.random_steps),
-            (3, Some(10), Some(5))
-        );
-        assert!(
-            run_info(&serde_json::json!({"config": {"env_id": "x", "algo": "sac", "seed": 1}}))
-                .is_err()
-        );
+        assert_eq!((info.seed, info.steps, info.random_steps), (3, Some(10), Some(5)));
+        assert!(run_info(&serde_json::json!({"config": {"env_id": "x", "algo": "sac", "seed": 1}})).is_err());
     }
 }

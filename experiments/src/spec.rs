@@ -93,14 +93,9 @@ pub struct Override {
 
 impl Override {
     fn selects(&self, env: &str, method: &Method) -> bool {
-        self.env
-            .as_ref()
-            .is_none_or(|e| e.contains(&env.to_string()))
+        self.env.as_ref().is_none_or(|e| e.contains(&env.to_string()))
             && self.algo.as_ref().is_none_or(|a| a.contains(&method.algo))
-            && self
-                .neuron
-                .as_ref()
-                .is_none_or(|n| method.neuron.is_some_and(|m| n.contains(&m)))
+            && self.neuron.as_ref().is_none_or(|n| method.neuron.is_some_and(|m| n.contains(&m)))
     }
 }
 
@@ -118,17 +113,8 @@ pub enum OptValue {
 pub type TrainOptions = BTreeMap<String, OptValue>;
 
 /// Options the sweep sets itself: a spec may not give them.
-pub const RESERVED: [&str; 9] = [
-    "env",
-    "algo",
-    "neuron",
-    "seed",
-    "seeds",
-    "out",
-    "no-progress",
-    "metrics",
-    "help",
-];
+pub const RESERVED: [&str; 9] =
+    ["env", "algo", "neuron", "seed", "seeds", "out", "no-progress", "metrics", "help"];
 
 /// One grid point: what to run and where.
 #[derive(Debug, Clone, PartialEq)]
@@ -143,8 +129,7 @@ pub struct RunPlan {
 
 impl Spec {
     pub fn load(path: &Path) -> anyhow::Result<Spec> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         Spec::parse(&text).with_context(|| format!("in {}", path.display()))
     }
 
@@ -199,9 +184,7 @@ impl Spec {
                     options.retain(|_, v| *v != OptValue::Flag(false));
                     // One libtorch thread per run unless the spec says otherwise: runs share the machine's
                     // cores (the scheduler sizes its concurrency from this).
-                    options
-                        .entry("threads".to_string())
-                        .or_insert_with(|| OptValue::Value("1".to_string()));
+                    options.entry("threads".to_string()).or_insert_with(|| OptValue::Value("1".to_string()));
                     ensure!(
                         !self.group_seeds || options.get("sync") == Some(&OptValue::Flag(true)),
                         "group_seeds trains the seeds of a configuration in one lockstep process: {env} {} needs sync = true",
@@ -218,10 +201,7 @@ impl Spec {
             }
         }
         if let Some(i) = used.iter().position(|u| !u) {
-            bail!(
-                "override #{} selects no run of the grid (check its env/algo/neuron)",
-                i + 1
-            );
+            bail!("override #{} selects no run of the grid (check its env/algo/neuron)", i + 1);
         }
         Ok(plans)
     }
@@ -232,18 +212,13 @@ impl Spec {
         for env in &self.envs {
             ensure!(
                 !env.is_empty()
-                    && env
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+                    && env.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
                     && !env.starts_with('.'),
                 "environment id {env:?} is not a plain name"
             );
         }
         if self.algos.iter().any(|a| a.is_spiking()) {
-            ensure!(
-                !self.neurons.is_empty(),
-                "`neurons` is empty but spiking algorithms are listed"
-            );
+            ensure!(!self.neurons.is_empty(), "`neurons` is empty but spiking algorithms are listed");
         }
         let seeds = self.seed_list();
         ensure!(!seeds.is_empty(), "`seeds` is empty");
@@ -307,10 +282,7 @@ fn scalar(v: &toml::Value) -> anyhow::Result<String> {
         toml::Value::Integer(i) => i.to_string(),
         // Display is the shortest form that parses back to the same f64.
         toml::Value::Float(f) => f.to_string(),
-        other => bail!(
-            "{} values cannot be passed on a command line",
-            other.type_str()
-        ),
+        other => bail!("{} values cannot be passed on a command line", other.type_str()),
     })
 }
 
@@ -352,11 +324,7 @@ impl RunPlan {
                 OptValue::Value(s) => args.extend([format!("--{k}").into(), s.into()]),
             }
         }
-        args.extend([
-            "--out".into(),
-            dir.as_os_str().to_owned(),
-            "--no-progress".into(),
-        ]);
+        args.extend(["--out".into(), dir.as_os_str().to_owned(), "--no-progress".into()]);
         args
     }
 
@@ -374,17 +342,11 @@ impl RunPlan {
     /// Cores one run keeps busy: its libtorch threads, plus one per actor process unless lockstep.
     /// (`--actors` defaults to 2 in `spikerl train`.)
     pub fn cores(&self) -> usize {
-        let threads = self
-            .option("threads")
-            .and_then(|t| t.parse().ok())
-            .unwrap_or(1usize)
-            .max(1);
+        let threads = self.option("threads").and_then(|t| t.parse().ok()).unwrap_or(1usize).max(1);
         let actors = if self.flag("sync") {
             0
         } else {
-            self.option("actors")
-                .and_then(|a| a.parse().ok())
-                .unwrap_or(2usize)
+            self.option("actors").and_then(|a| a.parse().ok()).unwrap_or(2usize)
         };
         threads + actors
     }
@@ -449,31 +411,22 @@ mod tests {
         assert_eq!(ant.option("proxy-lr"), Some("0.003"));
         assert!(!ant.flag("sync") && !ant.options.contains_key("sync"));
         assert_eq!(ant.cores(), 4);
-        assert_eq!(
-            get("Ant-v4/proxy-lif/seed0").option("proxy-lr"),
-            Some("0.001")
-        );
+        assert_eq!(get("Ant-v4/proxy-lif/seed0").option("proxy-lr"), Some("0.001"));
         assert_eq!(get("Ant-v4/ann/seed0").option("proxy-lr"), Some("0.001"));
     }
 
     #[test]
     fn command_line_of_a_run() {
         let plans = Spec::parse(SPEC).unwrap().expand().unwrap();
-        let args: Vec<String> = plans[3]
-            .train_args(Path::new("/r/x"))
-            .into_iter()
-            .map(|a| a.into_string().unwrap())
-            .collect();
+        let args: Vec<String> =
+            plans[3].train_args(Path::new("/r/x")).into_iter().map(|a| a.into_string().unwrap()).collect();
         assert_eq!(
             args.join(" "),
             "train --env Hopper-v4 --algo proxy --neuron lif --seed 0 --proxy-lr 0.001 --snn-hidden 64,64 \
              --steps 1000 --sync --threads 1 --out /r/x --no-progress"
         );
-        let ann: Vec<String> = plans[0]
-            .train_args(Path::new("d"))
-            .into_iter()
-            .map(|a| a.into_string().unwrap())
-            .collect();
+        let ann: Vec<String> =
+            plans[0].train_args(Path::new("d")).into_iter().map(|a| a.into_string().unwrap()).collect();
         assert!(!ann.contains(&"--neuron".to_string()));
     }
 
@@ -482,8 +435,11 @@ mod tests {
         let text = "group_seeds = true\nenvs=[\"Pendulum-v1\"]\nalgos=[\"proxy\"]\nneurons=[\"lif\"]\nseeds=[3, 7]\n[train]\nsync=true";
         let plans = Spec::parse(text).unwrap().expand().unwrap();
         assert_eq!(plans[0].group_id(), "Pendulum-v1/proxy-lif");
-        let args: Vec<String> =
-            plans[0].group_train_args(&[3, 7], Path::new("/r/Pendulum-v1/proxy-lif")).into_iter().map(|a| a.into_string().unwrap()).collect();
+        let args: Vec<String> = plans[0]
+            .group_train_args(&[3, 7], Path::new("/r/Pendulum-v1/proxy-lif"))
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect();
         assert_eq!(
             args.join(" "),
             "train --env Pendulum-v1 --algo proxy --neuron lif --seeds 3,7 --sync --threads 1 --out /r/Pendulum-v1/proxy-lif --no-progress"
@@ -491,7 +447,10 @@ mod tests {
         let no_sync = text.replace("sync=true", "steps=10");
         let err = format!("{:#}", Spec::parse(&no_sync).unwrap().expand().unwrap_err());
         assert!(err.contains("needs sync = true"), "{err}");
-        let err = format!("{:#}", Spec::parse(&format!("{text}\nseeds=\"0-3\"")).and_then(|s| s.expand()).unwrap_err());
+        let err = format!(
+            "{:#}",
+            Spec::parse(&format!("{text}\nseeds=\"0-3\"")).and_then(|s| s.expand()).unwrap_err()
+        );
         assert!(err.contains("set by the sweep"), "{err}");
     }
 
@@ -504,25 +463,19 @@ mod tests {
 
     #[test]
     fn bad_specs_are_refused_with_a_reason() {
-        let err = |text: &str| {
-            format!(
-                "{:#}",
-                Spec::parse(text).and_then(|s| s.expand()).unwrap_err()
-            )
-        };
+        let err = |text: &str| format!("{:#}", Spec::parse(text).and_then(|s| s.expand()).unwrap_err());
         assert!(err("envs=[\"A-v1\"]\nalgos=[\"proxy\"]\nseeds=1").contains("neurons"));
         assert!(err("envs=[\"A-v1\"]\nalgos=[\"ann\"]\nseeds=[1,1]").contains("twice"));
         assert!(err("envs=[\"../x\"]\nalgos=[\"ann\"]\nseeds=1").contains("plain name"));
         assert!(
-            err("envs=[\"A-v1\"]\nalgos=[\"ann\"]\nseeds=1\n[train]\nseed=3")
-                .contains("set by the sweep")
+            err("envs=[\"A-v1\"]\nalgos=[\"ann\"]\nseeds=1\n[train]\nseed=3").contains("set by the sweep")
         );
-        assert!(
-            err("envs=[\"A-v1\"]\nalgos=[\"ann\"]\nseeds=1\n[train]\nx={a=1}")
-                .contains("command line")
-        );
+        assert!(err("envs=[\"A-v1\"]\nalgos=[\"ann\"]\nseeds=1\n[train]\nx={a=1}").contains("command line"));
         assert!(err("envs=[\"A-v1\"]\nalgos=[\"ann\"]\nseeds=1\ntypo=1").contains("typo"));
-        assert!(err("envs=[\"A-v1\"]\nalgos=[\"ann\"]\nseeds=1\n[[override]]\nneuron=\"lif\"\ntrain={steps=1}").contains("selects no run"));
+        assert!(
+            err("envs=[\"A-v1\"]\nalgos=[\"ann\"]\nseeds=1\n[[override]]\nneuron=\"lif\"\ntrain={steps=1}")
+                .contains("selects no run")
+        );
         assert!(err("envs=[\"A-v1\"]\nalgos=[\"sac\"]\nseeds=1").contains("sac"));
     }
 }

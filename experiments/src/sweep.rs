@@ -186,11 +186,7 @@ fn train_option_names(exe: &Path) -> anyhow::Result<BTreeSet<String>> {
         .output()
         .with_context(|| format!("running {} train --help", exe.display()))?;
     if !out.status.success() {
-        bail!(
-            "{} train --help failed: {}",
-            exe.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("{} train --help failed: {}", exe.display(), String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(parse_option_names(&String::from_utf8_lossy(&out.stdout)))
 }
@@ -200,19 +196,13 @@ pub fn parse_option_names(help: &str) -> BTreeSet<String> {
     help.lines()
         .filter_map(|line| {
             let l = line.trim_start();
-            let l = if l.len() > 4
-                && l.starts_with('-')
-                && !l.starts_with("--")
-                && l[2..].starts_with(", ")
-            {
+            let l = if l.len() > 4 && l.starts_with('-') && !l.starts_with("--") && l[2..].starts_with(", ") {
                 &l[4..]
             } else {
                 l
             };
             let name = l.strip_prefix("--")?;
-            let end = name
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
-                .unwrap_or(name.len());
+            let end = name.find(|c: char| !(c.is_ascii_alphanumeric() || c == '-')).unwrap_or(name.len());
             (end > 0).then(|| name[..end].to_string())
         })
         .collect()
@@ -245,11 +235,7 @@ fn lock(out: &Path) -> anyhow::Result<Lock> {
     let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
     // SAFETY: flock on a file descriptor we own.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        bail!(
-            "another sweep is running in {} (it holds {})",
-            out.display(),
-            path.display()
-        );
+        bail!("another sweep is running in {} (it holds {})", out.display(), path.display());
     }
     Ok(Lock(file))
 }
@@ -287,9 +273,7 @@ fn default_jobs(plans: &[RunPlan]) -> usize {
 
 pub fn run(spec_path: &Path, out: &Path, opts: &SweepOptions) -> anyhow::Result<()> {
     let spec = Spec::load(spec_path)?;
-    let plans = spec
-        .expand()
-        .with_context(|| format!("in {}", spec_path.display()))?;
+    let plans = spec.expand().with_context(|| format!("in {}", spec_path.display()))?;
     let exe = std::env::current_exe().context("locating the spikerl binary")?;
     let known = train_option_names(&exe)?;
     for plan in &plans {
@@ -318,14 +302,8 @@ pub fn run(spec_path: &Path, out: &Path, opts: &SweepOptions) -> anyhow::Result<
     for plan in &plans {
         let dir = out.join(&plan.id);
         let status = run_folder::status(&dir);
-        let info = run_folder::read_manifest(&dir)
-            .ok()
-            .and_then(|m| run_folder::run_info(&m).ok());
-        let recorded = state
-            .runs
-            .get(&plan.id)
-            .filter(|r| !r.options.is_empty())
-            .map(|r| &r.options);
+        let info = run_folder::read_manifest(&dir).ok().and_then(|m| run_folder::run_info(&m).ok());
+        let recorded = state.runs.get(&plan.id).filter(|r| !r.options.is_empty()).map(|r| &r.options);
         actions.push(decide(plan, &status, info.as_ref(), recorded)?);
     }
 
@@ -345,11 +323,8 @@ pub fn run(spec_path: &Path, out: &Path, opts: &SweepOptions) -> anyhow::Result<
         jobs_at_once,
         out.display()
     );
-    let queue: Vec<(&RunPlan, &Action)> = plans
-        .iter()
-        .zip(&actions)
-        .filter(|(_, a)| **a != Action::Skip)
-        .collect();
+    let queue: Vec<(&RunPlan, &Action)> =
+        plans.iter().zip(&actions).filter(|(_, a)| **a != Action::Skip).collect();
     let jobs = Job::all(&queue, spec.group_seeds);
     // A run's command line: its process's (a completed run, in no job, its own).
     let command_of = |plan: &RunPlan| -> Vec<String> {
@@ -367,12 +342,7 @@ pub fn run(spec_path: &Path, out: &Path, opts: &SweepOptions) -> anyhow::Result<
                 Action::Restart(why) => format!("restart ({why})"),
             };
             let args = command_of(plan);
-            println!(
-                "{:<44} {what}\n    {} {}",
-                plan.id,
-                exe.display(),
-                args.join(" ")
-            );
+            println!("{:<44} {what}\n    {} {}", plan.id, exe.display(), args.join(" "));
         }
         return Ok(());
     }
@@ -403,25 +373,16 @@ pub fn run(spec_path: &Path, out: &Path, opts: &SweepOptions) -> anyhow::Result<
 
     let mut by_status: BTreeMap<&str, usize> = BTreeMap::new();
     for plan in &plans {
-        *by_status
-            .entry(state.runs[&plan.id].status.as_str())
-            .or_default() += 1;
+        *by_status.entry(state.runs[&plan.id].status.as_str()).or_default() += 1;
     }
-    let summary = by_status
-        .iter()
-        .map(|(s, n)| format!("{n} {s}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let summary = by_status.iter().map(|(s, n)| format!("{n} {s}")).collect::<Vec<_>>().join(", ");
     eprintln!(
         "sweep: {summary} (state: {}; report: spikerl report {} --out REPORT_DIR)",
         state_path(out).display(),
         out.display()
     );
-    let failed: Vec<&str> = plans
-        .iter()
-        .filter(|p| state.runs[&p.id].status == "failed")
-        .map(|p| p.id.as_str())
-        .collect();
+    let failed: Vec<&str> =
+        plans.iter().filter(|p| state.runs[&p.id].status == "failed").map(|p| p.id.as_str()).collect();
     if outcome.stopped {
         bail!("sweep stopped by a signal: {summary}; run the same command again to continue");
     }
@@ -460,7 +421,11 @@ impl<'a> Job<'a> {
     fn name(&self) -> String {
         match self.grouped {
             false => self.runs[0].0.id.clone(),
-            true => format!("{}/seed{{{}}}", self.runs[0].0.group_id(), self.seeds().iter().map(u64::to_string).collect::<Vec<_>>().join(",")),
+            true => format!(
+                "{}/seed{{{}}}",
+                self.runs[0].0.group_id(),
+                self.seeds().iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+            ),
         }
     }
 
@@ -566,7 +531,14 @@ fn schedule(
                             state.runs.get_mut(&plan.id).expect("recorded above").status = "running".into();
                         }
                         eprintln!("[{next}/{total}] start {}{why}", job.name());
-                        active.push(Active { plans, name: job.name(), log, child, started: Instant::now(), index: next });
+                        active.push(Active {
+                            plans,
+                            name: job.name(),
+                            log,
+                            child,
+                            started: Instant::now(),
+                            index: next,
+                        });
                     }
                     Err(e) => {
                         for plan in &plans {
@@ -590,9 +562,7 @@ fn schedule(
             }
         }
         if active.is_empty() && (signals > 0 || next == total) {
-            return Ok(Outcome {
-                stopped: signals > 0,
-            });
+            return Ok(Outcome { stopped: signals > 0 });
         }
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -609,11 +579,7 @@ fn record_start_failure(rec: &mut RunRecord, error: &anyhow::Error) {
 fn launch(exe: &Path, args: &[std::ffi::OsString], log: &Path) -> anyhow::Result<Child> {
     let log = File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let mut cmd = Command::new(exe);
-    cmd.args(args)
-        .env_clear_spikerl()
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
+    cmd.args(args).env_clear_spikerl().stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
     // Its own process group: a terminal's Ctrl-C reaches the sweep only, which forwards it once.
     cmd.process_group(0);
     #[cfg(target_os = "linux")]
@@ -631,8 +597,7 @@ fn launch(exe: &Path, args: &[std::ffi::OsString], log: &Path) -> anyhow::Result
             });
         }
     }
-    cmd.spawn()
-        .with_context(|| format!("starting {}", exe.display()))
+    cmd.spawn().with_context(|| format!("starting {}", exe.display()))
 }
 
 /// Records how a process's runs ended. The manifest is the truth; when the process died before writing
@@ -677,12 +642,9 @@ fn finish(out: &Path, a: &Active, total: usize, exit: ExitStatus, state: &mut Sw
         if rec.status == "completed" {
             rec.max_avg_return = max_avg_return(&dir);
         }
-        let best = rec
-            .max_avg_return
-            .map_or(String::new(), |r| format!(", max average return {r:.1}"));
-        let error = rec.error.as_deref().map_or(String::new(), |e| {
-            format!(": {}", e.lines().next().unwrap_or(""))
-        });
+        let best = rec.max_avg_return.map_or(String::new(), |r| format!(", max average return {r:.1}"));
+        let error =
+            rec.error.as_deref().map_or(String::new(), |e| format!(": {}", e.lines().next().unwrap_or("")));
         let of = if a.plans.len() > 1 { format!(" (of {})", a.name) } else { String::new() };
         eprintln!(
             "[{}/{total}] {}{of} {} after {:.0} s{best}{error}",
@@ -695,11 +657,7 @@ fn finish(out: &Path, a: &Active, total: usize, exit: ExitStatus, state: &mut Sw
 }
 
 fn max_avg_return(dir: &Path) -> Option<f64> {
-    run_folder::read_evals(dir)
-        .ok()?
-        .iter()
-        .map(|e| e.avg_return)
-        .reduce(f64::max)
+    run_folder::read_evals(dir).ok()?.iter().map(|e| e.avg_return).reduce(f64::max)
 }
 
 /// Sets `status: failed` and `error` in a manifest left `running` by a process that died.
@@ -757,17 +715,11 @@ mod tests {
         let m = serde_json::json!({"status": status, "mode": "sync",
             "config": {"env_id": env, "algo": "proxy", "neuron": "lif", "seed": 1, "steps": steps, "random_steps": 256}});
         fs::write(dir.join("manifest.json"), serde_json::to_vec(&m).unwrap()).unwrap();
-        fs::write(
-            dir.join("evals.csv"),
-            "step,avg_return\n0,-10\n300,-4.5\n556,-7\n",
-        )
-        .unwrap();
+        fs::write(dir.join("evals.csv"), "step,avg_return\n0,-10\n300,-4.5\n556,-7\n").unwrap();
     }
 
     fn decide_dir(dir: &Path, recorded: Option<&TrainOptions>) -> anyhow::Result<Action> {
-        let info = run_folder::read_manifest(dir)
-            .ok()
-            .and_then(|m| run_folder::run_info(&m).ok());
+        let info = run_folder::read_manifest(dir).ok().and_then(|m| run_folder::run_info(&m).ok());
         decide(&plan(), &run_folder::status(dir), info.as_ref(), recorded)
     }
 
@@ -775,12 +727,9 @@ mod tests {
     fn decisions_from_fake_run_folders() {
         let root = temp_dir("decide");
         assert_eq!(decide_dir(&root.join("none"), None).unwrap(), Action::Start);
-        for (status, restart) in [
-            ("completed", false),
-            ("interrupted", true),
-            ("failed", true),
-            ("running", true),
-        ] {
+        for (status, restart) in
+            [("completed", false), ("interrupted", true), ("failed", true), ("running", true)]
+        {
             let d = root.join(status);
             fake_run(&d, status, "Pendulum-v1", 300);
             let a = decide_dir(&d, Some(&plan().options)).unwrap();
@@ -831,11 +780,8 @@ mod tests {
         fake_run(&precious, "failed", "Pendulum-v1", 300);
         fs::write(precious.join("thesis.tex"), "x").unwrap();
         assert!(
-            format!(
-                "{:#}",
-                prepare(&precious, &Action::Restart("it failed".into())).unwrap_err()
-            )
-            .contains("thesis.tex")
+            format!("{:#}", prepare(&precious, &Action::Restart("it failed".into())).unwrap_err())
+                .contains("thesis.tex")
         );
         assert!(precious.join("thesis.tex").exists());
         fs::remove_dir_all(&root).unwrap();
@@ -847,14 +793,18 @@ mod tests {
         let plans = Spec::parse(text).unwrap().expand().unwrap();
         let start = Action::Start;
         // Seed 1 of ann completed already: not in the queue.
-        let queue: Vec<(&RunPlan, &Action)> = plans.iter().filter(|p| p.id != "Pendulum-v1/ann/seed1").map(|p| (p, &start)).collect();
+        let queue: Vec<(&RunPlan, &Action)> =
+            plans.iter().filter(|p| p.id != "Pendulum-v1/ann/seed1").map(|p| (p, &start)).collect();
         let names = |jobs: &[Job<'_>]| jobs.iter().map(Job::name).collect::<Vec<_>>();
         assert_eq!(Job::all(&queue, false).len(), 5);
         let grouped = Job::all(&queue, true);
         assert_eq!(names(&grouped), ["Pendulum-v1/ann/seed{0,2}", "Pendulum-v1/proxy-lif/seed{0,1,2}"]);
         let out = Path::new("/o");
         let args: Vec<String> = grouped[0].args(out).into_iter().map(|a| a.into_string().unwrap()).collect();
-        assert!(args.join(" ").contains("--seeds 0,2 --sync --threads 1 --out /o/Pendulum-v1/ann --no-progress"), "{args:?}");
+        assert!(
+            args.join(" ").contains("--seeds 0,2 --sync --threads 1 --out /o/Pendulum-v1/ann --no-progress"),
+            "{args:?}"
+        );
         assert_eq!(grouped[1].log(out), Path::new("/o/Pendulum-v1/proxy-lif/train-seeds.log"));
         assert_eq!(Job::all(&queue, false)[0].log(out), Path::new("/o/Pendulum-v1/ann/seed0/train.log"));
     }
@@ -870,10 +820,7 @@ mod tests {
     #[test]
     fn state_file_round_trips() {
         let root = temp_dir("state");
-        let mut s = SweepState {
-            jobs: 2,
-            ..Default::default()
-        };
+        let mut s = SweepState { jobs: 2, ..Default::default() };
         s.runs.insert(
             "a/ann/seed0".into(),
             RunRecord {
@@ -888,10 +835,7 @@ mod tests {
         assert_eq!(back.runs, s.runs);
         assert!(!back.updated_at.is_empty());
         let _l = lock(&root).unwrap();
-        assert!(
-            lock(&root).is_err(),
-            "a second sweep on the same folder is refused"
-        );
+        assert!(lock(&root).is_err(), "a second sweep on the same folder is refused");
         fs::remove_dir_all(&root).unwrap();
     }
 }

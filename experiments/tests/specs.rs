@@ -44,13 +44,7 @@ fn paper_table1_is_the_papers_grid() {
     let envs: BTreeSet<&str> = plans.iter().map(|p| p.env.as_str()).collect();
     assert_eq!(
         envs,
-        BTreeSet::from([
-            "InvertedDoublePendulum-v4",
-            "Ant-v4",
-            "HalfCheetah-v4",
-            "Hopper-v4",
-            "Walker2d-v4"
-        ])
+        BTreeSet::from(["InvertedDoublePendulum-v4", "Ant-v4", "HalfCheetah-v4", "Hopper-v4", "Walker2d-v4"])
     );
     for p in &plans {
         assert_eq!(p.option("steps"), Some("1000000"));
@@ -58,13 +52,7 @@ fn paper_table1_is_the_papers_grid() {
         assert_eq!(p.option("eval-every"), Some("5000"));
         assert_eq!(p.option("eval-episodes"), Some("10"));
         assert!(p.flag("sync"));
-        assert!(
-            p.options
-                .keys()
-                .all(|k| TRAIN_OPTIONS.contains(&k.as_str())),
-            "{:?}",
-            p.options
-        );
+        assert!(p.options.keys().all(|k| TRAIN_OPTIONS.contains(&k.as_str())), "{:?}", p.options);
     }
     let seeds: BTreeSet<u64> = plans.iter().map(|p| p.seed).collect();
     assert_eq!(seeds, BTreeSet::from([0, 1, 2, 3, 4]));
@@ -75,24 +63,11 @@ fn small_cpu_compares_three_methods_on_a_mujoco_task() {
     let plans = load("small-cpu.toml").expand().unwrap();
     assert_eq!(plans.len(), 9);
     let keys: BTreeSet<String> = plans.iter().map(|p| p.method.key()).collect();
-    assert_eq!(
-        keys,
-        BTreeSet::from([
-            "ann".to_string(),
-            "vanilla-lif".to_string(),
-            "proxy-lif".to_string()
-        ])
-    );
+    assert_eq!(keys, BTreeSet::from(["ann".to_string(), "vanilla-lif".to_string(), "proxy-lif".to_string()]));
     for p in &plans {
         assert!(p.env.ends_with("-v4"));
         assert!(p.flag("sync"));
         assert_eq!(p.cores(), 1);
-        assert!(
-            p.options
-                .keys()
-                .all(|k| TRAIN_OPTIONS.contains(&k.as_str())),
-            "{:?}",
-            p.options
-        );
+        assert!(p.options.keys().all(|k| TRAIN_OPTIONS.contains(&k.as_str())), "{:?}", p.options);
     }
 }

@@ -130,7 +130,8 @@ fn dense_gflops(m: usize, k: usize, n: usize, rounds: usize) -> f64 {
     let threads = tch::get_num_threads().max(1) as usize;
     let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.1).collect();
     let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.1).collect();
-    let outs: Vec<std::sync::Mutex<Vec<f32>>> = (0..threads).map(|_| std::sync::Mutex::new(vec![0.0; m * n])).collect();
+    let outs: Vec<std::sync::Mutex<Vec<f32>>> =
+        (0..threads).map(|_| std::sync::Mutex::new(vec![0.0; m * n])).collect();
     let flop = 2.0 * (m * k * n) as f64;
     let reps = ((2e9 / flop) as usize).clamp(1, 20_000);
     let mut best = f64::INFINITY;
@@ -139,7 +140,16 @@ fn dense_gflops(m: usize, k: usize, n: usize, rounds: usize) -> f64 {
         crate::omp::parallel(threads, &|i| {
             let mut c = outs[i].lock().unwrap_or_else(|p| p.into_inner());
             for _ in 0..reps {
-                crate::dense::matmul(m, n, k, &mut c, n, false, crate::dense::View::rows(&a, k), crate::dense::View::rows(&b, n));
+                crate::dense::matmul(
+                    m,
+                    n,
+                    k,
+                    &mut c,
+                    n,
+                    false,
+                    crate::dense::View::rows(&a, k),
+                    crate::dense::View::rows(&b, n),
+                );
             }
         });
         best = best.min(started.elapsed().as_secs_f64() / reps as f64);
@@ -186,10 +196,14 @@ impl std::error::Error for BadPolicyFile {}
 /// network the benchmark builds from `--env`, `--algo` and `--neuron`: trained weights fire at the rates
 /// training reaches (30 to 60% on HalfCheetah), where the event-driven paths cost more than at the
 /// initial weights' 4 to 5%.
-pub fn trained_weights(path: &std::path::Path, expected: &spikerl_snn::PolicyConfig) -> Result<spikerl_snn::NamedTensors, BadPolicyFile> {
-    let bytes = std::fs::read(path).map_err(|e| BadPolicyFile(format!("cannot read {}: {e}", path.display())))?;
-    let (cfg, tensors, _) =
-        spikerl_snn::decode_policy(&bytes).map_err(|e| BadPolicyFile(format!("{} is not a policy file: {e}", path.display())))?;
+pub fn trained_weights(
+    path: &std::path::Path,
+    expected: &spikerl_snn::PolicyConfig,
+) -> Result<spikerl_snn::NamedTensors, BadPolicyFile> {
+    let bytes =
+        std::fs::read(path).map_err(|e| BadPolicyFile(format!("cannot read {}: {e}", path.display())))?;
+    let (cfg, tensors, _) = spikerl_snn::decode_policy(&bytes)
+        .map_err(|e| BadPolicyFile(format!("{} is not a policy file: {e}", path.display())))?;
     if &cfg != expected {
         return Err(BadPolicyFile(format!(
             "{}: its network ({:?}) is not the one benchmarked ({:?}); pass the --env, --algo and --neuron it was trained with",
@@ -314,7 +328,8 @@ pub fn update(
             if td3.actor_updates != before { with_actor.push(ms) } else { without_actor.push(ms) }
         }
         let (a, b) = (td3.phase_times, phases_before);
-        let per = |d: std::time::Duration, n: u64| if n == 0 { f64::NAN } else { d.as_secs_f64() * 1e3 / n as f64 };
+        let per =
+            |d: std::time::Duration, n: u64| if n == 0 { f64::NAN } else { d.as_secs_f64() * 1e3 / n as f64 };
         let phase_ms = (
             per(a.proxy - b.proxy, a.proxy_steps - b.proxy_steps),
             per(a.critic - b.critic, a.critic_steps - b.critic_steps),
@@ -327,16 +342,23 @@ pub fn update(
         td3.set_autograd_mlps(true);
         let (ms, _, _, (proxy, critic, actor)) = timed(&mut td3);
         td3.set_autograd_mlps(false);
-        LibtorchMlps { ms_per_iteration: ms, ms_proxy_step: td3.has_proxy().then_some(proxy), ms_critic_step: critic, ms_actor_step: actor }
+        LibtorchMlps {
+            ms_per_iteration: ms,
+            ms_proxy_step: td3.has_proxy().then_some(proxy),
+            ms_critic_step: critic,
+            ms_actor_step: actor,
+        }
     });
     let mean = |v: &[f64]| if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 };
     // The same iterations with autograd through the SNN, where the hand-written backward applies.
-    let ms_actor_step_autograd = (matches!(td3.policy_config.network, spikerl_snn::NetworkConfig::Snn(_)) && device == Device::Cpu).then(|| {
-        td3.autograd_actor = true;
-        let (_, _, _, (_, _, actor)) = timed(&mut td3);
-        td3.autograd_actor = false;
-        actor
-    });
+    let ms_actor_step_autograd = (matches!(td3.policy_config.network, spikerl_snn::NetworkConfig::Snn(_))
+        && device == Device::Cpu)
+        .then(|| {
+            td3.autograd_actor = true;
+            let (_, _, _, (_, _, actor)) = timed(&mut td3);
+            td3.autograd_actor = false;
+            actor
+        });
     let obs = pool[0].obs.shallow_clone();
     let ms_fwd = time_ms(reps, || {
         let _ = td3.act(&obs);
@@ -408,7 +430,12 @@ pub fn update(
     let h = cfg.td3.critic_hidden.first().copied().unwrap_or(256) as i64;
     let mut shapes = vec![
         (bi, h, h, "critic / SNN hidden layer"),
-        (t_steps * bi, obs_pop, h, if t_steps > 1 { "SNN first layer over T x B rows" } else { "actor first layer" }),
+        (
+            t_steps * bi,
+            obs_pop,
+            h,
+            if t_steps > 1 { "SNN first layer over T x B rows" } else { "actor first layer" },
+        ),
         (bi, (od + ad) as i64, h, "critic first layer"),
     ];
     if td3.has_proxy() {
@@ -422,7 +449,8 @@ pub fn update(
             n,
             what: what.into(),
             gflops: sgemm_gflops(m, kk, n, device, 2.0, 4),
-            dense_gflops: (device == Device::Cpu).then(|| dense_gflops(m as usize, kk as usize, n as usize, 4)),
+            dense_gflops: (device == Device::Cpu)
+                .then(|| dense_gflops(m as usize, kk as usize, n as usize, 4)),
         })
         .collect();
     let best = sgemm.iter().map(|r| r.gflops).fold(0.0, f64::max);
@@ -450,7 +478,10 @@ pub fn update(
         sgemm_fraction_proxy_mlp: gflop_proxy.zip(ms_proxy_mlp).map(|(g, m)| rate(g, m) / best),
         sgemm_fraction_critic_step: rate(gflop_critic, ms_critic) / best,
         sgemm_fraction_actor_step: rate(gflop_actor, ms_actor) / best,
-        dense_fraction_proxy_mlp: gflop_proxy.zip(ms_proxy_mlp).zip(dense_best).map(|((g, m), d)| rate(g, m) / d),
+        dense_fraction_proxy_mlp: gflop_proxy
+            .zip(ms_proxy_mlp)
+            .zip(dense_best)
+            .map(|((g, m), d)| rate(g, m) / d),
         dense_fraction_critic_step: dense_best.map(|d| rate(gflop_critic, ms_critic) / d),
         dense_fraction_actor_step: dense_best.map(|d| rate(gflop_actor, ms_actor) / d),
     };
@@ -497,9 +528,17 @@ pub struct InferenceBench {
 
 /// Plain-Rust inference of the paper's network (random initial weights, or trained ones from
 /// `policy_file`; random observations in the typical range), one core.
-pub fn inference(env: &str, algo: Algo, neuron: NeuronKind, batch: usize, actions: usize, policy_file: Option<&std::path::Path>) -> anyhow::Result<InferenceBench> {
+pub fn inference(
+    env: &str,
+    algo: Algo,
+    neuron: NeuronKind,
+    batch: usize,
+    actions: usize,
+    policy_file: Option<&std::path::Path>,
+) -> anyhow::Result<InferenceBench> {
     let spec = spikerl_envs::spec(env)?;
-    let cfg = RunConfig::paper(env, algo, neuron, 0).policy_config(spec.obs_dim, spec.act_dim, max_action(&spec)?);
+    let cfg =
+        RunConfig::paper(env, algo, neuron, 0).policy_config(spec.obs_dim, spec.act_dim, max_action(&spec)?);
     let weights = match policy_file {
         Some(p) => trained_weights(p, &cfg)?,
         None => spikerl_snn::initial_tensors(&cfg, 0)?,
@@ -600,7 +639,8 @@ pub fn ensemble(
         anyhow::ensure!(s > 0, "seed counts must be positive");
         let ids: Vec<u64> = (0..s as u64).collect();
         let mut ens = Ensemble::new(&cfg, policy.clone(), &ids, device).map_err(anyhow::Error::msg)?;
-        let mut singles: Vec<Td3> = ids.iter().map(|&id| seeded_learner(&cfg, policy.clone(), id, device)).collect();
+        let mut singles: Vec<Td3> =
+            ids.iter().map(|&id| seeded_learner(&cfg, policy.clone(), id, device)).collect();
         let pools: Vec<Vec<Batch>> = ids
             .iter()
             .map(|&id| {

@@ -55,23 +55,12 @@ pub fn trainer(
 
 /// Fills the replay service with `n` synthetic transitions (values in the usual range) so that training
 /// can sample from the start.
-pub fn prefill(
-    replay: &ReplayService,
-    obs_dim: usize,
-    act_dim: usize,
-    n: usize,
-) -> anyhow::Result<()> {
+pub fn prefill(replay: &ReplayService, obs_dim: usize, act_dim: usize, n: usize) -> anyhow::Result<()> {
     let mut t = Transitions::default();
     let chunk = 1024;
     for i in 0..chunk {
         let x = (i as f32 * 0.618).fract() - 0.5;
-        t.push(
-            &vec![x; obs_dim],
-            &vec![x; act_dim],
-            x,
-            &vec![-x; obs_dim],
-            false,
-        );
+        t.push(&vec![x; obs_dim], &vec![x; act_dim], x, &vec![-x; obs_dim], false);
     }
     let mut done = 0;
     while done < n {
@@ -117,12 +106,7 @@ impl Server {
         let task = serve(service, listener, &how, async {
             let _ = stopped.await;
         })?;
-        Ok(Server {
-            addr,
-            policy,
-            stop: Some(stop),
-            task,
-        })
+        Ok(Server { addr, policy, stop: Some(stop), task })
     }
 
     pub fn url(&self) -> String {
@@ -159,11 +143,7 @@ pub fn publish_next(
     crate::runtime::publish(trainer, tx)?;
     let encode_seconds = started.elapsed().as_secs_f64();
     let bytes = tx.borrow().as_ref().map_or(0, |p| p.weights.len());
-    Ok(Published {
-        version: trainer.td3.actor_updates,
-        encode_seconds,
-        bytes,
-    })
+    Ok(Published { version: trainer.td3.actor_updates, encode_seconds, bytes })
 }
 
 /// Training iterations done in a measured window.
@@ -198,8 +178,5 @@ pub fn train_for(
             last_publish = Instant::now();
         }
     }
-    Ok(TrainWindow {
-        iterations: trainer.td3.iterations - first,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    Ok(TrainWindow { iterations: trainer.td3.iterations - first, seconds: started.elapsed().as_secs_f64() })
 }

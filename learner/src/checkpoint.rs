@@ -86,7 +86,12 @@ pub struct LearnerState {
 
 /// Writes a complete checkpoint of `trainer` (plus the actors' sequence numbers) into `dir`.
 /// Returns the new checkpoint's folder.
-pub fn save(trainer: &Trainer, run_id: &str, actors: Vec<ActorRecord>, dir: &Path) -> anyhow::Result<PathBuf> {
+pub fn save(
+    trainer: &Trainer,
+    run_id: &str,
+    actors: Vec<ActorRecord>,
+    dir: &Path,
+) -> anyhow::Result<PathBuf> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let td3 = &trainer.td3;
     let policy = spikerl_snn::encode_policy(&td3.policy_config, &td3.export_policy(), td3.actor_updates)?;
@@ -121,7 +126,12 @@ pub fn save(trainer: &Trainer, run_id: &str, actors: Vec<ActorRecord>, dir: &Pat
     Ok(final_dir)
 }
 
-fn write_checkpoint(trainer: &Trainer, run_id: &str, actors: Vec<ActorRecord>, tmp: &Path) -> anyhow::Result<()> {
+fn write_checkpoint(
+    trainer: &Trainer,
+    run_id: &str,
+    actors: Vec<ActorRecord>,
+    tmp: &Path,
+) -> anyhow::Result<()> {
     fs::create_dir_all(tmp)?;
     let td3 = &trainer.td3;
     let mut nets: Vec<(String, Tensor)> = Vec::new();
@@ -310,10 +320,12 @@ pub fn load_latest(dir: &Path) -> anyhow::Result<Loaded> {
 
 /// Reads and verifies one checkpoint folder.
 pub fn load(path: &Path) -> anyhow::Result<Loaded> {
-    let sums = fs::read_to_string(path.join(SUMS_FILE)).context("missing SHA256SUMS (incomplete checkpoint)")?;
+    let sums =
+        fs::read_to_string(path.join(SUMS_FILE)).context("missing SHA256SUMS (incomplete checkpoint)")?;
     let mut files = HashMap::new();
     for line in sums.lines().filter(|l| !l.trim().is_empty()) {
-        let (digest, name) = line.split_once("  ").with_context(|| format!("malformed SHA256SUMS line '{line}'"))?;
+        let (digest, name) =
+            line.split_once("  ").with_context(|| format!("malformed SHA256SUMS line '{line}'"))?;
         let bytes = fs::read(path.join(name)).with_context(|| format!("reading {name}"))?;
         let got = hex(&Sha256::digest(&bytes));
         if got != digest {
@@ -321,10 +333,14 @@ pub fn load(path: &Path) -> anyhow::Result<Loaded> {
         }
         files.insert(name.to_string(), bytes);
     }
-    let mut take = |name: &str| files.remove(name).with_context(|| format!("SHA256SUMS does not list {name}"));
+    let mut take =
+        |name: &str| files.remove(name).with_context(|| format!("SHA256SUMS does not list {name}"));
     let state: LearnerState = serde_json::from_slice(&take(STATE_FILE)?).context("state.json")?;
     if state.format_version != STATE_FORMAT {
-        bail!("checkpoint format {} is not supported (this build reads {STATE_FORMAT})", state.format_version);
+        bail!(
+            "checkpoint format {} is not supported (this build reads {STATE_FORMAT})",
+            state.format_version
+        );
     }
     let nets = take(NETS_FILE)?;
     let replay = take(REPLAY_FILE)?;
@@ -338,7 +354,8 @@ fn tensor_of(st: &SafeTensors<'_>, name: &str) -> Option<Tensor> {
     if view.dtype() != Dtype::F32 {
         return None;
     }
-    let values: Vec<f32> = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let values: Vec<f32> =
+        view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
     let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
     Some(Tensor::from_slice(&values).view(shape.as_slice()))
 }
@@ -369,13 +386,19 @@ impl Loaded {
             copy_into(&td3.critic_vs, "critic", &nets)?;
             copy_into(&td3.critic_target_vs, "critic_target", &nets)?;
             let nets = &nets;
-            let get = |prefix: &'static str| move |k: &str| tensor_of(nets, &format!("{prefix}.{k}")).map(|t| t.to_device(device));
+            let get = |prefix: &'static str| {
+                move |k: &str| tensor_of(nets, &format!("{prefix}.{k}")).map(|t| t.to_device(device))
+            };
             td3.actor_opt.load_state(s.adam_steps_actor, &get("opt.actor")).map_err(anyhow::Error::msg)?;
             td3.critic_opt.load_state(s.adam_steps_critic, &get("opt.critic")).map_err(anyhow::Error::msg)?;
             match (td3.proxy_opt_mut(), s.adam_steps_proxy) {
-                (Some(opt), Some(steps)) => opt.load_state(steps, &get("opt.proxy")).map_err(anyhow::Error::msg)?,
+                (Some(opt), Some(steps)) => {
+                    opt.load_state(steps, &get("opt.proxy")).map_err(anyhow::Error::msg)?
+                }
                 (None, None) => {}
-                _ => bail!("the checkpoint's algorithm does not match this run's (proxy present in one only)"),
+                _ => {
+                    bail!("the checkpoint's algorithm does not match this run's (proxy present in one only)")
+                }
             }
             td3.iterations = s.iterations;
             td3.actor_updates = s.actor_updates;
@@ -389,7 +412,8 @@ impl Loaded {
             if v.dtype() != Dtype::F32 || v.data().len() != s.replay_len * width * 4 {
                 bail!("replay {name} has the wrong size for {} rows", s.replay_len);
             }
-            let mut out: Vec<f32> = v.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            let mut out: Vec<f32> =
+                v.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
             out.resize(cap * width, 0.0);
             Ok(out)
         };
@@ -400,8 +424,16 @@ impl Loaded {
             next_obs: rows("next_obs", od)?,
             terminated: rows("terminated", 1)?,
         };
-        let buffer = ReplayBuffer::from_parts(od, ad, cap, s.replay_len, s.replay_cursor, data, s.replay_rng.restore()?)
-            .map_err(anyhow::Error::msg)?;
+        let buffer = ReplayBuffer::from_parts(
+            od,
+            ad,
+            cap,
+            s.replay_len,
+            s.replay_cursor,
+            data,
+            s.replay_rng.restore()?,
+        )
+        .map_err(anyhow::Error::msg)?;
         {
             let mut guard = trainer.replay.lock();
             guard.buffer = buffer;

@@ -191,7 +191,9 @@ impl RunConfig {
     pub fn policy_config(&self, obs_dim: usize, act_dim: usize, max_action: Vec<f32>) -> PolicyConfig {
         let network = match self.algo {
             Algo::Ann => NetworkConfig::Ann { hidden: self.ann_hidden.clone() },
-            Algo::Vanilla | Algo::Proxy => NetworkConfig::Snn(SnnConfig { neuron: self.neuron, ..self.snn.clone() }),
+            Algo::Vanilla | Algo::Proxy => {
+                NetworkConfig::Snn(SnnConfig { neuron: self.neuron, ..self.snn.clone() })
+            }
         };
         PolicyConfig { obs_dim, act_dim, max_action, network }
     }

@@ -153,7 +153,16 @@ fn forward(layers: &[LayerRef<'_>], x: &[f32], rows: usize, tape: &mut Tape) {
         for row in out.chunks_exact_mut(layer.fan_out) {
             row.copy_from_slice(layer.b);
         }
-        matmul(rows, layer.fan_out, layer.fan_in, out, layer.fan_out, true, View::rows(input, layer.fan_in), View::transposed(layer.w, layer.fan_in));
+        matmul(
+            rows,
+            layer.fan_out,
+            layer.fan_in,
+            out,
+            layer.fan_out,
+            true,
+            View::rows(input, layer.fan_in),
+            View::transposed(layer.w, layer.fan_in),
+        );
         if l < last {
             for v in out.iter_mut() {
                 *v = v.max(0.0);
@@ -170,7 +179,16 @@ fn backward(layers: &[LayerRef<'_>], tape: &mut Tape, input_grad: Option<(&mut [
         let (lower, upper) = tape.grads.split_at_mut(l);
         let (dz, dprev) = (&upper[0], &mut lower[l - 1]);
         let layer = layers[l];
-        matmul(rows, layer.fan_in, layer.fan_out, dprev, layer.fan_in, false, View::rows(dz, layer.fan_out), View::rows(layer.w, layer.fan_in));
+        matmul(
+            rows,
+            layer.fan_in,
+            layer.fan_out,
+            dprev,
+            layer.fan_in,
+            false,
+            View::rows(dz, layer.fan_out),
+            View::rows(layer.w, layer.fan_in),
+        );
         // ReLU: the gradient passes where the output was positive (PyTorch's threshold_backward).
         // Written as a select on every element (not a conditional store) so that it vectorises.
         for (g, &a) in dprev.iter_mut().zip(&tape.acts[l - 1]) {
@@ -180,7 +198,16 @@ fn backward(layers: &[LayerRef<'_>], tape: &mut Tape, input_grad: Option<(&mut [
     if let Some((dx, cols)) = input_grad {
         let first = layers[0];
         let w = View { data: &first.w[cols.start..], rs: first.fan_in, cs: 1 };
-        matmul(rows, cols.len(), first.fan_out, dx, cols.len(), false, View::rows(&tape.grads[0], first.fan_out), w);
+        matmul(
+            rows,
+            cols.len(),
+            first.fan_out,
+            dx,
+            cols.len(),
+            false,
+            View::rows(&tape.grads[0], first.fan_out),
+            w,
+        );
     }
 }
 
@@ -192,7 +219,8 @@ pub struct Grads {
 
 impl Grads {
     pub fn new(net: &Mlp) -> Grads {
-        let layers = net.layers.iter().map(|(w, b)| (w.zeros_like().detach(), b.zeros_like().detach())).collect();
+        let layers =
+            net.layers.iter().map(|(w, b)| (w.zeros_like().detach(), b.zeros_like().detach())).collect();
         Grads { layers, names: net.names.clone() }
     }
 
@@ -254,7 +282,16 @@ fn weight_grads(jobs: &[GradJob<'_, '_>], grads: &mut [&mut Grads], parts: usize
                 let dz = &block.tape.grads[l];
                 // dW[units] = dz[:, units]^T x: the transpose of dz's columns `units`.
                 let dz_t = View { data: &dz[units.start..], rs: 1, cs: layer.fan_out };
-                matmul(units.len(), layer.fan_in, rows, gw, layer.fan_in, i > 0, dz_t, View::rows(input, layer.fan_in));
+                matmul(
+                    units.len(),
+                    layer.fan_in,
+                    rows,
+                    gw,
+                    layer.fan_in,
+                    i > 0,
+                    dz_t,
+                    View::rows(input, layer.fan_in),
+                );
                 for row in dz.chunks_exact(layer.fan_out) {
                     for (g, &d) in gb.iter_mut().zip(&row[units.clone()]) {
                         *g += d;
@@ -339,7 +376,8 @@ impl DenseTd3 {
         proxy: Option<&nn::VarStore>,
     ) -> Option<DenseTd3> {
         let q = [Mlp::from_vs(critic, "q1.layers.")?, Mlp::from_vs(critic, "q2.layers.")?];
-        let q_target = [Mlp::from_vs(critic_target, "q1.layers.")?, Mlp::from_vs(critic_target, "q2.layers.")?];
+        let q_target =
+            [Mlp::from_vs(critic_target, "q1.layers.")?, Mlp::from_vs(critic_target, "q2.layers.")?];
         let q_grads = [Grads::new(&q[0]), Grads::new(&q[1])];
         let actor = match ann_actor {
             Some((online, target)) => {
@@ -359,7 +397,11 @@ impl DenseTd3 {
         };
         let fits = |n: &Mlp, input, output| n.input() == input && n.output() == output;
         let critics_fit = q.iter().chain(&q_target).all(|n| fits(n, obs_dim + act_dim, 1));
-        let policies_fit = actor.iter().flat_map(|(a, t, _)| [a, t]).chain(proxy.iter().map(|(p, _)| p)).all(|n| fits(n, obs_dim, act_dim));
+        let policies_fit = actor
+            .iter()
+            .flat_map(|(a, t, _)| [a, t])
+            .chain(proxy.iter().map(|(p, _)| p))
+            .all(|n| fits(n, obs_dim, act_dim));
         (critics_fit && policies_fit && max_action.len() == act_dim).then(|| DenseTd3 {
             obs_dim,
             act_dim,
@@ -409,7 +451,9 @@ impl DenseTd3 {
         self.tapes.resize_with(blocks.len(), Tape::default);
         let od = self.obs_dim;
         let mut jobs: Vec<_> = blocks.iter().zip(self.tapes.iter_mut()).collect();
-        each(threads, &mut jobs, &|_, (rows, tape)| forward(&layers, &obs[rows.start * od..rows.end * od], rows.len(), tape));
+        each(threads, &mut jobs, &|_, (rows, tape)| {
+            forward(&layers, &obs[rows.start * od..rows.end * od], rows.len(), tape)
+        });
         let mut out = Vec::with_capacity(rows * self.act_dim);
         for tape in &self.tapes[..blocks.len()] {
             for row in tape.output().chunks_exact(self.act_dim) {
@@ -421,7 +465,15 @@ impl DenseTd3 {
 
     /// The TD targets `r + gamma (1 - terminated) min(Q1'(s', a), Q2'(s', a))` for next observations,
     /// (smoothed) target actions, rewards and not-done flags; the twin targets side by side.
-    pub fn td_targets(&mut self, next_obs: &[f32], actions: &[f32], rewards: &[f32], not_done: &[f32], gamma: f64, threads: usize) -> Vec<f32> {
+    pub fn td_targets(
+        &mut self,
+        next_obs: &[f32],
+        actions: &[f32],
+        rewards: &[f32],
+        not_done: &[f32],
+        gamma: f64,
+        threads: usize,
+    ) -> Vec<f32> {
         concat_rows(next_obs, self.obs_dim, actions, self.act_dim, &mut self.x);
         let rows = rewards.len();
         let x = &self.x;
@@ -430,7 +482,9 @@ impl DenseTd3 {
         self.tapes.resize_with(jobs.len(), Tape::default);
         let width = self.obs_dim + self.act_dim;
         let mut work: Vec<_> = jobs.iter().zip(self.tapes.iter_mut()).collect();
-        each(threads, &mut work, &|_, ((net, rows), tape)| forward(&nets[*net], &x[rows.start * width..rows.end * width], rows.len(), tape));
+        each(threads, &mut work, &|_, ((net, rows), tape)| {
+            forward(&nets[*net], &x[rows.start * width..rows.end * width], rows.len(), tape)
+        });
         let mut q = [vec![0.0f32; rows], vec![0.0f32; rows]];
         for ((net, block), tape) in jobs.iter().zip(&self.tapes) {
             q[*net][block.clone()].copy_from_slice(tape.output());
@@ -450,7 +504,8 @@ impl DenseTd3 {
         self.tapes.resize_with(jobs.len(), Tape::default);
         let width = self.obs_dim + self.act_dim;
         let scale = 2.0 / rows as f32;
-        let mut work: Vec<_> = jobs.iter().zip(self.tapes.iter_mut()).map(|(j, t)| (j, t, 0.0f64, 0.0f64)).collect();
+        let mut work: Vec<_> =
+            jobs.iter().zip(self.tapes.iter_mut()).map(|(j, t)| (j, t, 0.0f64, 0.0f64)).collect();
         each(threads, &mut work, &|_, ((net, block), tape, sq, sum)| {
             forward(&nets[*net], &x[block.start * width..block.end * width], block.len(), tape);
             let y = &y[block.clone()];
@@ -502,7 +557,12 @@ impl DenseTd3 {
         let blocks = row_blocks(rows, threads);
         self.tapes.resize_with(blocks.len(), Tape::default);
         let mut grad = vec![0.0f32; rows * ad];
-        let mut work: Vec<_> = blocks.iter().zip(self.tapes.iter_mut()).zip(chunks_for(&mut grad, &blocks, ad)).map(|((b, t), g)| (b, t, g, 0.0f64)).collect();
+        let mut work: Vec<_> = blocks
+            .iter()
+            .zip(self.tapes.iter_mut())
+            .zip(chunks_for(&mut grad, &blocks, ad))
+            .map(|((b, t), g)| (b, t, g, 0.0f64))
+            .collect();
         let inv = -1.0 / rows as f32;
         each(threads, &mut work, &|_, (block, tape, g, sum)| {
             forward(&q1, &x[block.start * (od + ad)..block.end * (od + ad)], block.len(), tape);
@@ -526,12 +586,17 @@ impl DenseTd3 {
         self.tapes2.resize_with(blocks.len(), Tape::default);
         let max_action = &self.max_action;
         let inv = -1.0 / rows as f32;
-        let mut work: Vec<_> = blocks.iter().zip(self.tapes.iter_mut().zip(self.tapes2.iter_mut())).map(|(b, (t, c))| (b, t, c, 0.0f64)).collect();
+        let mut work: Vec<_> = blocks
+            .iter()
+            .zip(self.tapes.iter_mut().zip(self.tapes2.iter_mut()))
+            .map(|(b, (t, c))| (b, t, c, 0.0f64))
+            .collect();
         each(threads, &mut work, &|_, (block, tape, critic_tape, sum)| {
             let n = block.len();
             forward(&layers, &obs[block.start * od..block.end * od], n, tape);
             let tanh: Vec<f32> = tape.output().iter().map(|p| p.tanh()).collect();
-            let action: Vec<f32> = tanh.chunks_exact(ad).flat_map(|r| r.iter().zip(max_action).map(|(&t, &m)| t * m)).collect();
+            let action: Vec<f32> =
+                tanh.chunks_exact(ad).flat_map(|r| r.iter().zip(max_action).map(|(&t, &m)| t * m)).collect();
             let mut x = Vec::new();
             concat_rows(&obs[block.start * od..block.end * od], od, &action, ad, &mut x);
             forward(&q1, &x, n, critic_tape);
@@ -548,7 +613,11 @@ impl DenseTd3 {
         });
         let loss = -work.iter().map(|w| w.3).sum::<f64>() / rows as f64;
         drop(work);
-        let blocks = blocks.iter().zip(&self.tapes).map(|(b, tape)| Block { x: &obs[b.start * od..b.end * od], tape }).collect();
+        let blocks = blocks
+            .iter()
+            .zip(&self.tapes)
+            .map(|(b, tape)| Block { x: &obs[b.start * od..b.end * od], tape })
+            .collect();
         weight_grads(&[GradJob { layers: &layers, blocks }], &mut [actor_grads], threads.max(1), threads);
         Some(loss)
     }
@@ -564,7 +633,8 @@ impl DenseTd3 {
         self.tapes.resize_with(blocks.len(), Tape::default);
         let max_action = &self.max_action;
         let scale = 2.0 / (rows * ad) as f32;
-        let mut work: Vec<_> = blocks.iter().zip(self.tapes.iter_mut()).map(|(b, t)| (b, t, 0.0f64)).collect();
+        let mut work: Vec<_> =
+            blocks.iter().zip(self.tapes.iter_mut()).map(|(b, t)| (b, t, 0.0f64)).collect();
         each(threads, &mut work, &|_, (block, tape, sq)| {
             forward(&layers, &obs[block.start * od..block.end * od], block.len(), tape);
             let target = &target[block.start * ad..block.end * ad];
@@ -582,7 +652,11 @@ impl DenseTd3 {
         });
         let loss = work.iter().map(|w| w.2).sum::<f64>() / (rows * ad) as f64;
         drop(work);
-        let blocks = blocks.iter().zip(&self.tapes).map(|(b, tape)| Block { x: &obs[b.start * od..b.end * od], tape }).collect();
+        let blocks = blocks
+            .iter()
+            .zip(&self.tapes)
+            .map(|(b, tape)| Block { x: &obs[b.start * od..b.end * od], tape })
+            .collect();
         weight_grads(&[GradJob { layers: &layers, blocks }], &mut [grads], threads.max(1), threads);
         Some(loss)
     }
@@ -622,7 +696,10 @@ mod tests {
         assert_eq!(got.len(), want.len(), "{what}: length");
         let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
         for (i, (g, w)) in got.iter().zip(want).enumerate() {
-            assert!((g - w).abs() <= 2e-5 * scale, "{what}[{i}]: {g} (dense) vs {w} (autograd), scale {scale}");
+            assert!(
+                (g - w).abs() <= 2e-5 * scale,
+                "{what}[{i}]: {g} (dense) vs {w} (autograd), scale {scale}"
+            );
         }
     }
 
@@ -641,26 +718,42 @@ mod tests {
         let (q1, q2) = critic.both(&obs, &act);
         let (l1, l2) = (q1.mse_loss(&y, tch::Reduction::Mean), q2.mse_loss(&y, tch::Reduction::Mean));
         (&l1 + &l2).backward();
-        let not_done = Tensor::from_slice(&(0..rows).map(|i| (i % 3 != 0) as u8 as f32).collect::<Vec<_>>()).view([rows, 1]);
+        let not_done = Tensor::from_slice(&(0..rows).map(|i| (i % 3 != 0) as u8 as f32).collect::<Vec<_>>())
+            .view([rows, 1]);
         let (t1, t2) = tch::no_grad(|| target.both(&obs, &act));
         let want_y = values(&crate::td3::td_target(&y, &not_done, &t1, &t2, 0.99));
         for threads in [1, 2, 3, 4] {
             let mut dense = DenseTd3::new(od, ad, &[1.0, 2.0], &vs, &tvs, None, None).unwrap();
             let step = dense.critic_step(&values(&obs), &values(&act), &values(&y), threads);
-            assert!((step.loss[0] - l1.double_value(&[])).abs() < 1e-5 * l1.double_value(&[]), "{threads} threads");
+            assert!(
+                (step.loss[0] - l1.double_value(&[])).abs() < 1e-5 * l1.double_value(&[]),
+                "{threads} threads"
+            );
             assert!((step.loss[1] - l2.double_value(&[])).abs() < 1e-5 * l2.double_value(&[]));
             assert!((step.q1_mean - q1.mean(Kind::Float).double_value(&[])).abs() < 1e-5);
             let grads = dense.critic_grads();
             for (name, var) in vs.variables() {
                 close(&values(&grads[&name]), &values(&var.grad()), &format!("{name}, {threads} threads"));
             }
-            let got_y = dense.td_targets(&values(&obs), &values(&act), &values(&y), &values(&not_done), 0.99, threads);
+            let got_y = dense.td_targets(
+                &values(&obs),
+                &values(&act),
+                &values(&y),
+                &values(&not_done),
+                0.99,
+                threads,
+            );
             close(&got_y, &want_y, "TD targets");
         }
     }
 
     fn ann(obs: usize, act: usize, hidden: Vec<usize>) -> PolicyConfig {
-        PolicyConfig { obs_dim: obs, act_dim: act, max_action: (0..act).map(|i| 1.0 + i as f32).collect(), network: NetworkConfig::Ann { hidden } }
+        PolicyConfig {
+            obs_dim: obs,
+            act_dim: act,
+            max_action: (0..act).map(|i| 1.0 + i as f32).collect(),
+            network: NetworkConfig::Ann { hidden },
+        }
     }
 
     #[test]
@@ -668,7 +761,8 @@ mod tests {
         tch::manual_seed(22);
         let (od, ad, rows) = (6, 3, 90);
         let cfg = ann(od, ad, vec![24, 20]);
-        let (avs, tavs, pvs) = (nn::VarStore::new(Device::Cpu), nn::VarStore::new(Device::Cpu), nn::VarStore::new(Device::Cpu));
+        let (avs, tavs, pvs) =
+            (nn::VarStore::new(Device::Cpu), nn::VarStore::new(Device::Cpu), nn::VarStore::new(Device::Cpu));
         let actor = TorchPolicy::new(&avs.root(), &cfg);
         let target_actor = TorchPolicy::new(&tavs.root(), &cfg);
         let proxy = TorchPolicy::new(&pvs.root(), &cfg);
@@ -689,23 +783,39 @@ mod tests {
 
         for threads in [1, 2, 3] {
             let max_action = cfg.max_action.clone();
-            let mut dense = DenseTd3::new(od, ad, &max_action, &cvs, &ctvs, Some((&avs, &tavs)), Some(&pvs)).unwrap();
+            let mut dense =
+                DenseTd3::new(od, ad, &max_action, &cvs, &ctvs, Some((&avs, &tavs)), Some(&pvs)).unwrap();
             let loss = dense.actor_step(&values(&obs), threads).unwrap();
-            assert!((loss - actor_loss.double_value(&[])).abs() < 1e-5 * actor_loss.double_value(&[]).abs().max(1.0));
+            assert!(
+                (loss - actor_loss.double_value(&[])).abs()
+                    < 1e-5 * actor_loss.double_value(&[]).abs().max(1.0)
+            );
             let grads = dense.actor_grads().unwrap();
             for (name, var) in avs.variables() {
-                close(&values(&grads[&name]), &values(&var.grad()), &format!("actor {name}, {threads} threads"));
+                close(
+                    &values(&grads[&name]),
+                    &values(&var.grad()),
+                    &format!("actor {name}, {threads} threads"),
+                );
             }
             let loss = dense.proxy_step(&values(&obs), &values(&snn_action), threads).unwrap();
             assert!((loss - proxy_loss.double_value(&[])).abs() < 1e-5 * proxy_loss.double_value(&[]));
             let grads = dense.proxy_grads().unwrap();
             for (name, var) in pvs.variables() {
-                close(&values(&grads[&name]), &values(&var.grad()), &format!("proxy {name}, {threads} threads"));
+                close(
+                    &values(&grads[&name]),
+                    &values(&var.grad()),
+                    &format!("proxy {name}, {threads} threads"),
+                );
             }
             let (l, g) = dense.critic_action_grad(&values(&obs), &values(&action), threads);
             assert!((l - q_loss.double_value(&[])).abs() < 1e-5 * q_loss.double_value(&[]).abs().max(1.0));
             close(&g, &values(&want_grad_action), "gradient with respect to the action");
-            close(&dense.target_policy_forward(&values(&obs), threads).unwrap(), &want_target, "target actor forward");
+            close(
+                &dense.target_policy_forward(&values(&obs), threads).unwrap(),
+                &want_target,
+                "target actor forward",
+            );
         }
     }
 
@@ -715,7 +825,10 @@ mod tests {
         let _ = TwinCritic::new(&cvs.root(), 4, 2, &[8]);
         let _ = TwinCritic::new(&ctvs.root(), 4, 2, &[8]);
         assert!(DenseTd3::new(4, 2, &[1.0, 1.0], &cvs, &ctvs, None, None).is_some());
-        assert!(DenseTd3::new(5, 2, &[1.0, 1.0], &cvs, &ctvs, None, None).is_none(), "wrong observation size");
+        assert!(
+            DenseTd3::new(5, 2, &[1.0, 1.0], &cvs, &ctvs, None, None).is_none(),
+            "wrong observation size"
+        );
         let empty = nn::VarStore::new(Device::Cpu);
         assert!(DenseTd3::new(4, 2, &[1.0, 1.0], &empty, &ctvs, None, None).is_none(), "no critic variables");
     }

@@ -45,18 +45,12 @@ fn member_mean(x: &Tensor) -> Tensor {
 }
 
 fn to_vec(x: &Tensor) -> Vec<f64> {
-    let x = x
-        .detach()
-        .to_device(Device::Cpu)
-        .to_kind(Kind::Double)
-        .contiguous();
+    let x = x.detach().to_device(Device::Cpu).to_kind(Kind::Double).contiguous();
     Vec::<f64>::try_from(&x).expect("a double tensor converts to Vec<f64>")
 }
 
 fn var(vars: &HashMap<String, Tensor>, name: &str) -> Tensor {
-    vars.get(name)
-        .unwrap_or_else(|| panic!("stacked network lacks {name}"))
-        .shallow_clone()
+    vars.get(name).unwrap_or_else(|| panic!("stacked network lacks {name}")).shallow_clone()
 }
 
 /// A ReLU MLP with a linear output, stacked: `{prefix}layers.{i}.weight|bias`.
@@ -109,27 +103,15 @@ struct StackedSnn {
 }
 
 impl StackedSnn {
-    fn from_vars(
-        vars: &HashMap<String, Tensor>,
-        pc: &PolicyConfig,
-        cfg: &SnnConfig,
-        device: Device,
-    ) -> Self {
+    fn from_vars(vars: &HashMap<String, Tensor>, pc: &PolicyConfig, cfg: &SnnConfig, device: Device) -> Self {
         let decay = MembraneDecay::from_config(cfg);
         let n_layers = pc.layer_dims().len();
         let layers = (0..n_layers)
-            .map(|i| {
-                (
-                    var(vars, &format!("layers.{i}.weight")),
-                    var(vars, &format!("layers.{i}.bias")),
-                )
-            })
+            .map(|i| (var(vars, &format!("layers.{i}.weight")), var(vars, &format!("layers.{i}.bias"))))
             .collect();
         let decay_logits = (0..n_layers)
             .map(|i| match decay {
-                MembraneDecay::Learned { .. } => {
-                    Some(var(vars, &format!("layers.{i}.decay_logit")))
-                }
+                MembraneDecay::Learned { .. } => Some(var(vars, &format!("layers.{i}.decay_logit"))),
                 MembraneDecay::Fixed(_) => None,
             })
             .collect();
@@ -160,9 +142,8 @@ impl StackedSnn {
         let (s, b) = (obs.size()[0], obs.size()[1]);
         // Encoder: [S, B, obs, 1] against [S, 1, obs, pop] -> [S, B, obs * pop].
         let diff = obs.tanh().unsqueeze(-1) - self.mu.unsqueeze(1);
-        let act = (diff.square() / self.sigma.unsqueeze(1).square() * -0.5)
-            .exp()
-            .view([s, b, self.obs_dim * pop]);
+        let act =
+            (diff.square() / self.sigma.unsqueeze(1).square() * -0.5).exp().view([s, b, self.obs_dim * pop]);
         // [S, T*B, n], step-major within each member: one batched product serves all steps.
         let mut input = encoder_spike_trains(&act, self.cfg.encoder_threshold, t_steps, 1);
         for ((w, bias), logit) in self.layers.iter().zip(&self.decay_logits) {
@@ -174,9 +155,7 @@ impl StackedSnn {
             input = layer_spike_trains(&self.model, &x_all, &decay, t_steps, 1);
         }
         // Decoder: rate over T, then per action a weighted sum of its population.
-        let rate = input
-            .view([s, t_steps, b, self.act_dim * pop])
-            .mean_dim(1, false, Kind::Float);
+        let rate = input.view([s, t_steps, b, self.act_dim * pop]).mean_dim(1, false, Kind::Float);
         (rate.view([s, b, self.act_dim, pop]) * self.dec_w.unsqueeze(1)).sum_dim_intlist(
             -1,
             false,
@@ -228,10 +207,7 @@ struct StackedCritic {
 impl StackedCritic {
     fn new(vs: &nn::VarStore) -> Self {
         let vars = vs.variables();
-        StackedCritic {
-            q1: StackedMlp::from_vars(&vars, "q1."),
-            q2: StackedMlp::from_vars(&vars, "q2."),
-        }
+        StackedCritic { q1: StackedMlp::from_vars(&vars, "q1."), q2: StackedMlp::from_vars(&vars, "q2.") }
     }
 
     fn both(&self, obs: &Tensor, act: &Tensor) -> (Tensor, Tensor) {
@@ -246,11 +222,7 @@ impl StackedCritic {
 
 /// A VarStore holding, under each variable name of `stores[0]`, the stack of that variable over `stores`.
 /// Frozen unless `trainable`.
-fn stack_stores(
-    stores: &[&nn::VarStore],
-    device: Device,
-    trainable: bool,
-) -> Result<nn::VarStore, String> {
+fn stack_stores(stores: &[&nn::VarStore], device: Device, trainable: bool) -> Result<nn::VarStore, String> {
     let vars: Vec<HashMap<String, Tensor>> = stores.iter().map(|s| s.variables()).collect();
     let mut names: Vec<&String> = vars[0].keys().collect();
     names.sort();
@@ -261,9 +233,7 @@ fn stack_stores(
         let path = parts.iter().fold(vs.root(), |p, d| p.sub(*d));
         let mut ts = Vec::with_capacity(vars.len());
         for (i, v) in vars.iter().enumerate() {
-            let t = v
-                .get(name)
-                .ok_or_else(|| format!("member {i} lacks {name}"))?;
+            let t = v.get(name).ok_or_else(|| format!("member {i} lacks {name}"))?;
             if t.size() != vars[0][name].size() {
                 return Err(format!(
                     "member {i}: {name} has shape {:?}, member 0 {:?}",
@@ -287,16 +257,10 @@ fn stack_stores(
 /// An Adam over the stacked store `vs` whose moments and step count are those of `opts`, stacked.
 fn stack_adams(vs: &nn::VarStore, opts: &[&Adam]) -> Result<Adam, String> {
     let first = opts[0];
-    if opts
-        .iter()
-        .any(|o| o.lr != first.lr || o.steps != first.steps)
-    {
+    if opts.iter().any(|o| o.lr != first.lr || o.steps != first.steps) {
         return Err("members' optimisers differ in learning rate or step count".into());
     }
-    let states: Vec<HashMap<String, Tensor>> = opts
-        .iter()
-        .map(|o| o.state().into_iter().collect())
-        .collect();
+    let states: Vec<HashMap<String, Tensor>> = opts.iter().map(|o| o.state().into_iter().collect()).collect();
     let mut stacked = HashMap::new();
     for key in states[0].keys() {
         let ts: Vec<Tensor> = states
@@ -318,11 +282,7 @@ pub fn member_tensors(vs: &nn::VarStore, s: usize) -> NamedTensors {
         .map(|(name, t)| {
             let m = t.detach().select(0, s as i64);
             let shape = m.size().iter().map(|&d| d as usize).collect();
-            let flat = m
-                .to_device(Device::Cpu)
-                .to_kind(Kind::Float)
-                .contiguous()
-                .flatten(0, -1);
+            let flat = m.to_device(Device::Cpu).to_kind(Kind::Float).contiguous().flatten(0, -1);
             let data = Vec::<f32>::try_from(&flat).expect("a float tensor converts to Vec<f32>");
             (name, NamedTensor { shape, data })
         })
@@ -344,12 +304,7 @@ struct StackedMirror {
 
 impl StackedMirror {
     fn new() -> Self {
-        StackedMirror {
-            policies: Vec::new(),
-            built_for: None,
-            obs: Vec::new(),
-            actions: Vec::new(),
-        }
+        StackedMirror { policies: Vec::new(), built_for: None, obs: Vec::new(), actions: Vec::new() }
     }
 
     /// `[S, B, obs]` -> `[S, B, act]` on the CPU, without gradient. Members and row ranges are spread over
@@ -375,10 +330,7 @@ impl StackedMirror {
                 .collect();
             self.built_for = Some(generation);
         }
-        let per = threads
-            .div_ceil(members)
-            .min(n / MIN_ROWS_PER_WORKER)
-            .max(1);
+        let per = threads.div_ceil(members).min(n / MIN_ROWS_PER_WORKER).max(1);
         for copies in &mut self.policies {
             while copies.len() < per {
                 copies.push(copies[0].clone());
@@ -387,18 +339,13 @@ impl StackedMirror {
         let (od, ad) = (cfg.obs_dim, cfg.act_dim);
         self.obs.resize(members * n * od, 0.0);
         let len = self.obs.len();
-        obs.to_kind(Kind::Float)
-            .contiguous()
-            .copy_data(&mut self.obs, len);
+        obs.to_kind(Kind::Float).contiguous().copy_data(&mut self.obs, len);
         self.actions.resize(members * n * ad, 0.0);
         let rows = n.div_ceil(per);
         let mut jobs = Vec::with_capacity(members * per);
         let member_io = self.obs.chunks(n * od).zip(self.actions.chunks_mut(n * ad));
         for (copies, (o, a)) in self.policies.iter_mut().zip(member_io) {
-            for (p, io) in copies
-                .iter_mut()
-                .zip(o.chunks(rows * od).zip(a.chunks_mut(rows * ad)))
-            {
+            for (p, io) in copies.iter_mut().zip(o.chunks(rows * od).zip(a.chunks_mut(rows * ad))) {
                 jobs.push((p, io.0, io.1));
             }
         }
@@ -421,16 +368,8 @@ impl StackedMirror {
 }
 
 enum Target {
-    Polyak {
-        vs: nn::VarStore,
-        net: StackedPolicy,
-    },
-    Proxy {
-        vs: nn::VarStore,
-        net: StackedPolicy,
-        opt: Adam,
-        steps: usize,
-    },
+    Polyak { vs: nn::VarStore, net: StackedPolicy },
+    Proxy { vs: nn::VarStore, net: StackedPolicy, opt: Adam, steps: usize },
 }
 
 /// The `Td3` a single run with master seed `seed` starts from (as `lockstep::build_trainer` builds it):
@@ -480,10 +419,8 @@ impl Ensemble {
         seeds: &[u64],
         device: Device,
     ) -> Result<Ensemble, String> {
-        let members: Vec<Td3> = seeds
-            .iter()
-            .map(|&seed| seeded_learner(run, policy.clone(), seed, device))
-            .collect();
+        let members: Vec<Td3> =
+            seeds.iter().map(|&seed| seeded_learner(run, policy.clone(), seed, device)).collect();
         Self::from_members(run, &members)
     }
 
@@ -492,23 +429,16 @@ impl Ensemble {
     /// ensemble copies everything: the members stay usable and independent of it.
     pub fn from_members<M: Borrow<Td3>>(run: &RunConfig, members: &[M]) -> Result<Ensemble, String> {
         let members: Vec<&Td3> = members.iter().map(Borrow::borrow).collect();
-        let first = *members
-            .first()
-            .ok_or("an ensemble needs at least one member")?;
+        let first = *members.first().ok_or("an ensemble needs at least one member")?;
         let device = first.device();
         let policy_config = first.policy_config.clone();
         let proxy = run.algo == Algo::Proxy;
         if matches!(policy_config.network, NetworkConfig::Ann { .. }) != (run.algo == Algo::Ann) {
-            return Err(format!(
-                "the members' actor network does not fit algorithm {}",
-                run.algo
-            ));
+            return Err(format!("the members' actor network does not fit algorithm {}", run.algo));
         }
         for (i, m) in members.iter().enumerate() {
             if m.policy_config != policy_config || m.device() != device {
-                return Err(format!(
-                    "member {i} differs from member 0 in policy config or device"
-                ));
+                return Err(format!("member {i} differs from member 0 in policy config or device"));
             }
             if m.has_proxy() != proxy {
                 return Err(format!("member {i} does not match algorithm {}", run.algo));
@@ -522,30 +452,18 @@ impl Ensemble {
         let stores = |f: &dyn Fn(&Td3) -> &nn::VarStore| members.iter().map(|m| f(m)).collect::<Vec<_>>();
         let actor_vs = stack_stores(&stores(&|m| &m.actor_vs), device, true)?;
         let actor = StackedPolicy::new(&actor_vs, &policy_config);
-        let actor_opt = stack_adams(
-            &actor_vs,
-            &members.iter().map(|m| &m.actor_opt).collect::<Vec<_>>(),
-        )?;
+        let actor_opt = stack_adams(&actor_vs, &members.iter().map(|m| &m.actor_opt).collect::<Vec<_>>())?;
         let target = if proxy {
             let vs = stack_stores(&stores(&|m| m.target_vs()), device, true)?;
             let proxy_cfg = PolicyConfig {
-                network: NetworkConfig::Ann {
-                    hidden: run.proxy.hidden.clone(),
-                },
+                network: NetworkConfig::Ann { hidden: run.proxy.hidden.clone() },
                 ..policy_config.clone()
             };
             let net = StackedPolicy::new(&vs, &proxy_cfg);
-            let opts: Vec<&Adam> = members
-                .iter()
-                .map(|m| m.proxy_opt().expect("checked: every member has a proxy"))
-                .collect();
+            let opts: Vec<&Adam> =
+                members.iter().map(|m| m.proxy_opt().expect("checked: every member has a proxy")).collect();
             let opt = stack_adams(&vs, &opts)?;
-            Target::Proxy {
-                vs,
-                net,
-                opt,
-                steps: run.proxy.steps,
-            }
+            Target::Proxy { vs, net, opt, steps: run.proxy.steps }
         } else {
             let vs = stack_stores(&stores(&|m| m.target_vs()), device, false)?;
             let net = StackedPolicy::new(&vs, &policy_config);
@@ -553,10 +471,7 @@ impl Ensemble {
         };
         let critic_vs = stack_stores(&stores(&|m| &m.critic_vs), device, true)?;
         let critic = StackedCritic::new(&critic_vs);
-        let critic_opt = stack_adams(
-            &critic_vs,
-            &members.iter().map(|m| &m.critic_opt).collect::<Vec<_>>(),
-        )?;
+        let critic_opt = stack_adams(&critic_vs, &members.iter().map(|m| &m.critic_opt).collect::<Vec<_>>())?;
         let critic_target_vs = stack_stores(&stores(&|m| &m.critic_target_vs), device, false)?;
         let critic_target = StackedCritic::new(&critic_target_vs);
         let act_dim = policy_config.act_dim as i64;
@@ -564,17 +479,14 @@ impl Ensemble {
         let mirrors = spiking && device == Device::Cpu;
         Ok(Ensemble {
             cfg: run.td3.clone(),
-            max_action: Tensor::from_slice(&policy_config.max_action)
-                .view([1, 1, act_dim])
-                .to_device(device),
+            max_action: Tensor::from_slice(&policy_config.max_action).view([1, 1, act_dim]).to_device(device),
             policy_config,
             device,
             members: members.len(),
             actor_vs,
             actor,
             actor_opt,
-            target_mirror: (mirrors && matches!(target, Target::Polyak { .. }))
-                .then(StackedMirror::new),
+            target_mirror: (mirrors && matches!(target, Target::Polyak { .. })).then(StackedMirror::new),
             target,
             critic_vs,
             critic,
@@ -620,13 +532,7 @@ impl Ensemble {
     pub fn act(&mut self, obs: &Tensor) -> Tensor {
         let threads = tch::get_num_threads().max(1) as usize;
         match &mut self.actor_mirror {
-            Some(m) => m.forward_on(
-                threads,
-                &self.actor_vs,
-                &self.policy_config,
-                self.actor_updates,
-                obs,
-            ),
+            Some(m) => m.forward_on(threads, &self.actor_vs, &self.policy_config, self.actor_updates, obs),
             None => tch::no_grad(|| self.actor.forward(obs)),
         }
     }
@@ -638,9 +544,7 @@ impl Ensemble {
             (Target::Polyak { vs, .. }, Some(m)) => {
                 m.forward_on(threads, vs, &self.policy_config, self.actor_updates, obs)
             }
-            (Target::Polyak { net, .. } | Target::Proxy { net, .. }, _) => {
-                tch::no_grad(|| net.forward(obs))
-            }
+            (Target::Polyak { net, .. } | Target::Proxy { net, .. }, _) => tch::no_grad(|| net.forward(obs)),
         }
     }
 
@@ -688,18 +592,11 @@ impl Ensemble {
             td_target(&b.rewards, &b.not_done, &q1, &q2, self.cfg.gamma)
         });
         let (q1, q2) = self.critic.both(&b.obs, &b.actions);
-        let critic_losses =
-            member_mean(&(&q1 - &target).square()) + member_mean(&(&q2 - &target).square());
-        self.critic_opt
-            .backward_step(&critic_losses.sum(Kind::Float));
-        let columns = [
-            to_vec(&critic_losses),
-            to_vec(&member_mean(&q1)),
-            to_vec(&member_mean(&target)),
-        ];
+        let critic_losses = member_mean(&(&q1 - &target).square()) + member_mean(&(&q2 - &target).square());
+        self.critic_opt.backward_step(&critic_losses.sum(Kind::Float));
+        let columns = [to_vec(&critic_losses), to_vec(&member_mean(&q1)), to_vec(&member_mean(&target))];
         for (s, st) in stats.iter_mut().enumerate() {
-            (st.critic_loss, st.q_mean, st.target_mean) =
-                (columns[0][s], columns[1][s], columns[2][s]);
+            (st.critic_loss, st.q_mean, st.target_mean) = (columns[0][s], columns[1][s], columns[2][s]);
         }
 
         self.iterations += 1;
@@ -727,12 +624,9 @@ impl Ensemble {
         let per = shape[1..].iter().product::<i64>() as usize;
         self.noise.clear();
         for rng in &mut self.noise_rngs {
-            self.noise
-                .extend((0..per).map(|_| -> f32 { StandardNormal.sample(rng) }));
+            self.noise.extend((0..per).map(|_| -> f32 { StandardNormal.sample(rng) }));
         }
-        Tensor::from_slice(&self.noise)
-            .view(shape)
-            .to_device(self.device)
+        Tensor::from_slice(&self.noise).view(shape).to_device(self.device)
     }
 
     /// Member s's acting policy under the standard wire names (as `Td3::export_policy`).
@@ -792,9 +686,7 @@ fn load_member_adam(from: &Adam, s: usize, to: &mut Adam) -> Result<(), String> 
 
 /// `[B, ...]` minibatches, one per member, as one `[S, B, ...]` batch.
 fn stack_batches(batches: Vec<Batch>) -> Batch {
-    let stack = |f: &dyn Fn(&Batch) -> &Tensor| {
-        Tensor::stack(&batches.iter().map(f).collect::<Vec<_>>(), 0)
-    };
+    let stack = |f: &dyn Fn(&Batch) -> &Tensor| Tensor::stack(&batches.iter().map(f).collect::<Vec<_>>(), 0);
     Batch {
         obs: stack(&|b| &b.obs),
         actions: stack(&|b| &b.actions),
@@ -828,10 +720,7 @@ mod tests {
 
     /// Members built as `Ensemble::new` builds them, under the process-wide init lock.
     fn members(cfg: &RunConfig, policy: &PolicyConfig, seeds: &[u64]) -> Vec<Td3> {
-        seeds
-            .iter()
-            .map(|&seed| seeded_learner(cfg, policy.clone(), seed, Device::Cpu))
-            .collect()
+        seeds.iter().map(|&seed| seeded_learner(cfg, policy.clone(), seed, Device::Cpu)).collect()
     }
 
     /// A Pendulum-shaped minibatch of 64 from `rng` (not libtorch's global generator).
@@ -847,13 +736,7 @@ mod tests {
         let next_obs = normal(n * 3).view([n as i64, 3]);
         // A few terminations, so the (1 - terminated) factor matters.
         let not_done = normal(n).view([n as i64, 1]).gt(-1.5).to_kind(Kind::Float);
-        Batch {
-            obs,
-            actions,
-            rewards,
-            next_obs,
-            not_done,
-        }
+        Batch { obs, actions, rewards, next_obs, not_done }
     }
 
     fn close(a: f64, b: f64) -> bool {
@@ -890,18 +773,12 @@ mod tests {
             ens.disable_mirrors();
         }
         assert_eq!(ens.members(), seeds.len());
-        let per_iteration = if algo == Algo::Proxy {
-            cfg.proxy.steps + 1
-        } else {
-            1
-        };
+        let per_iteration = if algo == Algo::Proxy { cfg.proxy.steps + 1 } else { 1 };
         // Member s's minibatches: its own stream, different from the others'.
         let streams: Vec<Vec<Batch>> = (0..seeds.len())
             .map(|s| {
                 let mut rng = ChaCha8Rng::seed_from_u64(1000 + s as u64);
-                (0..iterations * per_iteration)
-                    .map(|_| batch(&mut rng))
-                    .collect()
+                (0..iterations * per_iteration).map(|_| batch(&mut rng)).collect()
             })
             .collect();
         let mut taken = vec![0; seeds.len()];
@@ -932,46 +809,23 @@ mod tests {
                             "{algo} iteration {it} member {s} {what}: ensemble {x}, single {y}"
                         ),
                         (None, None) => {}
-                        _ => panic!(
-                            "{algo} iteration {it} member {s} {what}: ensemble {x:?}, single {y:?}"
-                        ),
+                        _ => panic!("{algo} iteration {it} member {s} {what}: ensemble {x:?}, single {y:?}"),
                     }
                 }
             }
         }
-        assert!(
-            taken.iter().all(|&t| t == iterations * per_iteration),
-            "minibatches drawn: {taken:?}"
-        );
-        assert_eq!(
-            ens.actor_updates,
-            (iterations as u64) / cfg.td3.policy_delay
-        );
+        assert!(taken.iter().all(|&t| t == iterations * per_iteration), "minibatches drawn: {taken:?}");
+        assert_eq!(ens.actor_updates, (iterations as u64) / cfg.td3.policy_delay);
         for (s, single) in singles.iter().enumerate() {
             assert_eq!(ens.iterations, single.iterations);
             assert_eq!(ens.actor_updates, single.actor_updates);
-            assert_eq!(
-                ens.noise_rngs[s], single.noise_rng,
-                "member {s}'s noise stream went its own way"
-            );
+            assert_eq!(ens.noise_rngs[s], single.noise_rng, "member {s}'s noise stream went its own way");
             let export = spikerl_snn::torch::export;
             let nets = [
                 ("actor", ens.export_member(s), single.export_policy()),
-                (
-                    "critic",
-                    member_tensors(&ens.critic_vs, s),
-                    export(&single.critic_vs),
-                ),
-                (
-                    "critic target",
-                    member_tensors(&ens.critic_target_vs, s),
-                    export(&single.critic_target_vs),
-                ),
-                (
-                    "target policy",
-                    member_tensors(ens.target_vs(), s),
-                    export(single.target_vs()),
-                ),
+                ("critic", member_tensors(&ens.critic_vs, s), export(&single.critic_vs)),
+                ("critic target", member_tensors(&ens.critic_target_vs, s), export(&single.critic_target_vs)),
+                ("target policy", member_tensors(ens.target_vs(), s), export(single.target_vs())),
             ];
             for (what, x, y) in nets {
                 let d = max_abs_diff(&x, &y);
@@ -1028,23 +882,13 @@ mod tests {
         let ens = Ensemble::new(&cfg, policy.clone(), &[11, 12], Device::Cpu).unwrap();
         // Member s is exactly the learner a single run with seed s builds (the trainer's own construction).
         for (s, seed) in [11, 12].into_iter().enumerate() {
-            let run = RunConfig {
-                seed,
-                replay_capacity: 1000,
-                ..cfg.clone()
-            };
+            let run = RunConfig { seed, replay_capacity: 1000, ..cfg.clone() };
             let trainer = crate::lockstep::build_trainer(&run, Device::Cpu).unwrap();
             assert_eq!(trainer.td3.policy_config, policy);
             let single = &trainer.td3;
             assert_eq!(ens.export_member(s), single.export_policy(), "member {s}");
-            assert_eq!(
-                member_tensors(ens.target_vs(), s),
-                spikerl_snn::torch::export(single.target_vs())
-            );
-            assert_eq!(
-                member_tensors(&ens.critic_vs, s),
-                spikerl_snn::torch::export(&single.critic_vs)
-            );
+            assert_eq!(member_tensors(ens.target_vs(), s), spikerl_snn::torch::export(single.target_vs()));
+            assert_eq!(member_tensors(&ens.critic_vs, s), spikerl_snn::torch::export(&single.critic_vs));
             assert_eq!(ens.noise_rngs[s], single.noise_rng);
         }
         // And the members are not copies of one run.
@@ -1053,10 +897,7 @@ mod tests {
         for name in ["layers.0.weight", "decoder.weight"] {
             assert_ne!(a[name], b[name], "{name} is the same in both members");
         }
-        assert_ne!(
-            member_tensors(&ens.critic_vs, 0),
-            member_tensors(&ens.critic_vs, 1)
-        );
+        assert_ne!(member_tensors(&ens.critic_vs, 0), member_tensors(&ens.critic_vs, 1));
         assert_ne!(ens.noise_rngs[0], ens.noise_rngs[1]);
         // Different weights act differently on the same observations.
         let mut ens = ens;
@@ -1073,21 +914,13 @@ mod tests {
         let (cfg, policy) = small_run(Algo::Proxy, NeuronKind::Lif);
         let ens = Ensemble::from_members(&cfg, &members(&cfg, &policy, &[21, 22, 23])).unwrap();
         let mut rng = ChaCha8Rng::seed_from_u64(9);
-        let obs = Tensor::stack(
-            &(0..3)
-                .map(|_| batch(&mut rng).obs * 2.0)
-                .collect::<Vec<_>>(),
-            0,
-        );
+        let obs = Tensor::stack(&(0..3).map(|_| batch(&mut rng).obs * 2.0).collect::<Vec<_>>(), 0);
         let reference = tch::no_grad(|| ens.actor.forward(&obs));
         let mut mirror = StackedMirror::new();
         let one = mirror.forward_on(1, &ens.actor_vs, &policy, 0, &obs);
         // 4 threads over 3 members of 64 rows: two row ranges per member, on four threads.
         let four = mirror.forward_on(4, &ens.actor_vs, &policy, 0, &obs);
-        assert_eq!(
-            mirror.policies.iter().map(Vec::len).collect::<Vec<_>>(),
-            [2, 2, 2]
-        );
+        assert_eq!(mirror.policies.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 2]);
         assert!(one.equal(&four), "the split changed the result");
         let diff = (&one - &reference).abs().max().double_value(&[]);
         assert!(diff < 1e-4, "plain Rust vs stacked tensor forward: {diff}");
@@ -1115,21 +948,35 @@ mod tests {
             for (s, m) in ms.iter_mut().enumerate() {
                 ens.write_member(s, m).unwrap();
                 assert_eq!(m.export_policy(), ens.export_member(s), "{algo} member {s} actor");
-                assert_eq!(spikerl_snn::torch::export(&m.critic_target_vs), member_tensors(&ens.critic_target_vs, s));
+                assert_eq!(
+                    spikerl_snn::torch::export(&m.critic_target_vs),
+                    member_tensors(&ens.critic_target_vs, s)
+                );
                 assert_eq!((m.iterations, m.actor_updates), (4, 2));
                 assert_eq!(m.noise_rng, ens.noise_rngs[s]);
             }
             let again = Ensemble::from_members(&cfg, &ms).unwrap();
-            for (a, b) in [(&ens.actor_vs, &again.actor_vs), (&ens.critic_vs, &again.critic_vs), (ens.target_vs(), again.target_vs())] {
+            for (a, b) in [
+                (&ens.actor_vs, &again.actor_vs),
+                (&ens.critic_vs, &again.critic_vs),
+                (ens.target_vs(), again.target_vs()),
+            ] {
                 for s in 0..2 {
-                    assert_eq!(member_tensors(a, s), member_tensors(b, s), "{algo}: a network changed in the round trip");
+                    assert_eq!(
+                        member_tensors(a, s),
+                        member_tensors(b, s),
+                        "{algo}: a network changed in the round trip"
+                    );
                 }
             }
             for (a, b) in [(&ens.actor_opt, &again.actor_opt), (&ens.critic_opt, &again.critic_opt)] {
                 assert_eq!(a.steps, b.steps);
                 let b_state: HashMap<String, Tensor> = b.state().into_iter().collect();
                 for (name, t) in a.state() {
-                    assert!(t.equal(&b_state[&name]), "{algo}: optimiser moment {name} changed in the round trip");
+                    assert!(
+                        t.equal(&b_state[&name]),
+                        "{algo}: optimiser moment {name} changed in the round trip"
+                    );
                 }
             }
             // A written-back member trains on as its ensemble member does (moments included: with fresh
@@ -1137,8 +984,16 @@ mod tests {
             let next = batch(&mut rng);
             let got = ens.update(|_| next.shallow_clone());
             let want = ms[1].update(|| next.shallow_clone());
-            assert!(close(got[1].critic_loss, want.critic_loss), "{algo}: {} vs {}", got[1].critic_loss, want.critic_loss);
-            let d = max_abs_diff(&member_tensors(&ens.critic_vs, 1), &spikerl_snn::torch::export(&ms[1].critic_vs));
+            assert!(
+                close(got[1].critic_loss, want.critic_loss),
+                "{algo}: {} vs {}",
+                got[1].critic_loss,
+                want.critic_loss
+            );
+            let d = max_abs_diff(
+                &member_tensors(&ens.critic_vs, 1),
+                &spikerl_snn::torch::export(&ms[1].critic_vs),
+            );
             assert!(d < 1e-5, "{algo}: critics apart by {d} after one more step");
         }
         // A learner of another algorithm is refused, not half-written.
@@ -1156,10 +1011,7 @@ mod tests {
         let (cfg, policy) = small_run(Algo::Proxy, NeuronKind::Lif);
         let mut ms = members(&cfg, &policy, &[1, 2]);
         let (ann_cfg, _) = small_run(Algo::Ann, NeuronKind::Lif);
-        assert!(
-            Ensemble::from_members(&ann_cfg, &ms).is_err(),
-            "an SNN actor under algorithm ann"
-        );
+        assert!(Ensemble::from_members(&ann_cfg, &ms).is_err(), "an SNN actor under algorithm ann");
         assert!(Ensemble::from_members::<Td3>(&cfg, &[]).is_err());
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let b: Vec<Batch> = (0..4).map(|_| batch(&mut rng)).collect();
@@ -1168,13 +1020,7 @@ mod tests {
             k += 1;
             b[k - 1].shallow_clone()
         });
-        assert!(
-            Ensemble::from_members(&cfg, &ms).is_err(),
-            "members at different iterations"
-        );
-        assert!(
-            Ensemble::from_members(&cfg, &ms[1..]).is_ok(),
-            "a trained member alone stacks"
-        );
+        assert!(Ensemble::from_members(&cfg, &ms).is_err(), "members at different iterations");
+        assert!(Ensemble::from_members(&cfg, &ms[1..]).is_ok(), "a trained member alone stacks");
     }
 }

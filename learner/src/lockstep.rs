@@ -37,7 +37,10 @@ pub fn max_action(spec: &spikerl_envs::EnvSpec) -> anyhow::Result<Vec<f32>> {
         .zip(&spec.act_high)
         .map(|(&lo, &hi)| {
             if (lo + hi).abs() > 1e-9 * hi.abs().max(1.0) || hi <= 0.0 {
-                bail!("{}: action bounds [{lo}, {hi}] are not symmetric; tanh*max_action policies need them so", spec.id)
+                bail!(
+                    "{}: action bounds [{lo}, {hi}] are not symmetric; tanh*max_action policies need them so",
+                    spec.id
+                )
             }
             Ok(hi as f32)
         })
@@ -90,7 +93,12 @@ struct Lane {
 impl Lane {
     /// The environment and exploration of a single run with `cfg.seed`, acting with `weights` (version
     /// `version`) once the random steps are over.
-    fn new(cfg: &RunConfig, policy_config: &spikerl_snn::PolicyConfig, weights: &spikerl_snn::NamedTensors, version: u64) -> anyhow::Result<Lane> {
+    fn new(
+        cfg: &RunConfig,
+        policy_config: &spikerl_snn::PolicyConfig,
+        weights: &spikerl_snn::NamedTensors,
+        version: u64,
+    ) -> anyhow::Result<Lane> {
         let spec = spikerl_envs::spec(&cfg.env_id)?;
         let actor_seed = derive_seed(cfg.seed, Seeds::from_run(cfg.seed).actor_base);
         let mut env = spikerl_envs::make(&spec.id)?;
@@ -118,7 +126,13 @@ impl Lane {
     /// Env step `t`: a uniform-random action during the random steps, else the policy's with Gaussian
     /// exploration noise (the policy rebuilt from `weights()` first if the learner's `version` moved on);
     /// the transition goes into `replay`.
-    fn step(&mut self, t: u64, version: u64, weights: impl FnOnce() -> spikerl_snn::NamedTensors, replay: &ReplayService) -> anyhow::Result<()> {
+    fn step(
+        &mut self,
+        t: u64,
+        version: u64,
+        weights: impl FnOnce() -> spikerl_snn::NamedTensors,
+        replay: &ReplayService,
+    ) -> anyhow::Result<()> {
         for (o, &x) in self.obs32.iter_mut().zip(&self.obs) {
             *o = x as f32;
         }
@@ -173,7 +187,15 @@ pub fn run(
     stop: &AtomicBool,
     progress: impl FnMut(&Progress),
 ) -> anyhow::Result<Trainer> {
-    let mut trainers = run_seeds(cfg, &[cfg.seed], SeedBatching::Separate, device, std::slice::from_mut(run_dir), stop, progress)?;
+    let mut trainers = run_seeds(
+        cfg,
+        &[cfg.seed],
+        SeedBatching::Separate,
+        device,
+        std::slice::from_mut(run_dir),
+        stop,
+        progress,
+    )?;
     Ok(trainers.pop().expect("one trainer per seed"))
 }
 
@@ -191,7 +213,12 @@ pub fn run_seeds(
     stop: &AtomicBool,
     mut progress: impl FnMut(&Progress),
 ) -> anyhow::Result<Vec<Trainer>> {
-    anyhow::ensure!(run_dirs.len() == seeds.len(), "{} run folders for {} seeds", run_dirs.len(), seeds.len());
+    anyhow::ensure!(
+        run_dirs.len() == seeds.len(),
+        "{} run folders for {} seeds",
+        run_dirs.len(),
+        seeds.len()
+    );
     let mut group = SeedGroup::new(cfg, seeds, batching, device)?;
     let mut lanes = Vec::with_capacity(seeds.len());
     for (s, (&seed, dir)) in seeds.iter().zip(run_dirs.iter()).enumerate() {
@@ -199,25 +226,31 @@ pub fn run_seeds(
         let trainer = &group.trainers()?[s];
         crate::telemetry::run_started(trainer, &run_name, "sync", None);
         let seed_cfg = RunConfig { seed, ..cfg.clone() };
-        lanes.push(Lane::new(&seed_cfg, &trainer.td3.policy_config, &trainer.policy_weights(), trainer.td3.actor_updates)?);
+        lanes.push(Lane::new(
+            &seed_cfg,
+            &trainer.td3.policy_config,
+            &trainer.policy_weights(),
+            trainer.td3.actor_updates,
+        )?);
     }
     let mut p = Progress { total_steps: cfg.random_steps + cfg.steps, ..Progress::default() };
-    let mut evaluate = |group: &mut SeedGroup, p: &mut Progress, step: u64, due_only: bool| -> anyhow::Result<()> {
-        let mut latest = Vec::new();
-        for (trainer, dir) in group.trainers()?.iter_mut().zip(run_dirs.iter_mut()) {
-            if due_only {
-                trainer.evaluate_if_due(step, Some(dir))?;
-            } else {
-                trainer.evaluate(step, Some(dir))?;
+    let mut evaluate =
+        |group: &mut SeedGroup, p: &mut Progress, step: u64, due_only: bool| -> anyhow::Result<()> {
+            let mut latest = Vec::new();
+            for (trainer, dir) in group.trainers()?.iter_mut().zip(run_dirs.iter_mut()) {
+                if due_only {
+                    trainer.evaluate_if_due(step, Some(dir))?;
+                } else {
+                    trainer.evaluate(step, Some(dir))?;
+                }
+                latest.extend(trainer.evals.last().filter(|e| e.step == step).map(EvalRecord::mean));
             }
-            latest.extend(trainer.evals.last().filter(|e| e.step == step).map(EvalRecord::mean));
-        }
-        if !latest.is_empty() {
-            p.last_eval = Some(latest.iter().sum::<f64>() / latest.len() as f64);
-            p.best_eval = p.best_eval.into_iter().chain(p.last_eval).reduce(f64::max);
-        }
-        Ok(())
-    };
+            if !latest.is_empty() {
+                p.last_eval = Some(latest.iter().sum::<f64>() / latest.len() as f64);
+                p.best_eval = p.best_eval.into_iter().chain(p.last_eval).reduce(f64::max);
+            }
+            Ok(())
+        };
 
     for t in 0..p.total_steps {
         if stop.load(Ordering::Relaxed) {
@@ -240,7 +273,8 @@ pub fn run_seeds(
         p.iterations = group.iterations();
         progress(&p);
     }
-    let evaluated_last = group.trainers()?.iter().all(|t| t.evals.last().map(|e| e.step) == Some(p.env_steps));
+    let evaluated_last =
+        group.trainers()?.iter().all(|t| t.evals.last().map(|e| e.step) == Some(p.env_steps));
     if !stop.load(Ordering::Relaxed) && !evaluated_last {
         let step = p.env_steps;
         evaluate(&mut group, &mut p, step, false)?;

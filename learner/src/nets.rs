@@ -12,7 +12,8 @@ pub struct Mlp {
 
 impl Mlp {
     pub fn new(p: &nn::Path, input: usize, hidden: &[usize], output: usize) -> Self {
-        let widths: Vec<usize> = std::iter::once(input).chain(hidden.iter().copied()).chain([output]).collect();
+        let widths: Vec<usize> =
+            std::iter::once(input).chain(hidden.iter().copied()).chain([output]).collect();
         let layers = widths
             .windows(2)
             .enumerate()
@@ -74,7 +75,13 @@ impl TwinCritic {
     /// (CPU) the two critics run at once, one per thread of libtorch's OpenMP team, each op
     /// single-threaded inside the region (`crate::omp`): twin 23-256-256-1 MLPs on 256 rows keep one core
     /// busier than they keep two. The gradients are the same as one backward through the sum.
-    pub fn losses_backward(&self, obs: &Tensor, act: &Tensor, y: &Tensor, threads: usize) -> [(Tensor, Tensor); 2] {
+    pub fn losses_backward(
+        &self,
+        obs: &Tensor,
+        act: &Tensor,
+        y: &Tensor,
+        threads: usize,
+    ) -> [(Tensor, Tensor); 2] {
         let x = Tensor::cat(&[obs, act], 1);
         let step = |net: &Mlp, x: &Tensor, y: &Tensor| {
             let q = net.forward(x);
@@ -97,7 +104,9 @@ impl TwinCritic {
                 *done[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(step(&net, &x, &y));
             }
         });
-        let mut out = done.into_iter().map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()).expect("each critic ran"));
+        let mut out = done
+            .into_iter()
+            .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()).expect("each critic ran"));
         [out.next().unwrap(), out.next().unwrap()]
     }
 }
@@ -132,7 +141,6 @@ fn polyak(t: &mut [f32], s: &[f32], tau: f64) {
     }
 }
 
-
 /// Copies every variable of `source` into `target` (same names and shapes).
 pub fn hard_update(target: &mut nn::VarStore, source: &nn::VarStore) {
     target.copy(source).expect("target and source networks are built from the same config");
@@ -151,7 +159,8 @@ mod tests {
         let act = Tensor::randn([64, 2], (tch::Kind::Float, tch::Device::Cpu));
         let y = Tensor::randn([64, 1], (tch::Kind::Float, tch::Device::Cpu));
         let grads = |vs: &nn::VarStore| {
-            let mut g: Vec<(String, Tensor)> = vs.variables().into_iter().map(|(k, v)| (k, v.grad().copy())).collect();
+            let mut g: Vec<(String, Tensor)> =
+                vs.variables().into_iter().map(|(k, v)| (k, v.grad().copy())).collect();
             g.sort_by(|a, b| a.0.cmp(&b.0));
             g
         };
@@ -185,7 +194,13 @@ mod tests {
         let vs = nn::VarStore::new(tch::Device::Cpu);
         let _critic = TwinCritic::new(&vs.root(), 17, 6, &[256, 256]);
         for (name, t) in vs.variables() {
-            let fan_in = if name.ends_with("weight") { t.size()[1] } else if name.contains("layers.0") { 23 } else { 256 };
+            let fan_in = if name.ends_with("weight") {
+                t.size()[1]
+            } else if name.contains("layers.0") {
+                23
+            } else {
+                256
+            };
             let bound = 1.0 / (fan_in as f64).sqrt();
             let max = t.abs().max().double_value(&[]);
             assert!(max <= bound, "{name}: |w| up to {max}, PyTorch's default bound is {bound}");

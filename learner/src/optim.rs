@@ -17,7 +17,8 @@ pub struct Adam {
 
 impl Adam {
     pub fn new(vs: &nn::VarStore, lr: f64) -> Adam {
-        let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+        let mut vars: Vec<(String, Tensor)> =
+            vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
         vars.sort_by(|a, b| a.0.cmp(&b.0));
         let params = vars
             .into_iter()
@@ -69,7 +70,9 @@ impl Adam {
                     continue;
                 }
                 match (host_f32(p), host_f32(&g), host_f32(m), host_f32(v)) {
-                    (Some(pp), Some(gp), Some(mp), Some(vp)) => host.push(HostParam { p: pp, g: gp, m: mp, v: vp, n: p.numel() }),
+                    (Some(pp), Some(gp), Some(mp), Some(vp)) => {
+                        host.push(HostParam { p: pp, g: gp, m: mp, v: vp, n: p.numel() })
+                    }
                     _ => rule.apply_tensors(p, &g, m, v),
                 }
                 grads.push(g);
@@ -103,7 +106,11 @@ impl Adam {
                 let key = format!("{prefix}.{name}");
                 let t = get(&key).ok_or_else(|| format!("optimizer state lacks {key}"))?;
                 if t.size() != p.size() {
-                    return Err(format!("optimizer state {key} has shape {:?}, expected {:?}", t.size(), p.size()));
+                    return Err(format!(
+                        "optimizer state {key} has shape {:?}, expected {:?}",
+                        t.size(),
+                        p.size()
+                    ));
                 }
                 tch::no_grad(|| slot.copy_(&t));
             }
@@ -239,7 +246,8 @@ mod tests {
         let w = vs.root().var_copy("w", &Tensor::from_slice(&[1.0f32, -2.0]));
         let mut a = Adam::new(&vs, 0.1);
         a.backward_step(&(&w * &w).sum(Kind::Float));
-        let saved: std::collections::HashMap<String, Tensor> = a.state().into_iter().map(|(k, t)| (k, t.copy())).collect();
+        let saved: std::collections::HashMap<String, Tensor> =
+            a.state().into_iter().map(|(k, t)| (k, t.copy())).collect();
         let vs2 = nn::VarStore::new(Device::Cpu);
         let _w2 = vs2.root().var_copy("w", &Tensor::from_slice(&[1.0f32, -2.0]));
         let mut b = Adam::new(&vs2, 0.1);
@@ -257,7 +265,14 @@ mod tests {
         let n = 100_003;
         let rand = || Tensor::randn([n], (Kind::Float, Device::Cpu));
         let (p0, g, m0, v0) = (rand(), rand(), rand() * 0.1, rand().abs() * 0.01);
-        let rule = AdamRule { one_minus_beta1: 0.1, beta2: 0.999, one_minus_beta2: 1e-3, bias2_sqrt: 0.3, eps: 1e-8, step_size: 3e-3 };
+        let rule = AdamRule {
+            one_minus_beta1: 0.1,
+            beta2: 0.999,
+            one_minus_beta2: 1e-3,
+            bias2_sqrt: 0.3,
+            eps: 1e-8,
+            step_size: 3e-3,
+        };
         let (mut p1, mut m1, mut v1) = (p0.copy(), m0.copy(), v0.copy());
         rule.apply_tensors(&mut p1, &g, &mut m1, &mut v1);
         let vec = |t: &Tensor| Vec::<f32>::try_from(t).unwrap();
@@ -276,7 +291,14 @@ mod tests {
     fn parallel_fused_update_is_the_serial_one() {
         use rand::SeedableRng;
         use rand_distr::Distribution;
-        let rule = AdamRule { one_minus_beta1: 0.1, beta2: 0.999, one_minus_beta2: 1e-3, bias2_sqrt: 0.3, eps: 1e-8, step_size: 3e-3 };
+        let rule = AdamRule {
+            one_minus_beta1: 0.1,
+            beta2: 0.999,
+            one_minus_beta2: 1e-3,
+            bias2_sqrt: 0.3,
+            eps: 1e-8,
+            step_size: 3e-3,
+        };
         // Sizes around the chunk and threshold edges, enough in all to go parallel.
         let sizes = [5, ADAM_CHUNK, ADAM_CHUNK + 1, 3 * ADAM_PARALLEL_MIN + 7];
         // The inputs come from this test's own generator: libtorch's global one is shared with tests
@@ -284,10 +306,15 @@ mod tests {
         let inputs = || -> Vec<[Tensor; 4]> {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
             let mut normal = |n: usize, scale: f32| {
-                let v: Vec<f32> = (0..n).map(|_| scale * Distribution::<f32>::sample(&rand_distr::StandardNormal, &mut rng)).collect();
+                let v: Vec<f32> = (0..n)
+                    .map(|_| scale * Distribution::<f32>::sample(&rand_distr::StandardNormal, &mut rng))
+                    .collect();
                 Tensor::from_slice(&v)
             };
-            sizes.iter().map(|&n| [normal(n, 1.0), normal(n, 1.0), normal(n, 0.1), normal(n, 0.01).abs()]).collect()
+            sizes
+                .iter()
+                .map(|&n| [normal(n, 1.0), normal(n, 1.0), normal(n, 0.1), normal(n, 0.01).abs()])
+                .collect()
         };
         let run = |threads: usize| {
             let mut sets = inputs();

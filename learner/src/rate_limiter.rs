@@ -36,7 +36,8 @@ impl RateLimiter {
     /// Whether inserting `n` more transitions keeps the learner within tolerance. A batch that could
     /// never fit (n alone exceeds the tolerance) is let in once nothing is owed, so it cannot deadlock.
     pub fn can_insert(&self, n: u64) -> bool {
-        let after = self.ratio * (self.inserted + n).saturating_sub(self.min_size) as f64 - self.updates as f64;
+        let after =
+            self.ratio * (self.inserted + n).saturating_sub(self.min_size) as f64 - self.updates as f64;
         after <= self.tolerance || self.owed() < 1.0
     }
 

@@ -73,7 +73,15 @@ impl ReplayBuffer {
         data.rewards.resize(capacity, 0.0);
         data.next_obs.resize(capacity * obs_dim, 0.0);
         data.terminated.resize(capacity, 0.0);
-        ReplayBuffer { obs_dim, act_dim, capacity, len: 0, cursor: 0, data, rng: ChaCha8Rng::seed_from_u64(seed) }
+        ReplayBuffer {
+            obs_dim,
+            act_dim,
+            capacity,
+            len: 0,
+            cursor: 0,
+            data,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -143,7 +151,9 @@ impl ReplayBuffer {
             && data.rewards.len() == capacity
             && data.terminated.len() == capacity;
         if !ok {
-            return Err(format!("replay arrays do not match capacity {capacity} (len {len}, cursor {cursor})"));
+            return Err(format!(
+                "replay arrays do not match capacity {capacity} (len {len}, cursor {cursor})"
+            ));
         }
         Ok(ReplayBuffer { obs_dim, act_dim, capacity, len, cursor, data, rng })
     }

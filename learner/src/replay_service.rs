@@ -84,7 +84,11 @@ impl ReplayService {
             if s.closed {
                 return false;
             }
-            s = self.learner_wake.wait_timeout(s, Duration::from_millis(200)).unwrap_or_else(|p| p.into_inner()).0;
+            s = self
+                .learner_wake
+                .wait_timeout(s, Duration::from_millis(200))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
         out.resize_with(count, Transitions::default);
         for t in out.iter_mut() {

@@ -66,7 +66,13 @@ pub struct SeedGroupInfo {
 impl Manifest {
     /// The manifest of a run starting now: status "running", this host, seeds derived from the config's
     /// seed. `mode` is "sync" or "distributed"; `git_commit` names the build.
-    pub fn starting(cfg: &RunConfig, run_id: &str, mode: &str, actors: usize, git_commit: &str) -> Result<Manifest, spikerl_envs::EnvError> {
+    pub fn starting(
+        cfg: &RunConfig,
+        run_id: &str,
+        mode: &str,
+        actors: usize,
+        git_commit: &str,
+    ) -> Result<Manifest, spikerl_envs::EnvError> {
         Ok(Manifest {
             run_id: run_id.to_string(),
             status: "running".into(),
@@ -101,7 +107,14 @@ pub struct Seeds {
 
 impl Seeds {
     pub fn from_run(seed: u64) -> Seeds {
-        Seeds { run: seed, torch: derive_seed(seed, 1), replay: derive_seed(seed, 2), target_noise: derive_seed(seed, 3), eval_env: seed + 100, actor_base: 1000 }
+        Seeds {
+            run: seed,
+            torch: derive_seed(seed, 1),
+            replay: derive_seed(seed, 2),
+            target_noise: derive_seed(seed, 3),
+            eval_env: seed + 100,
+            actor_base: 1000,
+        }
     }
 }
 
@@ -136,7 +149,8 @@ impl EvalRecord {
 
     pub fn std(&self) -> f64 {
         let m = self.mean();
-        (self.returns.iter().map(|r| (r - m) * (r - m)).sum::<f64>() / self.returns.len().max(1) as f64).sqrt()
+        (self.returns.iter().map(|r| (r - m) * (r - m)).sum::<f64>() / self.returns.len().max(1) as f64)
+            .sqrt()
     }
 }
 
@@ -251,7 +265,9 @@ impl RunDir {
         let drawn = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| chart.write(&stem)));
         match drawn {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %format!("{e:#}"), "could not draw the evaluation curve; training goes on"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %format!("{e:#}"), "could not draw the evaluation curve; training goes on")
+            }
             Err(_) => tracing::error!("drawing the evaluation curve panicked; training goes on"),
         }
     }
@@ -264,7 +280,12 @@ impl RunDir {
             algo => format!("{algo} {}", cfg.neuron),
         };
         let n = self.curve.len();
-        let mut title = format!("{} {method} ({}): {n} evaluation{}", cfg.env_id, self.manifest.run_id, if n == 1 { "" } else { "s" });
+        let mut title = format!(
+            "{} {method} ({}): {n} evaluation{}",
+            cfg.env_id,
+            self.manifest.run_id,
+            if n == 1 { "" } else { "s" }
+        );
         if let Some(best) = self.curve.iter().map(|p| p.y).filter(|y| y.is_finite()).reduce(f64::max) {
             title += &format!(", best {}", spikerl_plot::number_label(best));
         }
@@ -361,14 +382,18 @@ mod tests {
         assert!(!path.join("evals.png").exists(), "no curve before the first evaluation");
         let mut previous = Vec::new();
         for i in 1..=3u64 {
-            dir.append_eval(&record(i * 1000, vec![-1200.0 + i as f64 * 100.0, -1000.0 + i as f64 * 50.0])).unwrap();
+            dir.append_eval(&record(i * 1000, vec![-1200.0 + i as f64 * 100.0, -1000.0 + i as f64 * 50.0]))
+                .unwrap();
             let png = fs::read(path.join("evals.png")).unwrap();
             assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
             assert_ne!(png, previous, "evaluation {i} changed the PNG");
             previous = png;
             let text = svg(&path);
             let want = format!("{i} evaluation{}", if i == 1 { "" } else { "s" });
-            assert!(text.contains(&want) && text.contains("Pendulum-v1 proxy lif (plot-test)"), "{want}: {text}");
+            assert!(
+                text.contains(&want) && text.contains("Pendulum-v1 proxy lif (plot-test)"),
+                "{want}: {text}"
+            );
         }
         assert!(svg(&path).contains("best -875") && svg(&path).contains("mean of 2 episodes"));
         fs::remove_dir_all(&path).unwrap();
@@ -397,7 +422,11 @@ mod tests {
         dir.append_eval(&record(0, vec![-1.0])).unwrap();
         dir.append_eval(&record(10, vec![f64::NAN])).unwrap();
         assert_eq!(fs::read_to_string(path.join("evals.csv")).unwrap().lines().count(), 3);
-        let leftovers: Vec<_> = fs::read_dir(&path).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().contains(".tmp")).collect();
+        let leftovers: Vec<_> = fs::read_dir(&path)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
+            .collect();
         assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
         fs::remove_dir_all(&path).unwrap();
     }

@@ -75,7 +75,8 @@ pub async fn run(
         let mut records = Vec::new();
         let mut from = None;
         if let Some(l) = loaded {
-            records = l.restore_into(&mut trainer).with_context(|| format!("restoring {}", l.path.display()))?;
+            records =
+                l.restore_into(&mut trainer).with_context(|| format!("restoring {}", l.path.display()))?;
             from = Some(l.path.display().to_string());
             tracing::info!(checkpoint = %l.path.display(), iterations = trainer.td3.iterations, "resumed");
         }
@@ -115,9 +116,19 @@ pub async fn run(
     let stop = Arc::new(AtomicBool::new(false));
     let (server_stop_tx, server_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let service = LearnerService::new(info, replay.clone(), policy_rx, registry.clone());
-    let server = serve(service, listener, &Served { max_message_bytes: opts.max_message_bytes, auth_token: opts.auth_token.clone(), tls: opts.tls.as_ref(), nodelay: true }, async {
-        let _ = server_stop_rx.await;
-    })?;
+    let server = serve(
+        service,
+        listener,
+        &Served {
+            max_message_bytes: opts.max_message_bytes,
+            auth_token: opts.auth_token.clone(),
+            tls: opts.tls.as_ref(),
+            nodelay: true,
+        },
+        async {
+            let _ = server_stop_rx.await;
+        },
+    )?;
 
     {
         let (stop, replay) = (stop.clone(), replay.clone());
@@ -175,8 +186,10 @@ impl TrainContext {
         let records = self.registry.lock().unwrap_or_else(|p| p.into_inner()).records();
         match checkpoint::save(trainer, &self.run_id, records, &self.ckpt_dir) {
             Ok(path) => {
-                metrics::histogram!("spikerl_learner_checkpoint_duration_seconds").record(started.elapsed().as_secs_f64());
-                let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+                metrics::histogram!("spikerl_learner_checkpoint_duration_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                let now =
+                    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
                 metrics::gauge!("spikerl_learner_checkpoint_last_success_timestamp_seconds").set(now);
                 tracing::info!(path = %path.display(), secs = started.elapsed().as_secs_f64(), "checkpoint written");
                 Ok(())
@@ -211,18 +224,22 @@ pub(crate) fn serve(
     let service = LearnerServer::new(service)
         .max_decoding_message_size(how.max_message_bytes)
         .max_encoding_message_size(64 << 20);
-    let service = tonic::service::interceptor::InterceptedService::new(service, TokenCheck::new(how.auth_token.clone()));
+    let service = tonic::service::interceptor::InterceptedService::new(
+        service,
+        TokenCheck::new(how.auth_token.clone()),
+    );
     let service = crate::telemetry::GrpcMetrics::new(service);
     // TCP_NODELAY: tonic's own setting does not reach sockets from a listener stream, and with Nagle's
     // algorithm small acks and the tail of each policy message wait for the peer's delayed ACK (~40 ms:
     // the p99 of ingest and broadcast, see docs/performance.md).
     let nodelay = how.nodelay;
-    let incoming = tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), move |conn| {
-        if let Ok(c) = &conn {
-            let _ = c.set_nodelay(nodelay);
-        }
-        conn
-    });
+    let incoming =
+        tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), move |conn| {
+            if let Ok(c) = &conn {
+                let _ = c.set_nodelay(nodelay);
+            }
+            conn
+        });
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = how.tls {
         builder = builder.tls_config(tls.server_config()?)?;
@@ -288,7 +305,10 @@ fn train(
 }
 
 /// Encodes the current actor weights and makes them the newest version for every subscriber.
-pub(crate) fn publish(trainer: &Trainer, tx: &watch::Sender<Option<Arc<PolicyUpdate>>>) -> anyhow::Result<()> {
+pub(crate) fn publish(
+    trainer: &Trainer,
+    tx: &watch::Sender<Option<Arc<PolicyUpdate>>>,
+) -> anyhow::Result<()> {
     let td3 = &trainer.td3;
     let version = td3.actor_updates;
     let weights = spikerl_snn::encode_policy(&td3.policy_config, &td3.export_policy(), version)?;

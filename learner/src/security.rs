@@ -18,8 +18,10 @@ pub struct TlsFiles {
 
 impl TlsFiles {
     pub fn server_config(&self) -> anyhow::Result<ServerTlsConfig> {
-        let read = |p: &PathBuf| std::fs::read(p).map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()));
-        let mut cfg = ServerTlsConfig::new().identity(Identity::from_pem(read(&self.cert)?, read(&self.key)?));
+        let read =
+            |p: &PathBuf| std::fs::read(p).map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()));
+        let mut cfg =
+            ServerTlsConfig::new().identity(Identity::from_pem(read(&self.cert)?, read(&self.key)?));
         if let Some(ca) = &self.client_ca {
             cfg = cfg.client_ca_root(Certificate::from_pem(read(ca)?));
         }
@@ -47,7 +49,9 @@ impl tonic::service::Interceptor for TokenCheck {
             Ok(request)
         } else {
             metrics::counter!("spikerl_learner_unauthenticated_requests_total").increment(1);
-            Err(Status::unauthenticated("missing or wrong token (set the actor's --auth-token to the learner's)"))
+            Err(Status::unauthenticated(
+                "missing or wrong token (set the actor's --auth-token to the learner's)",
+            ))
         }
     }
 }

@@ -45,7 +45,12 @@ pub struct SeedGroup {
 impl SeedGroup {
     /// One trainer per seed: `cfg` with its seed replaced, built as `lockstep::build_trainer` builds a
     /// single run.
-    pub fn new(cfg: &RunConfig, seeds: &[u64], batching: SeedBatching, device: tch::Device) -> anyhow::Result<SeedGroup> {
+    pub fn new(
+        cfg: &RunConfig,
+        seeds: &[u64],
+        batching: SeedBatching,
+        device: tch::Device,
+    ) -> anyhow::Result<SeedGroup> {
         anyhow::ensure!(!seeds.is_empty(), "a seed group needs at least one seed");
         let trainers = seeds
             .iter()
@@ -54,7 +59,11 @@ impl SeedGroup {
         let ensemble = match batching {
             SeedBatching::Stacked => {
                 let members: Vec<_> = trainers.iter().map(|t| &t.td3).collect();
-                Some(Ensemble::from_members(cfg, &members).map_err(anyhow::Error::msg).context("stacking the seeds' learners")?)
+                Some(
+                    Ensemble::from_members(cfg, &members)
+                        .map_err(anyhow::Error::msg)
+                        .context("stacking the seeds' learners")?,
+                )
             }
             SeedBatching::Separate => None,
         };
@@ -108,7 +117,8 @@ impl SeedGroup {
             draws.push(t.draw()?.into_iter());
         }
         let started = Instant::now();
-        let stats = ensemble.update(|s| -> Batch { draws[s].next().expect("one sampled minibatch per draw") });
+        let stats =
+            ensemble.update(|s| -> Batch { draws[s].next().expect("one sampled minibatch per draw") });
         let took = started.elapsed() / self.trainers.len() as u32;
         for (t, st) in self.trainers.iter_mut().zip(stats) {
             t.record(st, took);
@@ -122,7 +132,9 @@ impl SeedGroup {
     pub fn trainers(&mut self) -> anyhow::Result<&mut [Trainer]> {
         if let (Some(e), false) = (&self.ensemble, self.written_back) {
             for (s, t) in self.trainers.iter_mut().enumerate() {
-                e.write_member(s, &mut t.td3).map_err(anyhow::Error::msg).context("writing a seed's state back from the ensemble")?;
+                e.write_member(s, &mut t.td3)
+                    .map_err(anyhow::Error::msg)
+                    .context("writing a seed's state back from the ensemble")?;
             }
             self.written_back = true;
         }

@@ -8,15 +8,16 @@ use crate::run_dir::derive_seed;
 use crate::telemetry::{LagStream, PolicyLag};
 use spikerl_proto::learner_server::Learner;
 use spikerl_proto::{
-    BatchAck, PROTOCOL_VERSION, PolicyUpdate, RegisterReply, RegisterRequest, SubscribeRequest, TransitionBatch,
+    BatchAck, PROTOCOL_VERSION, PolicyUpdate, RegisterReply, RegisterRequest, SubscribeRequest,
+    TransitionBatch,
 };
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::Stream;
-use tokio_stream::wrappers::{ReceiverStream, WatchStream};
 use tokio_stream::StreamExt;
+use tokio_stream::wrappers::{ReceiverStream, WatchStream};
 use tonic::{Request, Response, Status, Streaming};
 
 /// What registration hands to actors, fixed for the run.
@@ -100,14 +101,23 @@ impl LearnerService {
     }
 
     fn check_actor(&self, run_id: &str, actor_id: u32) -> Result<(), Status> {
-        check_actor(&self.info, &self.registry(), run_id, actor_id).map_err(|(reason, msg)| reject(reason, msg))
+        check_actor(&self.info, &self.registry(), run_id, actor_id)
+            .map_err(|(reason, msg)| reject(reason, msg))
     }
 }
 
 /// The run id must be this learner's and the actor id one it handed out.
-fn check_actor(info: &RunInfo, registry: &Registry, run_id: &str, actor_id: u32) -> Result<(), (&'static str, String)> {
+fn check_actor(
+    info: &RunInfo,
+    registry: &Registry,
+    run_id: &str,
+    actor_id: u32,
+) -> Result<(), (&'static str, String)> {
     if run_id != info.run_id {
-        return Err(("unknown_run", format!("unknown run id '{run_id}' (this learner runs '{}')", info.run_id)));
+        return Err((
+            "unknown_run",
+            format!("unknown run id '{run_id}' (this learner runs '{}')", info.run_id),
+        ));
     }
     if !registry.by_id.contains_key(&actor_id) {
         return Err(("unknown_actor", format!("actor id {actor_id} is not registered")));
@@ -194,7 +204,10 @@ pub fn validate_batch(b: &TransitionBatch, info: &RunInfo) -> Result<Transitions
         return Err(("empty", "batch has count 0".into()));
     }
     if n > info.max_batch_transitions {
-        return Err(("oversized", format!("batch of {n} transitions exceeds the maximum {}", info.max_batch_transitions)));
+        return Err((
+            "oversized",
+            format!("batch of {n} transitions exceeds the maximum {}", info.max_batch_transitions),
+        ));
     }
     let (od, ad) = (info.obs_dim, info.act_dim);
     let lens = [
@@ -207,10 +220,17 @@ pub fn validate_batch(b: &TransitionBatch, info: &RunInfo) -> Result<Transitions
     ];
     for (field, got, want) in lens {
         if got != want {
-            return Err(("shape", format!("{field} has {got} values, expected {want} ({n} transitions, obs_dim {od}, act_dim {ad})")));
+            return Err((
+                "shape",
+                format!(
+                    "{field} has {got} values, expected {want} ({n} transitions, obs_dim {od}, act_dim {ad})"
+                ),
+            ));
         }
     }
-    for (field, values) in [("obs", &b.obs), ("actions", &b.actions), ("rewards", &b.rewards), ("next_obs", &b.next_obs)] {
+    for (field, values) in
+        [("obs", &b.obs), ("actions", &b.actions), ("rewards", &b.rewards), ("next_obs", &b.next_obs)]
+    {
         if let Some(i) = values.iter().position(|v| !v.is_finite()) {
             return Err(("non_finite", format!("{field}[{i}] is {} (values must be finite)", values[i])));
         }
@@ -289,7 +309,13 @@ impl Learner for LearnerService {
         let registry = self.registry.clone();
         let policy = self.policy.clone();
         let lag = self.lag.clone();
-        let this = LearnerService { info: info.clone(), replay: replay.clone(), policy, registry: registry.clone(), lag };
+        let this = LearnerService {
+            info: info.clone(),
+            replay: replay.clone(),
+            policy,
+            registry: registry.clone(),
+            lag,
+        };
         tokio::spawn(async move {
             let _connected = ConnectionGuard::new();
             // Declared after the guard, so dropped before it: when the connected count falls, this
@@ -303,8 +329,15 @@ impl Learner for LearnerService {
                     Err(status) => {
                         // A message that failed to decode (too large, malformed) or a broken connection:
                         // report it to the peer if it still listens, and end this stream.
-                        if matches!(status.code(), tonic::Code::ResourceExhausted | tonic::Code::OutOfRange | tonic::Code::Internal) {
-                            let reason = if status.code() == tonic::Code::ResourceExhausted { "message_too_large" } else { "undecodable" };
+                        if matches!(
+                            status.code(),
+                            tonic::Code::ResourceExhausted | tonic::Code::OutOfRange | tonic::Code::Internal
+                        ) {
+                            let reason = if status.code() == tonic::Code::ResourceExhausted {
+                                "message_too_large"
+                            } else {
+                                "undecodable"
+                            };
                             metrics::counter!("spikerl_learner_transitions_rejected_total", "reason" => reason).increment(1);
                         }
                         tracing::debug!(%status, "actor stream ended");
@@ -370,14 +403,16 @@ async fn ingest(svc: &LearnerService, batch: &TransitionBatch, lag: &LagStream) 
         }
     }
     let n = rows.len() as u64;
-    metrics::counter!("spikerl_learner_transitions_received_total", "actor" => batch.actor_id.to_string()).increment(n);
+    metrics::counter!("spikerl_learner_transitions_received_total", "actor" => batch.actor_id.to_string())
+        .increment(n);
     metrics::counter!("spikerl_learner_transitions_inserted_total").increment(n);
     let newest = svc.policy.borrow().as_ref().map(|p| p.version);
     if let Some(version) = newest {
         lag.record(version.saturating_sub(batch.policy_version));
     }
     for e in &batch.episodes {
-        metrics::counter!("spikerl_learner_episodes_total", "actor" => batch.actor_id.to_string()).increment(1);
+        metrics::counter!("spikerl_learner_episodes_total", "actor" => batch.actor_id.to_string())
+            .increment(1);
         metrics::gauge!("spikerl_learner_episode_return_last").set(e.episode_return);
         metrics::gauge!("spikerl_learner_episode_length_last").set(e.length as f64);
     }
@@ -415,16 +450,8 @@ pub mod fuzzing {
     /// Actors 0 ("a0") and 1 ("a1") are registered.
     pub fn registry() -> Registry {
         Registry::from_records(&[
-            ActorRecord {
-                name: "a0".into(),
-                id: 0,
-                last_sequence: 0,
-            },
-            ActorRecord {
-                name: "a1".into(),
-                id: 1,
-                last_sequence: 0,
-            },
+            ActorRecord { name: "a0".into(), id: 0, last_sequence: 0 },
+            ActorRecord { name: "a1".into(), id: 1, last_sequence: 0 },
         ])
     }
 

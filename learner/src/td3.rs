@@ -10,11 +10,11 @@ use crate::dense::DenseTd3;
 use crate::nets::{TwinCritic, hard_update, soft_update};
 use crate::optim::Adam;
 use crate::replay::Transitions;
-use spikerl_snn::torch::TorchPolicy;
-use spikerl_snn::{NetworkConfig, PolicyConfig};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
+use spikerl_snn::torch::TorchPolicy;
+use spikerl_snn::{NetworkConfig, PolicyConfig};
 use tch::nn;
 use tch::{Device, Kind, Reduction, Tensor};
 
@@ -84,7 +84,13 @@ pub struct PhaseTimes {
 }
 
 /// The TD target y = r + gamma * (1 - terminated) * min(Q1'(s', a~), Q2'(s', a~)).
-pub fn td_target(rewards: &Tensor, not_done: &Tensor, q1_next: &Tensor, q2_next: &Tensor, gamma: f64) -> Tensor {
+pub fn td_target(
+    rewards: &Tensor,
+    not_done: &Tensor,
+    q1_next: &Tensor,
+    q2_next: &Tensor,
+    gamma: f64,
+) -> Tensor {
     rewards + not_done * gamma * q1_next.minimum(q2_next)
 }
 
@@ -139,12 +145,20 @@ impl SnnMirror {
 
     /// [`SnnMirror::forward`] on at most `threads` threads. Rows are independent (each starts from rest),
     /// so the result does not depend on the split.
-    fn forward_on(&mut self, threads: usize, vs: &nn::VarStore, cfg: &PolicyConfig, generation: u64, obs: &Tensor) -> Tensor {
+    fn forward_on(
+        &mut self,
+        threads: usize,
+        vs: &nn::VarStore,
+        cfg: &PolicyConfig,
+        generation: u64,
+        obs: &Tensor,
+    ) -> Tensor {
         let n = obs.size()[0] as usize;
         let workers = threads.min(n / MIN_ROWS_PER_WORKER).max(1);
         if self.built_for != Some(generation) || self.policies.len() < workers {
             let weights = spikerl_snn::torch::export(vs);
-            let policy = spikerl_snn::Policy::new(cfg, &weights).expect("exported weights match their own config");
+            let policy =
+                spikerl_snn::Policy::new(cfg, &weights).expect("exported weights match their own config");
             self.policies = vec![policy; workers.max(self.policies.len())];
             self.built_for = Some(generation);
         }
@@ -228,7 +242,8 @@ impl Td3 {
     pub fn new(run: &RunConfig, policy_config: PolicyConfig, device: Device, noise_seed: u64) -> Td3 {
         let (obs_dim, act_dim) = (policy_config.obs_dim, policy_config.act_dim);
         let cfg = run.td3.clone();
-        let max_action = Tensor::from_slice(&policy_config.max_action).view([1, act_dim as i64]).to_device(device);
+        let max_action =
+            Tensor::from_slice(&policy_config.max_action).view([1, act_dim as i64]).to_device(device);
 
         let actor_vs = nn::VarStore::new(device);
         let actor = TorchPolicy::new(&actor_vs.root(), &policy_config);
@@ -314,7 +329,15 @@ impl Td3 {
             TargetPolicy::Polyak { .. } => None,
         };
         let pc = &self.policy_config;
-        self.dense = DenseTd3::new(pc.obs_dim, pc.act_dim, &pc.max_action, &self.critic_vs, &self.critic_target_vs, ann_actor, proxy);
+        self.dense = DenseTd3::new(
+            pc.obs_dim,
+            pc.act_dim,
+            &pc.max_action,
+            &self.critic_vs,
+            &self.critic_target_vs,
+            ann_actor,
+            proxy,
+        );
     }
 
     /// Gradient-free SNN forwards go through plain Rust on CPU (see `SnnMirror`); on CUDA libtorch
@@ -361,8 +384,12 @@ impl Td3 {
         }
         match (&self.target, &mut self.target_mirror) {
             // The Polyak target changes with each actor update, so the actor's generation names it.
-            (TargetPolicy::Polyak { vs, .. }, Some(m)) => m.forward(vs, &self.policy_config, self.actor_updates, obs),
-            (TargetPolicy::Polyak { net, .. } | TargetPolicy::Proxy { net, .. }, _) => tch::no_grad(|| net.forward(obs)),
+            (TargetPolicy::Polyak { vs, .. }, Some(m)) => {
+                m.forward(vs, &self.policy_config, self.actor_updates, obs)
+            }
+            (TargetPolicy::Polyak { net, .. } | TargetPolicy::Proxy { net, .. }, _) => {
+                tch::no_grad(|| net.forward(obs))
+            }
         }
     }
 
@@ -429,7 +456,14 @@ impl Td3 {
             smoothed_target_action(&a, &eps, &self.max_action, &self.cfg)
         });
         if let Some(dense) = &mut self.dense {
-            let y = dense.td_targets(&host_vec(&b.next_obs), &host_vec(&a), &host_vec(&b.rewards), &host_vec(&b.not_done), self.cfg.gamma, threads);
+            let y = dense.td_targets(
+                &host_vec(&b.next_obs),
+                &host_vec(&a),
+                &host_vec(&b.rewards),
+                &host_vec(&b.not_done),
+                self.cfg.gamma,
+                threads,
+            );
             let step = dense.critic_step(&host_vec(&b.obs), &host_vec(&b.actions), &y, threads);
             self.critic_opt.step_with_grads(&dense.critic_grads());
             stats.critic_loss = step.loss[0] + step.loss[1];
@@ -628,7 +662,8 @@ mod tests {
         tch::manual_seed(1);
         let (cfg, policy) = small_run(Algo::Proxy);
         let mut td3 = Td3::new(&cfg, policy, Device::Cpu, 11);
-        let (actor, critic, proxy) = (snapshot(&td3.actor_vs), snapshot(&td3.critic_vs), snapshot(td3.target_vs()));
+        let (actor, critic, proxy) =
+            (snapshot(&td3.actor_vs), snapshot(&td3.critic_vs), snapshot(td3.target_vs()));
         let obs = batch(2).obs;
         let first = td3.proxy_step(&obs).unwrap();
         let mut last = first;
@@ -660,7 +695,10 @@ mod tests {
             batch(10 + n)
         });
         assert_eq!(n, 1 + cfg.proxy.steps as i64, "K proxy minibatches plus one for the critic");
-        assert!(stats.proxy_loss.is_some() && stats.actor_loss.is_none(), "the actor waits for the policy delay");
+        assert!(
+            stats.proxy_loss.is_some() && stats.actor_loss.is_none(),
+            "the actor waits for the policy delay"
+        );
         assert!(!changed(&critic_target, &td3.critic_target_vs), "no Polyak before the delayed step");
         let stats = td3.update(|| batch(99));
         assert!(stats.actor_loss.is_some());
@@ -777,18 +815,33 @@ mod tests {
             let (auto, a_actor, a_critic, a_target) = run(true);
             let close = |x: f64, y: f64| (x - y).abs() <= 1e-4 * x.abs().max(1.0);
             for (d, a) in dense.iter().zip(&auto) {
-                assert!(close(d.critic_loss, a.critic_loss), "{algo:?} critic loss: dense {} vs autograd {}", d.critic_loss, a.critic_loss);
-                assert!(close(d.q_mean, a.q_mean) && close(d.target_mean, a.target_mean), "{algo:?}: {d:?} vs {a:?}");
+                assert!(
+                    close(d.critic_loss, a.critic_loss),
+                    "{algo:?} critic loss: dense {} vs autograd {}",
+                    d.critic_loss,
+                    a.critic_loss
+                );
+                assert!(
+                    close(d.q_mean, a.q_mean) && close(d.target_mean, a.target_mean),
+                    "{algo:?}: {d:?} vs {a:?}"
+                );
                 assert_eq!(d.actor_loss.is_some(), a.actor_loss.is_some());
-                for (x, y) in d.actor_loss.iter().zip(&a.actor_loss).chain(d.proxy_loss.iter().zip(&a.proxy_loss)) {
+                for (x, y) in
+                    d.actor_loss.iter().zip(&a.actor_loss).chain(d.proxy_loss.iter().zip(&a.proxy_loss))
+                {
                     assert!(close(*x, *y), "{algo:?} actor/proxy loss: dense {x} vs autograd {y}");
                 }
             }
-            for (what, d, a) in [("actor", d_actor, a_actor), ("critic", d_critic, a_critic), ("target", d_target, a_target)] {
+            for (what, d, a) in
+                [("actor", d_actor, a_actor), ("critic", d_critic, a_critic), ("target", d_target, a_target)]
+            {
                 for ((name, x), (_, y)) in d.iter().zip(&a) {
                     let diff = (x - y).abs().max().double_value(&[]);
                     let scale = y.abs().max().double_value(&[]).max(1e-3);
-                    assert!(diff <= 1e-4 * scale, "{algo:?} {what} {name}: dense and autograd differ by {diff} (scale {scale})");
+                    assert!(
+                        diff <= 1e-4 * scale,
+                        "{algo:?} {what} {name}: dense and autograd differ by {diff} (scale {scale})"
+                    );
                 }
             }
         }
@@ -832,7 +885,12 @@ mod tests {
                     to_gpu(batch(300 + 10 * i + k2))
                 });
                 let close = |x: f64, y: f64| (x - y).abs() <= 1e-3 * x.abs().max(1.0);
-                assert!(close(a.critic_loss, b.critic_loss), "{algo:?} critic loss: CPU {} vs CUDA {}", a.critic_loss, b.critic_loss);
+                assert!(
+                    close(a.critic_loss, b.critic_loss),
+                    "{algo:?} critic loss: CPU {} vs CUDA {}",
+                    a.critic_loss,
+                    b.critic_loss
+                );
                 if let (Some(x), Some(y)) = (a.actor_loss, b.actor_loss) {
                     assert!(close(x, y), "{algo:?} actor loss: CPU {x} vs CUDA {y}");
                 }

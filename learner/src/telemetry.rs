@@ -6,9 +6,9 @@
 
 use crate::trainer::Trainer;
 use spikerl_snn::{InferenceStats, MAC_ENERGY_PJ, PolicyConfig, ann_equivalent_macs};
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -16,12 +16,19 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tonic::codegen::http;
 
 /// Reasons `spikerl_learner_transitions_rejected_total` counts (server::reject / validate_batch).
-pub const REJECT_REASONS: [&str; 8] =
-    ["unknown_run", "unknown_actor", "empty", "oversized", "shape", "non_finite", "message_too_large", "undecodable"];
+pub const REJECT_REASONS: [&str; 8] = [
+    "unknown_run",
+    "unknown_actor",
+    "empty",
+    "oversized",
+    "shape",
+    "non_finite",
+    "message_too_large",
+    "undecodable",
+];
 
 /// gRPC methods the learner serves; any other path is counted as "other".
 pub const GRPC_METHODS: [&str; 3] = ["Register", "StreamTransitions", "SubscribePolicy"];
-
 
 fn unix_now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
@@ -30,7 +37,12 @@ fn unix_now() -> f64 {
 /// Publishes what describes the run and initialises the series dashboards and alerts rely on, once the
 /// trainer exists (after a resume: with its restored counters and evaluation history). `mode` is
 /// "distributed" (gRPC learner) or "sync" (lockstep, no actors).
-pub fn run_started(trainer: &Trainer, run_id: &str, mode: &'static str, checkpoint_interval: Option<Duration>) {
+pub fn run_started(
+    trainer: &Trainer,
+    run_id: &str,
+    mode: &'static str,
+    checkpoint_interval: Option<Duration>,
+) {
     let cfg = &trainer.cfg;
     let neuron = match cfg.algo {
         crate::Algo::Ann => "none".to_string(),
@@ -83,7 +95,8 @@ pub fn run_started(trainer: &Trainer, run_id: &str, mode: &'static str, checkpoi
         }
         for method in GRPC_METHODS {
             metrics::counter!("spikerl_grpc_server_started_total", "method" => method).increment(0);
-            metrics::counter!("spikerl_grpc_server_handled_total", "method" => method, "code" => "Ok").increment(0);
+            metrics::counter!("spikerl_grpc_server_handled_total", "method" => method, "code" => "Ok")
+                .increment(0);
             metrics::gauge!("spikerl_grpc_server_in_flight", "method" => method).set(0.0);
         }
     }
@@ -165,12 +178,15 @@ impl Drop for LagStream {
 pub fn record_evaluation(initial: f64, cfg: &PolicyConfig, s: &InferenceStats) {
     metrics::gauge!("spikerl_eval_return_initial").set(initial);
     let slots = |neurons: usize| neurons as f64 * s.timesteps as f64 * s.inferences as f64;
-    let rate = |spikes: u64, neurons: usize| if slots(neurons) > 0.0 { spikes as f64 / slots(neurons) } else { 0.0 };
+    let rate =
+        |spikes: u64, neurons: usize| if slots(neurons) > 0.0 { spikes as f64 / slots(neurons) } else { 0.0 };
     if s.encoder_neurons > 0 {
-        metrics::gauge!("spikerl_snn_layer_firing_rate", "layer" => "encoder").set(rate(s.encoder_spikes, s.encoder_neurons));
+        metrics::gauge!("spikerl_snn_layer_firing_rate", "layer" => "encoder")
+            .set(rate(s.encoder_spikes, s.encoder_neurons));
     }
     for (i, (&spikes, &neurons)) in s.spikes_per_layer.iter().zip(&s.neurons_per_layer).enumerate() {
-        metrics::gauge!("spikerl_snn_layer_firing_rate", "layer" => format!("layers.{i}")).set(rate(spikes, neurons));
+        metrics::gauge!("spikerl_snn_layer_firing_rate", "layer" => format!("layers.{i}"))
+            .set(rate(spikes, neurons));
     }
     metrics::gauge!("spikerl_snn_timesteps").set(s.timesteps as f64);
     metrics::gauge!("spikerl_snn_macs_per_inference").set(s.macs_per_inference());
@@ -210,8 +226,11 @@ fn code_label(value: Option<&http::HeaderValue>) -> Option<&'static str> {
 
 impl<S, ReqBody, ResBody> tonic::codegen::Service<http::Request<ReqBody>> for GrpcMetrics<S>
 where
-    S: tonic::codegen::Service<http::Request<ReqBody>, Response = http::Response<ResBody>, Error = Infallible>
-        + Clone
+    S: tonic::codegen::Service<
+            http::Request<ReqBody>,
+            Response = http::Response<ResBody>,
+            Error = Infallible,
+        > + Clone
         + Send
         + 'static,
     S::Future: Send + 'static,
@@ -254,7 +273,8 @@ struct Call {
 impl Call {
     fn finish(self, fallback: &'static str) {
         let code = self.code.unwrap_or(fallback);
-        metrics::counter!("spikerl_grpc_server_handled_total", "method" => self.method, "code" => code).increment(1);
+        metrics::counter!("spikerl_grpc_server_handled_total", "method" => self.method, "code" => code)
+            .increment(1);
         metrics::histogram!("spikerl_grpc_server_handling_seconds", "method" => self.method)
             .record(self.started.elapsed().as_secs_f64());
         metrics::gauge!("spikerl_grpc_server_in_flight", "method" => self.method).decrement(1.0);

@@ -99,7 +99,11 @@ impl Trainer {
     }
 
     /// Runs the evaluations due at `env_steps` (every `eval_every` steps, starting at 0).
-    pub fn evaluate_if_due(&mut self, env_steps: u64, run_dir: Option<&mut RunDir>) -> anyhow::Result<Option<f64>> {
+    pub fn evaluate_if_due(
+        &mut self,
+        env_steps: u64,
+        run_dir: Option<&mut RunDir>,
+    ) -> anyhow::Result<Option<f64>> {
         if self.cfg.eval_every == 0 || env_steps < self.next_eval {
             return Ok(None);
         }
@@ -111,7 +115,8 @@ impl Trainer {
     /// environment seeded with seed + 100, in plain-Rust inference as the actors act.
     pub fn evaluate(&mut self, env_steps: u64, run_dir: Option<&mut RunDir>) -> anyhow::Result<f64> {
         let mut policy = Policy::new(&self.td3.policy_config, &self.td3.export_policy())?;
-        let returns = evaluate_policy(&mut policy, &self.spec.id, self.cfg.eval_episodes, self.cfg.seed + 100)?;
+        let returns =
+            evaluate_policy(&mut policy, &self.spec.id, self.cfg.eval_episodes, self.cfg.seed + 100)?;
         let stats = policy.stats();
         let record = EvalRecord {
             step: env_steps,
@@ -130,7 +135,11 @@ impl Trainer {
         metrics::gauge!("spikerl_snn_firing_rate").set(record.firing_rate);
         metrics::gauge!("spikerl_snn_sops_per_inference").set(record.sops_per_inference);
         metrics::gauge!("spikerl_snn_energy_nanojoules_per_inference").set(record.energy_nj_per_inference);
-        crate::telemetry::record_evaluation(self.evals.first().map_or(mean, EvalRecord::mean), &self.td3.policy_config, stats);
+        crate::telemetry::record_evaluation(
+            self.evals.first().map_or(mean, EvalRecord::mean),
+            &self.td3.policy_config,
+            stats,
+        );
         if let Some(dir) = run_dir {
             // A full disk must not end hours of training: the record stays in `self.evals` (and so in
             // checkpoints), and the buffered row is written at the next flush that succeeds.
@@ -155,7 +164,12 @@ impl Trainer {
 }
 
 /// Runs `episodes` deterministic episodes of `policy` and returns their returns.
-pub fn evaluate_policy(policy: &mut Policy, env_id: &str, episodes: usize, seed: u64) -> anyhow::Result<Vec<f64>> {
+pub fn evaluate_policy(
+    policy: &mut Policy,
+    env_id: &str,
+    episodes: usize,
+    seed: u64,
+) -> anyhow::Result<Vec<f64>> {
     let mut obs32 = Vec::new();
     let returns = spikerl_envs::evaluate(env_id, episodes, seed, |obs, action| {
         obs32.clear();

@@ -15,10 +15,12 @@ fn run(algo: Algo, neuron: NeuronKind, steps: u64, seed: u64) -> Vec<f64> {
     cfg.random_steps = 1000;
     cfg.eval_every = 1000;
     cfg.eval_episodes = 5;
-    let dir = std::env::temp_dir().join(format!("spikerl-learning-{algo}-{neuron}-{seed}-{steps}-{}", std::process::id()));
+    let dir = std::env::temp_dir()
+        .join(format!("spikerl-learning-{algo}-{neuron}-{seed}-{steps}-{}", std::process::id()));
     let manifest = Manifest::starting(&cfg, "test", "sync", 1, "test").unwrap();
     let mut run_dir = RunDir::create(&dir, manifest).unwrap();
-    let trainer = lockstep::run(&cfg, tch::Device::Cpu, &mut run_dir, &AtomicBool::new(false), |_| {}).unwrap();
+    let trainer =
+        lockstep::run(&cfg, tch::Device::Cpu, &mut run_dir, &AtomicBool::new(false), |_| {}).unwrap();
     assert_eq!(trainer.td3.iterations, steps, "one training iteration per env step after the random ones");
     let returns: Vec<f64> = trainer.evals.iter().map(|e| e.mean()).collect();
     let _ = std::fs::remove_dir_all(&dir);
@@ -30,7 +32,10 @@ fn assert_learns(algo: Algo, neuron: NeuronKind, steps: u64, margin: f64) {
     let initial = returns[0];
     let best = returns.iter().copied().fold(f64::MIN, f64::max);
     eprintln!("{algo} {neuron}: {returns:?}");
-    assert!(best > initial + margin, "{algo}/{neuron} did not learn: initial {initial:.0}, best {best:.0}, curve {returns:?}");
+    assert!(
+        best > initial + margin,
+        "{algo}/{neuron} did not learn: initial {initial:.0}, best {best:.0}, curve {returns:?}"
+    );
 }
 
 #[test]

@@ -12,12 +12,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use spikerl_learner::server::fuzzing::{self, RUN_ID};
 use spikerl_learner::server::{Accepted, RemoteMessage, RunInfo};
-use spikerl_proto::{
-    EpisodeSummary, PROTOCOL_VERSION, RegisterRequest, SubscribeRequest, TransitionBatch,
-};
+use spikerl_proto::{EpisodeSummary, PROTOCOL_VERSION, RegisterRequest, SubscribeRequest, TransitionBatch};
 use spikerl_snn::{
-    NetworkConfig, NeuronKind, PolicyConfig, SnnConfig, encode_policy, initial_tensors,
-    policy_from_bytes,
+    NetworkConfig, NeuronKind, PolicyConfig, SnnConfig, encode_policy, initial_tensors, policy_from_bytes,
 };
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
@@ -25,9 +22,7 @@ use std::path::PathBuf;
 const MUTATIONS: usize = 4000;
 
 fn corpus_dir(target: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz/corpus")
-        .join(target)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target)
 }
 
 fn framed(kind: RemoteMessage, spec: u8, msg: &impl Message) -> Vec<u8> {
@@ -51,10 +46,7 @@ fn batch(spec: u8, n: usize, fill: impl Fn(usize) -> f32) -> TransitionBatch {
         next_obs: (0..n * od).map(&fill).collect(),
         terminated: (0..n).map(|i| i % 3 == 0).collect(),
         truncated: (0..n).map(|i| i % 5 == 0).collect(),
-        episodes: vec![EpisodeSummary {
-            episode_return: -120.5,
-            length: 200,
-        }],
+        episodes: vec![EpisodeSummary { episode_return: -120.5, length: 200 }],
     }
 }
 
@@ -62,45 +54,22 @@ fn batch(spec: u8, n: usize, fill: impl Fn(usize) -> f32) -> TransitionBatch {
 fn remote_seeds() -> Vec<(String, Vec<u8>)> {
     use RemoteMessage::*;
     let mut seeds = Vec::new();
-    let register = RegisterRequest {
-        protocol_version: PROTOCOL_VERSION,
-        actor_name: "host-1234".into(),
-        num_envs: 4,
-    };
+    let register =
+        RegisterRequest { protocol_version: PROTOCOL_VERSION, actor_name: "host-1234".into(), num_envs: 4 };
     seeds.push(("ok-register".into(), framed(Register, 0, &register)));
-    let old = RegisterRequest {
-        protocol_version: PROTOCOL_VERSION + 1,
-        ..register.clone()
-    };
+    let old = RegisterRequest { protocol_version: PROTOCOL_VERSION + 1, ..register.clone() };
     seeds.push(("bad-register-version".into(), framed(Register, 0, &old)));
-    let nameless = RegisterRequest {
-        actor_name: String::new(),
-        ..register.clone()
-    };
+    let nameless = RegisterRequest { actor_name: String::new(), ..register.clone() };
     seeds.push(("bad-register-name".into(), framed(Register, 0, &nameless)));
-    let sub = SubscribeRequest {
-        run_id: RUN_ID.into(),
-        actor_id: 0,
-        have_version: Some(5),
-    };
+    let sub = SubscribeRequest { run_id: RUN_ID.into(), actor_id: 0, have_version: Some(5) };
     seeds.push(("ok-subscribe".into(), framed(Subscribe, 0, &sub)));
-    let stranger = SubscribeRequest {
-        actor_id: 9,
-        ..sub.clone()
-    };
-    seeds.push((
-        "bad-subscribe-actor".into(),
-        framed(Subscribe, 0, &stranger),
-    ));
+    let stranger = SubscribeRequest { actor_id: 9, ..sub.clone() };
+    seeds.push(("bad-subscribe-actor".into(), framed(Subscribe, 0, &stranger)));
     for spec in 0..3u8 {
         let n = if spec == 2 { 2 } else { 5 };
         seeds.push((
             format!("ok-batch-spec{spec}"),
-            framed(
-                TransitionBatch,
-                spec,
-                &batch(spec, n, |i| i as f32 * 0.25 - 1.0),
-            ),
+            framed(TransitionBatch, spec, &batch(spec, n, |i| i as f32 * 0.25 - 1.0)),
         ));
     }
     let mut nan = batch(0, 3, |i| i as f32);
@@ -109,16 +78,10 @@ fn remote_seeds() -> Vec<(String, Vec<u8>)> {
     let mut short = batch(1, 4, |i| i as f32);
     short.next_obs.pop();
     seeds.push(("bad-batch-shape".into(), framed(TransitionBatch, 1, &short)));
-    seeds.push((
-        "bad-batch-oversized".into(),
-        framed(TransitionBatch, 2, &batch(2, 3, |_| 0.5)),
-    ));
+    seeds.push(("bad-batch-oversized".into(), framed(TransitionBatch, 2, &batch(2, 3, |_| 0.5))));
     let mut wrong_run = batch(0, 1, |_| 0.0);
     wrong_run.run_id = "another-run".into();
-    seeds.push((
-        "bad-batch-run".into(),
-        framed(TransitionBatch, 0, &wrong_run),
-    ));
+    seeds.push(("bad-batch-run".into(), framed(TransitionBatch, 0, &wrong_run)));
     let mut empty = batch(0, 0, |_| 0.0);
     empty.count = 0;
     seeds.push(("bad-batch-empty".into(), framed(TransitionBatch, 0, &empty)));
@@ -128,41 +91,26 @@ fn remote_seeds() -> Vec<(String, Vec<u8>)> {
     seeds.push(("bad-batch-count".into(), framed(TransitionBatch, 1, &liar)));
     seeds.push((
         "bad-garbage".into(),
-        vec![
-            4, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x0a,
-        ],
+        vec![4, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x0a],
     ));
     seeds
 }
 
 fn tiny_policy(network: NetworkConfig) -> PolicyConfig {
-    PolicyConfig {
-        obs_dim: 3,
-        act_dim: 1,
-        max_action: vec![2.0],
-        network,
-    }
+    PolicyConfig { obs_dim: 3, act_dim: 1, max_action: vec![2.0], network }
 }
 
 /// Named seeds for the weights target: small networks of each kind (all `ok-`).
 fn weight_seeds() -> Vec<(String, Vec<u8>)> {
     let mut seeds = Vec::new();
     for neuron in [NeuronKind::Lif, NeuronKind::Plif, NeuronKind::Dn] {
-        let snn = SnnConfig {
-            hidden: vec![4],
-            pop_size: 2,
-            timesteps: 3,
-            ..SnnConfig::paper(neuron)
-        };
+        let snn = SnnConfig { hidden: vec![4], pop_size: 2, timesteps: 3, ..SnnConfig::paper(neuron) };
         let cfg = tiny_policy(NetworkConfig::Snn(snn));
         let bytes = encode_policy(&cfg, &initial_tensors(&cfg, 1).unwrap(), 42).unwrap();
         seeds.push((format!("ok-snn-{neuron}"), bytes));
     }
     let cfg = tiny_policy(NetworkConfig::Ann { hidden: vec![4, 3] });
-    seeds.push((
-        "ok-ann".into(),
-        encode_policy(&cfg, &initial_tensors(&cfg, 1).unwrap(), 1).unwrap(),
-    ));
+    seeds.push(("ok-ann".into(), encode_policy(&cfg, &initial_tensors(&cfg, 1).unwrap(), 1).unwrap()));
     seeds
 }
 
@@ -175,11 +123,7 @@ fn assert_sound(info: &RunInfo, accepted: &Accepted) {
         }
         Accepted::Subscribe(s) => {
             assert_eq!(s.run_id, RUN_ID);
-            assert!(
-                s.actor_id <= 1,
-                "unregistered actor {} accepted",
-                s.actor_id
-            );
+            assert!(s.actor_id <= 1, "unregistered actor {} accepted", s.actor_id);
         }
         Accepted::Batch(rows) => {
             let n = rows.len();
@@ -283,22 +227,13 @@ fn read_corpus(target: &str) -> Vec<(String, Vec<u8>)> {
         .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
         .flatten()
         .filter(|e| e.path().is_file())
-        .map(|e| {
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                std::fs::read(e.path()).unwrap(),
-            )
-        })
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
         .collect();
     files.sort();
     files
 }
 
-fn replay_and_mutate(
-    target: &str,
-    run: fn(&[u8]) -> Result<bool, String>,
-    seeds: Vec<(String, Vec<u8>)>,
-) {
+fn replay_and_mutate(target: &str, run: fn(&[u8]) -> Result<bool, String>, seeds: Vec<(String, Vec<u8>)>) {
     let corpus = read_corpus(target);
     // The committed seeds must still be there and still mean what their names say.
     for (name, bytes) in &seeds {
@@ -309,11 +244,7 @@ fn replay_and_mutate(
             "fuzz/corpus/{target}/{file} is missing (regenerate: see this file's header)"
         );
         let accepted = run(bytes).unwrap_or_else(|p| panic!("seed {name} panicked: {p}"));
-        assert_eq!(
-            accepted,
-            name.starts_with("ok-"),
-            "seed {name}: accepted = {accepted}"
-        );
+        assert_eq!(accepted, name.starts_with("ok-"), "seed {name}: accepted = {accepted}");
     }
     let (mut accepted, mut rejected) = (0, 0);
     for (name, bytes) in &corpus {
@@ -362,10 +293,7 @@ fn weights_corpus_and_mutations_never_panic() {
 #[test]
 #[ignore = "writes the seed corpus into fuzz/corpus; run by hand after a format change"]
 fn write_seed_corpus() {
-    for (target, seeds) in [
-        ("remote_input", remote_seeds()),
-        ("weights", weight_seeds()),
-    ] {
+    for (target, seeds) in [("remote_input", remote_seeds()), ("weights", weight_seeds())] {
         let dir = corpus_dir(target);
         std::fs::create_dir_all(&dir).unwrap();
         for (name, bytes) in seeds {

@@ -42,14 +42,24 @@ fn run_seeds(cfg: &RunConfig, seeds: &[u64], batching: SeedBatching, root: &Path
             RunDir::create(&root.join(format!("seed{seed}")), manifest).unwrap()
         })
         .collect();
-    let trainers = lockstep::run_seeds(cfg, seeds, batching, tch::Device::Cpu, &mut dirs, &AtomicBool::new(false), |_| {}).unwrap();
+    let trainers = lockstep::run_seeds(
+        cfg,
+        seeds,
+        batching,
+        tch::Device::Cpu,
+        &mut dirs,
+        &AtomicBool::new(false),
+        |_| {},
+    )
+    .unwrap();
     assert_eq!(trainers.len(), seeds.len());
     trainers
 }
 
 fn single_run(cfg: &RunConfig, seed: u64, root: &Path) -> Trainer {
     let cfg = RunConfig { seed, ..cfg.clone() };
-    let mut dir = RunDir::create(root, Manifest::starting(&cfg, "single", "sync", 1, "test").unwrap()).unwrap();
+    let mut dir =
+        RunDir::create(root, Manifest::starting(&cfg, "single", "sync", 1, "test").unwrap()).unwrap();
     lockstep::run(&cfg, tch::Device::Cpu, &mut dir, &AtomicBool::new(false), |_| {}).unwrap()
 }
 
@@ -121,7 +131,10 @@ fn stacked_seeds_follow_their_single_runs_and_checkpoint_their_own_state() {
             assert!(d < 1e-5, "member {s} {what}: stacked and separate apart by {d}");
         }
         for ((step, x), (_, y)) in returns(a).into_iter().zip(returns(b)) {
-            assert!((x - y).abs() < 1e-2 * y.abs(), "member {s} step {step}: return {x} stacked, {y} separate");
+            assert!(
+                (x - y).abs() < 1e-2 * y.abs(),
+                "member {s} step {step}: return {x} stacked, {y} separate"
+            );
         }
     }
     // Training moved the weights well beyond that tolerance.
@@ -145,17 +158,23 @@ fn stacked_spiking_seeds_train_each_their_own_proxy() {
     let cfg = small(Algo::Proxy, 40);
     let root = folder("stacked-proxy");
     let group = run_seeds(&cfg, &[5, 6], SeedBatching::Stacked, &root);
-    let fresh: Vec<Trainer> =
-        [5, 6].iter().map(|&seed| build_trainer(&RunConfig { seed, ..cfg.clone() }, tch::Device::Cpu).unwrap()).collect();
+    let fresh: Vec<Trainer> = [5, 6]
+        .iter()
+        .map(|&seed| build_trainer(&RunConfig { seed, ..cfg.clone() }, tch::Device::Cpu).unwrap())
+        .collect();
     for (s, t) in group.iter().enumerate() {
         assert_eq!(t.td3.iterations, 40);
         assert!(t.last_stats.proxy_loss.is_some_and(f64::is_finite), "seed {s}: {:?}", t.last_stats);
-        let moved = max_abs_diff(&spikerl_snn::torch::export(t.td3.target_vs()), &spikerl_snn::torch::export(fresh[s].td3.target_vs()));
+        let moved = max_abs_diff(
+            &spikerl_snn::torch::export(t.td3.target_vs()),
+            &spikerl_snn::torch::export(fresh[s].td3.target_vs()),
+        );
         assert!(moved > 1e-3, "seed {s}'s proxy did not train: {moved}");
         assert_eq!(t.evals.len(), 4, "evaluations at 0, 100, 200 and the end (240)");
     }
     assert_ne!(group[0].td3.export_policy(), group[1].td3.export_policy());
-    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(root.join("seed6/manifest.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("seed6/manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["config"]["seed"], 6);
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -62,10 +62,8 @@ impl Chart {
         let mut rgb = vec![0u8; w as usize * h as usize * 3];
         {
             let root = BitMapBackend::with_buffer(&mut rgb, SIZE).into_drawing_area();
-            self.draw(&root)
-                .map_err(|e| anyhow!("drawing the PNG: {e}"))?;
-            root.present()
-                .map_err(|e| anyhow!("drawing the PNG: {e}"))?;
+            self.draw(&root).map_err(|e| anyhow!("drawing the PNG: {e}"))?;
+            root.present().map_err(|e| anyhow!("drawing the PNG: {e}"))?;
         }
         let mut png = Vec::new();
         image::ImageEncoder::write_image(
@@ -85,10 +83,8 @@ impl Chart {
         let mut svg = String::new();
         {
             let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-            self.draw(&root)
-                .map_err(|e| anyhow!("drawing the SVG: {e}"))?;
-            root.present()
-                .map_err(|e| anyhow!("drawing the SVG: {e}"))?;
+            self.draw(&root).map_err(|e| anyhow!("drawing the SVG: {e}"))?;
+            root.present().map_err(|e| anyhow!("drawing the SVG: {e}"))?;
         }
         Ok(svg)
     }
@@ -98,8 +94,7 @@ impl Chart {
         let png = stem.with_extension("png");
         let svg = stem.with_extension("svg");
         write_atomic(&png, &self.png()?).with_context(|| format!("writing {}", png.display()))?;
-        write_atomic(&svg, self.svg()?.as_bytes())
-            .with_context(|| format!("writing {}", svg.display()))?;
+        write_atomic(&svg, self.svg()?.as_bytes()).with_context(|| format!("writing {}", svg.display()))?;
         Ok(())
     }
 
@@ -109,17 +104,9 @@ impl Chart {
     ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
         root.fill(&WHITE)?;
         // Non-finite values (a diverged policy's NaN return) cannot be placed: they are left out.
-        let curves: Vec<Vec<Point>> = self
-            .curves
-            .iter()
-            .map(|c| finite_points(&c.points))
-            .collect();
-        let (mut x0, mut x1, mut y0, mut y1) = (
-            f64::INFINITY,
-            f64::NEG_INFINITY,
-            f64::INFINITY,
-            f64::NEG_INFINITY,
-        );
+        let curves: Vec<Vec<Point>> = self.curves.iter().map(|c| finite_points(&c.points)).collect();
+        let (mut x0, mut x1, mut y0, mut y1) =
+            (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
         for p in curves.iter().flatten() {
             x0 = x0.min(p.x);
             x1 = x1.max(p.x);
@@ -159,10 +146,7 @@ impl Chart {
             let color = rgb(c.color);
             let mut band: Vec<(f64, f64)> = points.iter().map(|p| (p.x, p.hi)).collect();
             band.extend(points.iter().rev().map(|p| (p.x, p.lo)));
-            chart.draw_series(std::iter::once(Polygon::new(
-                band,
-                color.mix(0.15).filled(),
-            )))?;
+            chart.draw_series(std::iter::once(Polygon::new(band, color.mix(0.15).filled())))?;
         }
         for (c, points) in self.curves.iter().zip(&curves) {
             let color = rgb(c.color);
@@ -175,9 +159,7 @@ impl Chart {
                 chart
                     .draw_series(DashedLineSeries::new(line, 9, 5, style))?
                     .label(c.label.as_str())
-                    .legend(move |(x, y)| {
-                        DashedPathElement::new(vec![(x, y), (x + 24, y)], 6, 3, style)
-                    });
+                    .legend(move |(x, y)| DashedPathElement::new(vec![(x, y), (x + 24, y)], 6, 3, style));
             } else {
                 chart
                     .draw_series(LineSeries::new(line, style))?
@@ -217,14 +199,9 @@ fn finite_points(points: &[Point]) -> Vec<Point> {
 /// defect; it is still reported as an error, because a plot must never take its caller down.
 fn register_font() -> anyhow::Result<()> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
-    let ok = *REGISTERED.get_or_init(|| {
-        plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_ok()
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(anyhow!("the embedded DejaVu Sans font could not be loaded"))
-    }
+    let ok = *REGISTERED
+        .get_or_init(|| plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_ok());
+    if ok { Ok(()) } else { Err(anyhow!("the embedded DejaVu Sans font could not be loaded")) }
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same folder (fsynced), then renames it into
@@ -232,10 +209,7 @@ fn register_font() -> anyhow::Result<()> {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     // Unique per process and call, so two writers of the same file never share a temporary file.
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp: PathBuf = path.with_file_name(format!(
         ".{name}.tmp{}-{}",
         std::process::id(),
@@ -266,21 +240,13 @@ pub fn steps_label(x: f64) -> String {
 
 /// Axis labels without trailing zeros: -900, 12.5, 0.25.
 pub fn number_label(y: f64) -> String {
-    let s = if y.abs() >= 100.0 {
-        format!("{y:.0}")
-    } else {
-        format!("{y:.2}")
-    };
+    let s = if y.abs() >= 100.0 { format!("{y:.0}") } else { format!("{y:.2}") };
     let s = trim_zeros(s);
     if s == "-0" { "0".into() } else { s }
 }
 
 fn trim_zeros(s: String) -> String {
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    }
+    if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
 }
 
 #[cfg(test)]
@@ -299,13 +265,7 @@ mod tests {
     }
 
     fn curve(points: Vec<Point>) -> Curve {
-        Curve {
-            label: "mean".into(),
-            color: (31, 119, 180),
-            dashed: false,
-            markers: true,
-            points,
-        }
+        Curve { label: "mean".into(), color: (31, 119, 180), dashed: false, markers: true, points }
     }
 
     fn chart(curves: Vec<Curve>) -> Chart {
@@ -320,12 +280,7 @@ mod tests {
     #[test]
     fn png_and_svg_are_complete_documents() {
         let pts = (0..3)
-            .map(|i| Point {
-                x: i as f64 * 100.0,
-                y: -1000.0 + i as f64,
-                lo: -1100.0,
-                hi: -900.0,
-            })
+            .map(|i| Point { x: i as f64 * 100.0, y: -1000.0 + i as f64, lo: -1100.0, hi: -900.0 })
             .collect();
         let c = chart(vec![curve(pts)]);
         let png = c.png().unwrap();
@@ -333,46 +288,21 @@ mod tests {
         // IHDR: width and height, big-endian, right after the signature and chunk header.
         assert_eq!(u32::from_be_bytes(png[16..20].try_into().unwrap()), SIZE.0);
         assert_eq!(u32::from_be_bytes(png[20..24].try_into().unwrap()), SIZE.1);
-        assert!(
-            png.ends_with(b"IEND\xae\x42\x60\x82"),
-            "a PNG ends with its IEND chunk"
-        );
+        assert!(png.ends_with(b"IEND\xae\x42\x60\x82"), "a PNG ends with its IEND chunk");
         let svg = c.svg().unwrap();
-        assert!(
-            svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
-            "{svg}"
-        );
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{svg}");
         assert!(svg.contains("Pendulum-v1: 3 evaluations") && svg.contains("mean"));
     }
 
     #[test]
     fn degenerate_inputs_draw_without_error() {
-        let one = vec![Point {
-            x: 0.0,
-            y: -5.0,
-            lo: -5.0,
-            hi: -5.0,
-        }];
+        let one = vec![Point { x: 0.0, y: -5.0, lo: -5.0, hi: -5.0 }];
         let nan = vec![
-            Point {
-                x: 0.0,
-                y: f64::NAN,
-                lo: 0.0,
-                hi: 0.0,
-            },
-            Point {
-                x: 1.0,
-                y: 2.0,
-                lo: f64::NAN,
-                hi: f64::INFINITY,
-            },
+            Point { x: 0.0, y: f64::NAN, lo: 0.0, hi: 0.0 },
+            Point { x: 1.0, y: 2.0, lo: f64::NAN, hi: f64::INFINITY },
         ];
-        for c in [
-            chart(vec![]),
-            chart(vec![curve(vec![])]),
-            chart(vec![curve(one)]),
-            chart(vec![curve(nan)]),
-        ] {
+        for c in [chart(vec![]), chart(vec![curve(vec![])]), chart(vec![curve(one)]), chart(vec![curve(nan)])]
+        {
             c.png().unwrap();
             c.svg().unwrap();
         }
@@ -385,20 +315,9 @@ mod tests {
         fs::create_dir_all(&dir).unwrap();
         let stem = dir.join("evals");
         fs::write(dir.join("evals.png"), b"old").unwrap();
-        chart(vec![curve(vec![Point {
-            x: 0.0,
-            y: 1.0,
-            lo: 0.0,
-            hi: 2.0,
-        }])])
-        .write(&stem)
-        .unwrap();
+        chart(vec![curve(vec![Point { x: 0.0, y: 1.0, lo: 0.0, hi: 2.0 }])]).write(&stem).unwrap();
         assert_eq!(&fs::read(dir.join("evals.png")).unwrap()[1..4], b"PNG");
-        assert!(
-            fs::read_to_string(dir.join("evals.svg"))
-                .unwrap()
-                .contains("</svg>")
-        );
+        assert!(fs::read_to_string(dir.join("evals.svg")).unwrap().contains("</svg>"));
         let names: Vec<String> = fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

@@ -11,20 +11,14 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use spikerl_snn::{
-    NetworkConfig, NeuronKind, Policy, PolicyConfig, SnnConfig, ann_equivalent_macs,
-    initial_tensors,
+    NetworkConfig, NeuronKind, Policy, PolicyConfig, SnnConfig, ann_equivalent_macs, initial_tensors,
 };
 
 const OBS: usize = 17;
 const ACT: usize = 6;
 
 fn cheetah(network: NetworkConfig) -> PolicyConfig {
-    PolicyConfig {
-        obs_dim: OBS,
-        act_dim: ACT,
-        max_action: vec![1.0; ACT],
-        network,
-    }
+    PolicyConfig { obs_dim: OBS, act_dim: ACT, max_action: vec![1.0; ACT], network }
 }
 
 /// Fastest of a few rounds of the time per action, each round running for about `budget`. The minimum,
@@ -38,10 +32,7 @@ fn us_per_action(policy: &mut Policy, obs: &[f32], batch: usize, budget: Duratio
         let mut done = 0usize;
         while start.elapsed() < budget {
             for b in 0..n_batches {
-                policy.act_batch(
-                    black_box(&obs[b * batch * OBS..(b + 1) * batch * OBS]),
-                    &mut actions,
-                );
+                policy.act_batch(black_box(&obs[b * batch * OBS..(b + 1) * batch * OBS]), &mut actions);
             }
             done += n_batches * batch;
         }
@@ -57,29 +48,15 @@ fn main() {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     // Observations of HalfCheetah's magnitude: positions ~0.5, velocities up to ~10.
     let obs: Vec<f32> = (0..64 * 16)
-        .flat_map(|_| {
-            (0..OBS)
-                .map(|d| if d < 8 { 0.5 } else { 5.0 })
-                .collect::<Vec<f32>>()
-        })
+        .flat_map(|_| (0..OBS).map(|d| if d < 8 { 0.5 } else { 5.0 }).collect::<Vec<f32>>())
         .map(|scale| rng.random_range(-1.0f32..1.0) * scale)
         .collect();
 
     let mut nets: Vec<(String, PolicyConfig)> = NeuronKind::ALL
         .iter()
-        .map(|&k| {
-            (
-                k.to_string(),
-                cheetah(NetworkConfig::Snn(SnnConfig::paper(k))),
-            )
-        })
+        .map(|&k| (k.to_string(), cheetah(NetworkConfig::Snn(SnnConfig::paper(k)))))
         .collect();
-    nets.push((
-        "ann 256-256".into(),
-        cheetah(NetworkConfig::Ann {
-            hidden: vec![256, 256],
-        }),
-    ));
+    nets.push(("ann 256-256".into(), cheetah(NetworkConfig::Ann { hidden: vec![256, 256] })));
     // `SNN_BENCH=lif` (a substring of the name) narrows the run, e.g. for profiling.
     if let Ok(only) = std::env::var("SNN_BENCH") {
         nets.retain(|(name, _)| name.contains(&only));
@@ -87,10 +64,7 @@ fn main() {
 
     // `SNN_BENCH_FIXED=N`: exactly N batch-1 actions per network and nothing else, for `perf stat`
     // (instruction and cycle counts are steadier than wall time on a shared machine).
-    if let Some(n) = std::env::var("SNN_BENCH_FIXED")
-        .ok()
-        .and_then(|s| s.parse::<usize>().ok())
-    {
+    if let Some(n) = std::env::var("SNN_BENCH_FIXED").ok().and_then(|s| s.parse::<usize>().ok()) {
         for (_, cfg) in &nets {
             let mut policy = Policy::new(cfg, &initial_tensors(cfg, 1).unwrap()).unwrap();
             let mut a = [0.0f32; ACT];
@@ -102,9 +76,7 @@ fn main() {
         }
         return;
     }
-    println!(
-        "HalfCheetah shapes (obs {OBS}, act {ACT}); SNN 170-256-256-60, T = 5; random init; one core"
-    );
+    println!("HalfCheetah shapes (obs {OBS}, act {ACT}); SNN 170-256-256-60, T = 5; random init; one core");
     println!(
         "{:<12} {:>9} {:>9} {:>9} {:>10} {:>8} {:>8} {:>11}",
         "network", "us/act b1", "b8", "b64", "SOPs/inf", "rate", "enc rate", "nJ/inf"
@@ -131,10 +103,7 @@ fn main() {
         );
     }
     let macs = ann_equivalent_macs(&nets[0].1);
-    println!(
-        "ANN-equivalent MACs {macs}: {:.1} nJ per inference at 3.97 pJ/MAC",
-        macs as f64 * 3.97e-3
-    );
+    println!("ANN-equivalent MACs {macs}: {:.1} nJ per inference at 3.97 pJ/MAC", macs as f64 * 3.97e-3);
 
     #[cfg(feature = "torch")]
     if std::env::var("SNN_BENCH").is_err() {
@@ -146,10 +115,7 @@ fn main() {
 fn torch_bench(quick: bool) {
     use spikerl_snn::torch::TorchPolicy;
     use tch::{Device, Kind, Tensor, nn};
-    let threads: i32 = std::env::var("TORCH_NUM_THREADS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1);
+    let threads: i32 = std::env::var("TORCH_NUM_THREADS").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
     tch::set_num_threads(threads);
     println!("\ntch, batch 256, {threads} thread(s): forward (no grad) / forward + backward, ms");
     let reps = if quick { 3 } else { 10 };

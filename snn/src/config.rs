@@ -52,15 +52,12 @@ impl fmt::Display for NeuronKind {
 impl FromStr for NeuronKind {
     type Err = SnnError;
     fn from_str(s: &str) -> Result<Self, SnnError> {
-        Self::ALL
-            .into_iter()
-            .find(|k| k.as_str().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| SnnError::InvalidConfig {
+        Self::ALL.into_iter().find(|k| k.as_str().eq_ignore_ascii_case(s.trim())).ok_or_else(|| {
+            SnnError::InvalidConfig {
                 field: "neuron",
-                reason: format!(
-                    "unknown neuron kind {s:?} (expected one of lif, clif, dn, plif, if)"
-                ),
-            })
+                reason: format!("unknown neuron kind {s:?} (expected one of lif, clif, dn, plif, if)"),
+            }
+        })
     }
 }
 
@@ -81,12 +78,7 @@ pub struct DnConstants {
 
 impl Default for DnConstants {
     fn default() -> Self {
-        Self {
-            reset_v: 0.021,
-            u_jump: 0.132,
-            du_dv: -0.172,
-            du_du: 0.529,
-        }
+        Self { reset_v: 0.021, u_jump: 0.132, du_dv: -0.172, du_du: 0.529 }
     }
 }
 
@@ -168,10 +160,7 @@ pub struct PolicyConfig {
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> SnnError {
-    SnnError::InvalidConfig {
-        field,
-        reason: reason.into(),
-    }
+    SnnError::InvalidConfig { field, reason: reason.into() }
 }
 
 impl PolicyConfig {
@@ -187,22 +176,11 @@ impl PolicyConfig {
         if self.max_action.len() != self.act_dim {
             return Err(invalid(
                 "max_action",
-                format!(
-                    "has {} entries for act_dim {}",
-                    self.max_action.len(),
-                    self.act_dim
-                ),
+                format!("has {} entries for act_dim {}", self.max_action.len(), self.act_dim),
             ));
         }
-        if let Some(m) = self
-            .max_action
-            .iter()
-            .find(|m| !(m.is_finite() && **m > 0.0))
-        {
-            return Err(invalid(
-                "max_action",
-                format!("entries must be finite and positive, found {m}"),
-            ));
+        if let Some(m) = self.max_action.iter().find(|m| !(m.is_finite() && **m > 0.0)) {
+            return Err(invalid("max_action", format!("entries must be finite and positive, found {m}")));
         }
         // Guards against absurd sizes from a corrupt file before anything allocates.
         const MAX_WIDTH: usize = 1 << 16;
@@ -219,26 +197,17 @@ impl PolicyConfig {
             Ok(())
         };
         if self.obs_dim > MAX_WIDTH || self.act_dim > MAX_WIDTH {
-            return Err(invalid(
-                "obs_dim",
-                format!("obs_dim and act_dim must be at most {MAX_WIDTH}"),
-            ));
+            return Err(invalid("obs_dim", format!("obs_dim and act_dim must be at most {MAX_WIDTH}")));
         }
         match &self.network {
             NetworkConfig::Ann { hidden } => check_widths(hidden)?,
             NetworkConfig::Snn(s) => {
                 check_widths(&s.hidden)?;
                 if s.pop_size == 0 || s.pop_size > 1024 {
-                    return Err(invalid(
-                        "pop_size",
-                        format!("must be in 1..=1024, found {}", s.pop_size),
-                    ));
+                    return Err(invalid("pop_size", format!("must be in 1..=1024, found {}", s.pop_size)));
                 }
                 if s.timesteps == 0 || s.timesteps > 1024 {
-                    return Err(invalid(
-                        "timesteps",
-                        format!("must be in 1..=1024, found {}", s.timesteps),
-                    ));
+                    return Err(invalid("timesteps", format!("must be in 1..=1024, found {}", s.timesteps)));
                 }
                 if (self.obs_dim * s.pop_size).max(self.act_dim * s.pop_size) > MAX_WIDTH {
                     return Err(invalid("pop_size", "population layers too wide"));
@@ -269,10 +238,7 @@ impl PolicyConfig {
                 }
                 if s.neuron == NeuronKind::Plif && !(s.v_decay > 0.0 && s.v_decay < 1.0) {
                     // PLIF stores the decay as a logit; 0 and 1 have none.
-                    return Err(invalid(
-                        "v_decay",
-                        "PLIF's initial decay must lie strictly between 0 and 1",
-                    ));
+                    return Err(invalid("v_decay", "PLIF's initial decay must lie strictly between 0 and 1"));
                 }
             }
         }
@@ -283,11 +249,7 @@ impl PolicyConfig {
     pub fn layer_dims(&self) -> Vec<(usize, usize)> {
         let (input, hidden, output) = match &self.network {
             NetworkConfig::Ann { hidden } => (self.obs_dim, hidden, self.act_dim),
-            NetworkConfig::Snn(s) => (
-                self.obs_dim * s.pop_size,
-                &s.hidden,
-                self.act_dim * s.pop_size,
-            ),
+            NetworkConfig::Snn(s) => (self.obs_dim * s.pop_size, &s.hidden, self.act_dim * s.pop_size),
         };
         let mut dims = Vec::with_capacity(hidden.len() + 1);
         let mut prev = input;
@@ -304,12 +266,7 @@ mod tests {
     use super::*;
 
     fn cheetah(network: NetworkConfig) -> PolicyConfig {
-        PolicyConfig {
-            obs_dim: 17,
-            act_dim: 6,
-            max_action: vec![1.0; 6],
-            network,
-        }
+        PolicyConfig { obs_dim: 17, act_dim: 6, max_action: vec![1.0; 6], network }
     }
 
     #[test]
@@ -332,9 +289,7 @@ mod tests {
         let ann = r#"{"obs_dim":17,"act_dim":6,"max_action":[1,1,1,1,1,1],"network":{"kind":"ann","hidden":[256,256]}}"#;
         assert_eq!(
             serde_json::from_str::<PolicyConfig>(ann).unwrap(),
-            cheetah(NetworkConfig::Ann {
-                hidden: vec![256, 256]
-            })
+            cheetah(NetworkConfig::Ann { hidden: vec![256, 256] })
         );
     }
 
@@ -344,13 +299,7 @@ mod tests {
         good.validate().unwrap();
         let mut c = good.clone();
         c.max_action.pop();
-        assert!(matches!(
-            c.validate(),
-            Err(SnnError::InvalidConfig {
-                field: "max_action",
-                ..
-            })
-        ));
+        assert!(matches!(c.validate(), Err(SnnError::InvalidConfig { field: "max_action", .. })));
         let mut c = good.clone();
         c.max_action[0] = f32::NAN;
         assert!(c.validate().is_err());
@@ -363,22 +312,14 @@ mod tests {
         let mut s = SnnConfig::paper(NeuronKind::Lif);
         s.timesteps = 0;
         assert!(cheetah(NetworkConfig::Snn(s)).validate().is_err());
-        assert!(
-            cheetah(NetworkConfig::Ann {
-                hidden: vec![256, 0]
-            })
-            .validate()
-            .is_err()
-        );
+        assert!(cheetah(NetworkConfig::Ann { hidden: vec![256, 0] }).validate().is_err());
     }
 
     #[test]
     fn layer_dims_follow_the_population_code() {
         let c = cheetah(NetworkConfig::Snn(SnnConfig::paper(NeuronKind::Lif)));
         assert_eq!(c.layer_dims(), vec![(170, 256), (256, 256), (256, 60)]);
-        let c = cheetah(NetworkConfig::Ann {
-            hidden: vec![256, 256],
-        });
+        let c = cheetah(NetworkConfig::Ann { hidden: vec![256, 256] });
         assert_eq!(c.layer_dims(), vec![(17, 256), (256, 256), (256, 6)]);
     }
 }

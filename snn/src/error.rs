@@ -20,20 +20,11 @@ pub enum SnnError {
 
     /// A parameter has the wrong shape for the configuration.
     #[error("tensor `{name}` has shape {found:?}, expected {expected:?}")]
-    ShapeMismatch {
-        name: String,
-        expected: Vec<usize>,
-        found: Vec<usize>,
-    },
+    ShapeMismatch { name: String, expected: Vec<usize>, found: Vec<usize> },
 
     /// A tensor's data length disagrees with its own shape.
     #[error("tensor `{name}` holds {found} values but its shape {shape:?} needs {expected}")]
-    DataLength {
-        name: String,
-        shape: Vec<usize>,
-        expected: usize,
-        found: usize,
-    },
+    DataLength { name: String, shape: Vec<usize>, expected: usize, found: usize },
 
     /// A tensor in a weight file is not F32.
     #[error("tensor `{name}` has dtype {dtype}, expected F32")]
@@ -44,17 +35,12 @@ pub enum SnnError {
     Malformed { reason: String },
 
     /// The file is safetensors but not one of ours.
-    #[error(
-        "not a spikerl policy file: metadata `format` is {found:?}, expected \"spikerl-policy\""
-    )]
+    #[error("not a spikerl policy file: metadata `format` is {found:?}, expected \"spikerl-policy\"")]
     WrongFormat { found: Option<String> },
 
     /// A policy file from a format version this build does not read.
     #[error("unsupported policy format_version {found:?}: this build reads version {supported}")]
-    UnsupportedVersion {
-        found: String,
-        supported: &'static str,
-    },
+    UnsupportedVersion { found: String, supported: &'static str },
 
     /// A required metadata entry is absent.
     #[error("policy file metadata lacks `{key}`")]

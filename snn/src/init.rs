@@ -33,9 +33,7 @@ pub fn encoder_mu_init(pop: usize) -> Vec<f32> {
     if pop == 1 {
         return vec![0.0];
     }
-    (0..pop)
-        .map(|k| -1.0 + 2.0 * k as f32 / (pop - 1) as f32)
-        .collect()
+    (0..pop).map(|k| -1.0 + 2.0 * k as f32 / (pop - 1) as f32).collect()
 }
 
 /// Freshly initialised parameters for `cfg`, deterministic in `seed`.
@@ -62,11 +60,7 @@ pub fn initial_tensors(cfg: &PolicyConfig, seed: u64) -> Result<NamedTensors, Sn
             },
             _ => {
                 // layers.{i}.weight [out, in] / layers.{i}.bias [out]: the layer's fan-in bounds both.
-                let layer: usize = name
-                    .split('.')
-                    .nth(1)
-                    .and_then(|i| i.parse().ok())
-                    .expect("layer name");
+                let layer: usize = name.split('.').nth(1).and_then(|i| i.parse().ok()).expect("layer name");
                 let fan_in = cfg.layer_dims()[layer].0;
                 let b = 1.0 / (fan_in as f32).sqrt();
                 (0..n).map(|_| rng.uniform(-b, b)).collect()

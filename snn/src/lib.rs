@@ -35,10 +35,7 @@ pub mod weights;
 pub use config::{DnConstants, NetworkConfig, NeuronKind, PolicyConfig, SnnConfig};
 pub use error::SnnError;
 pub use init::initial_tensors;
-pub use policy::{
-    InferenceStats, MAC_ENERGY_PJ, Policy, SOP_ENERGY_PJ, SpikeTrace, ann_equivalent_macs,
-};
+pub use policy::{InferenceStats, MAC_ENERGY_PJ, Policy, SOP_ENERGY_PJ, SpikeTrace, ann_equivalent_macs};
 pub use weights::{
-    NamedTensor, NamedTensors, Shapes, decode_policy, encode_policy, expected_shapes,
-    policy_from_bytes,
+    NamedTensor, NamedTensors, Shapes, decode_policy, encode_policy, expected_shapes, policy_from_bytes,
 };

@@ -53,46 +53,29 @@ impl InferenceStats {
         let slots = self.neurons_per_layer.iter().sum::<usize>() as f64
             * self.timesteps as f64
             * self.inferences as f64;
-        if slots == 0.0 {
-            0.0
-        } else {
-            self.spikes_per_layer.iter().sum::<u64>() as f64 / slots
-        }
+        if slots == 0.0 { 0.0 } else { self.spikes_per_layer.iter().sum::<u64>() as f64 / slots }
     }
 
     /// Mean firing probability of the encoder population.
     pub fn encoder_firing_rate(&self) -> f64 {
         let slots = self.encoder_neurons as f64 * self.timesteps as f64 * self.inferences as f64;
-        if slots == 0.0 {
-            0.0
-        } else {
-            self.encoder_spikes as f64 / slots
-        }
+        if slots == 0.0 { 0.0 } else { self.encoder_spikes as f64 / slots }
     }
 
     /// SOPs per inference.
     pub fn sops_per_inference(&self) -> f64 {
-        if self.inferences == 0 {
-            0.0
-        } else {
-            self.sops as f64 / self.inferences as f64
-        }
+        if self.inferences == 0 { 0.0 } else { self.sops as f64 / self.inferences as f64 }
     }
 
     /// MACs per inference.
     pub fn macs_per_inference(&self) -> f64 {
-        if self.inferences == 0 {
-            0.0
-        } else {
-            self.macs as f64 / self.inferences as f64
-        }
+        if self.inferences == 0 { 0.0 } else { self.macs as f64 / self.inferences as f64 }
     }
 
     /// Energy per inference in nJ under the paper's model: SOPs * 77 fJ + MACs * 3.97 pJ (an SNN has only
     /// SOPs, an ANN only MACs).
     pub fn energy_nj_per_inference(&self) -> f64 {
-        (self.sops_per_inference() * SOP_ENERGY_PJ + self.macs_per_inference() * MAC_ENERGY_PJ)
-            / 1000.0
+        (self.sops_per_inference() * SOP_ENERGY_PJ + self.macs_per_inference() * MAC_ENERGY_PJ) / 1000.0
     }
 }
 
@@ -175,13 +158,7 @@ impl Dense {
         }
         let mut bias = tensors[&format!("layers.{i}.bias")].data.clone();
         bias.resize(stride, 0.0);
-        Self {
-            fan_in,
-            fan_out,
-            stride,
-            wt,
-            bias,
-        }
+        Self { fan_in, fan_out, stride, wt, bias }
     }
 }
 
@@ -221,12 +198,7 @@ struct LayerState {
 
 impl LayerState {
     fn new(n: usize) -> Self {
-        Self {
-            v: vec![0.0; n],
-            s: vec![0.0; n],
-            i: vec![0.0; n],
-            u: vec![0.0; n],
-        }
+        Self { v: vec![0.0; n], s: vec![0.0; n], i: vec![0.0; n], u: vec![0.0; n] }
     }
     fn reset(&mut self, n: usize) {
         for buf in [&mut self.v, &mut self.s, &mut self.i, &mut self.u] {
@@ -239,19 +211,9 @@ impl LayerState {
 #[inline(always)]
 fn step_layer<N: Neuron>(neuron: N, decay: f32, x: &[f32], st: &mut LayerState) {
     let n = x.len();
-    let (v, s, i, u) = (
-        &mut st.v[..n],
-        &mut st.s[..n],
-        &mut st.i[..n],
-        &mut st.u[..n],
-    );
+    let (v, s, i, u) = (&mut st.v[..n], &mut st.s[..n], &mut st.i[..n], &mut st.u[..n]);
     for j in 0..n {
-        let mut ns = NeuronState {
-            v: v[j],
-            s: s[j],
-            i: i[j],
-            u: u[j],
-        };
+        let mut ns = NeuronState { v: v[j], s: s[j], i: i[j], u: u[j] };
         neuron.step(&mut ns, &x[j], &decay);
         v[j] = ns.v;
         s[j] = ns.s;
@@ -274,9 +236,7 @@ struct PortableMask;
 impl SpikeMask for PortableMask {
     #[inline(always)]
     unsafe fn mask16(s: &[f32; 16]) -> u32 {
-        s.iter()
-            .enumerate()
-            .fold(0, |m, (i, &v)| m | (u32::from(v != 0.0) << i))
+        s.iter().enumerate().fold(0, |m, (i, &v)| m | (u32::from(v != 0.0) << i))
     }
 }
 
@@ -294,13 +254,9 @@ impl SpikeMask for AvxMask {
         // SAFETY: the caller guarantees AVX; both loads read 8 of the 16 floats of `s`.
         unsafe {
             let z = _mm256_setzero_ps();
-            let lo =
-                _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(_mm256_loadu_ps(s.as_ptr()), z))
-                    as u32;
-            let hi = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(
-                _mm256_loadu_ps(s.as_ptr().add(8)),
-                z,
-            )) as u32;
+            let lo = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(_mm256_loadu_ps(s.as_ptr()), z)) as u32;
+            let hi = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(_mm256_loadu_ps(s.as_ptr().add(8)), z))
+                as u32;
             lo | (hi << 8)
         }
     }
@@ -317,10 +273,7 @@ struct Events {
 
 impl Events {
     fn new(neurons: usize, timesteps: usize) -> Self {
-        let mut e = Self {
-            idx: vec![0; neurons * timesteps],
-            offsets: Vec::with_capacity(timesteps + 1),
-        };
+        let mut e = Self { idx: vec![0; neurons * timesteps], offsets: Vec::with_capacity(timesteps + 1) };
         e.clear();
         e
     }
@@ -416,13 +369,8 @@ impl Isa {
         {
             // `SPIKERL_SIMD=baseline|avx2` caps the instruction set (benchmarks, debugging).
             let cap = std::env::var("SPIKERL_SIMD").unwrap_or_default();
-            let avx2 =
-                std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
-            if cap != "baseline"
-                && cap != "avx2"
-                && avx2
-                && std::is_x86_feature_detected!("avx512f")
-            {
+            let avx2 = std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
+            if cap != "baseline" && cap != "avx2" && avx2 && std::is_x86_feature_detected!("avx512f") {
                 return Self::Avx512;
             }
             if cap != "baseline" && avx2 {
@@ -434,18 +382,10 @@ impl Isa {
 }
 
 impl SnnNet {
-    fn forward(
-        &mut self,
-        obs: &[f32],
-        action: &mut [f32],
-        max_action: &[f32],
-        stats: &mut InferenceStats,
-    ) {
+    fn forward(&mut self, obs: &[f32], action: &mut [f32], max_action: &[f32], stats: &mut InferenceStats) {
         match self.isa {
             // SAFETY: the portable mask runs anywhere.
-            Isa::Baseline => unsafe {
-                self.forward_impl::<PortableMask>(obs, action, max_action, stats)
-            },
+            Isa::Baseline => unsafe { self.forward_impl::<PortableMask>(obs, action, max_action, stats) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Isa::Avx2` is only chosen when the CPU reports AVX2 and FMA.
             Isa::Avx2 => unsafe { self.forward_avx2(obs, action, max_action, stats) },
@@ -507,12 +447,7 @@ impl SnnNet {
         let enc = &mut self.events[0];
         enc.clear();
         for _ in 0..self.timesteps {
-            for ((v, a), s) in self
-                .enc_v
-                .iter_mut()
-                .zip(&self.act)
-                .zip(self.enc_s.iter_mut())
-            {
+            for ((v, a), s) in self.enc_v.iter_mut().zip(&self.act).zip(self.enc_s.iter_mut()) {
                 *s = self.encoder.step(v, a);
             }
             // SAFETY: forwarded from the caller.
@@ -582,10 +517,7 @@ impl SnnNet {
                 train
             })
             .collect();
-        SpikeTrace {
-            timesteps: self.timesteps,
-            spikes,
-        }
+        SpikeTrace { timesteps: self.timesteps, spikes }
     }
 }
 
@@ -606,9 +538,7 @@ fn dense_block<const B: usize>(layer: &Dense, x: &[f32], y: &mut [f32], start: u
     let mut acc: [f32; B] = layer.bias[start..start + B].try_into().unwrap();
     for (k, &xk) in x.iter().enumerate() {
         if xk != 0.0 {
-            let row: &[f32; B] = layer.wt[k * layer.stride + start..][..B]
-                .try_into()
-                .unwrap();
+            let row: &[f32; B] = layer.wt[k * layer.stride + start..][..B].try_into().unwrap();
             for (a, w) in acc.iter_mut().zip(row) {
                 *a += xk * w;
             }
@@ -618,13 +548,7 @@ fn dense_block<const B: usize>(layer: &Dense, x: &[f32], y: &mut [f32], start: u
 }
 
 impl AnnNet {
-    fn forward(
-        &mut self,
-        obs: &[f32],
-        action: &mut [f32],
-        max_action: &[f32],
-        stats: &mut InferenceStats,
-    ) {
+    fn forward(&mut self, obs: &[f32], action: &mut [f32], max_action: &[f32], stats: &mut InferenceStats) {
         match self.isa {
             Isa::Baseline => self.forward_impl::<32>(obs, action, max_action, stats),
             #[cfg(target_arch = "x86_64")]
@@ -720,21 +644,14 @@ impl Policy {
             NetworkConfig::Ann { .. } => Layout::Rows,
             NetworkConfig::Snn(_) => Layout::Slabs,
         };
-        let layers: Vec<Dense> = (0..dims.len())
-            .map(|i| Dense::from_tensors(tensors, i, layout))
-            .collect();
+        let layers: Vec<Dense> = (0..dims.len()).map(|i| Dense::from_tensors(tensors, i, layout)).collect();
         let widest = dims.iter().map(|&(i, o)| i.max(o)).max().unwrap_or(0);
         let widest_stride = layers.iter().map(|l| l.stride).max().unwrap_or(0);
         let mut stats = InferenceStats::default();
         let net = match &cfg.network {
             NetworkConfig::Ann { .. } => {
                 let n = widest.max(widest_stride);
-                Net::Ann(AnnNet {
-                    layers,
-                    a: vec![0.0; n],
-                    b: vec![0.0; n],
-                    isa: Isa::detect(),
-                })
+                Net::Ann(AnnNet { layers, a: vec![0.0; n], b: vec![0.0; n], isa: Isa::detect() })
             }
             NetworkConfig::Snn(s) => {
                 let decays = (0..dims.len())
@@ -758,15 +675,9 @@ impl Policy {
                     pop: s.pop_size,
                     timesteps: s.timesteps,
                     model: NeuronModel::from_config(s),
-                    encoder: RegularEncoder {
-                        threshold: s.encoder_threshold,
-                    },
+                    encoder: RegularEncoder { threshold: s.encoder_threshold },
                     mu: tensors["encoder.mu"].data.clone(),
-                    sigma_sq: tensors["encoder.sigma"]
-                        .data
-                        .iter()
-                        .map(|s| s * s)
-                        .collect(),
+                    sigma_sq: tensors["encoder.sigma"].data.iter().map(|s| s * s).collect(),
                     layers,
                     decays,
                     dec_w: tensors["decoder.weight"].data.clone(),
@@ -782,11 +693,7 @@ impl Policy {
                 }))
             }
         };
-        Ok(Self {
-            cfg: cfg.clone(),
-            net,
-            stats,
-        })
+        Ok(Self { cfg: cfg.clone(), net, stats })
     }
 
     /// The configuration this policy was built from.
@@ -817,11 +724,7 @@ impl Policy {
     /// per observation.
     pub fn act_batch(&mut self, obs: &[f32], actions: &mut [f32]) {
         let (od, ad) = (self.cfg.obs_dim, self.cfg.act_dim);
-        assert_eq!(
-            obs.len() % od,
-            0,
-            "observation batch length is not a multiple of obs_dim"
-        );
+        assert_eq!(obs.len() % od, 0, "observation batch length is not a multiple of obs_dim");
         assert_eq!(actions.len(), obs.len() / od * ad, "action batch length");
         for (o, a) in obs.chunks_exact(od).zip(actions.chunks_exact_mut(ad)) {
             self.act(o, a);
@@ -893,19 +796,14 @@ mod tests {
                 act_dim: 6,
                 max_action: vec![1.0; 6],
                 // Odd widths exercise the block tails and the mask remainders.
-                network: NetworkConfig::Snn(SnnConfig {
-                    hidden: vec![300, 77],
-                    ..SnnConfig::paper(k)
-                }),
+                network: NetworkConfig::Snn(SnnConfig { hidden: vec![300, 77], ..SnnConfig::paper(k) }),
             })
             .collect();
         cfgs.push(PolicyConfig {
             obs_dim: 17,
             act_dim: 6,
             max_action: vec![1.0; 6],
-            network: NetworkConfig::Ann {
-                hidden: vec![300, 77],
-            },
+            network: NetworkConfig::Ann { hidden: vec![300, 77] },
         });
         for cfg in cfgs {
             let mut w = initial_tensors(&cfg, 4).unwrap();
@@ -914,18 +812,14 @@ mod tests {
                     t.data.iter_mut().for_each(|v| *v *= 3.0);
                 }
             }
-            let obs: Vec<f32> = (0..17 * 16)
-                .map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 3.0)
-                .collect();
+            let obs: Vec<f32> =
+                (0..17 * 16).map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 3.0).collect();
             let mut reference: Option<(Vec<f32>, Vec<Option<SpikeTrace>>)> = None;
             for isa in isas() {
                 let mut p = with_isa(Policy::new(&cfg, &w).unwrap(), isa);
                 let mut actions = vec![0.0; 16 * 6];
-                let traces: Vec<Option<SpikeTrace>> = obs
-                    .chunks(17)
-                    .zip(actions.chunks_mut(6))
-                    .map(|(o, a)| p.act_traced(o, a))
-                    .collect();
+                let traces: Vec<Option<SpikeTrace>> =
+                    obs.chunks(17).zip(actions.chunks_mut(6)).map(|(o, a)| p.act_traced(o, a)).collect();
                 match &reference {
                     None => reference = Some((actions, traces)),
                     Some((ra, rt)) => {

@@ -74,7 +74,13 @@ pub fn encoder_spike_trains(act: &Tensor, threshold: f32, steps: i64, dim: i64) 
 
 /// A layer's spike trains from its input currents for every step, from rest: `currents` holds the `steps`
 /// steps as equal chunks along `dim`, step-major, and so does the result.
-pub fn layer_spike_trains(model: &NeuronModel, currents: &Tensor, decay: &Tensor, steps: i64, dim: i64) -> Tensor {
+pub fn layer_spike_trains(
+    model: &NeuronModel,
+    currents: &Tensor,
+    decay: &Tensor,
+    steps: i64,
+    dim: i64,
+) -> Tensor {
     let chunks = currents.chunk(steps, dim);
     let zeros = chunks[0].zeros_like();
     let mut st = NeuronState {
@@ -101,11 +107,7 @@ pub fn linear_init(p: &nn::Path, fan_in: usize, fan_out: usize) -> nn::Linear {
         p,
         fan_in as i64,
         fan_out as i64,
-        nn::LinearConfig {
-            ws_init: u,
-            bs_init: Some(u),
-            bias: true,
-        },
+        nn::LinearConfig { ws_init: u, bs_init: Some(u), bias: true },
     )
 }
 
@@ -138,14 +140,10 @@ impl TorchSnn {
     fn new(p: &nn::Path, pc: &PolicyConfig, cfg: &SnnConfig) -> Self {
         let (obs, act, pop) = (pc.obs_dim, pc.act_dim, cfg.pop_size);
         let enc = p / "encoder";
-        let mu0 =
-            Tensor::from_slice(&encoder_mu_init(pop).repeat(obs)).view([obs as i64, pop as i64]);
+        let mu0 = Tensor::from_slice(&encoder_mu_init(pop).repeat(obs)).view([obs as i64, pop as i64]);
         let mu = enc.var_copy("mu", &mu0);
-        let sigma = enc.var(
-            "sigma",
-            &[obs as i64, pop as i64],
-            nn::Init::Const(f64::from(cfg.encoder_sigma_init)),
-        );
+        let sigma =
+            enc.var("sigma", &[obs as i64, pop as i64], nn::Init::Const(f64::from(cfg.encoder_sigma_init)));
         let decay = MembraneDecay::from_config(cfg);
         let mut layers = Vec::new();
         let mut decay_logits = Vec::new();
@@ -193,9 +191,7 @@ impl TorchSnn {
         // [B, obs, 1] against [obs, pop] -> [B, obs * pop].
         let s = obs.tanh().unsqueeze(-1);
         let diff = s - &self.mu;
-        (diff.square() / self.sigma.square() * -0.5)
-            .exp()
-            .view([b, self.obs_dim * pop])
+        (diff.square() / self.sigma.square() * -0.5).exp().view([b, self.obs_dim * pop])
     }
 
     /// The layer's membrane decay as a tensor (PLIF's sigmoid of its logit, or the fixed constant).
@@ -211,9 +207,7 @@ impl TorchSnn {
     fn decode(&self, spikes: &Tensor, b: i64) -> Tensor {
         let t_steps = self.cfg.timesteps as i64;
         let pop = self.cfg.pop_size as i64;
-        let rate = spikes
-            .view([t_steps, b, self.act_dim * pop])
-            .mean_dim(0, false, Kind::Float);
+        let rate = spikes.view([t_steps, b, self.act_dim * pop]).mean_dim(0, false, Kind::Float);
         (rate.view([b, self.act_dim, pop]) * &self.dec_w).sum_dim_intlist(-1, false, Kind::Float)
             + &self.dec_b
     }
@@ -313,11 +307,7 @@ pub fn export(vs: &nn::VarStore) -> NamedTensors {
         .into_iter()
         .map(|(name, t)| {
             let shape = t.size().iter().map(|&d| d as usize).collect();
-            let flat = t
-                .detach()
-                .to_device(tch::Device::Cpu)
-                .to_kind(Kind::Float)
-                .flatten(0, -1);
+            let flat = t.detach().to_device(tch::Device::Cpu).to_kind(Kind::Float).flatten(0, -1);
             let data = Vec::<f32>::try_from(&flat).expect("a float tensor converts to Vec<f32>");
             (name, NamedTensor { shape, data })
         })
@@ -329,9 +319,7 @@ pub fn export(vs: &nn::VarStore) -> NamedTensors {
 pub fn import(vs: &mut nn::VarStore, tensors: &NamedTensors) -> Result<(), SnnError> {
     let mut vars = vs.variables();
     for (name, var) in &vars {
-        let t = tensors
-            .get(name)
-            .ok_or_else(|| SnnError::MissingTensor { name: name.clone() })?;
+        let t = tensors.get(name).ok_or_else(|| SnnError::MissingTensor { name: name.clone() })?;
         let shape: Vec<usize> = var.size().iter().map(|&d| d as usize).collect();
         if t.shape != shape {
             return Err(SnnError::ShapeMismatch {
@@ -342,12 +330,7 @@ pub fn import(vs: &mut nn::VarStore, tensors: &NamedTensors) -> Result<(), SnnEr
         }
         let n: usize = shape.iter().product();
         if t.data.len() != n {
-            return Err(SnnError::DataLength {
-                name: name.clone(),
-                shape,
-                expected: n,
-                found: t.data.len(),
-            });
+            return Err(SnnError::DataLength { name: name.clone(), shape, expected: n, found: t.data.len() });
         }
     }
     if let Some(name) = tensors.keys().find(|n| !vars.contains_key(*n)) {
@@ -357,12 +340,9 @@ pub fn import(vs: &mut nn::VarStore, tensors: &NamedTensors) -> Result<(), SnnEr
         for (name, var) in vars.iter_mut() {
             let t = &tensors[name];
             let dims: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
-            let src = Tensor::from_slice(&t.data)
-                .view(dims.as_slice())
-                .to_device(var.device())
-                .to_kind(var.kind());
-            var.f_copy_(&src)
-                .map_err(|e| SnnError::Torch(e.to_string()))?;
+            let src =
+                Tensor::from_slice(&t.data).view(dims.as_slice()).to_device(var.device()).to_kind(var.kind());
+            var.f_copy_(&src).map_err(|e| SnnError::Torch(e.to_string()))?;
         }
         Ok(())
     })

@@ -49,18 +49,11 @@ impl NamedTensor {
     /// A tensor of zeros.
     pub fn zeros(shape: Vec<usize>) -> Self {
         let n = shape.iter().product();
-        Self {
-            shape,
-            data: vec![0.0; n],
-        }
+        Self { shape, data: vec![0.0; n] }
     }
 
     fn check_len(&self, name: &str) -> Result<(), SnnError> {
-        let expected = self
-            .shape
-            .iter()
-            .try_fold(1usize, |a, &d| a.checked_mul(d))
-            .unwrap_or(usize::MAX);
+        let expected = self.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).unwrap_or(usize::MAX);
         if expected != self.data.len() {
             return Err(SnnError::DataLength {
                 name: name.to_owned(),
@@ -110,9 +103,7 @@ pub fn expected_shapes(cfg: &PolicyConfig) -> Result<Shapes, SnnError> {
 pub fn check_tensors(cfg: &PolicyConfig, tensors: &NamedTensors) -> Result<(), SnnError> {
     let shapes = expected_shapes(cfg)?;
     for (name, shape) in &shapes {
-        let t = tensors
-            .get(name)
-            .ok_or_else(|| SnnError::MissingTensor { name: name.clone() })?;
+        let t = tensors.get(name).ok_or_else(|| SnnError::MissingTensor { name: name.clone() })?;
         if &t.shape != shape {
             return Err(SnnError::ShapeMismatch {
                 name: name.clone(),
@@ -154,10 +145,8 @@ pub fn encode_policy(
     policy_version: u64,
 ) -> Result<Vec<u8>, SnnError> {
     check_tensors(cfg, tensors)?;
-    let config = serde_json::to_string(cfg).map_err(|e| SnnError::InvalidConfig {
-        field: "config",
-        reason: format!("cannot serialise: {e}"),
-    })?;
+    let config = serde_json::to_string(cfg)
+        .map_err(|e| SnnError::InvalidConfig { field: "config", reason: format!("cannot serialise: {e}") })?;
     let metadata: HashMap<String, String> = [
         ("format", FORMAT.to_owned()),
         ("format_version", FORMAT_VERSION.to_owned()),
@@ -167,60 +156,34 @@ pub fn encode_policy(
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
-    safetensors::serialize(
-        tensors.iter().map(|(n, t)| (n.as_str(), F32View(t))),
-        Some(metadata),
-    )
-    .map_err(|e| SnnError::Malformed {
-        reason: format!("cannot serialise: {e}"),
-    })
+    safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), F32View(t))), Some(metadata))
+        .map_err(|e| SnnError::Malformed { reason: format!("cannot serialise: {e}") })
 }
 
 /// Parses a weight file: (config, tensors, policy_version). Never panics on arbitrary bytes; checks the
 /// format, its version, the config, and every tensor's name, dtype and shape against the config.
 pub fn decode_policy(bytes: &[u8]) -> Result<(PolicyConfig, NamedTensors, u64), SnnError> {
-    let st = SafeTensors::deserialize(bytes).map_err(|e| SnnError::Malformed {
-        reason: e.to_string(),
-    })?;
-    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| SnnError::Malformed {
-        reason: e.to_string(),
-    })?;
+    let st = SafeTensors::deserialize(bytes).map_err(|e| SnnError::Malformed { reason: e.to_string() })?;
+    let (_, header) =
+        SafeTensors::read_metadata(bytes).map_err(|e| SnnError::Malformed { reason: e.to_string() })?;
     let empty = HashMap::new();
     let meta = header.metadata().as_ref().unwrap_or(&empty);
     let format = meta.get("format");
     if format.map(String::as_str) != Some(FORMAT) {
-        return Err(SnnError::WrongFormat {
-            found: format.cloned(),
-        });
+        return Err(SnnError::WrongFormat { found: format.cloned() });
     }
-    let version = meta
-        .get("format_version")
-        .ok_or(SnnError::MissingMetadata {
-            key: "format_version",
-        })?;
+    let version = meta.get("format_version").ok_or(SnnError::MissingMetadata { key: "format_version" })?;
     if version != FORMAT_VERSION {
-        return Err(SnnError::UnsupportedVersion {
-            found: version.clone(),
-            supported: FORMAT_VERSION,
-        });
+        return Err(SnnError::UnsupportedVersion { found: version.clone(), supported: FORMAT_VERSION });
     }
     let policy_version = meta
         .get("policy_version")
-        .ok_or(SnnError::MissingMetadata {
-            key: "policy_version",
-        })?
+        .ok_or(SnnError::MissingMetadata { key: "policy_version" })?
         .parse::<u64>()
-        .map_err(|e| SnnError::BadMetadata {
-            key: "policy_version",
-            reason: e.to_string(),
-        })?;
-    let config = meta
-        .get("config")
-        .ok_or(SnnError::MissingMetadata { key: "config" })?;
-    let cfg: PolicyConfig = serde_json::from_str(config).map_err(|e| SnnError::BadMetadata {
-        key: "config",
-        reason: e.to_string(),
-    })?;
+        .map_err(|e| SnnError::BadMetadata { key: "policy_version", reason: e.to_string() })?;
+    let config = meta.get("config").ok_or(SnnError::MissingMetadata { key: "config" })?;
+    let cfg: PolicyConfig = serde_json::from_str(config)
+        .map_err(|e| SnnError::BadMetadata { key: "config", reason: e.to_string() })?;
     cfg.validate()?;
 
     let mut tensors = NamedTensors::new();
@@ -242,20 +205,10 @@ pub fn policy_from_bytes(bytes: &[u8]) -> Result<(crate::Policy, u64), SnnError>
 
 fn to_named(name: &str, view: &TensorView<'_>) -> Result<NamedTensor, SnnError> {
     if view.dtype() != Dtype::F32 {
-        return Err(SnnError::WrongDtype {
-            name: name.to_owned(),
-            dtype: format!("{:?}", view.dtype()),
-        });
+        return Err(SnnError::WrongDtype { name: name.to_owned(), dtype: format!("{:?}", view.dtype()) });
     }
-    let data = view
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    let t = NamedTensor {
-        shape: view.shape().to_vec(),
-        data,
-    };
+    let data = view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let t = NamedTensor { shape: view.shape().to_vec(), data };
     t.check_len(name)?;
     Ok(t)
 }

@@ -4,8 +4,8 @@ mod common;
 
 use common::{cheetah_ann, cheetah_snn, realistic_cheetah_obs};
 use spikerl_snn::{
-    NamedTensor, NamedTensors, NetworkConfig, NeuronKind, Policy, PolicyConfig, SnnConfig,
-    SnnError, ann_equivalent_macs, initial_tensors,
+    NamedTensor, NamedTensors, NetworkConfig, NeuronKind, Policy, PolicyConfig, SnnConfig, SnnError,
+    ann_equivalent_macs, initial_tensors,
 };
 
 fn t(shape: &[usize], data: &[f32]) -> NamedTensor {
@@ -18,31 +18,16 @@ fn t(shape: &[usize], data: &[f32]) -> NamedTensor {
 /// (V = 0.2, 0.35: silent), neuron 1 gets 0. Output neuron 0 gets 0.6 from hidden 0 (fires twice),
 /// output neuron 1 gets 0.1 (silent). Decoder: rate [1, 0] -> y = 0.5 * 1 + 0.1 = 0.6.
 fn tiny(obs: f32) -> (PolicyConfig, NamedTensors) {
-    let snn = SnnConfig {
-        hidden: vec![3],
-        pop_size: 2,
-        timesteps: 2,
-        ..SnnConfig::paper(NeuronKind::Lif)
-    };
-    let cfg = PolicyConfig {
-        obs_dim: 1,
-        act_dim: 1,
-        max_action: vec![2.0],
-        network: NetworkConfig::Snn(snn),
-    };
+    let snn = SnnConfig { hidden: vec![3], pop_size: 2, timesteps: 2, ..SnnConfig::paper(NeuronKind::Lif) };
+    let cfg =
+        PolicyConfig { obs_dim: 1, act_dim: 1, max_action: vec![2.0], network: NetworkConfig::Snn(snn) };
     let s = obs.tanh();
     let mut m = NamedTensors::new();
     m.insert("encoder.mu".into(), t(&[1, 2], &[s, s + 10.0]));
     m.insert("encoder.sigma".into(), t(&[1, 2], &[0.2, 0.1]));
-    m.insert(
-        "layers.0.weight".into(),
-        t(&[3, 2], &[1.0, 0.0, 0.0, 0.0, 0.2, 0.0]),
-    );
+    m.insert("layers.0.weight".into(), t(&[3, 2], &[1.0, 0.0, 0.0, 0.0, 0.2, 0.0]));
     m.insert("layers.0.bias".into(), t(&[3], &[0.0; 3]));
-    m.insert(
-        "layers.1.weight".into(),
-        t(&[2, 3], &[0.6, 0.0, 0.0, 0.1, 0.0, 0.0]),
-    );
+    m.insert("layers.1.weight".into(), t(&[2, 3], &[0.6, 0.0, 0.0, 0.1, 0.0, 0.0]));
     m.insert("layers.1.bias".into(), t(&[2], &[0.0; 2]));
     m.insert("decoder.weight".into(), t(&[1, 2], &[0.5, 0.3]));
     m.insert("decoder.bias".into(), t(&[1], &[0.1]));
@@ -136,10 +121,7 @@ fn ann_matches_a_hand_computation() {
         network: NetworkConfig::Ann { hidden: vec![2] },
     };
     let mut m = NamedTensors::new();
-    m.insert(
-        "layers.0.weight".into(),
-        t(&[2, 2], &[1.0, 2.0, -1.0, -1.0]),
-    );
+    m.insert("layers.0.weight".into(), t(&[2, 2], &[1.0, 2.0, -1.0, -1.0]));
     m.insert("layers.0.bias".into(), t(&[2], &[0.5, 0.0]));
     m.insert("layers.1.weight".into(), t(&[1, 2], &[0.5, 7.0]));
     m.insert("layers.1.bias".into(), t(&[1], &[-0.25]));
@@ -176,22 +158,13 @@ fn new_validates_every_tensor() {
     assert!(Policy::new(&cfg, &good).is_ok());
     let mut w = good.clone();
     w.remove("layers.1.decay_logit");
-    assert!(matches!(
-        Policy::new(&cfg, &w),
-        Err(SnnError::MissingTensor { .. })
-    ));
+    assert!(matches!(Policy::new(&cfg, &w), Err(SnnError::MissingTensor { .. })));
     let mut w = good.clone();
     w.insert("extra".into(), t(&[1], &[0.0]));
-    assert!(matches!(
-        Policy::new(&cfg, &w),
-        Err(SnnError::UnexpectedTensor { .. })
-    ));
+    assert!(matches!(Policy::new(&cfg, &w), Err(SnnError::UnexpectedTensor { .. })));
     let mut w = good.clone();
     w.insert("encoder.mu".into(), t(&[10, 17], &[0.0; 170]));
-    assert!(matches!(
-        Policy::new(&cfg, &w),
-        Err(SnnError::ShapeMismatch { .. })
-    ));
+    assert!(matches!(Policy::new(&cfg, &w), Err(SnnError::ShapeMismatch { .. })));
     // LIF weights do not fit a PLIF network, and vice versa.
     assert!(Policy::new(&cheetah_snn(NeuronKind::Lif), &good).is_err());
 }

@@ -81,18 +81,13 @@ fn parity(kind: NeuronKind, gain: f32) {
     let mut worst_clean = 0.0f32;
     let mut a = [0.0f32; 6];
     for b in 0..n {
-        let rust = policy
-            .act_traced(&obs[b * 17..(b + 1) * 17], &mut a)
-            .unwrap();
+        let rust = policy.act_traced(&obs[b * 17..(b + 1) * 17], &mut a).unwrap();
         let mut sample_mismatch = 0;
         for (p, pop) in trace.populations.iter().enumerate() {
             let torch: Vec<f32> = Vec::try_from(&pop.select(1, b as i64).flatten(0, -1)).unwrap();
             assert_eq!(torch.len(), rust.spikes[p].len());
             for (t, r) in torch.iter().zip(&rust.spikes[p]) {
-                assert!(
-                    *t == 0.0 || *t == 1.0,
-                    "tch spikes must be exactly 0/1, got {t}"
-                );
+                assert!(*t == 0.0 || *t == 1.0, "tch spikes must be exactly 0/1, got {t}");
                 sample_mismatch += usize::from(*t != f32::from(*r));
             }
             slots += torch.len();
@@ -104,10 +99,7 @@ fn parity(kind: NeuronKind, gain: f32) {
             for (i, (r, t)) in a.iter().zip(&y[b * 6..(b + 1) * 6]).enumerate() {
                 let d = (r - t).abs();
                 worst_clean = worst_clean.max(d);
-                assert!(
-                    d <= 2e-5,
-                    "{kind}: sample {b} action {i}: rust {r} vs tch {t}"
-                );
+                assert!(d <= 2e-5, "{kind}: sample {b} action {i}: rust {r} vs tch {t}");
             }
         }
     }
@@ -115,14 +107,8 @@ fn parity(kind: NeuronKind, gain: f32) {
     eprintln!(
         "{kind} gain {gain}: {clean}/{n} samples identical, spike mismatch {frac:.2e}, worst action diff {worst_clean:.1e}, spikes per population {spikes_per_pop:?}"
     );
-    assert!(
-        frac <= 5e-4,
-        "{kind}: {mismatched} of {slots} spike slots differ"
-    );
-    assert!(
-        clean * 20 >= n * 19,
-        "{kind}: only {clean} of {n} samples have identical spike trains"
-    );
+    assert!(frac <= 5e-4, "{kind}: {mismatched} of {slots} spike slots differ");
+    assert!(clean * 20 >= n * 19, "{kind}: only {clean} of {n} samples have identical spike trains");
     // The test only means something if every population is active but not saturated.
     let sizes = [170usize, 256, 256, 60];
     for (p, (&s, &size)) in spikes_per_pop.iter().zip(&sizes).enumerate() {
@@ -163,22 +149,12 @@ fn parity_at_paper_init() {
         let (vs, net) = build(&cfg, 5);
         let mut policy = Policy::new(&cfg, &export(&vs)).unwrap();
         let obs = observations(32, 6);
-        let y = Vec::<f32>::try_from(
-            &tch::no_grad(|| net.forward(&to_tensor(&obs, 17))).flatten(0, -1),
-        )
-        .unwrap();
+        let y =
+            Vec::<f32>::try_from(&tch::no_grad(|| net.forward(&to_tensor(&obs, 17))).flatten(0, -1)).unwrap();
         let mut a = vec![0.0f32; y.len()];
         policy.act_batch(&obs, &mut a);
-        let close = a
-            .iter()
-            .zip(&y)
-            .filter(|(r, t)| (*r - *t).abs() <= 2e-5)
-            .count();
-        assert!(
-            close * 10 >= a.len() * 9,
-            "{kind}: {close} of {} action entries agree",
-            a.len()
-        );
+        let close = a.iter().zip(&y).filter(|(r, t)| (*r - *t).abs() <= 2e-5).count();
+        assert!(close * 10 >= a.len() * 9, "{kind}: {close} of {} action entries agree", a.len());
     }
 }
 
@@ -189,9 +165,7 @@ fn parity_ann() {
     let (vs, net) = build(&cfg, 3);
     let mut policy = Policy::new(&cfg, &export(&vs)).unwrap();
     let obs = observations(64, 4);
-    let y =
-        Vec::<f32>::try_from(&tch::no_grad(|| net.forward(&to_tensor(&obs, 17))).flatten(0, -1))
-            .unwrap();
+    let y = Vec::<f32>::try_from(&tch::no_grad(|| net.forward(&to_tensor(&obs, 17))).flatten(0, -1)).unwrap();
     let mut a = vec![0.0f32; y.len()];
     policy.act_batch(&obs, &mut a);
     // No thresholds: only summation order differs.
@@ -203,19 +177,12 @@ fn parity_ann() {
 #[test]
 fn export_names_are_the_wire_names_and_import_round_trips() {
     setup();
-    for cfg in NeuronKind::ALL
-        .iter()
-        .map(|&k| cheetah_snn(k))
-        .chain([cheetah_ann()])
-    {
+    for cfg in NeuronKind::ALL.iter().map(|&k| cheetah_snn(k)).chain([cheetah_ann()]) {
         let (vs, net) = build(&cfg, 7);
         let exported = export(&vs);
         let shapes = expected_shapes(&cfg).unwrap();
         assert_eq!(
-            exported
-                .iter()
-                .map(|(n, t)| (n.clone(), t.shape.clone()))
-                .collect::<Vec<_>>(),
+            exported.iter().map(|(n, t)| (n.clone(), t.shape.clone())).collect::<Vec<_>>(),
             shapes.into_iter().collect::<Vec<_>>()
         );
         let (mut vs2, net2) = build(&cfg, 8);
@@ -225,10 +192,7 @@ fn export_names_are_the_wire_names_and_import_round_trips() {
         let after = tch::no_grad(|| net2.forward(&obs));
         let want = tch::no_grad(|| net.forward(&obs));
         assert!(after.equal(&want));
-        assert!(
-            !before.equal(&want),
-            "different seeds should give different nets"
-        );
+        assert!(!before.equal(&want), "different seeds should give different nets");
     }
 }
 
@@ -241,34 +205,21 @@ fn initialisation_follows_pytorch_and_popsan() {
     let mu = &t["encoder.mu"].data;
     for (d, row) in mu.chunks(10).enumerate() {
         for (k, m) in row.iter().enumerate() {
-            assert!(
-                (m - (-1.0 + 2.0 * k as f32 / 9.0)).abs() < 1e-6,
-                "mu[{d}][{k}] = {m}"
-            );
+            assert!((m - (-1.0 + 2.0 * k as f32 / 9.0)).abs() < 1e-6, "mu[{d}][{k}] = {m}");
         }
     }
-    assert!(
-        t["encoder.sigma"]
-            .data
-            .iter()
-            .all(|&s| (s - 0.05f32.sqrt()).abs() < 1e-7)
-    );
+    assert!(t["encoder.sigma"].data.iter().all(|&s| (s - 0.05f32.sqrt()).abs() < 1e-7));
     for i in 0..3 {
         let d = t[&format!("layers.{i}.decay_logit")].data[0];
         assert!((1.0 / (1.0 + (-d).exp()) - 0.75).abs() < 1e-6);
     }
     let bound = |name: &str| t[name].data.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     // nn.Linear: U(±1/sqrt(fan_in)); the bound is nearly reached with this many draws.
-    for (name, fan_in) in [
-        ("layers.0.weight", 170.0f32),
-        ("layers.1.weight", 256.0),
-        ("layers.2.bias", 256.0),
-    ] {
+    for (name, fan_in) in
+        [("layers.0.weight", 170.0f32), ("layers.1.weight", 256.0), ("layers.2.bias", 256.0)]
+    {
         let b = bound(name);
-        assert!(
-            b <= 1.0 / fan_in.sqrt() && b > 0.8 / fan_in.sqrt(),
-            "{name}: max |w| = {b}"
-        );
+        assert!(b <= 1.0 / fan_in.sqrt() && b > 0.8 / fan_in.sqrt(), "{name}: max |w| = {b}");
     }
     assert!(bound("decoder.weight") <= 1.0 / 10f32.sqrt());
 }
@@ -281,25 +232,13 @@ fn import_rejects_mismatches() {
     let good = export(&vs);
     let mut t = good.clone();
     t.remove("layers.0.bias");
-    assert!(matches!(
-        import(&mut vs, &t),
-        Err(SnnError::MissingTensor { .. })
-    ));
+    assert!(matches!(import(&mut vs, &t), Err(SnnError::MissingTensor { .. })));
     let mut t = good.clone();
-    t.insert(
-        "layers.0.decay_logit".into(),
-        spikerl_snn::NamedTensor::zeros(vec![1]),
-    );
-    assert!(matches!(
-        import(&mut vs, &t),
-        Err(SnnError::UnexpectedTensor { .. })
-    ));
+    t.insert("layers.0.decay_logit".into(), spikerl_snn::NamedTensor::zeros(vec![1]));
+    assert!(matches!(import(&mut vs, &t), Err(SnnError::UnexpectedTensor { .. })));
     let mut t: NamedTensors = good.clone();
     t.get_mut("decoder.weight").unwrap().shape = vec![10, 6];
-    assert!(matches!(
-        import(&mut vs, &t),
-        Err(SnnError::ShapeMismatch { .. })
-    ));
+    assert!(matches!(import(&mut vs, &t), Err(SnnError::ShapeMismatch { .. })));
 }
 
 fn grad_norms(vs: &nn::VarStore) -> Vec<(String, f64)> {
@@ -308,11 +247,7 @@ fn grad_norms(vs: &nn::VarStore) -> Vec<(String, f64)> {
         .into_iter()
         .map(|(n, t)| {
             let g = t.grad();
-            let norm = if g.defined() {
-                g.abs().sum(Kind::Double).double_value(&[])
-            } else {
-                0.0
-            };
+            let norm = if g.defined() { g.abs().sum(Kind::Double).double_value(&[]) } else { 0.0 };
             (n, norm)
         })
         .collect();
@@ -331,17 +266,12 @@ fn gradients_reach_every_parameter() {
         let loss = (net.forward(&obs) - target).square().mean(Kind::Float);
         loss.backward();
         for (name, g) in grad_norms(&vs) {
-            assert!(
-                g > 0.0 && g.is_finite(),
-                "{kind}: gradient of {name} is {g}"
-            );
+            assert!(g > 0.0 && g.is_finite(), "{kind}: gradient of {name} is {g}");
         }
     }
     let cfg = cheetah_ann();
     let (vs, net) = build(&cfg, 11);
-    net.forward(&to_tensor(&observations(8, 12), 17))
-        .sum(Kind::Float)
-        .backward();
+    net.forward(&to_tensor(&observations(8, 12), 17)).sum(Kind::Float).backward();
     assert!(grad_norms(&vs).iter().all(|(_, g)| *g > 0.0));
 }
 
@@ -349,18 +279,11 @@ fn gradients_reach_every_parameter() {
 fn surrogate_gradient_is_rectangular() {
     setup();
     // V_th = 0.5, window 0.5: gradient 1 strictly inside (0, 1), 0 outside.
-    let v =
-        Tensor::from_slice(&[-0.5f32, -0.1, 0.1, 0.5, 0.7, 0.99, 1.1, 2.0]).set_requires_grad(true);
+    let v = Tensor::from_slice(&[-0.5f32, -0.1, 0.1, 0.5, 0.7, 0.99, 1.1, 2.0]).set_requires_grad(true);
     let s = surrogate_spike(&v, 0.5, 0.5);
-    assert_eq!(
-        Vec::<f32>::try_from(&s).unwrap(),
-        [0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0]
-    );
+    assert_eq!(Vec::<f32>::try_from(&s).unwrap(), [0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0]);
     s.sum(Kind::Float).backward();
-    assert_eq!(
-        Vec::<f32>::try_from(&v.grad()).unwrap(),
-        [0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0]
-    );
+    assert_eq!(Vec::<f32>::try_from(&v.grad()).unwrap(), [0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0]);
     // The encoder's spike passes gradients straight through.
     let v = Tensor::from_slice(&[0.2f32, 1.5, 5.0]).set_requires_grad(true);
     let s = v.spike_straight_through(0.999);

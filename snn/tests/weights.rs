@@ -16,24 +16,14 @@ use spikerl_snn::{
 
 /// A safetensors file with arbitrary tensors and metadata, bypassing `encode_policy`'s checks.
 fn raw_file(tensors: &[(&str, Vec<usize>, Vec<f32>)], meta: &[(&str, &str)]) -> Vec<u8> {
-    let bytes: Vec<Vec<u8>> = tensors
-        .iter()
-        .map(|(_, _, d)| d.iter().flat_map(|v| v.to_le_bytes()).collect())
-        .collect();
+    let bytes: Vec<Vec<u8>> =
+        tensors.iter().map(|(_, _, d)| d.iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
     let views: Vec<(String, TensorView<'_>)> = tensors
         .iter()
         .zip(&bytes)
-        .map(|((n, s, _), b)| {
-            (
-                n.to_string(),
-                TensorView::new(Dtype::F32, s.clone(), b).unwrap(),
-            )
-        })
+        .map(|((n, s, _), b)| (n.to_string(), TensorView::new(Dtype::F32, s.clone(), b).unwrap()))
         .collect();
-    let meta: HashMap<String, String> = meta
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let meta: HashMap<String, String> = meta.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     safetensors::serialize(views, Some(meta)).unwrap()
 }
 
@@ -42,17 +32,12 @@ fn file_of(
     edit: impl FnOnce(&mut Vec<(String, Vec<usize>, Vec<f32>)>),
     version: &str,
 ) -> Vec<u8> {
-    let mut ts: Vec<(String, Vec<usize>, Vec<f32>)> = initial_tensors(cfg, 1)
-        .unwrap()
-        .into_iter()
-        .map(|(n, t)| (n, t.shape, t.data))
-        .collect();
+    let mut ts: Vec<(String, Vec<usize>, Vec<f32>)> =
+        initial_tensors(cfg, 1).unwrap().into_iter().map(|(n, t)| (n, t.shape, t.data)).collect();
     edit(&mut ts);
     let cfg_json = serde_json::to_string(cfg).unwrap();
-    let refs: Vec<(&str, Vec<usize>, Vec<f32>)> = ts
-        .iter()
-        .map(|(n, s, d)| (n.as_str(), s.clone(), d.clone()))
-        .collect();
+    let refs: Vec<(&str, Vec<usize>, Vec<f32>)> =
+        ts.iter().map(|(n, s, d)| (n.as_str(), s.clone(), d.clone())).collect();
     raw_file(
         &refs,
         &[
@@ -99,12 +84,7 @@ fn parameter_names_are_the_documented_ones() {
         ("layers.2.bias", vec![60]),
         ("layers.2.weight", vec![60, 256]),
     ];
-    assert_eq!(
-        lif.iter()
-            .map(|(n, s)| (n.as_str(), s.clone()))
-            .collect::<Vec<_>>(),
-        want
-    );
+    assert_eq!(lif.iter().map(|(n, s)| (n.as_str(), s.clone())).collect::<Vec<_>>(), want);
     let plif = names(&cheetah_snn(NeuronKind::Plif));
     for i in 0..3 {
         assert_eq!(plif[&format!("layers.{i}.decay_logit")], vec![1]);
@@ -124,10 +104,7 @@ fn encode_refuses_tensors_that_do_not_fit() {
     );
     let mut t = initial_tensors(&cfg, 0).unwrap();
     t.get_mut("layers.0.bias").unwrap().data.pop();
-    assert!(matches!(
-        encode_policy(&cfg, &t, 0),
-        Err(SnnError::DataLength { .. })
-    ));
+    assert!(matches!(encode_policy(&cfg, &t, 0), Err(SnnError::DataLength { .. })));
 }
 
 #[test]
@@ -137,42 +114,21 @@ fn decode_rejects_with_clear_errors() {
     assert!(decode_policy(&file_of(&cfg, |_| {}, "1")).is_ok());
 
     let e = decode_policy(&file_of(&cfg, |_| {}, "2")).unwrap_err();
-    assert!(
-        matches!(e, SnnError::UnsupportedVersion { ref found, .. } if found == "2"),
-        "{e}"
-    );
+    assert!(matches!(e, SnnError::UnsupportedVersion { ref found, .. } if found == "2"), "{e}");
     assert!(e.to_string().contains("format_version"), "{e}");
 
-    let e = decode_policy(&file_of(
-        &cfg,
-        |ts| ts.retain(|(n, _, _)| n != "encoder.sigma"),
-        "1",
-    ))
-    .unwrap_err();
-    assert!(
-        matches!(e, SnnError::MissingTensor { ref name } if name == "encoder.sigma"),
-        "{e}"
-    );
+    let e = decode_policy(&file_of(&cfg, |ts| ts.retain(|(n, _, _)| n != "encoder.sigma"), "1")).unwrap_err();
+    assert!(matches!(e, SnnError::MissingTensor { ref name } if name == "encoder.sigma"), "{e}");
     assert!(e.to_string().contains("encoder.sigma"));
 
-    let e = decode_policy(&file_of(
-        &cfg,
-        |ts| ts.push(("layers.9.weight".into(), vec![1], vec![0.0])),
-        "1",
-    ))
-    .unwrap_err();
-    assert!(
-        matches!(e, SnnError::UnexpectedTensor { ref name } if name == "layers.9.weight"),
-        "{e}"
-    );
+    let e = decode_policy(&file_of(&cfg, |ts| ts.push(("layers.9.weight".into(), vec![1], vec![0.0])), "1"))
+        .unwrap_err();
+    assert!(matches!(e, SnnError::UnexpectedTensor { ref name } if name == "layers.9.weight"), "{e}");
 
     let e = decode_policy(&file_of(
         &cfg,
         |ts| {
-            let w = ts
-                .iter_mut()
-                .find(|(n, _, _)| n == "layers.1.weight")
-                .unwrap();
+            let w = ts.iter_mut().find(|(n, _, _)| n == "layers.1.weight").unwrap();
             w.1 = vec![128, 512];
         },
         "1",
@@ -194,56 +150,22 @@ fn decode_rejects_with_clear_errors() {
     let json = serde_json::to_string(&cfg).unwrap();
     let e = decode_policy(&raw_file(
         &[],
-        &[
-            ("format", "spikerl-policy"),
-            ("format_version", "1"),
-            ("policy_version", "-1"),
-            ("config", &json),
-        ],
+        &[("format", "spikerl-policy"), ("format_version", "1"), ("policy_version", "-1"), ("config", &json)],
     ))
     .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            SnnError::BadMetadata {
-                key: "policy_version",
-                ..
-            }
-        ),
-        "{e}"
-    );
+    assert!(matches!(e, SnnError::BadMetadata { key: "policy_version", .. }), "{e}");
     let e = decode_policy(&raw_file(
         &[],
-        &[
-            ("format", "spikerl-policy"),
-            ("format_version", "1"),
-            ("policy_version", "1"),
-            ("config", "{"),
-        ],
+        &[("format", "spikerl-policy"), ("format_version", "1"), ("policy_version", "1"), ("config", "{")],
     ))
     .unwrap_err();
-    assert!(
-        matches!(e, SnnError::BadMetadata { key: "config", .. }),
-        "{e}"
-    );
+    assert!(matches!(e, SnnError::BadMetadata { key: "config", .. }), "{e}");
     let e = decode_policy(&raw_file(
         &[],
-        &[
-            ("format", "spikerl-policy"),
-            ("format_version", "1"),
-            ("config", &json),
-        ],
+        &[("format", "spikerl-policy"), ("format_version", "1"), ("config", &json)],
     ))
     .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            SnnError::MissingMetadata {
-                key: "policy_version"
-            }
-        ),
-        "{e}"
-    );
+    assert!(matches!(e, SnnError::MissingMetadata { key: "policy_version" }), "{e}");
     // An invalid config inside a well-formed file.
     let mut bad = cfg.clone();
     bad.max_action.push(1.0);
@@ -258,66 +180,32 @@ fn decode_rejects_with_clear_errors() {
         ],
     ))
     .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            SnnError::InvalidConfig {
-                field: "max_action",
-                ..
-            }
-        ),
-        "{e}"
-    );
+    assert!(matches!(e, SnnError::InvalidConfig { field: "max_action", .. }), "{e}");
 
     // A tensor of the wrong dtype.
     let good = file_of(&cfg, |_| {}, "1");
     let mut meta = HashMap::new();
-    for (k, v) in [
-        ("format", "spikerl-policy"),
-        ("format_version", "1"),
-        ("policy_version", "1"),
-    ] {
+    for (k, v) in [("format", "spikerl-policy"), ("format_version", "1"), ("policy_version", "1")] {
         meta.insert(k.to_string(), v.to_string());
     }
     meta.insert("config".into(), json.clone());
     let st = safetensors::SafeTensors::deserialize(&good).unwrap();
     let ints = [0u8; 24];
-    let mut views: Vec<(String, TensorView<'_>)> = st
-        .tensors()
-        .into_iter()
-        .filter(|(n, _)| n != "decoder.bias")
-        .collect();
-    views.push((
-        "decoder.bias".into(),
-        TensorView::new(Dtype::I32, vec![6], &ints).unwrap(),
-    ));
+    let mut views: Vec<(String, TensorView<'_>)> =
+        st.tensors().into_iter().filter(|(n, _)| n != "decoder.bias").collect();
+    views.push(("decoder.bias".into(), TensorView::new(Dtype::I32, vec![6], &ints).unwrap()));
     let e = decode_policy(&safetensors::serialize(views, Some(meta)).unwrap()).unwrap_err();
-    assert!(
-        matches!(e, SnnError::WrongDtype { ref name, .. } if name == "decoder.bias"),
-        "{e}"
-    );
+    assert!(matches!(e, SnnError::WrongDtype { ref name, .. } if name == "decoder.bias"), "{e}");
 }
 
 #[test]
 fn decode_never_panics_on_garbage() {
     let cfg = cheetah_snn(NeuronKind::Dn);
     let good = encode_policy(&cfg, &initial_tensors(&cfg, 3).unwrap(), 5).unwrap();
-    assert!(matches!(
-        decode_policy(&[]),
-        Err(SnnError::Malformed { .. })
-    ));
-    assert!(matches!(
-        decode_policy(b"hello world, not a policy"),
-        Err(SnnError::Malformed { .. })
-    ));
-    assert!(matches!(
-        decode_policy(&good[..good.len() - 1]),
-        Err(SnnError::Malformed { .. })
-    ));
-    assert!(matches!(
-        decode_policy(&good[..100]),
-        Err(SnnError::Malformed { .. })
-    ));
+    assert!(matches!(decode_policy(&[]), Err(SnnError::Malformed { .. })));
+    assert!(matches!(decode_policy(b"hello world, not a policy"), Err(SnnError::Malformed { .. })));
+    assert!(matches!(decode_policy(&good[..good.len() - 1]), Err(SnnError::Malformed { .. })));
+    assert!(matches!(decode_policy(&good[..100]), Err(SnnError::Malformed { .. })));
     // A huge declared header length.
     let mut huge = good.clone();
     huge[..8].copy_from_slice(&u64::MAX.to_le_bytes());
@@ -327,11 +215,7 @@ fn decode_never_panics_on_garbage() {
         let mut b = good.clone();
         // Corrupt a few bytes, mostly in the header where parsing happens.
         for _ in 0..rng.random_range(1..4) {
-            let hi = if rng.random_bool(0.8) {
-                600.min(b.len())
-            } else {
-                b.len()
-            };
+            let hi = if rng.random_bool(0.8) { 600.min(b.len()) } else { b.len() };
             let i = rng.random_range(0..hi);
             b[i] = rng.random();
         }
@@ -347,10 +231,6 @@ fn named_tensor_checks_its_length() {
     assert!(NamedTensor::new(vec![2, 3], vec![0.0; 6]).is_ok());
     assert!(matches!(
         NamedTensor::new(vec![2, 3], vec![0.0; 5]),
-        Err(SnnError::DataLength {
-            expected: 6,
-            found: 5,
-            ..
-        })
+        Err(SnnError::DataLength { expected: 6, found: 5, .. })
     ));
 }

@@ -34,7 +34,11 @@ pub struct Processes(pub Vec<(String, Child)>);
 impl Processes {
     pub fn spawn(&mut self, name: &str, mut cmd: Command, log: &Path) -> usize {
         let file = std::fs::File::create(log).unwrap();
-        let child = cmd.stdout(file.try_clone().unwrap()).stderr(file).spawn().unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        let child = cmd
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
         self.0.push((name.to_string(), child));
         self.0.len() - 1
     }
@@ -109,8 +113,23 @@ pub fn evals(run_dir: &Path) -> Vec<(u64, f64)> {
 /// Args for a learner that trains for a long time on Pendulum with the ANN (cheap), on given ports.
 pub fn learner_cmd(grpc: u16, metrics: u16, run_dir: &Path, extra: &[&str]) -> Command {
     let mut cmd = spikerl();
-    cmd.args(["learner", "--listen", &format!("127.0.0.1:{grpc}"), "--metrics", &format!("127.0.0.1:{metrics}")]);
-    cmd.args(["--run-dir", run_dir.to_str().unwrap(), "--env", "Pendulum-v1", "--algo", "ann", "--threads", "1"]);
+    cmd.args([
+        "learner",
+        "--listen",
+        &format!("127.0.0.1:{grpc}"),
+        "--metrics",
+        &format!("127.0.0.1:{metrics}"),
+    ]);
+    cmd.args([
+        "--run-dir",
+        run_dir.to_str().unwrap(),
+        "--env",
+        "Pendulum-v1",
+        "--algo",
+        "ann",
+        "--threads",
+        "1",
+    ]);
     cmd.args(["--log", "info"]);
     cmd.args(extra);
     cmd

@@ -39,11 +39,7 @@ impl MountainCar {
             frame_skip: 1,
             max_episode_steps: 999,
         };
-        MountainCar {
-            spec,
-            position: Np::F64(-0.5),
-            velocity: Np::F64(0.0),
-        }
+        MountainCar { spec, position: Np::F64(-0.5), velocity: Np::F64(0.0) }
     }
 
     fn observe(&self, obs: &mut [f64]) {

@@ -36,11 +36,7 @@ impl Pendulum {
             frame_skip: 1,
             max_episode_steps: 200,
         };
-        Pendulum {
-            spec,
-            th: 0.0,
-            thdot: 0.0,
-        }
+        Pendulum { spec, th: 0.0, thdot: 0.0 }
     }
 
     fn observe(&self, obs: &mut [f64]) {
@@ -72,9 +68,7 @@ impl Core for Pendulum {
         // np.clip on the float32 action array stays float32 (NaN passes through).
         let u = action[0].clamp(-MAX_TORQUE as f32, MAX_TORQUE as f32);
         // Scalar `** 2` is C pow; `0.001 * u**2` is a float32 product (NEP 50), widened when added.
-        let costs = pow2_f64(angle_normalize(th))
-            + 0.1 * pow2_f64(thdot)
-            + f64::from(0.001f32 * pow2_f32(u));
+        let costs = pow2_f64(angle_normalize(th)) + 0.1 * pow2_f64(thdot) + f64::from(0.001f32 * pow2_f32(u));
         // `3 * g / (2 * l)` = 15.0 (float64); `3.0 / (m * l**2) * u` = 3 * u in float32.
         let newthdot = thdot + (15.0 * th.sin() + f64::from(3.0f32 * u)) * DT;
         let newthdot = clip(newthdot, -MAX_SPEED, MAX_SPEED);

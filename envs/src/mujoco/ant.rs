@@ -25,12 +25,7 @@ pub(crate) struct Ant {
 impl Ant {
     pub(crate) fn env(id: &str, v5: bool) -> Result<MujocoEnv<Ant>, EnvError> {
         let obs_dim = if v5 { 105 } else { 27 };
-        MujocoEnv::new(id, "ant.xml", 5, obs_dim, 1000, |sim| {
-            Ok(Ant {
-                v5,
-                torso: sim.body_id("torso")?,
-            })
-        })
+        MujocoEnv::new(id, "ant.xml", 5, obs_dim, 1000, |sim| Ok(Ant { v5, torso: sim.body_id("torso")? }))
     }
 }
 

@@ -21,9 +21,7 @@ pub(crate) struct InvertedPendulum {
 
 impl InvertedPendulum {
     pub(crate) fn env(id: &str, v5: bool) -> Result<MujocoEnv<InvertedPendulum>, EnvError> {
-        MujocoEnv::new(id, "inverted_pendulum.xml", 2, 4, 1000, |_| {
-            Ok(InvertedPendulum { v5 })
-        })
+        MujocoEnv::new(id, "inverted_pendulum.xml", 2, 4, 1000, |_| Ok(InvertedPendulum { v5 }))
     }
 }
 

@@ -26,21 +26,14 @@ impl Humanoid {
     pub(crate) fn env(id: &str, v5: bool) -> Result<MujocoEnv<Humanoid>, EnvError> {
         let obs_dim = if v5 { 348 } else { 376 };
         MujocoEnv::new(id, "humanoid.xml", 5, obs_dim, 1000, |sim| {
-            Ok(Humanoid {
-                v5,
-                total_mass: sum_f64(sim.model().body_mass()),
-            })
+            Ok(Humanoid { v5, total_mass: sum_f64(sim.model().body_mass()) })
         })
     }
 
     /// x of the centre of mass.
     fn mass_center_x(&self, sim: &Sim) -> f64 {
-        let num = sim
-            .model()
-            .body_mass()
-            .iter()
-            .zip(sim.data().xipos())
-            .fold(0.0, |acc, (&m, p)| acc + m * p[0]);
+        let num =
+            sim.model().body_mass().iter().zip(sim.data().xipos()).fold(0.0, |acc, (&m, p)| acc + m * p[0]);
         num / self.total_mass
     }
 }

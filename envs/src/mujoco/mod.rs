@@ -31,39 +31,20 @@ mod reacher;
 /// The Gymnasium 1.4.0 XML models, compiled into the binary (they reference no other files).
 const ASSETS: &[(&str, &str)] = &[
     ("ant.xml", include_str!("../../assets/ant.xml")),
-    (
-        "half_cheetah.xml",
-        include_str!("../../assets/half_cheetah.xml"),
-    ),
+    ("half_cheetah.xml", include_str!("../../assets/half_cheetah.xml")),
     ("hopper.xml", include_str!("../../assets/hopper.xml")),
     ("humanoid.xml", include_str!("../../assets/humanoid.xml")),
-    (
-        "inverted_double_pendulum.xml",
-        include_str!("../../assets/inverted_double_pendulum.xml"),
-    ),
-    (
-        "inverted_pendulum.xml",
-        include_str!("../../assets/inverted_pendulum.xml"),
-    ),
+    ("inverted_double_pendulum.xml", include_str!("../../assets/inverted_double_pendulum.xml")),
+    ("inverted_pendulum.xml", include_str!("../../assets/inverted_pendulum.xml")),
     ("reacher.xml", include_str!("../../assets/reacher.xml")),
     ("swimmer.xml", include_str!("../../assets/swimmer.xml")),
     ("walker2d.xml", include_str!("../../assets/walker2d.xml")),
-    (
-        "walker2d_v5.xml",
-        include_str!("../../assets/walker2d_v5.xml"),
-    ),
+    ("walker2d_v5.xml", include_str!("../../assets/walker2d_v5.xml")),
 ];
 
 /// Builds the MuJoCo environment `name`-v4/v5, or `None` if `name` is not one.
-pub(crate) fn build(
-    name: &str,
-    v5: bool,
-    time_limit: bool,
-) -> Option<Result<Box<dyn Env>, EnvError>> {
-    fn boxed<T: Task>(
-        r: Result<MujocoEnv<T>, EnvError>,
-        time_limit: bool,
-    ) -> Result<Box<dyn Env>, EnvError> {
+pub(crate) fn build(name: &str, v5: bool, time_limit: bool) -> Option<Result<Box<dyn Env>, EnvError>> {
+    fn boxed<T: Task>(r: Result<MujocoEnv<T>, EnvError>, time_limit: bool) -> Result<Box<dyn Env>, EnvError> {
         Ok(Box::new(Wrapped::new(r?, time_limit)))
     }
     let id = format!("{name}-v{}", if v5 { 5 } else { 4 });
@@ -75,9 +56,7 @@ pub(crate) fn build(
         "Ant" => boxed(ant::Ant::env(&id, v5), time_limit),
         "Humanoid" => boxed(humanoid::Humanoid::env(&id, v5), time_limit),
         "InvertedPendulum" => boxed(balance::InvertedPendulum::env(&id, v5), time_limit),
-        "InvertedDoublePendulum" => {
-            boxed(balance::InvertedDoublePendulum::env(&id, v5), time_limit)
-        }
+        "InvertedDoublePendulum" => boxed(balance::InvertedDoublePendulum::env(&id, v5), time_limit),
         "Reacher" => boxed(reacher::Reacher::env(&id, v5), time_limit),
         _ => return None,
     })
@@ -100,16 +79,12 @@ fn model(file: &str) -> Result<Arc<MjModel>, EnvError> {
         .iter()
         .find(|(name, _)| *name == file)
         .ok_or_else(|| EnvError::Physics(format!("no embedded model named {file}")))?;
-    let mut models = MODELS
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let mut models = MODELS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
     if let Some(m) = models.get(name) {
         return Ok(Arc::clone(m));
     }
     let m = Arc::new(
-        MjModel::from_xml_string(xml)
-            .map_err(|e| EnvError::Physics(format!("loading {file}: {e:?}")))?,
+        MjModel::from_xml_string(xml).map_err(|e| EnvError::Physics(format!("loading {file}: {e:?}")))?,
     );
     models.insert(name, Arc::clone(&m));
     Ok(m)
@@ -131,15 +106,8 @@ impl Sim {
         let model = model(file)?;
         let dt = model.ffi().opt.timestep * frame_skip as f64;
         let (nq, nv) = (model.ffi().nq as usize, model.ffi().nv as usize);
-        let data =
-            MjData::try_new(model).map_err(|e| EnvError::Physics(format!("{file}: {e:?}")))?;
-        Ok(Sim {
-            data,
-            frame_skip,
-            dt,
-            qpos: vec![0.0; nq],
-            qvel: vec![0.0; nv],
-        })
+        let data = MjData::try_new(model).map_err(|e| EnvError::Physics(format!("{file}: {e:?}")))?;
+        Ok(Sim { data, frame_skip, dt, qpos: vec![0.0; nq], qvel: vec![0.0; nv] })
     }
 
     pub(crate) fn model(&self) -> &MjModel {
@@ -301,8 +269,7 @@ impl<T: Task> Core for MujocoEnv<T> {
 
     fn reset(&mut self, rng: &mut ChaCha8Rng, obs: &mut [f64]) {
         let task = &self.task;
-        self.sim
-            .reset(|qpos, qvel| task.reset_state(rng, qpos, qvel));
+        self.sim.reset(|qpos, qvel| task.reset_state(rng, qpos, qvel));
         self.task.observe(&self.sim, obs);
     }
 

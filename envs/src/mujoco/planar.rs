@@ -44,28 +44,14 @@ pub(crate) fn env(kind: Kind, id: &str, v5: bool) -> Result<MujocoEnv<Planar>, E
         Kind::HalfCheetah => ("half_cheetah.xml", 5, 0.1, Noise::UniformNormal(0.1)),
         Kind::Hopper => ("hopper.xml", 4, 1e-3, Noise::Uniform(5e-3)),
         // v5 has its own XML: friction 1.9 on both feet (v4: 0.9 on `foot_geom`).
-        Kind::Walker2d => (
-            if v5 {
-                "walker2d_v5.xml"
-            } else {
-                "walker2d.xml"
-            },
-            4,
-            1e-3,
-            Noise::Uniform(5e-3),
-        ),
+        Kind::Walker2d => {
+            (if v5 { "walker2d_v5.xml" } else { "walker2d.xml" }, 4, 1e-3, Noise::Uniform(5e-3))
+        }
         Kind::Swimmer => ("swimmer.xml", 4, 1e-4, Noise::Uniform(0.1)),
     };
     let skipped_qpos = if kind == Kind::Swimmer { 2 } else { 1 };
     let clip_qvel = matches!(kind, Kind::Hopper | Kind::Walker2d);
-    let task = Planar {
-        kind,
-        v5,
-        ctrl_cost_weight,
-        noise,
-        skipped_qpos,
-        clip_qvel,
-    };
+    let task = Planar { kind, v5, ctrl_cost_weight, noise, skipped_qpos, clip_qvel };
     let obs_dim = match kind {
         Kind::HalfCheetah | Kind::Walker2d => 17,
         Kind::Hopper => 11,
@@ -84,10 +70,7 @@ impl Planar {
         match self.kind {
             Kind::Hopper => {
                 // state_vector()[2:] strictly inside (-100, 100), z > 0.7, |angle| < 0.2; NaN fails all.
-                let state_ok = qpos[2..]
-                    .iter()
-                    .chain(qvel)
-                    .all(|&s| -100.0 < s && s < 100.0);
+                let state_ok = qpos[2..].iter().chain(qvel).all(|&s| -100.0 < s && s < 100.0);
                 Some(state_ok && 0.7 < z && z < f64::INFINITY && -0.2 < angle && angle < 0.2)
             }
             Kind::Walker2d => Some(0.8 < z && z < 2.0 && -1.0 < angle && angle < 1.0),

@@ -25,11 +25,7 @@ impl Reacher {
     pub(crate) fn env(id: &str, v5: bool) -> Result<MujocoEnv<Reacher>, EnvError> {
         let obs_dim = if v5 { 10 } else { 11 };
         MujocoEnv::new(id, "reacher.xml", 2, obs_dim, 50, |sim| {
-            Ok(Reacher {
-                v5,
-                fingertip: sim.body_id("fingertip")?,
-                target: sim.body_id("target")?,
-            })
+            Ok(Reacher { v5, fingertip: sim.body_id("fingertip")?, target: sim.body_id("target")? })
         })
     }
 

@@ -37,19 +37,12 @@ pub fn markdown(blocks: &[Block]) -> String {
             }
             Block::Table { header, rows } => {
                 let cell = |s: &String| s.replace('|', "\\|");
-                out.push_str(&format!(
-                    "| {} |\n",
-                    header.iter().map(cell).collect::<Vec<_>>().join(" | ")
-                ));
-                let rule: Vec<&str> = (0..header.len())
-                    .map(|i| if i == 0 { "---" } else { "---:" })
-                    .collect();
+                out.push_str(&format!("| {} |\n", header.iter().map(cell).collect::<Vec<_>>().join(" | ")));
+                let rule: Vec<&str> =
+                    (0..header.len()).map(|i| if i == 0 { "---" } else { "---:" }).collect();
                 out.push_str(&format!("|{}|\n", rule.join("|")));
                 for r in rows {
-                    out.push_str(&format!(
-                        "| {} |\n",
-                        r.iter().map(cell).collect::<Vec<_>>().join(" | ")
-                    ));
+                    out.push_str(&format!("| {} |\n", r.iter().map(cell).collect::<Vec<_>>().join(" | ")));
                 }
                 out.push('\n');
             }
@@ -63,10 +56,7 @@ pub fn markdown(blocks: &[Block]) -> String {
 }
 
 pub fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 /// Inline Markdown the report uses (`code` and **bold**) as HTML.
@@ -97,13 +87,9 @@ pub fn html(title: &str, blocks: &[Block]) -> String {
     let mut body = String::new();
     for b in blocks {
         match b {
-            Block::Heading(level, text) => {
-                body.push_str(&format!("<h{level}>{}</h{level}>\n", inline(text)))
-            }
+            Block::Heading(level, text) => body.push_str(&format!("<h{level}>{}</h{level}>\n", inline(text))),
             Block::Para(text) => body.push_str(&format!("<p>{}</p>\n", inline(text))),
-            Block::Note(text) => {
-                body.push_str(&format!("<p class=\"note\">{}</p>\n", inline(text)))
-            }
+            Block::Note(text) => body.push_str(&format!("<p class=\"note\">{}</p>\n", inline(text))),
             Block::List(items) => {
                 body.push_str("<ul>\n");
                 for i in items {
@@ -129,9 +115,7 @@ pub fn html(title: &str, blocks: &[Block]) -> String {
             Block::Image { src, alt, link } => {
                 let img = format!("<img src=\"{}\" alt=\"{}\">", escape(src), escape(alt));
                 match link {
-                    Some(l) => {
-                        body.push_str(&format!("<p><a href=\"{}\">{img}</a></p>\n", escape(l)))
-                    }
+                    Some(l) => body.push_str(&format!("<p><a href=\"{}\">{img}</a></p>\n", escape(l))),
                     None => body.push_str(&format!("<p>{img}</p>\n")),
                 }
             }
@@ -165,11 +149,7 @@ mod tests {
                 header: vec!["Method".into(), "A|B".into()],
                 rows: vec![vec!["PT-LIF".into(), "1 ± 2".into()]],
             },
-            Block::Image {
-                src: "plots/a.png".into(),
-                alt: "a".into(),
-                link: Some("plots/a.svg".into()),
-            },
+            Block::Image { src: "plots/a.png".into(), alt: "a".into(), link: Some("plots/a.svg".into()) },
         ];
         let md = markdown(&blocks);
         assert!(md.contains("## Table 1\n"));

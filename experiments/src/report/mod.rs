@@ -169,10 +169,7 @@ const MAC_ENERGY_PJ: f64 = 3.97;
 pub fn run(runs_dir: &Path, out: &Path) -> anyhow::Result<()> {
     let folders = find_run_folders(runs_dir)?;
     if folders.is_empty() {
-        bail!(
-            "no run folders (a folder with manifest.json) under {}",
-            runs_dir.display()
-        );
+        bail!("no run folders (a folder with manifest.json) under {}", runs_dir.display());
     }
     let (runs, excluded) = load_runs(runs_dir, &folders);
     let summary = summarize(runs_dir, &runs, excluded);
@@ -214,11 +211,7 @@ pub fn find_run_folders(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
 
 fn relative(root: &Path, dir: &Path) -> String {
     let rel = dir.strip_prefix(root).unwrap_or(dir);
-    if rel.as_os_str().is_empty() {
-        ".".to_string()
-    } else {
-        rel.display().to_string()
-    }
+    if rel.as_os_str().is_empty() { ".".to_string() } else { rel.display().to_string() }
 }
 
 /// Reads every folder; completed runs with evaluations count, one per (env, method, seed).
@@ -228,11 +221,7 @@ pub fn load_runs(root: &Path, folders: &[PathBuf]) -> (Vec<RunData>, Vec<Exclude
     for dir in folders {
         let rel = relative(root, dir);
         let mut exclude = |status: &str, reason: String| {
-            excluded.push(Excluded {
-                dir: rel.clone(),
-                status: status.to_string(),
-                reason,
-            })
+            excluded.push(Excluded { dir: rel.clone(), status: status.to_string(), reason })
         };
         let info = match run_folder::read_manifest(dir).and_then(|m| run_folder::run_info(&m)) {
             Ok(i) => i,
@@ -261,28 +250,16 @@ pub fn load_runs(root: &Path, folders: &[PathBuf]) -> (Vec<RunData>, Vec<Exclude
             exclude("completed", "no evaluations in evals.csv".into());
             continue;
         };
-        if let Some(first) = runs.iter().find(|r| {
-            r.info.env == info.env && r.info.method == info.method && r.info.seed == info.seed
-        }) {
-            exclude(
-                "completed",
-                format!(
-                    "the same env, method and seed as {} (counted once)",
-                    first.dir
-                ),
-            );
+        if let Some(first) = runs
+            .iter()
+            .find(|r| r.info.env == info.env && r.info.method == info.method && r.info.seed == info.seed)
+        {
+            exclude("completed", format!("the same env, method and seed as {} (counted once)", first.dir));
             continue;
         }
         let env_steps = evals.last().map_or(0.0, |e| e.step);
         let train_steps = (env_steps - info.random_steps.unwrap_or(0) as f64).max(0.0);
-        runs.push(RunData {
-            dir: rel,
-            info,
-            evals,
-            max_avg_return,
-            env_steps,
-            train_steps,
-        });
+        runs.push(RunData { dir: rel, info, evals, max_avg_return, env_steps, train_steps });
     }
     (runs, excluded)
 }
@@ -293,15 +270,7 @@ pub fn config_differences(configs: &[&Value]) -> Vec<String> {
         match v {
             Value::Object(m) => {
                 for (k, v) in m {
-                    flatten(
-                        v,
-                        if prefix.is_empty() {
-                            k.clone()
-                        } else {
-                            format!("{prefix}.{k}")
-                        },
-                        out,
-                    );
+                    flatten(v, if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") }, out);
                 }
             }
             other => {
@@ -328,24 +297,12 @@ pub fn config_differences(configs: &[&Value]) -> Vec<String> {
 pub fn summarize(runs_dir: &Path, runs: &[RunData], excluded: Vec<Excluded>) -> Summary {
     let mut groups: BTreeMap<(String, Method), Vec<&RunData>> = BTreeMap::new();
     for r in runs {
-        groups
-            .entry((r.info.env.clone(), r.info.method))
-            .or_default()
-            .push(r);
+        groups.entry((r.info.env.clone(), r.info.method)).or_default().push(r);
     }
-    let mut envs: Vec<String> = groups
-        .keys()
-        .map(|(e, _)| e.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let mut envs: Vec<String> =
+        groups.keys().map(|(e, _)| e.clone()).collect::<BTreeSet<_>>().into_iter().collect();
     envs.sort_by_key(|e| env_order(e));
-    let methods: Vec<Method> = groups
-        .keys()
-        .map(|(_, m)| *m)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let methods: Vec<Method> = groups.keys().map(|(_, m)| *m).collect::<BTreeSet<_>>().into_iter().collect();
 
     let mut cells = Vec::new();
     for env in &envs {
@@ -356,10 +313,7 @@ pub fn summarize(runs_dir: &Path, runs: &[RunData], excluded: Vec<Excluded>) -> 
             let mut rs = rs.clone();
             rs.sort_by_key(|r| r.info.seed);
             let vals: Vec<f64> = rs.iter().map(|r| r.max_avg_return).collect();
-            let finals: Vec<f64> = rs
-                .iter()
-                .filter_map(|r| r.evals.last().map(|e| e.avg_return))
-                .collect();
+            let finals: Vec<f64> = rs.iter().filter_map(|r| r.evals.last().map(|e| e.avg_return)).collect();
             let mean = stats::mean(&vals).unwrap_or(f64::NAN);
             let std = stats::std_pop(&vals).unwrap_or(f64::NAN);
             let paper = paper::table1(env, m);
@@ -379,10 +333,7 @@ pub fn summarize(runs_dir: &Path, runs: &[RunData], excluded: Vec<Excluded>) -> 
                 final_avg_return_mean: stats::mean(&finals).unwrap_or(f64::NAN),
                 train_steps_min: train.iter().copied().fold(f64::INFINITY, f64::min),
                 train_steps_max: train.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-                env_steps_max: rs
-                    .iter()
-                    .map(|r| r.env_steps)
-                    .fold(f64::NEG_INFINITY, f64::max),
+                env_steps_max: rs.iter().map(|r| r.env_steps).fold(f64::NEG_INFINITY, f64::max),
                 paper_mean: paper.map(|p| p.0),
                 paper_std: paper.map(|p| p.1),
                 config_differences: config_differences(
@@ -399,32 +350,21 @@ pub fn summarize(runs_dir: &Path, runs: &[RunData], excluded: Vec<Excluded>) -> 
         // (ours, the paper's): mean relative difference and the number of environments it covers.
         type Relative = Option<(f64, usize)>;
         let vs = |base: &Method| -> (Relative, Relative) {
-            let pairs: Vec<(&Cell, &Cell)> = mine
-                .iter()
-                .filter_map(|c| cell(&c.env, base).map(|b| (*c, b)))
-                .collect();
+            let pairs: Vec<(&Cell, &Cell)> =
+                mine.iter().filter_map(|c| cell(&c.env, base).map(|b| (*c, b))).collect();
             let ours = stats::mean_relative(pairs.iter().map(|(c, b)| (c.mean, b.mean)));
-            let theirs = stats::mean_relative(
-                pairs
-                    .iter()
-                    .filter_map(|(c, b)| Some((c.paper_mean?, b.paper_mean?))),
-            );
+            let theirs =
+                stats::mean_relative(pairs.iter().filter_map(|(c, b)| Some((c.paper_mean?, b.paper_mean?))));
             (ours, theirs)
         };
-        let (apg, paper_apg) = if m.algo == Algo::Ann {
-            (None, None)
-        } else {
-            vs(&Method::ANN)
-        };
+        let (apg, paper_apg) = if m.algo == Algo::Ann { (None, None) } else { vs(&Method::ANN) };
         let (gain, paper_gain) = match (m.algo, m.neuron) {
             (Algo::Proxy, Some(n)) => vs(&Method::new(Algo::Vanilla, n)),
             _ => (None, None),
         };
         let spreads: Vec<f64> = mine.iter().filter_map(|c| c.seed_spread).collect();
-        let paper_spreads: Vec<f64> = mine
-            .iter()
-            .filter_map(|c| stats::spread(c.paper_mean?, c.paper_std?))
-            .collect();
+        let paper_spreads: Vec<f64> =
+            mine.iter().filter_map(|c| stats::spread(c.paper_mean?, c.paper_std?)).collect();
         method_summaries.push(MethodSummary {
             method: m.key(),
             label: m.label(),
@@ -436,14 +376,8 @@ pub fn summarize(runs_dir: &Path, runs: &[RunData], excluded: Vec<Excluded>) -> 
             mean_seed_spread: stats::mean(&spreads),
             seeds_min: mine.iter().map(|c| c.n_seeds).min().unwrap_or(0),
             seeds_max: mine.iter().map(|c| c.n_seeds).max().unwrap_or(0),
-            train_steps_min: mine
-                .iter()
-                .map(|c| c.train_steps_min)
-                .fold(f64::INFINITY, f64::min),
-            train_steps_max: mine
-                .iter()
-                .map(|c| c.train_steps_max)
-                .fold(f64::NEG_INFINITY, f64::max),
+            train_steps_min: mine.iter().map(|c| c.train_steps_min).fold(f64::INFINITY, f64::min),
+            train_steps_max: mine.iter().map(|c| c.train_steps_max).fold(f64::NEG_INFINITY, f64::max),
             paper_apg: paper_apg.map(|a| a.0),
             paper_gain_over_vanilla: paper_gain.map(|g| g.0),
             paper_mean_seed_spread: stats::mean(&paper_spreads),
@@ -468,29 +402,15 @@ pub fn summarize(runs_dir: &Path, runs: &[RunData], excluded: Vec<Excluded>) -> 
                 method: m.key(),
                 label: m.label(),
                 n: last.len(),
-                sops_per_inference: if spiking {
-                    avg(|e| e.sops_per_inference)
-                } else {
-                    None
-                },
-                macs_per_inference: if spiking {
-                    None
-                } else {
-                    nj.map(|nj| nj * 1000.0 / MAC_ENERGY_PJ)
-                },
-                firing_rate: if spiking {
-                    avg(|e| e.firing_rate)
-                } else {
-                    None
-                },
+                sops_per_inference: if spiking { avg(|e| e.sops_per_inference) } else { None },
+                macs_per_inference: if spiking { None } else { nj.map(|nj| nj * 1000.0 / MAC_ENERGY_PJ) },
+                firing_rate: if spiking { avg(|e| e.firing_rate) } else { None },
                 energy_nj_per_inference: nj,
                 ann_energy_ratio: None,
             });
         }
-        let ann_nj = rows
-            .iter()
-            .find(|r| r.method == Method::ANN.key())
-            .and_then(|r| r.energy_nj_per_inference);
+        let ann_nj =
+            rows.iter().find(|r| r.method == Method::ANN.key()).and_then(|r| r.energy_nj_per_inference);
         for r in &mut rows {
             r.ann_energy_ratio = match (ann_nj, r.energy_nj_per_inference) {
                 (Some(a), Some(e)) if e > 0.0 => Some(a / e),
@@ -506,10 +426,8 @@ pub fn summarize(runs_dir: &Path, runs: &[RunData], excluded: Vec<Excluded>) -> 
             let Some(rs) = groups.get(&(env.clone(), *m)) else {
                 continue;
             };
-            let per_seed: Vec<Vec<(f64, f64)>> = rs
-                .iter()
-                .map(|r| r.evals.iter().map(|e| (e.step, e.avg_return)).collect())
-                .collect();
+            let per_seed: Vec<Vec<(f64, f64)>> =
+                rs.iter().map(|r| r.evals.iter().map(|e| (e.step, e.avg_return)).collect()).collect();
             curves.push(Curve {
                 m: *m,
                 env: env.clone(),
@@ -538,12 +456,8 @@ pub fn summarize(runs_dir: &Path, runs: &[RunData], excluded: Vec<Excluded>) -> 
         .collect();
 
     let paper_protocol = !cells.is_empty()
-        && cells
-            .iter()
-            .all(|c| c.n_seeds == paper::SEEDS && c.train_steps_min >= paper::STEPS as f64)
-        && runs
-            .iter()
-            .all(|r| r.info.random_steps == Some(paper::RANDOM_STEPS));
+        && cells.iter().all(|c| c.n_seeds == paper::SEEDS && c.train_steps_min >= paper::STEPS as f64)
+        && runs.iter().all(|r| r.info.random_steps == Some(paper::RANDOM_STEPS));
     let mut notes = Vec::new();
     for c in &cells {
         if !c.config_differences.is_empty() {
@@ -616,11 +530,7 @@ fn fmt_int(x: f64) -> String {
 }
 
 fn fmt_range(lo: f64, hi: f64) -> String {
-    if lo == hi {
-        fmt_int(lo)
-    } else {
-        format!("{}–{}", fmt_int(lo), fmt_int(hi))
-    }
+    if lo == hi { fmt_int(lo) } else { format!("{}–{}", fmt_int(lo), fmt_int(hi)) }
 }
 
 fn fmt_opt(x: Option<f64>, decimals: usize) -> String {
@@ -629,26 +539,14 @@ fn fmt_opt(x: Option<f64>, decimals: usize) -> String {
 
 /// "x/4 envs" when a figure used fewer environments than the method has.
 fn with_envs(value: String, used: usize, of: usize) -> String {
-    if used > 0 && used < of {
-        format!("{value} ({used}/{of} envs)")
-    } else {
-        value
-    }
+    if used > 0 && used < of { format!("{value} ({used}/{of} envs)") } else { value }
 }
 
 fn table1_blocks(s: &Summary) -> Vec<Block> {
     let mut header = vec!["Method".to_string()];
     header.extend(s.envs.iter().cloned());
-    header.extend(
-        [
-            "APG vs ANN",
-            "PT gain vs vanilla",
-            "Seed spread",
-            "Seeds",
-            "Steps run",
-        ]
-        .map(String::from),
-    );
+    header
+        .extend(["APG vs ANN", "PT gain vs vanilla", "Seed spread", "Seeds", "Steps run"].map(String::from));
     let mut rows = Vec::new();
     for ms in &s.method_summaries {
         let mut row = vec![ms.label.clone()];
@@ -661,11 +559,7 @@ fn table1_blocks(s: &Summary) -> Vec<Block> {
             );
         }
         row.push(with_envs(fmt_pct(ms.apg), ms.apg_envs, ms.envs));
-        row.push(with_envs(
-            fmt_pct(ms.gain_over_vanilla),
-            ms.gain_envs,
-            ms.envs,
-        ));
+        row.push(with_envs(fmt_pct(ms.gain_over_vanilla), ms.gain_envs, ms.envs));
         row.push(fmt_pct_plain(ms.mean_seed_spread));
         row.push(if ms.seeds_min == ms.seeds_max {
             ms.seeds_min.to_string()
@@ -679,23 +573,12 @@ fn table1_blocks(s: &Summary) -> Vec<Block> {
 }
 
 fn paper_blocks(s: &Summary) -> Vec<Block> {
-    let envs: Vec<&String> = s
-        .envs
-        .iter()
-        .filter(|e| {
-            s.table1
-                .iter()
-                .any(|c| &c.env == *e && c.paper_mean.is_some())
-        })
-        .collect();
+    let envs: Vec<&String> =
+        s.envs.iter().filter(|e| s.table1.iter().any(|c| &c.env == *e && c.paper_mean.is_some())).collect();
     let rows_with_paper: Vec<&MethodSummary> = s
         .method_summaries
         .iter()
-        .filter(|m| {
-            s.table1
-                .iter()
-                .any(|c| c.method == m.method && c.paper_mean.is_some())
-        })
+        .filter(|m| s.table1.iter().any(|c| c.method == m.method && c.paper_mean.is_some()))
         .collect();
     if envs.is_empty() || rows_with_paper.is_empty() {
         return vec![Block::Para(
@@ -711,14 +594,8 @@ fn paper_blocks(s: &Summary) -> Vec<Block> {
     for ms in rows_with_paper {
         let mut row = vec![format!("{} (paper)", ms.label)];
         for env in &envs {
-            let c = s
-                .table1
-                .iter()
-                .find(|c| &&c.env == env && c.method == ms.method);
-            row.push(
-                c.and_then(|c| Some(fmt_mean_std(c.paper_mean?, c.paper_std?)))
-                    .unwrap_or("—".into()),
-            );
+            let c = s.table1.iter().find(|c| &&c.env == env && c.method == ms.method);
+            row.push(c.and_then(|c| Some(fmt_mean_std(c.paper_mean?, c.paper_std?))).unwrap_or("—".into()));
         }
         row.push(fmt_pct(ms.paper_apg));
         row.push(fmt_pct(ms.paper_gain_over_vanilla));
@@ -758,8 +635,7 @@ fn energy_blocks(s: &Summary) -> Vec<Block> {
                     r.macs_per_inference.map_or("—".into(), fmt_int),
                     fmt_pct_plain(r.firing_rate),
                     fmt_opt(r.energy_nj_per_inference, 2),
-                    r.ann_energy_ratio
-                        .map_or("—".into(), |x| format!("{x:.1}x")),
+                    r.ann_energy_ratio.map_or("—".into(), |x| format!("{x:.1}x")),
                     r.n.to_string(),
                 ]
             })
@@ -784,15 +660,9 @@ fn energy_blocks(s: &Summary) -> Vec<Block> {
     let paper_lines = p
         .iter()
         .map(|f| {
-            let fr = f.firing_rate.map_or(String::new(), |r| {
-                format!(", firing rate about {:.0}%", r * 100.0)
-            });
-            format!(
-                "{}: {}, about {:.0} nJ per inference{fr}",
-                f.method.label(),
-                f.ops,
-                f.energy_nj
-            )
+            let fr =
+                f.firing_rate.map_or(String::new(), |r| format!(", firing rate about {:.0}%", r * 100.0));
+            format!("{}: {}, about {:.0} nJ per inference{fr}", f.method.label(), f.ops, f.energy_nj)
         })
         .collect::<Vec<_>>()
         .join("; ");
@@ -808,10 +678,7 @@ fn report_blocks(s: &Summary) -> Vec<Block> {
     let mut b = vec![Block::Heading(1, "spikerl report".into())];
     let not_counted = match s.excluded.len() {
         0 => String::new(),
-        n => format!(
-            " ({n} run folder{} not counted, listed at the end)",
-            if n == 1 { "" } else { "s" }
-        ),
+        n => format!(" ({n} run folder{} not counted, listed at the end)", if n == 1 { "" } else { "s" }),
     };
     b.push(Block::Para(format!(
         "{} completed runs from `{}`{not_counted}. Generated {}.",
@@ -819,9 +686,7 @@ fn report_blocks(s: &Summary) -> Vec<Block> {
     )));
     b.push(Block::Heading(2, "Table 1: max average return".into()));
     if s.table1.is_empty() {
-        b.push(Block::Para(
-            "No completed runs: nothing to tabulate.".into(),
-        ));
+        b.push(Block::Para("No completed runs: nothing to tabulate.".into()));
     } else {
         b.extend(table1_blocks(s));
         b.push(Block::Note(
@@ -858,10 +723,7 @@ fn report_blocks(s: &Summary) -> Vec<Block> {
     if !s.excluded.is_empty() {
         b.push(Block::Heading(2, "Run folders not counted".into()));
         b.push(Block::List(
-            s.excluded
-                .iter()
-                .map(|e| format!("`{}` ({}): {}", e.dir, e.status, e.reason))
-                .collect(),
+            s.excluded.iter().map(|e| format!("`{}` ({}): {}", e.dir, e.status, e.reason)).collect(),
         ));
     }
     if !s.notes.is_empty() {
@@ -888,27 +750,18 @@ fn report_blocks(s: &Summary) -> Vec<Block> {
 // ---- files ----
 
 fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
+    if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
 }
 
 fn num(x: Option<f64>) -> String {
-    x.filter(|x| x.is_finite())
-        .map_or(String::new(), |x| x.to_string())
+    x.filter(|x| x.is_finite()).map_or(String::new(), |x| x.to_string())
 }
 
 fn csv(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> String {
     let mut out = header.join(",");
     out.push('\n');
     for r in rows {
-        let _ = writeln!(
-            out,
-            "{}",
-            r.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(",")
-        );
+        let _ = writeln!(out, "{}", r.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
     }
     out
 }
@@ -917,8 +770,7 @@ fn write_report(out: &Path, s: &Summary) -> anyhow::Result<()> {
     let plots = out.join("plots");
     fs::create_dir_all(&plots).with_context(|| format!("creating {}", plots.display()))?;
     let write = |name: &str, text: String| {
-        fs::write(out.join(name), text)
-            .with_context(|| format!("writing {}", out.join(name).display()))
+        fs::write(out.join(name), text).with_context(|| format!("writing {}", out.join(name).display()))
     };
 
     for env in &s.envs {
@@ -926,16 +778,9 @@ fn write_report(out: &Path, s: &Summary) -> anyhow::Result<()> {
             .curves
             .iter()
             .filter(|c| &c.env == env)
-            .map(|c| plot::Series {
-                method: c.m,
-                points: c.points.clone(),
-            })
+            .map(|c| plot::Series { method: c.m, points: c.points.clone() })
             .collect();
-        plot::learning_curves(
-            &plots.join(env),
-            &format!("{env}: mean ± std over seeds"),
-            &series,
-        )?;
+        plot::learning_curves(&plots.join(env), &format!("{env}: mean ± std over seeds"), &series)?;
     }
 
     let blocks = report_blocks(s);
@@ -967,16 +812,8 @@ fn write_report(out: &Path, s: &Summary) -> anyhow::Result<()> {
                     c.method.clone(),
                     c.label.clone(),
                     c.n_seeds.to_string(),
-                    c.seeds
-                        .iter()
-                        .map(u64::to_string)
-                        .collect::<Vec<_>>()
-                        .join(";"),
-                    c.max_avg_returns
-                        .iter()
-                        .map(f64::to_string)
-                        .collect::<Vec<_>>()
-                        .join(";"),
+                    c.seeds.iter().map(u64::to_string).collect::<Vec<_>>().join(";"),
+                    c.max_avg_returns.iter().map(f64::to_string).collect::<Vec<_>>().join(";"),
                     num(Some(c.mean)),
                     num(Some(c.std)),
                     num(c.std_sample),

@@ -15,79 +15,37 @@ const TABLE1: [Row; 7] = [
     (
         Algo::Ann,
         None,
-        [
-            (7503.0, 3713.0),
-            (4770.0, 1014.0),
-            (10857.0, 475.0),
-            (3410.0, 164.0),
-            (4340.0, 383.0),
-        ],
+        [(7503.0, 3713.0), (4770.0, 1014.0), (10857.0, 475.0), (3410.0, 164.0), (4340.0, 383.0)],
     ),
     (
         Algo::Vanilla,
         Some(Neuron::Lif),
-        [
-            (9347.0, 1.0),
-            (4294.0, 1170.0),
-            (9404.0, 625.0),
-            (3520.0, 94.0),
-            (1862.0, 1450.0),
-        ],
+        [(9347.0, 1.0), (4294.0, 1170.0), (9404.0, 625.0), (3520.0, 94.0), (1862.0, 1450.0)],
     ),
     (
         Algo::Vanilla,
         Some(Neuron::Clif),
-        [
-            (9351.0, 1.0),
-            (4590.0, 1006.0),
-            (9594.0, 689.0),
-            (2772.0, 1263.0),
-            (3307.0, 1514.0),
-        ],
+        [(9351.0, 1.0), (4590.0, 1006.0), (9594.0, 689.0), (2772.0, 1263.0), (3307.0, 1514.0)],
     ),
     (
         Algo::Vanilla,
         Some(Neuron::Dn),
-        [
-            (9350.0, 1.0),
-            (4800.0, 994.0),
-            (9147.0, 231.0),
-            (3446.0, 131.0),
-            (3964.0, 1353.0),
-        ],
+        [(9350.0, 1.0), (4800.0, 994.0), (9147.0, 231.0), (3446.0, 131.0), (3964.0, 1353.0)],
     ),
     (
         Algo::Proxy,
         Some(Neuron::Clif),
-        [
-            (9351.0, 1.0),
-            (5014.0, 1074.0),
-            (9663.0, 426.0),
-            (3526.0, 112.0),
-            (4564.0, 555.0),
-        ],
+        [(9351.0, 1.0), (5014.0, 1074.0), (9663.0, 426.0), (3526.0, 112.0), (4564.0, 555.0)],
     ),
     (
         Algo::Proxy,
         Some(Neuron::Dn),
-        [
-            (9350.0, 1.0),
-            (5400.0, 277.0),
-            (9347.0, 666.0),
-            (3507.0, 144.0),
-            (4277.0, 650.0),
-        ],
+        [(9350.0, 1.0), (5400.0, 277.0), (9347.0, 666.0), (3507.0, 144.0), (4277.0, 650.0)],
     ),
     (
         Algo::Proxy,
         Some(Neuron::Lif),
-        [
-            (9348.0, 1.0),
-            (5383.0, 250.0),
-            (10103.0, 607.0),
-            (3385.0, 157.0),
-            (4314.0, 423.0),
-        ],
+        [(9348.0, 1.0), (5383.0, 250.0), (10103.0, 607.0), (3385.0, 157.0), (4314.0, 423.0)],
     ),
 ];
 
@@ -95,10 +53,7 @@ const TABLE1: [Row; 7] = [
 /// v5 environments differ in observations and rewards.
 pub fn table1(env: &str, method: &Method) -> Option<(f64, f64)> {
     let col = PAPER_ENVS.iter().position(|e| *e == env)?;
-    TABLE1
-        .iter()
-        .find(|(a, n, _)| *a == method.algo && *n == method.neuron)
-        .map(|(_, _, row)| row[col])
+    TABLE1.iter().find(|(a, n, _)| *a == method.algo && *n == method.neuron).map(|(_, _, row)| row[col])
 }
 
 /// Energy per inference as the paper reports it (method.md; the environment is not stated there).
@@ -111,12 +66,7 @@ pub struct EnergyFigure {
 
 pub fn energy() -> [EnergyFigure; 2] {
     [
-        EnergyFigure {
-            method: Method::ANN,
-            ops: "71,014 MACs",
-            firing_rate: None,
-            energy_nj: 282.0,
-        },
+        EnergyFigure { method: Method::ANN, ops: "71,014 MACs", firing_rate: None, energy_nj: 282.0 },
         EnergyFigure {
             method: Method::new(Algo::Proxy, Neuron::Lif),
             ops: "about 144k SOPs",
@@ -132,18 +82,9 @@ mod tests {
 
     #[test]
     fn lookups() {
-        assert_eq!(
-            table1("Walker2d-v4", &Method::new(Algo::Vanilla, Neuron::Lif)),
-            Some((1862.0, 1450.0))
-        );
-        assert_eq!(
-            table1("HalfCheetah-v4", &Method::ANN),
-            Some((10857.0, 475.0))
-        );
+        assert_eq!(table1("Walker2d-v4", &Method::new(Algo::Vanilla, Neuron::Lif)), Some((1862.0, 1450.0)));
+        assert_eq!(table1("HalfCheetah-v4", &Method::ANN), Some((10857.0, 475.0)));
         assert_eq!(table1("HalfCheetah-v5", &Method::ANN), None);
-        assert_eq!(
-            table1("Hopper-v4", &Method::new(Algo::Proxy, Neuron::Plif)),
-            None
-        );
+        assert_eq!(table1("Hopper-v4", &Method::new(Algo::Proxy, Neuron::Plif)), None);
     }
 }

@@ -29,23 +29,14 @@ pub fn learning_curves(stem: &Path, title: &str, series: &[Series]) -> anyhow::R
     let curves = series
         .iter()
         .map(|s| Curve {
-            label: format!(
-                "{} (n={})",
-                s.method.label(),
-                s.points.iter().map(|p| p.n).max().unwrap_or(0)
-            ),
+            label: format!("{} (n={})", s.method.label(), s.points.iter().map(|p| p.n).max().unwrap_or(0)),
             color: color(&s.method),
             dashed: s.method.algo == Algo::Vanilla,
             markers: false,
             points: s
                 .points
                 .iter()
-                .map(|p| Point {
-                    x: p.step,
-                    y: p.mean,
-                    lo: p.mean - p.std,
-                    hi: p.mean + p.std,
-                })
+                .map(|p| Point { x: p.step, y: p.mean, lo: p.mean - p.std, hi: p.mean + p.std })
                 .collect(),
         })
         .collect();
@@ -68,27 +59,13 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let pts = |o: f64| {
             (0..5)
-                .map(|i| CurvePoint {
-                    step: i as f64 * 100.0,
-                    mean: o + i as f64,
-                    std: 0.5,
-                    n: 2,
-                })
+                .map(|i| CurvePoint { step: i as f64 * 100.0, mean: o + i as f64, std: 0.5, n: 2 })
                 .collect()
         };
         let series = [
-            Series {
-                method: Method::ANN,
-                points: pts(0.0),
-            },
-            Series {
-                method: Method::new(Algo::Vanilla, Neuron::Lif),
-                points: pts(1.0),
-            },
-            Series {
-                method: Method::new(Algo::Proxy, Neuron::Lif),
-                points: pts(2.0),
-            },
+            Series { method: Method::ANN, points: pts(0.0) },
+            Series { method: Method::new(Algo::Vanilla, Neuron::Lif), points: pts(1.0) },
+            Series { method: Method::new(Algo::Proxy, Neuron::Lif), points: pts(2.0) },
         ];
         learning_curves(&dir.join("c"), "Pendulum-v1", &series).unwrap();
         let png = std::fs::read(dir.join("c.png")).unwrap();

@@ -23,11 +23,7 @@ pub fn std_sample(xs: &[f64]) -> Option<f64> {
 
 /// The paper's per-run metric: the maximum over evaluations of the average evaluation return.
 pub fn max_average_return(avg_returns: &[f64]) -> Option<f64> {
-    avg_returns
-        .iter()
-        .copied()
-        .filter(|x| x.is_finite())
-        .reduce(f64::max)
+    avg_returns.iter().copied().filter(|x| x.is_finite()).reduce(f64::max)
 }
 
 /// `x / base - 1`, written `(x - base) / |base|` so that it keeps its meaning ("how much better") when
@@ -40,10 +36,7 @@ pub fn relative(x: f64, base: f64) -> Option<f64> {
 /// number of environments used. APG is this with the ANN as baseline; the proxy's gain is this with the
 /// vanilla SNN of the same neuron as baseline.
 pub fn mean_relative<'a>(pairs: impl IntoIterator<Item = (f64, f64)> + 'a) -> Option<(f64, usize)> {
-    let rel: Vec<f64> = pairs
-        .into_iter()
-        .filter_map(|(x, base)| relative(x, base))
-        .collect();
+    let rel: Vec<f64> = pairs.into_iter().filter_map(|(x, base)| relative(x, base)).collect();
     mean(&rel).map(|m| (m, rel.len()))
 }
 
@@ -73,12 +66,7 @@ pub fn average_curves(curves: &[Vec<(f64, f64)>]) -> Vec<CurvePoint> {
         .into_iter()
         .filter_map(|s| {
             let vals: Vec<f64> = curves.iter().filter_map(|c| interpolate(c, s)).collect();
-            Some(CurvePoint {
-                step: s,
-                mean: mean(&vals)?,
-                std: std_pop(&vals)?,
-                n: vals.len(),
-            })
+            Some(CurvePoint { step: s, mean: mean(&vals)?, std: std_pop(&vals)?, n: vals.len() })
         })
         .collect()
 }
@@ -120,10 +108,7 @@ mod tests {
 
     #[test]
     fn max_average_return_skips_nan() {
-        assert_eq!(
-            max_average_return(&[-5.0, f64::NAN, -2.5, -7.0]),
-            Some(-2.5)
-        );
+        assert_eq!(max_average_return(&[-5.0, f64::NAN, -2.5, -7.0]), Some(-2.5));
         assert_eq!(max_average_return(&[]), None);
     }
 
@@ -174,15 +159,7 @@ mod tests {
         let b = vec![(0.0, 2.0), (10.0, 4.0), (20.0, 6.0)];
         let avg = average_curves(&[a.clone(), b]);
         assert_eq!(avg.len(), 3);
-        assert_eq!(
-            avg[1],
-            CurvePoint {
-                step: 10.0,
-                mean: 7.0,
-                std: 3.0,
-                n: 2
-            }
-        );
+        assert_eq!(avg[1], CurvePoint { step: 10.0, mean: 7.0, std: 3.0, n: 2 });
         // c is evaluated at other steps and stops early: interpolated at 10, absent at 20.
         let c = vec![(0.0, 0.0), (5.0, 1.0), (15.0, 3.0)];
         let avg = average_curves(&[a, c]);
@@ -190,15 +167,7 @@ mod tests {
         assert_eq!(steps, [0.0, 5.0, 10.0, 15.0, 20.0]);
         assert_eq!(avg[2].n, 2);
         close(avg[2].mean, (10.0 + 2.0) / 2.0);
-        assert_eq!(
-            avg[4],
-            CurvePoint {
-                step: 20.0,
-                mean: 20.0,
-                std: 0.0,
-                n: 1
-            }
-        );
+        assert_eq!(avg[4], CurvePoint { step: 20.0, mean: 20.0, std: 0.0, n: 1 });
         assert_eq!(interpolate(&[], 1.0), None);
     }
 }

@@ -21,21 +21,11 @@ fn write_fake(root: &Path, rel: &str, f: &Fake) {
     let m = serde_json::json!({"status": f.status, "mode": "sync", "error": if f.status == "failed" { Value::from("boom\nmore") } else { Value::Null },
         "config": {"env_id": f.env, "algo": f.algo, "neuron": f.neuron, "seed": f.seed, "steps": 150, "random_steps": 50,
                    "td3": {"batch_size": 256}}});
-    fs::write(
-        dir.join("manifest.json"),
-        serde_json::to_vec_pretty(&m).unwrap(),
-    )
-    .unwrap();
+    fs::write(dir.join("manifest.json"), serde_json::to_vec_pretty(&m).unwrap()).unwrap();
     let mut csv = String::from(run_folder_header());
     for (i, (step, ret)) in f.rows.iter().enumerate() {
-        let (sops, fr, nj) = if i + 1 == f.rows.len() {
-            f.energy
-        } else {
-            (1.0, 0.01, 999.0)
-        };
-        csv.push_str(&format!(
-            "{step},{ret},1.0,0,0,2,{step},0,0.1,{sops},{fr},{nj}\n"
-        ));
+        let (sops, fr, nj) = if i + 1 == f.rows.len() { f.energy } else { (1.0, 0.01, 999.0) };
+        csv.push_str(&format!("{step},{ret},1.0,0,0,2,{step},0,0.1,{sops},{fr},{nj}\n"));
     }
     fs::write(dir.join("evals.csv"), csv).unwrap();
 }
@@ -61,39 +51,17 @@ fn fabricate(root: &Path) {
         energy,
     };
     let ann = (0.0, 0.0, 282.0);
-    write_fake(
-        root,
-        "Hopper-v4/ann/seed0",
-        &f("Hopper-v4", "ann", "lif", 0, 1000.0, ann),
-    );
-    write_fake(
-        root,
-        "Hopper-v4/ann/seed1",
-        &f("Hopper-v4", "ann", "lif", 1, 1400.0, ann),
-    );
+    write_fake(root, "Hopper-v4/ann/seed0", &f("Hopper-v4", "ann", "lif", 0, 1000.0, ann));
+    write_fake(root, "Hopper-v4/ann/seed1", &f("Hopper-v4", "ann", "lif", 1, 1400.0, ann));
     write_fake(
         root,
         "Hopper-v4/vanilla-lif/seed0",
-        &f(
-            "Hopper-v4",
-            "vanilla",
-            "lif",
-            0,
-            600.0,
-            (500.0, 0.1, 0.0385),
-        ),
+        &f("Hopper-v4", "vanilla", "lif", 0, 600.0, (500.0, 0.1, 0.0385)),
     );
     write_fake(
         root,
         "Hopper-v4/vanilla-lif/seed1",
-        &f(
-            "Hopper-v4",
-            "vanilla",
-            "lif",
-            1,
-            1000.0,
-            (500.0, 0.1, 0.0385),
-        ),
+        &f("Hopper-v4", "vanilla", "lif", 1, 1000.0, (500.0, 0.1, 0.0385)),
     );
     write_fake(
         root,
@@ -105,26 +73,10 @@ fn fabricate(root: &Path) {
         "Hopper-v4/proxy-lif/seed1",
         &f("Hopper-v4", "proxy", "lif", 1, 1300.0, (3000.0, 0.4, 0.231)),
     );
-    write_fake(
-        root,
-        "Pendulum-v1/ann/seed0",
-        &f("Pendulum-v1", "ann", "lif", 0, -200.0, ann),
-    );
-    write_fake(
-        root,
-        "Pendulum-v1/ann/seed1",
-        &f("Pendulum-v1", "ann", "lif", 1, -400.0, ann),
-    );
-    write_fake(
-        root,
-        "Pendulum-v1/vanilla-lif/seed0",
-        &f("Pendulum-v1", "vanilla", "lif", 0, -600.0, ann),
-    );
-    write_fake(
-        root,
-        "Pendulum-v1/vanilla-lif/seed1",
-        &f("Pendulum-v1", "vanilla", "lif", 1, -600.0, ann),
-    );
+    write_fake(root, "Pendulum-v1/ann/seed0", &f("Pendulum-v1", "ann", "lif", 0, -200.0, ann));
+    write_fake(root, "Pendulum-v1/ann/seed1", &f("Pendulum-v1", "ann", "lif", 1, -400.0, ann));
+    write_fake(root, "Pendulum-v1/vanilla-lif/seed0", &f("Pendulum-v1", "vanilla", "lif", 0, -600.0, ann));
+    write_fake(root, "Pendulum-v1/vanilla-lif/seed1", &f("Pendulum-v1", "vanilla", "lif", 1, -600.0, ann));
     for (seed, max) in [(0, -150.0), (1, -250.0), (2, -350.0)] {
         write_fake(
             root,
@@ -139,11 +91,7 @@ fn fabricate(root: &Path) {
     let mut failed = f("Hopper-v4", "ann", "lif", 2, 5000.0, ann);
     failed.status = "failed";
     write_fake(root, "Hopper-v4/ann/seed2", &failed);
-    write_fake(
-        root,
-        "zz-copy/ann-seed0",
-        &f("Hopper-v4", "ann", "lif", 0, 9999.0, ann),
-    );
+    write_fake(root, "zz-copy/ann-seed0", &f("Hopper-v4", "ann", "lif", 0, 9999.0, ann));
     fs::create_dir_all(root.join("junk")).unwrap();
     fs::write(root.join("junk/manifest.json"), "{").unwrap();
 }
@@ -169,22 +117,14 @@ fn table1_numbers_by_hand() {
     assert_eq!(s.envs, ["Hopper-v4", "Pendulum-v1"]);
     assert_eq!(s.methods, ["ann", "vanilla-lif", "proxy-lif"]);
     assert_eq!(s.completed_runs, 13);
-    let cell = |env: &str, m: &str| {
-        s.table1
-            .iter()
-            .find(|c| c.env == env && c.method == m)
-            .unwrap()
-    };
+    let cell = |env: &str, m: &str| s.table1.iter().find(|c| c.env == env && c.method == m).unwrap();
 
     let c = cell("Hopper-v4", "ann");
     assert_eq!(c.max_avg_returns, [1000.0, 1400.0]);
     assert_eq!((c.mean, c.std), (1200.0, 200.0));
     close(c.std_sample.unwrap(), 200.0 * 2f64.sqrt());
     close(c.seed_spread.unwrap(), 1.0 / 6.0);
-    assert_eq!(
-        (c.train_steps_min, c.train_steps_max, c.env_steps_max),
-        (150.0, 150.0, 200.0)
-    );
+    assert_eq!((c.train_steps_min, c.train_steps_max, c.env_steps_max), (150.0, 150.0, 200.0));
     assert_eq!((c.paper_mean, c.paper_std), (Some(3410.0), Some(164.0)));
     // Final evaluation is 100 below the max in every fabricated run.
     assert_eq!(c.final_avg_return_mean, 1100.0);
@@ -205,29 +145,19 @@ fn table1_numbers_by_hand() {
     close(m("proxy-lif").apg.unwrap(), 1.0 / 12.0);
     assert_eq!(m("ann").apg, None);
     // Gain over vanilla LIF: Hopper (1200 - 800) / 800 = 0.5; Pendulum (-250 + 600) / 600 = 7/12.
-    close(
-        m("proxy-lif").gain_over_vanilla.unwrap(),
-        (0.5 + 7.0 / 12.0) / 2.0,
-    );
+    close(m("proxy-lif").gain_over_vanilla.unwrap(), (0.5 + 7.0 / 12.0) / 2.0);
     assert_eq!(m("vanilla-lif").gain_over_vanilla, None);
     // Spread of the ANN: Hopper 200/1200, Pendulum 100/300.
     close(m("ann").mean_seed_spread.unwrap(), 0.25);
     assert_eq!((m("proxy-lif").seeds_min, m("proxy-lif").seeds_max), (2, 3));
     // The paper's figures over the same cells (Hopper-v4 only).
     close(m("vanilla-lif").paper_apg.unwrap(), 3520.0 / 3410.0 - 1.0);
-    close(
-        m("proxy-lif").paper_gain_over_vanilla.unwrap(),
-        3385.0 / 3520.0 - 1.0,
-    );
+    close(m("proxy-lif").paper_gain_over_vanilla.unwrap(), 3385.0 / 3520.0 - 1.0);
     close(m("ann").paper_mean_seed_spread.unwrap(), 164.0 / 3410.0);
     assert!(!s.paper_protocol);
 
     // Excluded: interrupted, failed, a duplicate of Hopper ann seed 0, an unreadable manifest.
-    let ex: Vec<(&str, &str)> = s
-        .excluded
-        .iter()
-        .map(|e| (e.dir.as_str(), e.status.as_str()))
-        .collect();
+    let ex: Vec<(&str, &str)> = s.excluded.iter().map(|e| (e.dir.as_str(), e.status.as_str())).collect();
     assert_eq!(
         ex,
         [
@@ -247,49 +177,20 @@ fn energy_and_curves_by_hand() {
     let root = temp_dir("energy");
     fabricate(&root);
     let s = summary_of(&root);
-    let e = |m: &str| {
-        s.energy
-            .iter()
-            .find(|r| r.env == "Hopper-v4" && r.method == m)
-            .unwrap()
-    };
+    let e = |m: &str| s.energy.iter().find(|r| r.env == "Hopper-v4" && r.method == m).unwrap();
     let pt = e("proxy-lif");
-    assert_eq!(
-        (pt.sops_per_inference, pt.firing_rate),
-        (Some(2000.0), Some(0.30000000000000004))
-    );
+    assert_eq!((pt.sops_per_inference, pt.firing_rate), (Some(2000.0), Some(0.30000000000000004)));
     close(pt.energy_nj_per_inference.unwrap(), 0.154);
     close(pt.ann_energy_ratio.unwrap(), 282.0 / 0.154);
     assert_eq!(pt.macs_per_inference, None);
     let ann = e("ann");
     close(ann.macs_per_inference.unwrap(), 282_000.0 / 3.97);
-    assert_eq!(
-        (
-            ann.sops_per_inference,
-            ann.firing_rate,
-            ann.ann_energy_ratio
-        ),
-        (None, None, Some(1.0))
-    );
+    assert_eq!((ann.sops_per_inference, ann.firing_rate, ann.ann_energy_ratio), (None, None, Some(1.0)));
 
-    let curve = s
-        .curves
-        .iter()
-        .find(|c| c.env == "Hopper-v4" && c.method == "vanilla-lif")
-        .unwrap();
-    let pts: Vec<(f64, f64, f64, usize)> = curve
-        .points
-        .iter()
-        .map(|p| (p.step, p.mean, p.std, p.n))
-        .collect();
-    assert_eq!(
-        pts,
-        [
-            (0.0, 300.0, 200.0, 2),
-            (100.0, 800.0, 200.0, 2),
-            (200.0, 700.0, 200.0, 2)
-        ]
-    );
+    let curve = s.curves.iter().find(|c| c.env == "Hopper-v4" && c.method == "vanilla-lif").unwrap();
+    let pts: Vec<(f64, f64, f64, usize)> =
+        curve.points.iter().map(|p| (p.step, p.mean, p.std, p.n)).collect();
+    assert_eq!(pts, [(0.0, 300.0, 200.0, 2), (100.0, 800.0, 200.0, 2), (200.0, 700.0, 200.0, 2)]);
     fs::remove_dir_all(&root).unwrap();
 }
 
@@ -316,18 +217,9 @@ fn files_written() {
         assert!(out.join(format!("plots/{env}.svg")).is_file());
     }
     let md = fs::read_to_string(out.join("report.md")).unwrap();
-    assert!(
-        md.contains("| ANN (TD3) | 1200 ± 200 | -300 ± 100 | — | — | 25.0% | 2 | 150 |"),
-        "{md}"
-    );
-    assert!(
-        md.contains("| PT-LIF | 1200 ± 100 | -250 ± 82 | +8.3% | +54.2% |"),
-        "{md}"
-    );
-    assert!(
-        md.contains("| PT-LIF (paper) | 3385 ± 157 | -0.7% | -3.8% |"),
-        "{md}"
-    );
+    assert!(md.contains("| ANN (TD3) | 1200 ± 200 | -300 ± 100 | — | — | 25.0% | 2 | 150 |"), "{md}");
+    assert!(md.contains("| PT-LIF | 1200 ± 100 | -250 ± 82 | +8.3% | +54.2% |"), "{md}");
+    assert!(md.contains("| PT-LIF (paper) | 3385 ± 157 | -0.7% | -3.8% |"), "{md}");
     assert!(md.contains("![learning curves on Hopper-v4](plots/Hopper-v4.png)"));
     assert!(md.contains("`junk` (unreadable)"));
     let html = fs::read_to_string(out.join("report.html")).unwrap();
@@ -337,13 +229,9 @@ fn files_written() {
     let runs = fs::read_to_string(out.join("runs.csv")).unwrap();
     assert_eq!(runs.lines().count(), 14);
     assert!(runs.contains("Hopper-v4/proxy-lif/seed1,Hopper-v4,proxy-lif,1,1300,1200,200,150,3"));
-    let json: Value =
-        serde_json::from_str(&fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let json: Value = serde_json::from_str(&fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(json["table1"].as_array().unwrap().len(), 6);
-    assert_eq!(
-        json["std"],
-        "population (ddof = 0, as numpy.std in the paper's code)"
-    );
+    assert_eq!(json["std"], "population (ddof = 0, as numpy.std in the paper's code)");
     fs::remove_dir_all(&root).unwrap();
 }
 

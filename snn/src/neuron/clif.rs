@@ -33,11 +33,7 @@ mod tests {
 
     #[test]
     fn clif_hand_computed() {
-        let m = NeuronModel::Clif(Clif {
-            i_decay: 0.5,
-            threshold: 0.5,
-            window: 0.5,
-        });
+        let m = NeuronModel::Clif(Clif { i_decay: 0.5, threshold: 0.5, window: 0.5 });
         // t1: I = 0.2, V = 0.2.   t2: I = 0.1 + 0.2 = 0.3, V = 0.15 + 0.3 = 0.45.
         // t3: I = 0.15 + 0.2 = 0.35, V = 0.3375 + 0.35 = 0.6875 (spike).
         // t4: I = 0.175 + 0 = 0.175, V = 0 + 0.175 (reset).  t5: I = 0.0875 + 0.5 = 0.5875, V = 0.13125 + 0.5875 = 0.71875 (spike).

@@ -30,9 +30,7 @@ impl Neuron for Dn {
     #[inline(always)]
     fn step<S: Signal>(&self, st: &mut NeuronState<S>, x: &S, _v_decay: &S) {
         st.i = st.i.scaled(self.i_decay).plus(x);
-        st.v =
-            st.v.times(&st.s.one_minus())
-                .plus(&st.s.scaled(self.c.reset_v));
+        st.v = st.v.times(&st.s.one_minus()).plus(&st.s.scaled(self.c.reset_v));
         st.u = st.u.plus(&st.s.scaled(self.c.u_jump));
         let dv = st.v.times(&st.v).minus(&st.v).minus(&st.u).plus(&st.i);
         let du = st.v.scaled(self.c.du_dv).plus(&st.u.scaled(self.c.du_du));
@@ -50,12 +48,7 @@ mod tests {
 
     #[test]
     fn dn_hand_computed() {
-        let m = NeuronModel::Dn(Dn {
-            i_decay: 0.5,
-            c: DnConstants::default(),
-            threshold: 0.5,
-            window: 0.5,
-        });
+        let m = NeuronModel::Dn(Dn { i_decay: 0.5, c: DnConstants::default(), threshold: 0.5, window: 0.5 });
         // t1: I = 0.4; V = 0, U = 0; dV = 0 - 0 - 0 + 0.4 = 0.4; dU = 0 -> V = 0.4, U = 0, no spike.
         // t2: I = 0.2 + 0.4 = 0.6; dV = 0.16 - 0.4 - 0 + 0.6 = 0.36; dU = -0.172*0.4 = -0.0688
         //     -> V = 0.76 (spike), U = -0.0688.
@@ -63,11 +56,7 @@ mod tests {
         //     dV = 0.000441 - 0.021 - 0.0632 + 0.3 = 0.216241; dU = -0.003612 + 0.0334328 = 0.0298208
         //     -> V = 0.237241, U = 0.0930208, no spike.
         let got = run(m, 1.0, &[0.4, 0.4, 0.0]);
-        let want = [
-            (0.4, 0.0, 0.4, 0.0),
-            (0.76, 1.0, 0.6, -0.0688),
-            (0.237241, 0.0, 0.3, 0.0930208),
-        ];
+        let want = [(0.4, 0.0, 0.4, 0.0), (0.76, 1.0, 0.6, -0.0688), (0.237241, 0.0, 0.3, 0.0930208)];
         assert_close(&got, &want);
     }
 }

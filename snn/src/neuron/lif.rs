@@ -30,10 +30,7 @@ mod tests {
     use super::super::{NeuronModel, logit, sigmoid};
     use super::*;
 
-    const LIF: NeuronModel = NeuronModel::Lif(Lif {
-        threshold: 0.5,
-        window: 0.5,
-    });
+    const LIF: NeuronModel = NeuronModel::Lif(Lif { threshold: 0.5, window: 0.5 });
 
     #[test]
     fn lif_hand_computed() {
@@ -77,12 +74,7 @@ mod tests {
         let d = sigmoid(0.0);
         assert_eq!(d, 0.5);
         let got = run(LIF, d, &[0.4, 0.4, 0.4, 0.1]);
-        let want = [
-            (0.4, 0.0, 0., 0.),
-            (0.6, 1.0, 0., 0.),
-            (0.4, 0.0, 0., 0.),
-            (0.3, 0.0, 0., 0.),
-        ];
+        let want = [(0.4, 0.0, 0., 0.), (0.6, 1.0, 0., 0.), (0.4, 0.0, 0., 0.), (0.3, 0.0, 0., 0.)];
         assert_close(&got, &want);
         // The initial logit reproduces the paper's 0.75.
         assert!((sigmoid(logit(0.75)) - 0.75).abs() < 1e-6);

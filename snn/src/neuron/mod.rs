@@ -121,20 +121,9 @@ impl NeuronModel {
     pub fn from_config(cfg: &SnnConfig) -> Self {
         let (threshold, window) = (cfg.v_threshold, cfg.surrogate_window);
         match cfg.neuron {
-            NeuronKind::Lif | NeuronKind::Plif | NeuronKind::If => {
-                Self::Lif(Lif { threshold, window })
-            }
-            NeuronKind::Clif => Self::Clif(Clif {
-                i_decay: cfg.i_decay,
-                threshold,
-                window,
-            }),
-            NeuronKind::Dn => Self::Dn(Dn {
-                i_decay: cfg.i_decay,
-                c: cfg.dn,
-                threshold,
-                window,
-            }),
+            NeuronKind::Lif | NeuronKind::Plif | NeuronKind::If => Self::Lif(Lif { threshold, window }),
+            NeuronKind::Clif => Self::Clif(Clif { i_decay: cfg.i_decay, threshold, window }),
+            NeuronKind::Dn => Self::Dn(Dn { i_decay: cfg.i_decay, c: cfg.dn, threshold, window }),
         }
     }
 

@@ -82,7 +82,8 @@ fn lif_forward(x: &[f32], v: &mut [f32], s: &mut [f32], width: usize, decay: f32
             let (done, rest) = v.split_at_mut(now.start);
             let prev = &done[now.start - width..];
             let s_prev = &s[now.start - width..now.start];
-            for (((vn, &vp), &sp), &xn) in rest[..width].iter_mut().zip(prev).zip(s_prev).zip(&x[now.clone()]) {
+            for (((vn, &vp), &sp), &xn) in rest[..width].iter_mut().zip(prev).zip(s_prev).zip(&x[now.clone()])
+            {
                 *vn = vp * decay * (1.0 - sp) + xn;
             }
         }
@@ -134,7 +135,12 @@ fn lif_backward(
             // A separate pass, only for a learned decay: an f32 sum in the loop above would keep the
             // compiler from vectorising it.
             if decay_grad {
-                let partial: f32 = g_next.iter().zip(&v[now.clone()]).zip(&s[now.clone()]).map(|((&gn, &vn), &sn)| gn * vn * (1.0 - sn)).sum();
+                let partial: f32 = g_next
+                    .iter()
+                    .zip(&v[now.clone()])
+                    .zip(&s[now.clone()])
+                    .map(|((&gn, &vn), &sn)| gn * vn * (1.0 - sn))
+                    .sum();
                 g_decay += f64::from(partial);
             }
         }
@@ -275,10 +281,26 @@ impl HostSnn {
             for row in sc.currents.chunks_exact_mut(n) {
                 row.copy_from_slice(&layer.bias);
             }
-            matmul(m, n, fan_in, &mut sc.currents, n, true, View::rows(&sc.input[..m * fan_in], fan_in), View::rows(&layer.wt, n));
+            matmul(
+                m,
+                n,
+                fan_in,
+                &mut sc.currents,
+                n,
+                true,
+                View::rows(&sc.input[..m * fan_in], fan_in),
+                View::rows(&layer.wt, n),
+            );
             sc.potentials.resize(m * n, 0.0);
             sc.spikes.resize(m * n, 0.0);
-            lif_forward(&sc.currents, &mut sc.potentials, &mut sc.spikes, rows * n, layer.decay, self.threshold);
+            lif_forward(
+                &sc.currents,
+                &mut sc.potentials,
+                &mut sc.spikes,
+                rows * n,
+                layer.decay,
+                self.threshold,
+            );
             std::mem::swap(&mut sc.input, &mut sc.spikes);
             fan_in = n;
         }
@@ -337,10 +359,11 @@ impl TorchSnn {
             }
             let pre = self.decode(&input, b);
             let pop = self.cfg.pop_size as i64;
-            let rate = input
-                .view([t_steps, b, self.act_dim * pop])
-                .mean_dim(0, false, Kind::Float)
-                .view([b, self.act_dim, pop]);
+            let rate = input.view([t_steps, b, self.act_dim * pop]).mean_dim(0, false, Kind::Float).view([
+                b,
+                self.act_dim,
+                pop,
+            ]);
             let tanh = pre.tanh();
             let tape = SnnTape { batch: b, activation, diff, spikes, potentials, decays, rate, tanh };
             Some((tape.tanh.shallow_clone(), tape))
@@ -370,7 +393,8 @@ impl TorchSnn {
             let blocks = rows.div_ceil(NO_GRAD_BLOCK);
             let workers = threads.clamp(1, blocks.max(1));
             // Each block owns its rows of the output; the mutexes are never contended.
-            let outs: Vec<_> = host_mut(&mut out).chunks_mut(NO_GRAD_BLOCK * ad).map(std::sync::Mutex::new).collect();
+            let outs: Vec<_> =
+                host_mut(&mut out).chunks_mut(NO_GRAD_BLOCK * ad).map(std::sync::Mutex::new).collect();
             let obs_rows = host(&obs);
             super::omp::parallel(workers, &|w| {
                 let mut scratch = Scratch::default();
@@ -418,29 +442,60 @@ impl TorchSnn {
                 // dW = g_x^T input over all T x B rows, split by output units.
                 let mut g_w = empty(n, fan_in);
                 let (nu, ni) = (n as usize, fan_in as usize);
-                matmul_parallel(threads, 16, nu, ni, rows, host_mut(&mut g_w), ni, false, View::transposed(host(&g_x), nu), View::rows(host(input), ni));
+                matmul_parallel(
+                    threads,
+                    16,
+                    nu,
+                    ni,
+                    rows,
+                    host_mut(&mut g_w),
+                    ni,
+                    false,
+                    View::transposed(host(&g_x), nu),
+                    View::rows(host(input), ni),
+                );
                 grads.insert(format!("layers.{i}.weight"), g_w);
                 grads.insert(format!("layers.{i}.bias"), g_x.sum_dim_intlist(0, false, Kind::Float));
                 if self.decay_logits[i].is_some() {
                     // d decay / d logit = decay (1 - decay).
                     let d = f64::from(tape.decays[i]);
-                    grads.insert(format!("layers.{i}.decay_logit"), Tensor::from_slice(&[(g_decay * d * (1.0 - d)) as f32]));
+                    grads.insert(
+                        format!("layers.{i}.decay_logit"),
+                        Tensor::from_slice(&[(g_decay * d * (1.0 - d)) as f32]),
+                    );
                 }
                 // The gradient reaching the layer's input spikes: g_x W, split by rows.
                 let mut g_in = empty(t_steps * b, fan_in);
                 let w = layer.ws.contiguous();
-                matmul_parallel(threads, 64, rows, ni, nu, host_mut(&mut g_in), ni, false, View::rows(host(&g_x), nu), View::rows(host(&w), ni));
+                matmul_parallel(
+                    threads,
+                    64,
+                    rows,
+                    ni,
+                    nu,
+                    host_mut(&mut g_in),
+                    ni,
+                    false,
+                    View::rows(host(&g_x), nu),
+                    View::rows(host(&w), ni),
+                );
                 g_spikes = g_in;
             }
             // Encoder: straight-through spikes, then the Gaussian receptive fields
             // a = exp(-diff^2 / (2 sigma^2)): da/dmu = a diff / sigma^2, da/dsigma = a diff^2 / sigma^3.
             let width = tape.activation.size()[1] as usize;
-            let g_a = encoder_backward(host(&g_spikes.contiguous()), width * b as usize, self.cfg.encoder_threshold);
+            let g_a = encoder_backward(
+                host(&g_spikes.contiguous()),
+                width * b as usize,
+                self.cfg.encoder_threshold,
+            );
             let shape = tape.diff.size();
-            let g_a = Tensor::from_slice(&g_a).view(shape.as_slice()) * tape.activation.view(shape.as_slice());
+            let g_a =
+                Tensor::from_slice(&g_a).view(shape.as_slice()) * tape.activation.view(shape.as_slice());
             let inv_var = self.sigma.square().reciprocal();
             let g_mu = (&g_a * &tape.diff).sum_dim_intlist(0, false, Kind::Float) * &inv_var;
-            let g_sigma = (&g_a * tape.diff.square()).sum_dim_intlist(0, false, Kind::Float) * inv_var / &self.sigma;
+            let g_sigma =
+                (&g_a * tape.diff.square()).sum_dim_intlist(0, false, Kind::Float) * inv_var / &self.sigma;
             grads.insert("encoder.mu".into(), g_mu);
             grads.insert("encoder.sigma".into(), g_sigma);
         });
@@ -522,7 +577,10 @@ mod tests {
         let (action, tape) = net.forward_taped(&obs).expect("the LIF family has a tape");
         assert!(action.equal(&reference.detach()), "the taped forward must be bit-identical");
         let fired: Vec<f64> = tape.spikes.iter().map(|s| s.mean(Kind::Float).double_value(&[])).collect();
-        assert!(fired.iter().all(|&r| r > 0.01 && r < 0.99), "every population should fire sometimes: {fired:?}");
+        assert!(
+            fired.iter().all(|&r| r > 0.01 && r < 0.99),
+            "every population should fire sometimes: {fired:?}"
+        );
 
         let fast = net.forward_no_grad(&obs).expect("the LIF family has the dense no-grad forward");
         let off = (&fast - &reference.detach()).abs().max().double_value(&[]);
@@ -589,7 +647,11 @@ mod tests {
         let off = (&one - &reference).abs();
         let far = off.gt(1e-4).sum(Kind::Int64).int64_value(&[]);
         // A potential within rounding of the threshold may spike in one and not the other: rare.
-        assert!(far <= 3, "{far} of 900 actions differ by more than 1e-4: max {}", off.max().double_value(&[]));
+        assert!(
+            far <= 3,
+            "{far} of 900 actions differ by more than 1e-4: max {}",
+            off.max().double_value(&[])
+        );
         assert!(one.abs().max().double_value(&[]) > 0.05, "the network should produce non-trivial actions");
     }
 

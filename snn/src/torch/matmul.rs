@@ -40,7 +40,16 @@ impl<'a> View<'a> {
 /// If an operand is too short for its shape and strides.
 // BLAS's shape: three dimensions, the output and its stride, the mode, two operands.
 #[allow(clippy::too_many_arguments)]
-pub fn matmul(m: usize, n: usize, k: usize, c: &mut [f32], c_rs: usize, accumulate: bool, a: View<'_>, b: View<'_>) {
+pub fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    c: &mut [f32],
+    c_rs: usize,
+    accumulate: bool,
+    a: View<'_>,
+    b: View<'_>,
+) {
     assert!(a.fits(m, k) && b.fits(k, n), "matmul: operand too short for [{m}, {k}] x [{k}, {n}]");
     assert!(m == 0 || n == 0 || (m - 1) * c_rs + n <= c.len(), "matmul: output too short for [{m}, {n}]");
     if m == 0 || n == 0 {
@@ -84,11 +93,21 @@ pub fn matmul(m: usize, n: usize, k: usize, c: &mut [f32], c_rs: usize, accumula
     }
 }
 
-
 /// [`matmul`] with the rows of `c` (and of `a`) split into blocks of at least `min_rows`, at most one a
 /// thread, run on libtorch's OpenMP team (`super::omp`); on the calling thread with `threads < 2`.
 #[allow(clippy::too_many_arguments)]
-pub fn matmul_parallel(threads: usize, min_rows: usize, m: usize, n: usize, k: usize, c: &mut [f32], c_rs: usize, accumulate: bool, a: View<'_>, b: View<'_>) {
+pub fn matmul_parallel(
+    threads: usize,
+    min_rows: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    c: &mut [f32],
+    c_rs: usize,
+    accumulate: bool,
+    a: View<'_>,
+    b: View<'_>,
+) {
     let blocks = threads.min(m / min_rows.max(1)).max(1);
     if blocks < 2 {
         return matmul(m, n, k, c, c_rs, accumulate, a, b);
@@ -160,7 +179,18 @@ mod tests {
         matmul(m, n, k, &mut one, n, false, View::transposed(&a, m), View::rows(&b, n));
         for threads in [2, 3, 8] {
             let mut split = vec![0.0f32; m * n];
-            matmul_parallel(threads, 16, m, n, k, &mut split, n, false, View::transposed(&a, m), View::rows(&b, n));
+            matmul_parallel(
+                threads,
+                16,
+                m,
+                n,
+                k,
+                &mut split,
+                n,
+                false,
+                View::transposed(&a, m),
+                View::rows(&b, n),
+            );
             assert_eq!(split, one, "{threads} threads: integer-valued sums are exact in any order");
         }
     }

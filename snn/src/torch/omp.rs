@@ -29,7 +29,8 @@ fn runtime() -> Option<Runtime> {
         // GOMP ABI and the OpenMP API.
         unsafe {
             let find = |name: &std::ffi::CStr| libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr());
-            let (p, t, n) = (find(c"GOMP_parallel"), find(c"omp_get_thread_num"), find(c"omp_get_num_threads"));
+            let (p, t, n) =
+                (find(c"GOMP_parallel"), find(c"omp_get_thread_num"), find(c"omp_get_num_threads"));
             (!p.is_null() && !t.is_null() && !n.is_null()).then(|| Runtime {
                 parallel: std::mem::transmute::<*mut c_void, Parallel>(p),
                 thread_num: std::mem::transmute::<*mut c_void, TeamQuery>(t),
@@ -50,7 +51,8 @@ extern "C" fn run_job(data: *mut c_void) {
     // SAFETY: `data` is the `Job` that `parallel` passed, alive until GOMP_parallel returns.
     let job = unsafe { &*(data as *const Job<'_>) };
     // SAFETY: OpenMP API calls, valid inside a parallel region.
-    let (me, team) = unsafe { ((job.runtime.thread_num)() as usize, ((job.runtime.num_threads)() as usize).max(1)) };
+    let (me, team) =
+        unsafe { ((job.runtime.thread_num)() as usize, ((job.runtime.num_threads)() as usize).max(1)) };
     // The runtime may grant fewer threads than asked (nested regions, limits): each takes every team-th
     // task, so all run whatever the team size. A panic must not unwind into C: it is reported instead.
     for task in (me..job.tasks).step_by(team) {
