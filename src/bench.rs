@@ -8,8 +8,8 @@ use crate::cli::BenchCommand;
 use crate::train::{algo_of, neuron_of};
 use serde::Serialize;
 use spikerl_actor::bench as actor_bench;
+use spikerl_algo::{Algo, RunConfig};
 use spikerl_learner::bench_transport::{self as lb, Limiter};
-use spikerl_learner::{Algo, RunConfig};
 use spikerl_snn::{NamedTensors, NeuronKind, PolicyConfig};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -243,7 +243,7 @@ fn sorted(mut v: Vec<f64>) -> Vec<f64> {
 /// The paper's acting policy for `env` (initial weights, seed 0).
 fn paper_policy(env: &str, algo: Algo, neuron: NeuronKind) -> anyhow::Result<(PolicyConfig, NamedTensors)> {
     let spec = spikerl_envs::spec(env)?;
-    let max_action = spikerl_learner::lockstep::max_action(&spec)?;
+    let max_action = spikerl_learner::training::trainer::max_action(&spec)?;
     let cfg = RunConfig::paper(env, algo, neuron, 0).policy_config(spec.obs_dim, spec.act_dim, max_action);
     let tensors = spikerl_snn::initial_tensors(&cfg, 0)?;
     Ok((cfg, tensors))

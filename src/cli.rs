@@ -366,8 +366,8 @@ pub struct LearnerArgs {
     #[arg(long, env = "SPIKERL_METRICS", default_value = "0.0.0.0:9100")]
     pub metrics: SocketAddr,
     /// Run folder (manifest.json, evals.csv, checkpoints/).
-    #[arg(long, env = "SPIKERL_RUN_DIR")]
-    pub run_dir: PathBuf,
+    #[arg(long = "run-dir", visible_alias = "run-folder", env = "SPIKERL_RUN_DIR")]
+    pub run_folder: PathBuf,
     /// Continue the run in --run-dir from its newest valid checkpoint (its configuration wins over the run options).
     #[arg(long, env = "SPIKERL_RESUME")]
     pub resume: bool,

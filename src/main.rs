@@ -29,7 +29,7 @@ impl std::error::Error for UsageError {}
 fn main() -> ExitCode {
     let cli = Cli::parse();
     #[cfg(feature = "learner")]
-    spikerl_learner::tune_process_for_training();
+    spikerl_algo::tune_process_for_training();
     init_logging(&cli.log, cli.log_json);
     let result = match cli.command {
         #[cfg(feature = "learner")]

@@ -6,13 +6,13 @@ use crate::cli::{
 use crate::{UsageError, install_metrics, shutdown_signal};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use spikerl_learner::lockstep::{self, Progress};
-use spikerl_learner::run_dir::{Manifest, RunDir, SeedGroupInfo};
-use spikerl_learner::runtime::{self, LearnerOptions, ProgressHandle};
-use spikerl_learner::security::TlsFiles;
-use spikerl_learner::seed_group::SeedBatching;
-use spikerl_learner::trainer::Trainer;
-use spikerl_learner::{Algo, ProxyConfig, RunConfig};
+use spikerl_algo::SeedBatching;
+use spikerl_algo::{Algo, ProxyConfig, RunConfig};
+use spikerl_learner::service::runtime::{self, LearnerOptions, ProgressHandle};
+use spikerl_learner::service::security::TlsFiles;
+use spikerl_learner::storage::run_folder::{Manifest, RunFolder, SeedGroupInfo};
+use spikerl_learner::training::lockstep::{self, Progress};
+use spikerl_learner::training::trainer::Trainer;
 use spikerl_snn::NeuronKind;
 use std::path::Path;
 use std::process::Stdio;
@@ -347,7 +347,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     }
     if args.sync {
         set_threads(args.run.threads, 0);
-        let mut dir = RunDir::create(&args.out, manifest(&cfg, &run_id, "sync", 1)?)?;
+        let mut dir = RunFolder::create(&args.out, manifest(&cfg, &run_id, "sync", 1)?)?;
         let (result, status) = in_foreground(&args, cfg.random_steps + cfg.steps, |stop, progress| {
             lockstep::run(&cfg, device, &mut dir, stop, progress)
         })?;
@@ -410,7 +410,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         let opts = LearnerOptions {
             cfg: cfg.clone(),
             run_id: run_id.clone(),
-            run_dir: args.out.clone(),
+            run_folder: args.out.clone(),
             resume: false,
             device,
             publish_interval: Duration::from_millis(100),
@@ -486,7 +486,7 @@ fn train_seeds(
         let seed_cfg = RunConfig { seed, ..cfg.clone() };
         let mut m = manifest(&seed_cfg, &run_id_for(&out), "sync", 1)?;
         m.seed_group = Some(SeedGroupInfo { seeds: seeds.to_vec(), batching });
-        dirs.push(RunDir::create(&out, m)?);
+        dirs.push(RunFolder::create(&out, m)?);
     }
     let (result, status) = in_foreground(args, cfg.random_steps + cfg.steps, |stop, progress| {
         lockstep::run_seeds(cfg, seeds, batching, device, &mut dirs, stop, progress)
@@ -530,7 +530,7 @@ pub fn learner(args: LearnerArgs) -> anyhow::Result<()> {
     let cfg = run_config(&args.run)?;
     let device = device(args.run.device)?;
     set_threads(args.run.threads, 0);
-    let run_id = args.run_id.clone().unwrap_or_else(|| run_id_for(&args.run_dir));
+    let run_id = args.run_id.clone().unwrap_or_else(|| run_id_for(&args.run_folder));
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {
         install_metrics(args.metrics, "learner")?;
@@ -540,7 +540,7 @@ pub fn learner(args: LearnerArgs) -> anyhow::Result<()> {
         let opts = LearnerOptions {
             cfg,
             run_id,
-            run_dir: args.run_dir.clone(),
+            run_folder: args.run_folder.clone(),
             resume: args.resume,
             device,
             publish_interval: Duration::from_millis(100),
@@ -558,7 +558,7 @@ pub fn learner(args: LearnerArgs) -> anyhow::Result<()> {
         let started = Instant::now();
         let describe = |cfg: &RunConfig, id: &str| manifest(cfg, id, "distributed", 0);
         let trainer = runtime::run(opts, listener, describe, Arc::default(), shutdown_signal()).await?;
-        summary(&trainer, &args.run_dir, started);
+        summary(&trainer, &args.run_folder, started);
         Ok(())
     })
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 #[test]
 fn learner_and_two_actors_train_over_grpc() {
     let dir = temp_dir("cluster");
-    let run_dir = dir.join("run");
+    let run_folder = dir.join("run");
     let (grpc, learner_metrics) = (free_port(), free_port());
     let actor_metrics = [free_port(), free_port()];
     let mut procs = Processes::default();
@@ -25,7 +25,7 @@ fn learner_and_two_actors_train_over_grpc() {
     ]);
     learner.args([
         "--run-dir",
-        run_dir.to_str().unwrap(),
+        run_folder.to_str().unwrap(),
         "--env",
         "Pendulum-v1",
         "--algo",
@@ -92,7 +92,7 @@ fn learner_and_two_actors_train_over_grpc() {
     assert!(received.iter().sum::<f64>() >= 5000.0, "the run's env steps arrived: {received:?}");
     assert!(versions.iter().all(|&v| v > 0.0), "both actors received newer policy versions: {versions:?}");
 
-    let evals = evals(&run_dir);
+    let evals = evals(&run_folder);
     assert!(evals.len() >= 4, "evaluations recorded: {evals:?}");
     let initial = evals[0].1;
     let best = evals.iter().map(|e| e.1).fold(f64::MIN, f64::max);
@@ -100,9 +100,9 @@ fn learner_and_two_actors_train_over_grpc() {
         best > initial + 300.0,
         "evaluation return must improve clearly: initial {initial}, best {best}, all {evals:?}"
     );
-    let manifest = std::fs::read_to_string(run_dir.join("manifest.json")).unwrap();
+    let manifest = std::fs::read_to_string(run_folder.join("manifest.json")).unwrap();
     assert!(manifest.contains("\"status\": \"completed\""), "{manifest}");
-    assert!(run_dir.join("checkpoints/policy.safetensors").exists());
+    assert!(run_folder.join("checkpoints/policy.safetensors").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -55,8 +55,8 @@ impl Drop for Tmpfs {
 }
 
 /// Complete checkpoint folders (SHA256SUMS present), oldest first.
-fn checkpoints(run_dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(run_dir.join("checkpoints"))
+fn checkpoints(run_folder: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(run_folder.join("checkpoints"))
         .map(|rd| {
             rd.flatten()
                 .map(|e| e.path())
@@ -100,8 +100,8 @@ fn fill(path: &Path) -> u64 {
 }
 
 /// Names in the checkpoints folder that are not complete checkpoints or the policy file.
-fn leftovers(run_dir: &Path) -> Vec<String> {
-    std::fs::read_dir(run_dir.join("checkpoints"))
+fn leftovers(run_folder: &Path) -> Vec<String> {
+    std::fs::read_dir(run_folder.join("checkpoints"))
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -112,10 +112,10 @@ fn leftovers(run_dir: &Path) -> Vec<String> {
 #[test]
 fn disk_full_while_checkpointing_keeps_training_and_the_last_good_checkpoint() {
     let dir = temp_dir("disk-full");
-    let run_dir = dir.join("run");
-    std::fs::create_dir_all(&run_dir).unwrap();
+    let run_folder = dir.join("run");
+    std::fs::create_dir_all(&run_folder).unwrap();
     // A Pendulum ANN checkpoint is about 4 MB: 64 MiB holds several, and filling it is quick.
-    let _mount = match Tmpfs::mount(&run_dir, "64m") {
+    let _mount = match Tmpfs::mount(&run_folder, "64m") {
         Ok(m) => m,
         Err(why) => {
             eprintln!("SKIPPED disk_full test: {why}");
@@ -139,12 +139,12 @@ fn disk_full_while_checkpointing_keeps_training_and_the_last_good_checkpoint() {
         "--checkpoint-secs",
         "1",
     ];
-    let l = procs.spawn("learner", learner_cmd(grpc, metrics, &run_dir, &run), &dir.join("learner.log"));
+    let l = procs.spawn("learner", learner_cmd(grpc, metrics, &run_folder, &run), &dir.join("learner.log"));
     procs.spawn("actor", actor_cmd(grpc, "a0", &[]), &dir.join("a0.log"));
 
     // The first checkpoint lands; then the disk fills up.
     let deadline = Instant::now() + Duration::from_secs(120);
-    while checkpoints(&run_dir).is_empty() {
+    while checkpoints(&run_folder).is_empty() {
         assert!(
             Instant::now() < deadline,
             "no checkpoint written:\n{}",
@@ -152,10 +152,10 @@ fn disk_full_while_checkpointing_keeps_training_and_the_last_good_checkpoint() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let filler = run_dir.join("filler");
+    let filler = run_folder.join("filler");
     let filled = fill(&filler);
     // Checkpoints that were complete when the disk filled up (a second one may have landed meanwhile).
-    let good = checkpoints(&run_dir);
+    let good = checkpoints(&run_folder);
     let last_good = good.last().unwrap().clone();
     eprintln!("filled {filled} bytes; good checkpoints: {good:?}");
     assert!(verifies(&last_good), "{} verifies before the failures", last_good.display());
@@ -176,7 +176,7 @@ fn disk_full_while_checkpointing_keeps_training_and_the_last_good_checkpoint() {
 
     // Some room, enough for the policy file but not for the networks: now checkpoints fail halfway
     // through their temporary folder, the case that must not leave half a checkpoint behind.
-    let policy = std::fs::metadata(run_dir.join("checkpoints/policy.safetensors")).unwrap().len();
+    let policy = std::fs::metadata(run_folder.join("checkpoints/policy.safetensors")).unwrap().len();
     let room = 2 * policy + (64 << 10);
     std::fs::OpenOptions::new().write(true).open(&filler).unwrap().set_len(filled - room).unwrap();
     let text = wait_metrics(&maddr, Duration::from_secs(60), "checkpoints failing halfway", |t| {
@@ -200,7 +200,7 @@ fn disk_full_while_checkpointing_keeps_training_and_the_last_good_checkpoint() {
     );
     assert!(procs.0[l].1.try_wait().unwrap().is_none(), "the learner is still running");
     // No new checkpoint could be written, and the good ones are untouched.
-    assert_eq!(checkpoints(&run_dir), good, "checkpoints changed while the disk was full");
+    assert_eq!(checkpoints(&run_folder), good, "checkpoints changed while the disk was full");
     for c in &good {
         assert!(verifies(c), "{} is intact", c.display());
     }
@@ -210,14 +210,14 @@ fn disk_full_while_checkpointing_keeps_training_and_the_last_good_checkpoint() {
     assert!(Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap().success());
     let status = procs.wait(l, Duration::from_secs(30)).expect("exits within 30 s of SIGTERM");
     assert!(status.success(), "graceful shutdown exits 0 even when its checkpoint fails");
-    assert!(leftovers(&run_dir).is_empty(), "partial files left behind: {:?}", leftovers(&run_dir));
-    assert_eq!(checkpoints(&run_dir), good);
+    assert!(leftovers(&run_folder).is_empty(), "partial files left behind: {:?}", leftovers(&run_folder));
+    assert_eq!(checkpoints(&run_folder), good);
     assert!(verifies(&last_good), "{} is intact after shutdown", last_good.display());
     let ckpt_iters: u64 = last_good.file_name().unwrap().to_string_lossy()["ckpt-".len()..].parse().unwrap();
 
     // Space freed: resume from the last good checkpoint, and checkpointing works again.
     std::fs::remove_file(&filler).unwrap();
-    let resume = learner_cmd(grpc, metrics, &run_dir, &["--resume", "--checkpoint-secs", "1"]);
+    let resume = learner_cmd(grpc, metrics, &run_folder, &["--resume", "--checkpoint-secs", "1"]);
     let l2 = procs.spawn("learner-resumed", resume, &dir.join("learner2.log"));
     let text = wait_metrics(&maddr, Duration::from_secs(60), "the resumed learner training", |t| {
         counter(t, "spikerl_learner_train_iterations_total") > ckpt_iters as f64 + 200.0
@@ -231,11 +231,11 @@ fn disk_full_while_checkpointing_keeps_training_and_the_last_good_checkpoint() {
         last_good.display()
     );
     let deadline = Instant::now() + Duration::from_secs(60);
-    while checkpoints(&run_dir).last() == Some(&last_good) {
+    while checkpoints(&run_folder).last() == Some(&last_good) {
         assert!(Instant::now() < deadline, "no new checkpoint after freeing space:\n{log2}");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let newest = checkpoints(&run_dir).last().unwrap().clone();
+    let newest = checkpoints(&run_folder).last().unwrap().clone();
     assert!(newest > last_good && verifies(&newest), "new checkpoint {} verifies", newest.display());
     procs.kill(l2);
     drop(procs);

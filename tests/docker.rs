@@ -458,9 +458,9 @@ fn compose_cluster_trains_scales_and_survives_restarts() {
     );
 
     eprintln!("restart the learner container");
-    let run_dir = "/runs/run";
+    let run_folder = "/runs/run";
     let before = wait_for("a checkpoint in the volume", Duration::from_secs(60), || {
-        let files = files_in(&learner, &format!("{run_dir}/checkpoints"));
+        let files = files_in(&learner, &format!("{run_folder}/checkpoints"));
         if files.iter().any(|f| f.contains("ckpt-")) { Ok(files) } else { Err(format!("{files:?}")) }
     });
     // Checkpoint folders are named by training iteration.
@@ -472,7 +472,7 @@ fn compose_cluster_trains_scales_and_survives_restarts() {
         "the restarted learner resuming from its checkpoint volume",
         Duration::from_secs(120),
         || {
-            let manifest = read_file(&learner, &format!("{run_dir}/manifest.json"));
+            let manifest = read_file(&learner, &format!("{run_folder}/manifest.json"));
             let state = learner_state(&metrics_addr)?;
             if manifest.contains("\"resumed_from\": \"/runs/run/checkpoints/ckpt-")
                 && state.iterations >= newest
@@ -496,7 +496,7 @@ fn compose_cluster_trains_scales_and_survives_restarts() {
         "  {} iterations before the restart (newest checkpoint {newest}), resumed at {}, now {}",
         s.iterations, resumed.iterations, back.iterations
     );
-    let files = files_in(&learner, run_dir);
+    let files = files_in(&learner, run_folder);
     assert!(
         files.iter().any(|f| f.ends_with("manifest.json")) && files.iter().any(|f| f.ends_with("evals.csv")),
         "{files:?}"

@@ -55,7 +55,7 @@ fn killed_actor_restarts_and_the_run_continues() {
 #[test]
 fn learner_killed_and_resumed_continues_where_its_checkpoint_left_off() {
     let dir = temp_dir("kill-learner");
-    let run_dir = dir.join("run");
+    let run_folder = dir.join("run");
     let (grpc, metrics) = (free_port(), free_port());
     let maddr = format!("127.0.0.1:{metrics}");
     let mut procs = Processes::default();
@@ -71,7 +71,7 @@ fn learner_killed_and_resumed_continues_where_its_checkpoint_left_off() {
         "--checkpoint-secs",
         "2",
     ];
-    let l = procs.spawn("learner", learner_cmd(grpc, metrics, &run_dir, &run), &dir.join("learner.log"));
+    let l = procs.spawn("learner", learner_cmd(grpc, metrics, &run_folder, &run), &dir.join("learner.log"));
     procs.spawn("actor-0", actor_cmd(grpc, "a0", &[]), &dir.join("a0.log"));
     procs.spawn("actor-1", actor_cmd(grpc, "a1", &[]), &dir.join("a1.log"));
     wait_metrics(&maddr, Duration::from_secs(120), "1000 iterations", |t| {
@@ -79,12 +79,12 @@ fn learner_killed_and_resumed_continues_where_its_checkpoint_left_off() {
     });
     // Wait for a checkpoint past 500 iterations, then kill -9.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while spikerl_checkpoints(&run_dir).last().map_or(0, |c| c.0) < 500 {
+    while spikerl_checkpoints(&run_folder).last().map_or(0, |c| c.0) < 500 {
         assert!(Instant::now() < deadline, "no checkpoint written");
         std::thread::sleep(Duration::from_millis(200));
     }
     procs.kill(l);
-    let (ckpt_iters, ckpt_path) = spikerl_checkpoints(&run_dir).last().cloned().unwrap();
+    let (ckpt_iters, ckpt_path) = spikerl_checkpoints(&run_folder).last().cloned().unwrap();
     let state: serde_json::Value =
         serde_json::from_slice(&std::fs::read(ckpt_path.join("state.json")).unwrap()).unwrap();
     let ckpt_version = state["actor_updates"].as_u64().unwrap();
@@ -92,7 +92,7 @@ fn learner_killed_and_resumed_continues_where_its_checkpoint_left_off() {
 
     let l2 = procs.spawn(
         "learner-resumed",
-        learner_cmd(grpc, metrics, &run_dir, &["--resume", "--checkpoint-secs", "2"]),
+        learner_cmd(grpc, metrics, &run_folder, &["--resume", "--checkpoint-secs", "2"]),
         &dir.join("learner2.log"),
     );
     // The exporter starts before the checkpoint is restored (series read 0 until then): take the first
@@ -114,12 +114,12 @@ fn learner_killed_and_resumed_continues_where_its_checkpoint_left_off() {
     let status = procs.wait(l2, Duration::from_secs(300)).expect("the resumed run finishes");
     let log = std::fs::read_to_string(dir.join("learner2.log")).unwrap_or_default();
     assert!(status.success(), "resumed learner failed:\n{log}");
-    let manifest = std::fs::read_to_string(run_dir.join("manifest.json")).unwrap();
+    let manifest = std::fs::read_to_string(run_folder.join("manifest.json")).unwrap();
     assert!(
         manifest.contains("\"status\": \"completed\"") && manifest.contains("resumed_from"),
         "{manifest}"
     );
-    let evals = evals(&run_dir);
+    let evals = evals(&run_folder);
     assert!(evals.windows(2).all(|w| w[0].0 < w[1].0), "one evaluation row per step, in order: {evals:?}");
     assert!(evals.last().unwrap().0 >= 4500, "the run reached its last step: {evals:?}");
     for a in ["a0.log", "a1.log"] {
@@ -130,8 +130,8 @@ fn learner_killed_and_resumed_continues_where_its_checkpoint_left_off() {
 }
 
 /// (iterations, path) of each checkpoint folder, oldest first.
-fn spikerl_checkpoints(run_dir: &std::path::Path) -> Vec<(u64, std::path::PathBuf)> {
-    let mut v: Vec<(u64, std::path::PathBuf)> = std::fs::read_dir(run_dir.join("checkpoints"))
+fn spikerl_checkpoints(run_folder: &std::path::Path) -> Vec<(u64, std::path::PathBuf)> {
+    let mut v: Vec<(u64, std::path::PathBuf)> = std::fs::read_dir(run_folder.join("checkpoints"))
         .map(|rd| {
             rd.flatten()
                 .filter_map(|e| {
@@ -149,15 +149,15 @@ fn spikerl_checkpoints(run_dir: &std::path::Path) -> Vec<(u64, std::path::PathBu
 #[test]
 fn corrupt_checkpoints_are_detected_never_loaded() {
     let dir = temp_dir("corrupt");
-    let run_dir = dir.join("run");
+    let run_folder = dir.join("run");
     let (grpc, metrics) = (free_port(), free_port());
     let mut procs = Processes::default();
     let run = ["--steps", "600", "--random-steps", "300", "--eval-every", "0", "--checkpoint-secs", "1"];
-    let l = procs.spawn("learner", learner_cmd(grpc, metrics, &run_dir, &run), &dir.join("learner.log"));
+    let l = procs.spawn("learner", learner_cmd(grpc, metrics, &run_folder, &run), &dir.join("learner.log"));
     procs.spawn("actor", actor_cmd(grpc, "a0", &[]), &dir.join("a0.log"));
     let status = procs.wait(l, Duration::from_secs(180)).expect("short run finishes");
     assert!(status.success());
-    let ckpts = spikerl_checkpoints(&run_dir);
+    let ckpts = spikerl_checkpoints(&run_folder);
     assert_eq!(ckpts.len(), 2, "the newest two checkpoints are kept: {ckpts:?}");
 
     // Truncate the newest checkpoint's network file: resume must fall back to the older one.
@@ -165,7 +165,7 @@ fn corrupt_checkpoints_are_detected_never_loaded() {
     let nets = newest.join("nets.safetensors");
     let len = std::fs::metadata(&nets).unwrap().len();
     std::fs::OpenOptions::new().write(true).open(&nets).unwrap().set_len(len / 2).unwrap();
-    let resume = learner_cmd(grpc, metrics, &run_dir, &["--resume", "--checkpoint-secs", "0"]);
+    let resume = learner_cmd(grpc, metrics, &run_folder, &["--resume", "--checkpoint-secs", "0"]);
     let r = procs.spawn("resume", resume, &dir.join("resume.log"));
     let status = procs.wait(r, Duration::from_secs(120)).expect("resume finishes");
     let log = std::fs::read_to_string(dir.join("resume.log")).unwrap();
@@ -176,12 +176,12 @@ fn corrupt_checkpoints_are_detected_never_loaded() {
     );
 
     // Corrupt every checkpoint: resume refuses with a clear message and a non-zero exit.
-    for (_, c) in spikerl_checkpoints(&run_dir) {
+    for (_, c) in spikerl_checkpoints(&run_folder) {
         std::fs::write(c.join("state.json"), b"{ not json").unwrap();
     }
     let r = procs.spawn(
         "resume-bad",
-        learner_cmd(grpc, metrics, &run_dir, &["--resume"]),
+        learner_cmd(grpc, metrics, &run_folder, &["--resume"]),
         &dir.join("resume-bad.log"),
     );
     let status = procs.wait(r, Duration::from_secs(60)).expect("refuses quickly");
@@ -194,12 +194,12 @@ fn corrupt_checkpoints_are_detected_never_loaded() {
 #[test]
 fn sigterm_checkpoints_and_exits_cleanly() {
     let dir = temp_dir("sigterm");
-    let run_dir = dir.join("run");
+    let run_folder = dir.join("run");
     let (grpc, metrics) = (free_port(), free_port());
     let maddr = format!("127.0.0.1:{metrics}");
     let mut procs = Processes::default();
     let run = ["--steps", "100000", "--random-steps", "300", "--eval-every", "0", "--checkpoint-secs", "0"];
-    let l = procs.spawn("learner", learner_cmd(grpc, metrics, &run_dir, &run), &dir.join("learner.log"));
+    let l = procs.spawn("learner", learner_cmd(grpc, metrics, &run_folder, &run), &dir.join("learner.log"));
     procs.spawn("actor", actor_cmd(grpc, "a0", &[]), &dir.join("a0.log"));
     wait_metrics(&maddr, Duration::from_secs(60), "training", |t| {
         counter(t, "spikerl_learner_train_iterations_total", &[]) > 100.0
@@ -210,8 +210,8 @@ fn sigterm_checkpoints_and_exits_cleanly() {
     let status = procs.wait(l, Duration::from_secs(30)).expect("exits within 30 s of SIGTERM");
     assert!(status.success(), "graceful shutdown exits 0");
     eprintln!("SIGTERM to exit: {:.2} s", sent.elapsed().as_secs_f64());
-    assert!(!spikerl_checkpoints(&run_dir).is_empty(), "a checkpoint was written on the way out");
-    let manifest = std::fs::read_to_string(run_dir.join("manifest.json")).unwrap();
+    assert!(!spikerl_checkpoints(&run_folder).is_empty(), "a checkpoint was written on the way out");
+    let manifest = std::fs::read_to_string(run_folder.join("manifest.json")).unwrap();
     assert!(manifest.contains("\"status\": \"interrupted\""), "{manifest}");
     let _ = std::fs::remove_dir_all(&dir);
 }

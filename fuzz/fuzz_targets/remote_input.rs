@@ -1,12 +1,12 @@
 //! The learner's decoding and validation of request messages from the network (protobuf decode, then
-//! the handlers' checks), through `spikerl_learner::server::fuzzing::check`: byte 0 picks the message
+//! the handlers' checks), through `spikerl_learner::service::server::fuzzing::check`: byte 0 picks the message
 //! kind and run spec, the rest is the message. A panic anywhere, or an accepted message that does not
 //! fit the run, is a crash.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use spikerl_learner::server::Accepted;
-use spikerl_learner::server::fuzzing::{self, RUN_ID};
+use spikerl_learner::service::server::Accepted;
+use spikerl_learner::service::server::fuzzing::{self, RUN_ID};
 
 fuzz_target!(|data: &[u8]| {
     let (info, result) = fuzzing::check(data);

@@ -2,12 +2,12 @@
 //! algorithm with its phases, and plain-Rust inference per action. Synthetic minibatches of the
 //! environment's shapes, so the numbers measure the learner alone.
 
-use crate::config::{Algo, RunConfig};
-use crate::lockstep::max_action;
-use crate::td3::{Batch, Td3};
+use crate::training::trainer::max_action;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
+use spikerl_algo::config::{Algo, RunConfig};
+use spikerl_algo::td3::{Batch, Td3};
 use spikerl_snn::{NeuronKind, Policy};
 use std::time::Instant;
 use tch::{Device, Tensor};
@@ -49,7 +49,7 @@ pub struct UpdateBench {
     /// the default dense products on the gemm kernels (`Td3::dense_snn_targets`; the LIF family on CPU).
     pub mirror_snn_targets: Option<MirrorSnnTargets>,
     /// The same iterations with every MLP (critics, ANN actor, proxy) through libtorch autograd instead
-    /// of `crate::dense` (CPU only): the speed-up the dense path brings, measured in the same run.
+    /// of `spikerl_algo::dense` (CPU only): the speed-up the dense path brings, measured in the same run.
     pub libtorch_mlps: Option<LibtorchMlps>,
 }
 
@@ -119,12 +119,12 @@ pub struct SgemmRate {
     pub what: String,
     /// libtorch's `matmul` (MKL on CPU) with the benchmark's threads.
     pub gflops: f64,
-    /// `crate::dense::matmul` (the gemm crate's kernels), one product per thread on every thread at once,
+    /// `spikerl_algo::dense::matmul` (the gemm crate's kernels), one product per thread on every thread at once,
     /// summed: the CPU path's kernel rate on this shape (CPU only).
     pub dense_gflops: Option<f64>,
 }
 
-/// GFLOP/s of `[m x k] x [k x n]` through `crate::dense::matmul`, one product per thread of libtorch's
+/// GFLOP/s of `[m x k] x [k x n]` through `spikerl_algo::dense::matmul`, one product per thread of libtorch's
 /// OpenMP team at once, summed over the threads: the best of `rounds` rounds of about 2 GFLOP a thread.
 fn dense_gflops(m: usize, k: usize, n: usize, rounds: usize) -> f64 {
     let threads = tch::get_num_threads().max(1) as usize;
@@ -137,18 +137,18 @@ fn dense_gflops(m: usize, k: usize, n: usize, rounds: usize) -> f64 {
     let mut best = f64::INFINITY;
     for _ in 0..rounds {
         let started = Instant::now();
-        crate::omp::parallel(threads, &|i| {
+        spikerl_algo::omp::parallel(threads, &|i| {
             let mut c = outs[i].lock().unwrap_or_else(|p| p.into_inner());
             for _ in 0..reps {
-                crate::dense::matmul(
+                spikerl_algo::dense::matmul(
                     m,
                     n,
                     k,
                     &mut c,
                     n,
                     false,
-                    crate::dense::View::rows(&a, k),
-                    crate::dense::View::rows(&b, n),
+                    spikerl_algo::dense::View::rows(&a, k),
+                    spikerl_algo::dense::View::rows(&b, n),
                 );
             }
         });
@@ -375,7 +375,7 @@ pub fn update(
         MirrorSnnTargets { ms_forward, ms_per_iteration }
     });
     let ms_proxy = td3.has_proxy().then_some(ms_proxy_in);
-    let mut host = crate::replay::Transitions::default();
+    let mut host = spikerl_algo::replay::Transitions::default();
     for _ in 0..batch {
         host.push(&vec![0.1; od], &vec![0.2; ad], 1.0, &vec![0.3; od], false);
     }
@@ -384,8 +384,8 @@ pub fn update(
     });
     // Sampling as the trainer does it: K+1 uniform draws from a filled buffer, each made into tensors.
     let rows = 200_000;
-    let mut buffer = crate::replay::ReplayBuffer::new(rows, od, ad, 0);
-    let mut chunk = crate::replay::Transitions::default();
+    let mut buffer = spikerl_algo::replay::ReplayBuffer::new(rows, od, ad, 0);
+    let mut chunk = spikerl_algo::replay::Transitions::default();
     for i in 0..1000 {
         let x = (i as f32 * 0.618).fract();
         chunk.push(&vec![x; od], &vec![x; ad], x, &vec![-x; od], false);
@@ -394,7 +394,7 @@ pub fn update(
         buffer.insert(&chunk);
     }
     let k = if td3.has_proxy() { cfg.proxy.steps } else { 0 };
-    let mut drawn = crate::replay::Transitions::default();
+    let mut drawn = spikerl_algo::replay::Transitions::default();
     let ms_sampling = time_ms(reps, || {
         for _ in 0..k + 1 {
             buffer.sample_into(batch, &mut drawn);
@@ -577,7 +577,7 @@ pub fn inference(
     })
 }
 
-/// `spikerl bench ensemble`: S seeds as one batched [`crate::ensemble::Ensemble`] against S separate
+/// `spikerl bench ensemble`: S seeds as one batched [`spikerl_algo::ensemble::Ensemble`] against S separate
 /// `Td3` learners updated one after another in the same process, for each S.
 #[derive(Debug, Serialize)]
 pub struct EnsembleBench {
@@ -621,7 +621,7 @@ pub fn ensemble(
     seeds: &[usize],
     iterations: usize,
 ) -> anyhow::Result<EnsembleBench> {
-    use crate::ensemble::{Ensemble, seeded_learner};
+    use spikerl_algo::ensemble::Ensemble;
     let spec = spikerl_envs::spec(env)?;
     let mut cfg = RunConfig::paper(env, algo, neuron, 0);
     cfg.td3.batch_size = batch;
@@ -640,7 +640,7 @@ pub fn ensemble(
         let ids: Vec<u64> = (0..s as u64).collect();
         let mut ens = Ensemble::new(&cfg, policy.clone(), &ids, device).map_err(anyhow::Error::msg)?;
         let mut singles: Vec<Td3> =
-            ids.iter().map(|&id| seeded_learner(&cfg, policy.clone(), id, device)).collect();
+            ids.iter().map(|&id| Td3::seeded(&cfg, policy.clone(), id, device)).collect();
         let pools: Vec<Vec<Batch>> = ids
             .iter()
             .map(|&id| {

@@ -5,14 +5,13 @@
 //! checkpoints, no evaluation, and a rate limiter chosen per measurement (below). The actor side lives in
 //! `spikerl_actor::bench`; the root crate joins the two (the crates never depend on each other).
 
-use crate::config::{Algo, RunConfig};
-use crate::lockstep::build_trainer;
-use crate::rate_limiter::RateLimiter;
-use crate::replay::{ReplayBuffer, Transitions};
-use crate::replay_service::ReplayService;
-use crate::runtime::{Served, serve};
-use crate::server::{LearnerService, Registry, RunInfo};
-use crate::trainer::Trainer;
+use crate::service::runtime::{Served, serve};
+use crate::service::server::{LearnerService, Registry, RunInfo};
+use crate::training::replay_service::ReplayService;
+use crate::training::trainer::Trainer;
+use spikerl_algo::config::{Algo, RunConfig};
+use spikerl_algo::rate_limiter::RateLimiter;
+use spikerl_algo::replay::{ReplayBuffer, Transitions};
 use spikerl_proto::PolicyUpdate;
 use spikerl_snn::NeuronKind;
 use std::net::SocketAddr;
@@ -43,7 +42,7 @@ pub fn trainer(
 ) -> anyhow::Result<Trainer> {
     let mut cfg = RunConfig::paper(env, algo, neuron, 0);
     cfg.replay_capacity = capacity;
-    let mut trainer = build_trainer(&cfg, tch::Device::Cpu)?;
+    let mut trainer = Trainer::build(&cfg, tch::Device::Cpu)?;
     let limiter = match limiter {
         Limiter::IngestOnly => RateLimiter::new(1.0, u64::MAX, f64::INFINITY),
         Limiter::Free => RateLimiter::new(1e12, 0, f64::INFINITY),
@@ -140,7 +139,7 @@ pub fn publish_next(
     // A new version without training: the version is the actor-update count, as in a run.
     trainer.td3.actor_updates += 1;
     let started = Instant::now();
-    crate::runtime::publish(trainer, tx)?;
+    crate::service::runtime::publish(trainer, tx)?;
     let encode_seconds = started.elapsed().as_secs_f64();
     let bytes = tx.borrow().as_ref().map_or(0, |p| p.weights.len());
     Ok(Published { version: trainer.td3.actor_updates, encode_seconds, bytes })
@@ -173,7 +172,7 @@ pub fn train_for(
             && trainer.td3.actor_updates != published
             && last_publish.elapsed() >= Duration::from_millis(100)
         {
-            crate::runtime::publish(trainer, tx)?;
+            crate::service::runtime::publish(trainer, tx)?;
             published = trainer.td3.actor_updates;
             last_publish = Instant::now();
         }

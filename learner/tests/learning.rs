@@ -3,8 +3,9 @@
 //! moves...). A random policy scores about -1200 to -1500 on Pendulum; each algorithm must improve by a
 //! clear margin within a few thousand steps.
 
-use spikerl_learner::run_dir::{Manifest, RunDir};
-use spikerl_learner::{Algo, RunConfig, lockstep};
+use spikerl_algo::{Algo, RunConfig};
+use spikerl_learner::storage::run_folder::{Manifest, RunFolder};
+use spikerl_learner::training::lockstep;
 use spikerl_snn::NeuronKind;
 use std::sync::atomic::AtomicBool;
 
@@ -18,9 +19,9 @@ fn run(algo: Algo, neuron: NeuronKind, steps: u64, seed: u64) -> Vec<f64> {
     let dir = std::env::temp_dir()
         .join(format!("spikerl-learning-{algo}-{neuron}-{seed}-{steps}-{}", std::process::id()));
     let manifest = Manifest::starting(&cfg, "test", "sync", 1, "test").unwrap();
-    let mut run_dir = RunDir::create(&dir, manifest).unwrap();
+    let mut run_folder = RunFolder::create(&dir, manifest).unwrap();
     let trainer =
-        lockstep::run(&cfg, tch::Device::Cpu, &mut run_dir, &AtomicBool::new(false), |_| {}).unwrap();
+        lockstep::run(&cfg, tch::Device::Cpu, &mut run_folder, &AtomicBool::new(false), |_| {}).unwrap();
     assert_eq!(trainer.td3.iterations, steps, "one training iteration per env step after the random ones");
     let returns: Vec<f64> = trainer.evals.iter().map(|e| e.mean()).collect();
     let _ = std::fs::remove_dir_all(&dir);

@@ -10,8 +10,8 @@
 use prost::Message;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use spikerl_learner::server::fuzzing::{self, RUN_ID};
-use spikerl_learner::server::{Accepted, RemoteMessage, RunInfo};
+use spikerl_learner::service::server::fuzzing::{self, RUN_ID};
+use spikerl_learner::service::server::{Accepted, RemoteMessage, RunInfo};
 use spikerl_proto::{EpisodeSummary, PROTOCOL_VERSION, RegisterRequest, SubscribeRequest, TransitionBatch};
 use spikerl_snn::{
     NetworkConfig, NeuronKind, PolicyConfig, SnnConfig, encode_policy, initial_tensors, policy_from_bytes,

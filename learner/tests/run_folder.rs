@@ -1,8 +1,9 @@
 //! A real short lockstep run leaves the run folder users look at: evals.csv and the evaluation curve
 //! (evals.png, evals.svg), redrawn after every evaluation while the run goes on.
 
-use spikerl_learner::run_dir::{Manifest, RunDir};
-use spikerl_learner::{Algo, RunConfig, lockstep};
+use spikerl_algo::{Algo, RunConfig};
+use spikerl_learner::storage::run_folder::{Manifest, RunFolder};
+use spikerl_learner::training::lockstep;
 use spikerl_snn::NeuronKind;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -42,13 +43,13 @@ fn a_lockstep_run_redraws_its_evaluation_curve_after_every_evaluation() {
     let dir = std::env::temp_dir().join(format!("spikerl-run-folder-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let manifest = Manifest::starting(&cfg, "curve", "sync", 1, "test").unwrap();
-    let mut run_dir = RunDir::create(&dir, manifest).unwrap();
+    let mut run_folder = RunFolder::create(&dir, manifest).unwrap();
 
     // The progress callback runs on the training thread right after each step (and after the final
     // evaluation): every new evals.csv row must already have its curve on disk.
     let (mut seen, mut last_png, mut redraws) = (0, Vec::new(), 0);
     let started = std::time::Instant::now();
-    let trainer = lockstep::run(&cfg, tch::Device::Cpu, &mut run_dir, &AtomicBool::new(false), |_| {
+    let trainer = lockstep::run(&cfg, tch::Device::Cpu, &mut run_folder, &AtomicBool::new(false), |_| {
         let rows = csv_rows(&dir);
         if rows != seen {
             assert_eq!(rows, seen + 1, "one evaluation at a time");

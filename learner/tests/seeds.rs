@@ -2,12 +2,13 @@
 //! train as its own single run would, whether the seeds' learners run one after the other or as one
 //! stacked ensemble, and leave a run folder and checkpoints that hold its own state.
 
-use spikerl_learner::checkpoint;
-use spikerl_learner::lockstep::{self, build_trainer};
-use spikerl_learner::run_dir::{Manifest, RunDir};
-use spikerl_learner::seed_group::SeedBatching;
-use spikerl_learner::trainer::Trainer;
-use spikerl_learner::{Algo, RunConfig};
+use spikerl_algo::SeedBatching;
+use spikerl_algo::{Algo, RunConfig};
+use spikerl_learner::storage::checkpoint;
+use spikerl_learner::storage::run_folder::{Manifest, RunFolder};
+use spikerl_learner::training::lockstep;
+use spikerl_learner::training::trainer::Trainer;
+use spikerl_learner::training::trainer::Trainer;
 use spikerl_snn::{NamedTensors, NeuronKind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -34,12 +35,12 @@ fn folder(name: &str) -> PathBuf {
 }
 
 fn run_seeds(cfg: &RunConfig, seeds: &[u64], batching: SeedBatching, root: &Path) -> Vec<Trainer> {
-    let mut dirs: Vec<RunDir> = seeds
+    let mut dirs: Vec<RunFolder> = seeds
         .iter()
         .map(|&seed| {
             let seed_cfg = RunConfig { seed, ..cfg.clone() };
             let manifest = Manifest::starting(&seed_cfg, &format!("seed{seed}"), "sync", 1, "test").unwrap();
-            RunDir::create(&root.join(format!("seed{seed}")), manifest).unwrap()
+            RunFolder::create(&root.join(format!("seed{seed}")), manifest).unwrap()
         })
         .collect();
     let trainers = lockstep::run_seeds(
@@ -59,7 +60,7 @@ fn run_seeds(cfg: &RunConfig, seeds: &[u64], batching: SeedBatching, root: &Path
 fn single_run(cfg: &RunConfig, seed: u64, root: &Path) -> Trainer {
     let cfg = RunConfig { seed, ..cfg.clone() };
     let mut dir =
-        RunDir::create(root, Manifest::starting(&cfg, "single", "sync", 1, "test").unwrap()).unwrap();
+        RunFolder::create(root, Manifest::starting(&cfg, "single", "sync", 1, "test").unwrap()).unwrap();
     lockstep::run(&cfg, tch::Device::Cpu, &mut dir, &AtomicBool::new(false), |_| {}).unwrap()
 }
 
@@ -86,8 +87,8 @@ fn returns(t: &Trainer) -> Vec<(u64, f64)> {
 
 /// A fresh learner for `seed` with the newest checkpoint under `run` restored into it.
 fn restored(cfg: &RunConfig, seed: u64, run: &Path) -> Trainer {
-    let mut fresh = build_trainer(&RunConfig { seed, ..cfg.clone() }, tch::Device::Cpu).unwrap();
-    checkpoint::load_latest(&run.join("checkpoints")).unwrap().restore_into(&mut fresh).unwrap();
+    let mut fresh = Trainer::build(&RunConfig { seed, ..cfg.clone() }, tch::Device::Cpu).unwrap();
+    fresh.restore(&checkpoint::load_latest(&run.join("checkpoints")).unwrap()).unwrap();
     fresh
 }
 
@@ -138,7 +139,7 @@ fn stacked_seeds_follow_their_single_runs_and_checkpoint_their_own_state() {
         }
     }
     // Training moved the weights well beyond that tolerance.
-    let fresh = build_trainer(&RunConfig { seed: 1, ..cfg.clone() }, tch::Device::Cpu).unwrap();
+    let fresh = Trainer::build(&RunConfig { seed: 1, ..cfg.clone() }, tch::Device::Cpu).unwrap();
     assert!(max_abs_diff(&stacked[0].td3.export_policy(), &fresh.td3.export_policy()) > 1e-2);
     // Each seed's checkpoint holds the ensemble member's whole state.
     for (s, seed) in [1, 2, 3].into_iter().enumerate() {
@@ -160,7 +161,7 @@ fn stacked_spiking_seeds_train_each_their_own_proxy() {
     let group = run_seeds(&cfg, &[5, 6], SeedBatching::Stacked, &root);
     let fresh: Vec<Trainer> = [5, 6]
         .iter()
-        .map(|&seed| build_trainer(&RunConfig { seed, ..cfg.clone() }, tch::Device::Cpu).unwrap())
+        .map(|&seed| Trainer::build(&RunConfig { seed, ..cfg.clone() }, tch::Device::Cpu).unwrap())
         .collect();
     for (s, t) in group.iter().enumerate() {
         assert_eq!(t.td3.iterations, 40);

@@ -96,8 +96,8 @@ pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 }
 
 /// Rows of a run folder's evals.csv as (step, avg_return).
-pub fn evals(run_dir: &Path) -> Vec<(u64, f64)> {
-    let text = std::fs::read_to_string(run_dir.join("evals.csv")).unwrap_or_default();
+pub fn evals(run_folder: &Path) -> Vec<(u64, f64)> {
+    let text = std::fs::read_to_string(run_folder.join("evals.csv")).unwrap_or_default();
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
     let step = header.iter().position(|h| *h == "step").expect("evals.csv has a step column");
@@ -111,7 +111,7 @@ pub fn evals(run_dir: &Path) -> Vec<(u64, f64)> {
 }
 
 /// Args for a learner that trains for a long time on Pendulum with the ANN (cheap), on given ports.
-pub fn learner_cmd(grpc: u16, metrics: u16, run_dir: &Path, extra: &[&str]) -> Command {
+pub fn learner_cmd(grpc: u16, metrics: u16, run_folder: &Path, extra: &[&str]) -> Command {
     let mut cmd = spikerl();
     cmd.args([
         "learner",
@@ -122,7 +122,7 @@ pub fn learner_cmd(grpc: u16, metrics: u16, run_dir: &Path, extra: &[&str]) -> C
     ]);
     cmd.args([
         "--run-dir",
-        run_dir.to_str().unwrap(),
+        run_folder.to_str().unwrap(),
         "--env",
         "Pendulum-v1",
         "--algo",

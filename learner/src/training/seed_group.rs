@@ -5,33 +5,14 @@
 //! where per-kernel overhead dominates, as on a GPU) or as the seeds' own `Td3` learners one after the
 //! other (what a single run does, seed by seed).
 
-use crate::config::RunConfig;
-use crate::ensemble::Ensemble;
-use crate::lockstep::build_trainer;
-use crate::td3::Batch;
-use crate::trainer::Trainer;
+use spikerl_algo::config::{RunConfig, SeedBatching};
+use spikerl_algo::ensemble::Ensemble;
+
+use crate::training::trainer::Trainer;
 use anyhow::Context;
+use spikerl_algo::td3::Batch;
 use spikerl_snn::NamedTensors;
 use std::time::Instant;
-
-/// How the seeds' iterations are computed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SeedBatching {
-    /// One stacked ensemble: every network's parameters carry a seed dimension.
-    Stacked,
-    /// Each seed's own learner, one after the other (bit for bit a single run's updates).
-    Separate,
-}
-
-impl std::fmt::Display for SeedBatching {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            SeedBatching::Stacked => "stacked",
-            SeedBatching::Separate => "separate",
-        })
-    }
-}
 
 /// The seeds' trainers and, when stacked, the ensemble that trains them.
 pub struct SeedGroup {
@@ -54,7 +35,7 @@ impl SeedGroup {
         anyhow::ensure!(!seeds.is_empty(), "a seed group needs at least one seed");
         let trainers = seeds
             .iter()
-            .map(|&seed| build_trainer(&RunConfig { seed, ..cfg.clone() }, device))
+            .map(|&seed| Trainer::build(&RunConfig { seed, ..cfg.clone() }, device))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let ensemble = match batching {
             SeedBatching::Stacked => {
@@ -91,7 +72,7 @@ impl SeedGroup {
     }
 
     /// Seed s's replay service, to insert its transitions.
-    pub fn replay(&self, s: usize) -> &crate::replay_service::ReplayService {
+    pub fn replay(&self, s: usize) -> &crate::training::replay_service::ReplayService {
         &self.trainers[s].replay
     }
 

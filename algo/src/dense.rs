@@ -721,7 +721,8 @@ mod tests {
         let not_done = Tensor::from_slice(&(0..rows).map(|i| (i % 3 != 0) as u8 as f32).collect::<Vec<_>>())
             .view([rows, 1]);
         let (t1, t2) = tch::no_grad(|| target.both(&obs, &act));
-        let want_y = values(&crate::td3::td_target(&y, &not_done, &t1, &t2, 0.99));
+        // The TD target written out: reward + gamma * not_done * min(Q1', Q2').
+        let want_y = values(&(&y + &not_done * 0.99 * t1.minimum(&t2)));
         for threads in [1, 2, 3, 4] {
             let mut dense = DenseTd3::new(od, ad, &[1.0, 2.0], &vs, &tvs, None, None).unwrap();
             let step = dense.critic_step(&values(&obs), &values(&act), &values(&y), threads);

@@ -2,8 +2,8 @@
 //! configuration, seeds, versions, host, times, status), `evals.csv` (one row per evaluation),
 //! `evals.png` / `evals.svg` (the evaluation curve, redrawn after every evaluation) and `checkpoints/`.
 
-use crate::config::RunConfig;
 use serde::Serialize;
+use spikerl_algo::config::RunConfig;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -60,7 +60,7 @@ pub struct Manifest {
 pub struct SeedGroupInfo {
     /// Every seed of the group, this run's among them.
     pub seeds: Vec<u64>,
-    pub batching: crate::seed_group::SeedBatching,
+    pub batching: spikerl_algo::SeedBatching,
 }
 
 impl Manifest {
@@ -90,40 +90,6 @@ impl Manifest {
             seed_group: None,
         })
     }
-}
-
-/// Every random stream's seed, derived from the run seed.
-#[derive(Clone, Debug, Serialize)]
-pub struct Seeds {
-    pub run: u64,
-    pub torch: u64,
-    pub replay: u64,
-    /// TD3's target policy smoothing noise.
-    pub target_noise: u64,
-    pub eval_env: u64,
-    /// Actor i's seed is `derive_seed(run, 1000 + i)`; in lockstep mode the single actor is 0.
-    pub actor_base: u64,
-}
-
-impl Seeds {
-    pub fn from_run(seed: u64) -> Seeds {
-        Seeds {
-            run: seed,
-            torch: derive_seed(seed, 1),
-            replay: derive_seed(seed, 2),
-            target_noise: derive_seed(seed, 3),
-            eval_env: seed + 100,
-            actor_base: 1000,
-        }
-    }
-}
-
-/// Derives an independent stream seed (SplitMix64 finaliser over seed and stream index).
-pub fn derive_seed(seed: u64, stream: u64) -> u64 {
-    let mut z = seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// One evaluation's result (also kept in checkpoints, as the run's history).
@@ -159,7 +125,7 @@ pub const PLOT_STEM: &str = "evals";
 
 pub const EVALS_HEADER: &str = "step,avg_return,std_return,min_return,max_return,episodes,iterations,policy_version,wall_seconds,sops_per_inference,firing_rate,energy_nj_per_inference";
 
-pub struct RunDir {
+pub struct RunFolder {
     path: PathBuf,
     manifest: Manifest,
     evals: File,
@@ -169,11 +135,11 @@ pub struct RunDir {
     episodes: usize,
 }
 
-impl RunDir {
+impl RunFolder {
     /// Creates the folder (and `checkpoints/`), writes the manifest and a fresh evals.csv. A new run in
     /// a folder that held an older one replaces its evaluations and checkpoints (a resumed run rewrites
     /// evals.csv from its checkpoint instead, see `rewrite_evals`).
-    pub fn create(path: &Path, manifest: Manifest) -> std::io::Result<RunDir> {
+    pub fn create(path: &Path, manifest: Manifest) -> std::io::Result<RunFolder> {
         let checkpoints = path.join("checkpoints");
         fs::create_dir_all(&checkpoints)?;
         if manifest.resumed_from.is_none() {
@@ -194,7 +160,7 @@ impl RunDir {
                 _ => {}
             }
         }
-        let dir = RunDir { path: path.to_path_buf(), manifest, evals, curve: Vec::new(), episodes: 0 };
+        let dir = RunFolder { path: path.to_path_buf(), manifest, evals, curve: Vec::new(), episodes: 0 };
         dir.write_manifest()?;
         Ok(dir)
     }
@@ -276,7 +242,7 @@ impl RunDir {
     pub fn curve_chart(&self) -> spikerl_plot::Chart {
         let cfg = &self.manifest.config;
         let method = match cfg.algo {
-            crate::Algo::Ann => "ANN TD3".to_string(),
+            spikerl_algo::Algo::Ann => "ANN TD3".to_string(),
             algo => format!("{algo} {}", cfg.neuron),
         };
         let n = self.curve.len();
@@ -350,12 +316,12 @@ mod tests {
     use crate::{Algo, RunConfig};
     use spikerl_snn::NeuronKind;
 
-    fn run_dir(name: &str) -> (PathBuf, RunDir) {
+    fn run_folder(name: &str) -> (PathBuf, RunFolder) {
         let path = std::env::temp_dir().join(format!("spikerl-rundir-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&path);
         let config = RunConfig::paper("Pendulum-v1", Algo::Proxy, NeuronKind::Lif, 3);
         let manifest = Manifest::starting(&config, "plot-test", "sync", 1, "test").unwrap();
-        let dir = RunDir::create(&path, manifest).unwrap();
+        let dir = RunFolder::create(&path, manifest).unwrap();
         (path, dir)
     }
 
@@ -378,7 +344,7 @@ mod tests {
 
     #[test]
     fn every_evaluation_redraws_the_curve() {
-        let (path, mut dir) = run_dir("redraw");
+        let (path, mut dir) = run_folder("redraw");
         assert!(!path.join("evals.png").exists(), "no curve before the first evaluation");
         let mut previous = Vec::new();
         for i in 1..=3u64 {
@@ -401,7 +367,7 @@ mod tests {
 
     #[test]
     fn a_resumed_history_is_drawn_and_a_new_run_removes_an_old_curve() {
-        let (path, mut dir) = run_dir("resume");
+        let (path, mut dir) = run_folder("resume");
         let history: Vec<EvalRecord> = (0..4).map(|i| record(i * 500, vec![-100.0 * i as f64])).collect();
         dir.rewrite_evals(&history).unwrap();
         assert!(svg(&path).contains("4 evaluations"));
@@ -409,14 +375,14 @@ mod tests {
         // A new run in the same folder starts without the old run's curve.
         let manifest = dir.manifest.clone();
         drop(dir);
-        let _dir = RunDir::create(&path, manifest).unwrap();
+        let _dir = RunFolder::create(&path, manifest).unwrap();
         assert!(!path.join("evals.png").exists() && !path.join("evals.svg").exists());
         fs::remove_dir_all(&path).unwrap();
     }
 
     #[test]
     fn a_curve_that_cannot_be_written_does_not_fail_the_evaluation() {
-        let (path, mut dir) = run_dir("blocked");
+        let (path, mut dir) = run_folder("blocked");
         // A folder where the PNG should go: the rename fails, the evaluation is still recorded.
         fs::create_dir(path.join("evals.png")).unwrap();
         dir.append_eval(&record(0, vec![-1.0])).unwrap();

@@ -1,18 +1,15 @@
-//! Learner metrics that need more than a one-line macro call: the run's info series and the series
-//! initialised when a run starts, per-actor series created at registration, the spiking network's
-//! activity and energy at each evaluation, and a gRPC server wrapper that counts calls, codes and
+//! The gRPC service's metrics: series initialised when the service starts, per-actor series created at
+//! registration, the connected actors' policy lag, and a server wrapper that counts calls, codes and
 //! durations per method. Every name is defined in docs/metrics.md; label values are bounded (method
-//! names from a fixed list, gRPC codes, actor ids, layer names).
+//! names from a fixed list, gRPC codes, actor ids).
 
-use crate::trainer::Trainer;
-use spikerl_snn::{InferenceStats, MAC_ENERGY_PJ, PolicyConfig, ann_equivalent_macs};
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 use tonic::codegen::http;
 
 /// Reasons `spikerl_learner_transitions_rejected_total` counts (server::reject / validate_batch).
@@ -30,75 +27,21 @@ pub const REJECT_REASONS: [&str; 8] = [
 /// gRPC methods the learner serves; any other path is counted as "other".
 pub const GRPC_METHODS: [&str; 3] = ["Register", "StreamTransitions", "SubscribePolicy"];
 
-fn unix_now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
-}
-
-/// Publishes what describes the run and initialises the series dashboards and alerts rely on, once the
-/// trainer exists (after a resume: with its restored counters and evaluation history). `mode` is
-/// "distributed" (gRPC learner) or "sync" (lockstep, no actors).
-pub fn run_started(
-    trainer: &Trainer,
-    run_id: &str,
-    mode: &'static str,
-    checkpoint_interval: Option<Duration>,
-) {
-    let cfg = &trainer.cfg;
-    let neuron = match cfg.algo {
-        crate::Algo::Ann => "none".to_string(),
-        _ => cfg.neuron.to_string(),
-    };
-    metrics::gauge!(
-        "spikerl_run_info",
-        "run_id" => run_id.to_string(),
-        "env" => cfg.env_id.clone(),
-        "algo" => cfg.algo.to_string(),
-        "neuron" => neuron,
-        "mode" => mode
-    )
-    .set(1.0);
-    metrics::gauge!("spikerl_learner_train_iterations_target").set(cfg.steps as f64);
-    metrics::gauge!("spikerl_learner_random_steps").set(cfg.random_steps as f64);
-    metrics::gauge!("spikerl_learner_target_samples_per_insert").set(cfg.update_ratio);
-    metrics::gauge!("spikerl_learner_checkpoint_interval_seconds")
-        .set(checkpoint_interval.map_or(0.0, |d| d.as_secs_f64()));
-    // The age of the newest durable state: at start, nothing has been trained yet that could be lost.
-    metrics::gauge!("spikerl_learner_checkpoint_last_success_timestamp_seconds").set(unix_now());
-    let c = trainer.replay.counters();
-    metrics::counter!("spikerl_learner_train_iterations_total").absolute(trainer.td3.iterations);
-    metrics::counter!("spikerl_learner_transitions_inserted_total").absolute(c.inserted);
-    metrics::gauge!("spikerl_learner_replay_size").set(c.replay_size as f64);
-    metrics::gauge!("spikerl_learner_policy_version").set(trainer.td3.actor_updates as f64);
-    if let (Some(first), Some(last)) = (trainer.evals.first(), trainer.evals.last()) {
-        metrics::gauge!("spikerl_eval_return_initial").set(first.mean());
-        metrics::gauge!("spikerl_eval_return_last").set(last.mean());
-        metrics::gauge!("spikerl_eval_return_best").set(trainer.best_return().unwrap_or(last.mean()));
+/// Initialises the series of the gRPC service that dashboards and alerts read, before any actor connects.
+pub fn service_started() {
+    metrics::gauge!("spikerl_learner_connected_actors").set(0.0);
+    // No actor connected yet: no lag to report (NaN, not a misleading 0).
+    metrics::gauge!("spikerl_learner_policy_lag").set(f64::NAN);
+    metrics::counter!("spikerl_learner_duplicate_batches_total").increment(0);
+    metrics::counter!("spikerl_learner_unauthenticated_requests_total").increment(0);
+    for reason in REJECT_REASONS {
+        metrics::counter!("spikerl_learner_transitions_rejected_total", "reason" => reason).increment(0);
     }
-    let ann_nj = ann_equivalent_macs(&trainer.td3.policy_config) as f64 * MAC_ENERGY_PJ / 1000.0;
-    metrics::gauge!("spikerl_snn_ann_energy_nanojoules_per_inference").set(ann_nj);
-    if mode == "sync" {
-        // The lockstep learner steps the environment itself and exports the actor's step and episode
-        // series (docs/metrics.md, Actors): present from the start like an actor's.
-        metrics::counter!("spikerl_actor_env_steps_total").increment(0);
-        metrics::counter!("spikerl_actor_episodes_total").increment(0);
-        metrics::gauge!("spikerl_actor_episode_return_last").set(f64::NAN);
-        metrics::gauge!("spikerl_actor_episode_length_last").set(f64::NAN);
-    }
-    if mode == "distributed" {
-        metrics::gauge!("spikerl_learner_connected_actors").set(0.0);
-        // No actor connected yet: no lag to report (NaN, not a misleading 0).
-        metrics::gauge!("spikerl_learner_policy_lag").set(f64::NAN);
-        metrics::counter!("spikerl_learner_duplicate_batches_total").increment(0);
-        metrics::counter!("spikerl_learner_unauthenticated_requests_total").increment(0);
-        for reason in REJECT_REASONS {
-            metrics::counter!("spikerl_learner_transitions_rejected_total", "reason" => reason).increment(0);
-        }
-        for method in GRPC_METHODS {
-            metrics::counter!("spikerl_grpc_server_started_total", "method" => method).increment(0);
-            metrics::counter!("spikerl_grpc_server_handled_total", "method" => method, "code" => "Ok")
-                .increment(0);
-            metrics::gauge!("spikerl_grpc_server_in_flight", "method" => method).set(0.0);
-        }
+    for method in GRPC_METHODS {
+        metrics::counter!("spikerl_grpc_server_started_total", "method" => method).increment(0);
+        metrics::counter!("spikerl_grpc_server_handled_total", "method" => method, "code" => "Ok")
+            .increment(0);
+        metrics::gauge!("spikerl_grpc_server_in_flight", "method" => method).set(0.0);
     }
 }
 
@@ -171,29 +114,6 @@ impl Drop for LagStream {
             s.remove(&self.id);
         });
     }
-}
-
-/// Records an evaluation's return and the spiking network's activity during it: firing rate per
-/// population, operations per inference and the paper's energy model next to the ANN equivalent.
-pub fn record_evaluation(initial: f64, cfg: &PolicyConfig, s: &InferenceStats) {
-    metrics::gauge!("spikerl_eval_return_initial").set(initial);
-    let slots = |neurons: usize| neurons as f64 * s.timesteps as f64 * s.inferences as f64;
-    let rate =
-        |spikes: u64, neurons: usize| if slots(neurons) > 0.0 { spikes as f64 / slots(neurons) } else { 0.0 };
-    if s.encoder_neurons > 0 {
-        metrics::gauge!("spikerl_snn_layer_firing_rate", "layer" => "encoder")
-            .set(rate(s.encoder_spikes, s.encoder_neurons));
-    }
-    for (i, (&spikes, &neurons)) in s.spikes_per_layer.iter().zip(&s.neurons_per_layer).enumerate() {
-        metrics::gauge!("spikerl_snn_layer_firing_rate", "layer" => format!("layers.{i}"))
-            .set(rate(spikes, neurons));
-    }
-    metrics::gauge!("spikerl_snn_timesteps").set(s.timesteps as f64);
-    metrics::gauge!("spikerl_snn_macs_per_inference").set(s.macs_per_inference());
-    let ann_nj = ann_equivalent_macs(cfg) as f64 * MAC_ENERGY_PJ / 1000.0;
-    metrics::gauge!("spikerl_snn_ann_energy_nanojoules_per_inference").set(ann_nj);
-    let ratio = if ann_nj > 0.0 { s.energy_nj_per_inference() / ann_nj } else { f64::NAN };
-    metrics::gauge!("spikerl_snn_energy_ratio_to_ann").set(ratio);
 }
 
 /// Wraps the learner's gRPC service: `spikerl_grpc_server_started_total{method}`,

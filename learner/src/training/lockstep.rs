@@ -2,19 +2,21 @@
 //! training iteration per env step after `random_steps` uniform-random steps, evaluation every
 //! `eval_every` steps. Deterministic on CPU for a given seed (every stream derives from it).
 
-use crate::checkpoint;
-use crate::config::RunConfig;
-use crate::rate_limiter::RateLimiter;
-use crate::replay::{ReplayBuffer, Transitions};
-use crate::replay_service::ReplayService;
-use crate::run_dir::{EvalRecord, RunDir, Seeds, derive_seed};
-use crate::seed_group::{SeedBatching, SeedGroup};
-use crate::td3::Td3;
-use crate::trainer::Trainer;
+use crate::storage::checkpoint;
+use crate::storage::run_folder::{EvalRecord, RunFolder};
+use crate::training::replay_service::ReplayService;
+use crate::training::seed_group::SeedGroup;
+use crate::training::trainer::Trainer;
 use anyhow::{Context, bail};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
+use spikerl_algo::SeedBatching;
+use spikerl_algo::config::RunConfig;
+use spikerl_algo::rate_limiter::RateLimiter;
+use spikerl_algo::replay::{ReplayBuffer, Transitions};
+use spikerl_algo::seeds::{Seeds, derive_seed};
+use spikerl_algo::td3::Td3;
 use spikerl_snn::Policy;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,45 +30,6 @@ pub struct Progress {
     pub episodes: u64,
     pub last_eval: Option<f64>,
     pub best_eval: Option<f64>,
-}
-
-/// Symmetric action bound per dimension (tanh * max_action policies need low = -high).
-pub fn max_action(spec: &spikerl_envs::EnvSpec) -> anyhow::Result<Vec<f32>> {
-    spec.act_low
-        .iter()
-        .zip(&spec.act_high)
-        .map(|(&lo, &hi)| {
-            if (lo + hi).abs() > 1e-9 * hi.abs().max(1.0) || hi <= 0.0 {
-                bail!(
-                    "{}: action bounds [{lo}, {hi}] are not symmetric; tanh*max_action policies need them so",
-                    spec.id
-                )
-            }
-            Ok(hi as f32)
-        })
-        .collect()
-}
-
-/// libtorch's generator is process-global: seeding it and drawing the initial weights happen under this
-/// lock, so trainers built on parallel threads (tests, several seeds in one process) stay reproducible.
-pub(crate) static TORCH_INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// Builds the trainer for a run: seeds libtorch, networks, replay and limiter.
-pub fn build_trainer(cfg: &RunConfig, device: tch::Device) -> anyhow::Result<Trainer> {
-    cfg.validate().map_err(anyhow::Error::msg)?;
-    let spec = spikerl_envs::spec(&cfg.env_id)?;
-    let seeds = Seeds::from_run(cfg.seed);
-    let policy_config = cfg.policy_config(spec.obs_dim, spec.act_dim, max_action(&spec)?);
-    policy_config.validate()?;
-    let td3 = {
-        let _init = TORCH_INIT.lock().unwrap_or_else(|p| p.into_inner());
-        tch::manual_seed(seeds.torch as i64);
-        Td3::new(cfg, policy_config, device, seeds.target_noise)
-    };
-    let buffer = ReplayBuffer::new(cfg.replay_capacity, spec.obs_dim, spec.act_dim, seeds.replay);
-    let limiter = RateLimiter::new(cfg.update_ratio, cfg.random_steps, cfg.ratio_tolerance);
-    let replay = Arc::new(ReplayService::new(buffer, limiter));
-    Ok(Trainer::new(cfg.clone(), spec, td3, replay))
 }
 
 /// One seed's acting side of the lockstep protocol: its environment, exploration noise and the policy
@@ -183,7 +146,7 @@ impl Lane {
 pub fn run(
     cfg: &RunConfig,
     device: tch::Device,
-    run_dir: &mut RunDir,
+    run_folder: &mut RunFolder,
     stop: &AtomicBool,
     progress: impl FnMut(&Progress),
 ) -> anyhow::Result<Trainer> {
@@ -192,7 +155,7 @@ pub fn run(
         &[cfg.seed],
         SeedBatching::Separate,
         device,
-        std::slice::from_mut(run_dir),
+        std::slice::from_mut(run_folder),
         stop,
         progress,
     )?;
@@ -201,7 +164,7 @@ pub fn run(
 
 /// Runs the lockstep protocol for several seeds of `cfg` at once (`spikerl train --sync --seeds`): seed
 /// s acts in its own environment, exactly as a single run with that seed would, and writes its own run
-/// folder `run_dirs[s]`; after each env step of every seed, every seed trains one iteration (as one
+/// folder `run_folders[s]`; after each env step of every seed, every seed trains one iteration (as one
 /// stacked ensemble or seed by seed, `batching`). Progress reports the mean over seeds of the latest
 /// evaluations, and the best of them.
 pub fn run_seeds(
@@ -209,22 +172,22 @@ pub fn run_seeds(
     seeds: &[u64],
     batching: SeedBatching,
     device: tch::Device,
-    run_dirs: &mut [RunDir],
+    run_folders: &mut [RunFolder],
     stop: &AtomicBool,
     mut progress: impl FnMut(&Progress),
 ) -> anyhow::Result<Vec<Trainer>> {
     anyhow::ensure!(
-        run_dirs.len() == seeds.len(),
+        run_folders.len() == seeds.len(),
         "{} run folders for {} seeds",
-        run_dirs.len(),
+        run_folders.len(),
         seeds.len()
     );
     let mut group = SeedGroup::new(cfg, seeds, batching, device)?;
     let mut lanes = Vec::with_capacity(seeds.len());
-    for (s, (&seed, dir)) in seeds.iter().zip(run_dirs.iter()).enumerate() {
+    for (s, (&seed, dir)) in seeds.iter().zip(run_folders.iter()).enumerate() {
         let run_name = dir.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let trainer = &group.trainers()?[s];
-        crate::telemetry::run_started(trainer, &run_name, "sync", None);
+        trainer.announce(&run_name, "sync", None);
         let seed_cfg = RunConfig { seed, ..cfg.clone() };
         lanes.push(Lane::new(
             &seed_cfg,
@@ -237,7 +200,7 @@ pub fn run_seeds(
     let mut evaluate =
         |group: &mut SeedGroup, p: &mut Progress, step: u64, due_only: bool| -> anyhow::Result<()> {
             let mut latest = Vec::new();
-            for (trainer, dir) in group.trainers()?.iter_mut().zip(run_dirs.iter_mut()) {
+            for (trainer, dir) in group.trainers()?.iter_mut().zip(run_folders.iter_mut()) {
                 if due_only {
                     trainer.evaluate_if_due(step, Some(dir))?;
                 } else {
@@ -281,8 +244,8 @@ pub fn run_seeds(
         progress(&p);
     }
     let trainers = group.into_trainers()?;
-    for (trainer, dir) in trainers.iter().zip(run_dirs.iter()) {
-        checkpoint::save(trainer, "lockstep", Vec::new(), &dir.checkpoints())?;
+    for (trainer, dir) in trainers.iter().zip(run_folders.iter()) {
+        trainer.save_checkpoint("lockstep", Vec::new(), &dir.checkpoints())?;
     }
     Ok(trainers)
 }

@@ -10,6 +10,7 @@ use crate::dense::DenseTd3;
 use crate::nets::{TwinCritic, hard_update, soft_update};
 use crate::optim::Adam;
 use crate::replay::Transitions;
+use crate::seeds::{Seeds, torch_init_lock};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -237,6 +238,16 @@ pub struct Td3 {
 }
 
 impl Td3 {
+    /// The learner a run with master seed `seed` starts from: libtorch seeded with
+    /// `Seeds::from_run(seed).torch` under the process-wide init lock, target noise from
+    /// `Seeds::from_run(seed).target_noise`. Every run, single or in a seed group, is built this way.
+    pub fn seeded(run: &RunConfig, policy_config: PolicyConfig, seed: u64, device: Device) -> Td3 {
+        let seeds = Seeds::from_run(seed);
+        let _init = torch_init_lock();
+        tch::manual_seed(seeds.torch as i64);
+        Td3::new(run, policy_config, device, seeds.target_noise)
+    }
+
     /// Builds every network. Initialisation draws from libtorch's global generator: call
     /// `tch::manual_seed` first for a reproducible run. `noise_seed` seeds the target smoothing noise.
     pub fn new(run: &RunConfig, policy_config: PolicyConfig, device: Device, noise_seed: u64) -> Td3 {
@@ -581,7 +592,7 @@ mod tests {
     /// seeds it holds the process-wide init lock (the one trainers and ensembles take to build their
     /// learners), or another test's `manual_seed` would interleave with its draws.
     fn torch_rng() -> std::sync::MutexGuard<'static, ()> {
-        crate::lockstep::TORCH_INIT.lock().unwrap_or_else(|p| p.into_inner())
+        crate::seeds::torch_init_lock()
     }
 
     fn t(v: &[f32]) -> Tensor {

@@ -14,12 +14,7 @@
 //! A checkpoint is assembled in a temporary folder and renamed into place, so a crash or a full disk
 //! mid-write leaves the previous checkpoint valid.
 
-use crate::config::RunConfig;
-use crate::rate_limiter::RateLimiter;
-use crate::replay::{ReplayBuffer, Transitions};
-use crate::run_dir::{EvalRecord, write_atomic};
-use crate::server::ActorRecord;
-use crate::trainer::Trainer;
+use crate::storage::run_folder::{EvalRecord, now_rfc3339, write_atomic};
 use anyhow::{Context, bail};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -27,6 +22,10 @@ use safetensors::SafeTensors;
 use safetensors::tensor::{Dtype, TensorView};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use spikerl_algo::config::RunConfig;
+use spikerl_algo::rate_limiter::RateLimiter;
+use spikerl_algo::replay::{ReplayBuffer, Transitions};
+use spikerl_algo::td3::Td3;
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -40,6 +39,14 @@ const STATE_FILE: &str = "state.json";
 const SUMS_FILE: &str = "SHA256SUMS";
 const KEEP: usize = 2;
 const STATE_FORMAT: u32 = 1;
+
+/// An actor as checkpoints remember it: a resumed learner keeps ids and deduplicates resent batches.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ActorRecord {
+    pub name: String,
+    pub id: u32,
+    pub last_sequence: u64,
+}
 
 /// A ChaCha generator's position: its seed and word position.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -84,23 +91,65 @@ pub struct LearnerState {
     pub saved_at: String,
 }
 
-/// Writes a complete checkpoint of `trainer` (plus the actors' sequence numbers) into `dir`.
+/// What a checkpoint holds, borrowed from whoever trains (`Trainer::save_checkpoint` assembles it).
+pub struct Snapshot<'a> {
+    pub cfg: &'a RunConfig,
+    pub obs_dim: usize,
+    pub act_dim: usize,
+    pub td3: &'a Td3,
+    /// The replay buffer and limiter as they were at one moment (copied under the replay lock, so
+    /// that actors' inserts are held only for the copy, not for the write).
+    pub replay: ReplaySnapshot,
+    pub limiter: RateLimiter,
+    pub next_eval: u64,
+    pub evals: &'a [EvalRecord],
+    pub wall_seconds: f64,
+}
+
+/// The filled rows of a replay buffer, its write position and its sampling generator.
+pub struct ReplaySnapshot {
+    len: usize,
+    cursor: usize,
+    rows: Transitions,
+    rng: ChaCha8Rng,
+}
+
+impl ReplaySnapshot {
+    /// Copies the buffer's filled rows (all of them once the ring is full).
+    pub fn of(buffer: &ReplayBuffer) -> ReplaySnapshot {
+        let (od, ad) = (buffer.obs_dim(), buffer.act_dim());
+        let (len, cursor, data, rng) = buffer.parts();
+        ReplaySnapshot { len, cursor, rows: replay_rows(data, len, od, ad), rng: rng.clone() }
+    }
+}
+
+/// What [`Loaded::restore_into`] gives back besides the networks it loads in place.
+pub struct Restored {
+    pub buffer: ReplayBuffer,
+    pub limiter: RateLimiter,
+    pub next_eval: u64,
+    pub evals: Vec<EvalRecord>,
+    pub wall_seconds: f64,
+    pub actors: Vec<ActorRecord>,
+}
+
+/// Writes a complete checkpoint of `snapshot` (plus the actors' sequence numbers) into `dir`.
 /// Returns the new checkpoint's folder.
 pub fn save(
-    trainer: &Trainer,
+    snapshot: &Snapshot<'_>,
     run_id: &str,
     actors: Vec<ActorRecord>,
     dir: &Path,
 ) -> anyhow::Result<PathBuf> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let td3 = &trainer.td3;
+    let td3 = snapshot.td3;
     let policy = spikerl_snn::encode_policy(&td3.policy_config, &td3.export_policy(), td3.actor_updates)?;
     write_atomic(&dir.join(POLICY_FILE), &policy).context("writing policy.safetensors")?;
 
     let name = format!("ckpt-{:012}", td3.iterations);
     let tmp = dir.join(format!(".tmp-{name}-{}", std::process::id()));
     let _ = fs::remove_dir_all(&tmp);
-    let result = write_checkpoint(trainer, run_id, actors, &tmp);
+    let result = write_checkpoint(snapshot, run_id, actors, &tmp);
     if let Err(e) = result {
         let _ = fs::remove_dir_all(&tmp);
         return Err(e);
@@ -127,13 +176,13 @@ pub fn save(
 }
 
 fn write_checkpoint(
-    trainer: &Trainer,
+    snapshot: &Snapshot<'_>,
     run_id: &str,
     actors: Vec<ActorRecord>,
     tmp: &Path,
 ) -> anyhow::Result<()> {
     fs::create_dir_all(tmp)?;
-    let td3 = &trainer.td3;
+    let td3 = snapshot.td3;
     let mut nets: Vec<(String, Tensor)> = Vec::new();
     for (prefix, vs) in [
         ("actor", &td3.actor_vs),
@@ -153,34 +202,31 @@ fn write_checkpoint(
     write_file(tmp, NETS_FILE, &bytes, &mut sums)?;
     drop(bytes);
 
-    let (len, cursor, data, rng) = {
-        let guard = trainer.replay.lock();
-        let (len, cursor, data, rng) = guard.buffer.parts();
-        (len, cursor, replay_rows(data, len, trainer.spec.obs_dim, trainer.spec.act_dim), rng.clone())
-    };
-    let replay = serialize_replay(&data, len, trainer.spec.obs_dim, trainer.spec.act_dim)?;
+    let ReplaySnapshot { len, cursor, rows, rng } = &snapshot.replay;
+    let (len, cursor) = (*len, *cursor);
+    let replay = serialize_replay(rows, len, snapshot.obs_dim, snapshot.act_dim)?;
     write_file(tmp, REPLAY_FILE, &replay, &mut sums)?;
     drop(replay);
 
     let state = LearnerState {
         format_version: STATE_FORMAT,
         run_id: run_id.to_string(),
-        config: trainer.cfg.clone(),
+        config: snapshot.cfg.clone(),
         iterations: td3.iterations,
         actor_updates: td3.actor_updates,
         adam_steps_actor: td3.actor_opt.steps,
         adam_steps_critic: td3.critic_opt.steps,
         adam_steps_proxy: td3.proxy_opt().map(|o| o.steps),
-        limiter: trainer.replay.lock().limiter.clone(),
+        limiter: snapshot.limiter.clone(),
         replay_len: len,
         replay_cursor: cursor,
-        replay_rng: RngState::of(&rng),
+        replay_rng: RngState::of(rng),
         noise_rng: RngState::of(&td3.noise_rng),
-        next_eval: trainer.next_eval(),
-        evals: trainer.evals.clone(),
+        next_eval: snapshot.next_eval,
+        evals: snapshot.evals.to_vec(),
         actors,
-        wall_seconds: trainer.wall_seconds(),
-        saved_at: crate::run_dir::now_rfc3339(),
+        wall_seconds: snapshot.wall_seconds,
+        saved_at: now_rfc3339(),
     };
     write_file(tmp, STATE_FILE, &serde_json::to_vec_pretty(&state)?, &mut sums)?;
     write_file(tmp, SUMS_FILE, sums.as_bytes(), &mut String::new())?;
@@ -373,14 +419,20 @@ fn copy_into(vs: &VarStore, prefix: &str, st: &SafeTensors<'_>) -> anyhow::Resul
 }
 
 impl Loaded {
-    /// Restores networks, optimisers, replay, limiter, RNGs and schedule into a freshly built trainer
-    /// of the same configuration. Returns the actors' sequence records.
-    pub fn restore_into(&self, trainer: &mut Trainer) -> anyhow::Result<Vec<ActorRecord>> {
+    /// Restores networks, optimisers, counters and the noise stream into `td3`, a freshly built learner
+    /// of the same configuration, and returns the replay buffer (of `capacity` rows), limiter, schedule
+    /// and actors' sequence records for the trainer to take.
+    pub fn restore_into(
+        &self,
+        td3: &mut Td3,
+        obs_dim: usize,
+        act_dim: usize,
+        capacity: usize,
+    ) -> anyhow::Result<Restored> {
         let s = &self.state;
         let nets = SafeTensors::deserialize(&self.nets)?;
-        let device = trainer.td3.device();
+        let device = td3.device();
         {
-            let td3 = &mut trainer.td3;
             copy_into(&td3.actor_vs, "actor", &nets)?;
             copy_into(td3.target_vs(), "target", &nets)?;
             copy_into(&td3.critic_vs, "critic", &nets)?;
@@ -406,7 +458,7 @@ impl Loaded {
         }
 
         let replay = SafeTensors::deserialize(&self.replay)?;
-        let (od, ad, cap) = (trainer.spec.obs_dim, trainer.spec.act_dim, trainer.cfg.replay_capacity);
+        let (od, ad, cap) = (obs_dim, act_dim, capacity);
         let rows = |name: &str, width: usize| -> anyhow::Result<Vec<f32>> {
             let v = replay.tensor(name).with_context(|| format!("replay lacks {name}"))?;
             if v.dtype() != Dtype::F32 || v.data().len() != s.replay_len * width * 4 {
@@ -434,12 +486,13 @@ impl Loaded {
             s.replay_rng.restore()?,
         )
         .map_err(anyhow::Error::msg)?;
-        {
-            let mut guard = trainer.replay.lock();
-            guard.buffer = buffer;
-            guard.limiter = s.limiter.clone();
-        }
-        trainer.restore_schedule(s.next_eval, s.evals.clone(), s.wall_seconds);
-        Ok(s.actors.clone())
+        Ok(Restored {
+            buffer,
+            limiter: s.limiter.clone(),
+            next_eval: s.next_eval,
+            evals: s.evals.clone(),
+            wall_seconds: s.wall_seconds,
+            actors: s.actors.clone(),
+        })
     }
 }

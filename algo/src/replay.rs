@@ -129,6 +129,14 @@ impl ReplayBuffer {
     }
 
     /// The stored state, for checkpoints: (len, cursor, arrays, rng).
+    pub fn obs_dim(&self) -> usize {
+        self.obs_dim
+    }
+
+    pub fn act_dim(&self) -> usize {
+        self.act_dim
+    }
+
     pub fn parts(&self) -> (usize, usize, &Transitions, &ChaCha8Rng) {
         (self.len, self.cursor, &self.data, &self.rng)
     }

@@ -198,3 +198,22 @@ impl RunConfig {
         PolicyConfig { obs_dim, act_dim, max_action, network }
     }
 }
+
+/// How the seeds' iterations are computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SeedBatching {
+    /// One stacked ensemble: every network's parameters carry a seed dimension.
+    Stacked,
+    /// Each seed's own learner, one after the other (bit for bit a single run's updates).
+    Separate,
+}
+
+impl std::fmt::Display for SeedBatching {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SeedBatching::Stacked => "stacked",
+            SeedBatching::Separate => "separate",
+        })
+    }
+}

@@ -3,8 +3,8 @@
 //! `Condvar` when the limiter holds updates). Sampling and inserting are short memcpys, so one mutex is
 //! cheaper than anything cleverer.
 
-use crate::rate_limiter::RateLimiter;
-use crate::replay::{ReplayBuffer, Transitions};
+use spikerl_algo::rate_limiter::RateLimiter;
+use spikerl_algo::replay::{ReplayBuffer, Transitions};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 

@@ -2,15 +2,38 @@
 //! iterations, evaluates on schedule and records results. Used by both the lockstep mode (one process,
 //! `--sync`) and the distributed learner (a dedicated OS thread, never on the async runtime).
 
-use crate::config::RunConfig;
-use crate::replay::Transitions;
-use crate::replay_service::ReplayService;
-use crate::run_dir::{EvalRecord, RunDir};
-use crate::td3::{Batch, Td3, UpdateStats};
+use crate::storage::checkpoint::{self, ActorRecord, Loaded, ReplaySnapshot, Snapshot};
+use crate::storage::run_folder::{EvalRecord, RunFolder};
+use crate::training::replay_service::ReplayService;
+use crate::training::telemetry;
+use spikerl_algo::config::RunConfig;
+use spikerl_algo::rate_limiter::RateLimiter;
+use spikerl_algo::replay::ReplayBuffer;
+use spikerl_algo::replay::Transitions;
+use spikerl_algo::seeds::Seeds;
+use spikerl_algo::td3::{Batch, Td3, UpdateStats};
 use spikerl_envs::EnvSpec;
 use spikerl_snn::{NamedTensors, Policy};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// Symmetric action bound per dimension (tanh * max_action policies need low = -high).
+pub fn max_action(spec: &spikerl_envs::EnvSpec) -> anyhow::Result<Vec<f32>> {
+    spec.act_low
+        .iter()
+        .zip(&spec.act_high)
+        .map(|(&lo, &hi)| {
+            if (lo + hi).abs() > 1e-9 * hi.abs().max(1.0) || hi <= 0.0 {
+                bail!(
+                    "{}: action bounds [{lo}, {hi}] are not symmetric; tanh*max_action policies need them so",
+                    spec.id
+                )
+            }
+            Ok(hi as f32)
+        })
+        .collect()
+}
 
 /// Training state that outlives single iterations.
 pub struct Trainer {
@@ -29,6 +52,20 @@ pub struct Trainer {
 }
 
 impl Trainer {
+    /// Builds the trainer of a run: libtorch seeded, networks, replay buffer and rate limiter.
+    pub fn build(cfg: &RunConfig, device: tch::Device) -> anyhow::Result<Trainer> {
+        cfg.validate().map_err(anyhow::Error::msg)?;
+        let spec = spikerl_envs::spec(&cfg.env_id)?;
+        let seeds = Seeds::from_run(cfg.seed);
+        let policy_config = cfg.policy_config(spec.obs_dim, spec.act_dim, max_action(&spec)?);
+        policy_config.validate()?;
+        let td3 = Td3::seeded(cfg, policy_config, cfg.seed, device);
+        let buffer = ReplayBuffer::new(cfg.replay_capacity, spec.obs_dim, spec.act_dim, seeds.replay);
+        let limiter = RateLimiter::new(cfg.update_ratio, cfg.random_steps, cfg.ratio_tolerance);
+        let replay = Arc::new(ReplayService::new(buffer, limiter));
+        Ok(Trainer::new(cfg.clone(), spec, td3, replay))
+    }
+
     pub fn new(cfg: RunConfig, spec: EnvSpec, td3: Td3, replay: Arc<ReplayService>) -> Trainer {
         Trainer {
             cfg,
@@ -52,6 +89,62 @@ impl Trainer {
     /// Wall-clock seconds this run has trained, across resumes.
     pub fn wall_seconds(&self) -> f64 {
         self.wall_offset + self.started.elapsed().as_secs_f64()
+    }
+
+    /// Writes a complete checkpoint of this run into `dir` (see `storage::checkpoint`); `actors` are the
+    /// distributed learner's delivery records (none in lockstep). Returns the checkpoint's folder.
+    pub fn save_checkpoint(
+        &self,
+        run_id: &str,
+        actors: Vec<ActorRecord>,
+        dir: &Path,
+    ) -> anyhow::Result<PathBuf> {
+        let (replay, limiter) = {
+            let guard = self.replay.lock();
+            (ReplaySnapshot::of(&guard.buffer), guard.limiter.clone())
+        };
+        let snapshot = Snapshot {
+            cfg: &self.cfg,
+            obs_dim: self.spec.obs_dim,
+            act_dim: self.spec.act_dim,
+            td3: &self.td3,
+            replay,
+            limiter,
+            next_eval: self.next_eval,
+            evals: &self.evals,
+            wall_seconds: self.wall_seconds(),
+        };
+        checkpoint::save(&snapshot, run_id, actors, dir)
+    }
+
+    /// Continues a checkpointed run in this freshly built trainer of the same configuration: networks,
+    /// optimisers, replay, limiter, random streams and schedule. Returns the actors' delivery records.
+    pub fn restore(&mut self, loaded: &Loaded) -> anyhow::Result<Vec<ActorRecord>> {
+        let (od, ad, capacity) = (self.spec.obs_dim, self.spec.act_dim, self.cfg.replay_capacity);
+        let restored = loaded.restore_into(&mut self.td3, od, ad, capacity)?;
+        {
+            let mut guard = self.replay.lock();
+            guard.buffer = restored.buffer;
+            guard.limiter = restored.limiter;
+        }
+        self.restore_schedule(restored.next_eval, restored.evals, restored.wall_seconds);
+        Ok(restored.actors)
+    }
+
+    /// Publishes the run's info series and initialises the series dashboards read, with this trainer's
+    /// counters and evaluation history (restored ones after a resume). `mode`: "distributed" or "sync".
+    pub fn announce(&self, run_id: &str, mode: &'static str, checkpoint_interval: Option<Duration>) {
+        telemetry::run_started(&self.cfg, &self.td3.policy_config, run_id, mode, checkpoint_interval);
+        let c = self.replay.counters();
+        metrics::counter!("spikerl_learner_train_iterations_total").absolute(self.td3.iterations);
+        metrics::counter!("spikerl_learner_transitions_inserted_total").absolute(c.inserted);
+        metrics::gauge!("spikerl_learner_replay_size").set(c.replay_size as f64);
+        metrics::gauge!("spikerl_learner_policy_version").set(self.td3.actor_updates as f64);
+        if let (Some(first), Some(last)) = (self.evals.first(), self.evals.last()) {
+            metrics::gauge!("spikerl_eval_return_initial").set(first.mean());
+            metrics::gauge!("spikerl_eval_return_last").set(last.mean());
+            metrics::gauge!("spikerl_eval_return_best").set(self.best_return().unwrap_or(last.mean()));
+        }
     }
 
     /// Continues a checkpointed run's evaluation schedule and history.
@@ -102,18 +195,18 @@ impl Trainer {
     pub fn evaluate_if_due(
         &mut self,
         env_steps: u64,
-        run_dir: Option<&mut RunDir>,
+        run_folder: Option<&mut RunFolder>,
     ) -> anyhow::Result<Option<f64>> {
         if self.cfg.eval_every == 0 || env_steps < self.next_eval {
             return Ok(None);
         }
         self.next_eval = (env_steps / self.cfg.eval_every + 1) * self.cfg.eval_every;
-        self.evaluate(env_steps, run_dir).map(Some)
+        self.evaluate(env_steps, run_folder).map(Some)
     }
 
     /// Evaluates the current policy: `eval_episodes` deterministic episodes (no exploration noise) on an
     /// environment seeded with seed + 100, in plain-Rust inference as the actors act.
-    pub fn evaluate(&mut self, env_steps: u64, run_dir: Option<&mut RunDir>) -> anyhow::Result<f64> {
+    pub fn evaluate(&mut self, env_steps: u64, run_folder: Option<&mut RunFolder>) -> anyhow::Result<f64> {
         let mut policy = Policy::new(&self.td3.policy_config, &self.td3.export_policy())?;
         let returns =
             evaluate_policy(&mut policy, &self.spec.id, self.cfg.eval_episodes, self.cfg.seed + 100)?;
@@ -135,12 +228,12 @@ impl Trainer {
         metrics::gauge!("spikerl_snn_firing_rate").set(record.firing_rate);
         metrics::gauge!("spikerl_snn_sops_per_inference").set(record.sops_per_inference);
         metrics::gauge!("spikerl_snn_energy_nanojoules_per_inference").set(record.energy_nj_per_inference);
-        crate::telemetry::record_evaluation(
+        crate::training::telemetry::record_evaluation(
             self.evals.first().map_or(mean, EvalRecord::mean),
             &self.td3.policy_config,
             stats,
         );
-        if let Some(dir) = run_dir {
+        if let Some(dir) = run_folder {
             // A full disk must not end hours of training: the record stays in `self.evals` (and so in
             // checkpoints), and the buffered row is written at the next flush that succeeds.
             if let Err(e) = dir.append_eval(&record) {

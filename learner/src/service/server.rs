@@ -2,10 +2,11 @@
 //! rate-limited) and policy broadcast. Every field from the network is checked before it touches the
 //! replay buffer; bad input gets INVALID_ARGUMENT (or the right status) and a metric, never a panic.
 
-use crate::replay::Transitions;
-use crate::replay_service::ReplayService;
-use crate::run_dir::derive_seed;
-use crate::telemetry::{LagStream, PolicyLag};
+use crate::service::grpc_metrics::{LagStream, PolicyLag};
+use crate::storage::checkpoint::ActorRecord;
+use crate::training::replay_service::ReplayService;
+use spikerl_algo::replay::Transitions;
+use spikerl_algo::seeds::derive_seed;
 use spikerl_proto::learner_server::Learner;
 use spikerl_proto::{
     BatchAck, PROTOCOL_VERSION, PolicyUpdate, RegisterReply, RegisterRequest, SubscribeRequest,
@@ -38,14 +39,6 @@ pub struct RunInfo {
 struct ActorEntry {
     id: u32,
     last_sequence: u64,
-}
-
-/// An actor as checkpoints remember it: a resumed learner keeps ids and deduplicates resent batches.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ActorRecord {
-    pub name: String,
-    pub id: u32,
-    pub last_sequence: u64,
 }
 
 /// Registered actors and the last batch sequence stored from each.
@@ -279,7 +272,7 @@ impl Learner for LearnerService {
             entry
         };
         tracing::info!(actor = %req.actor_name, id = entry.id, envs = req.num_envs, "actor registered");
-        crate::telemetry::actor_registered(entry.id);
+        crate::service::grpc_metrics::actor_registered(entry.id);
         let i = &self.info;
         Ok(Response::new(RegisterReply {
             protocol_version: PROTOCOL_VERSION,

@@ -2,14 +2,15 @@
 //! thread, weights published through a `watch` channel (newest wins), run folder, periodic and final
 //! checkpoints, and resume.
 
-use crate::checkpoint;
-use crate::config::RunConfig;
-use crate::lockstep::{Progress, build_trainer};
-use crate::run_dir::{Manifest, RunDir};
-use crate::security::{TlsFiles, TokenCheck};
-use crate::server::{LearnerService, Registry, RunInfo, SharedRegistry};
-use crate::trainer::Trainer;
+use crate::service::grpc_metrics;
+use crate::service::security::{TlsFiles, TokenCheck};
+use crate::service::server::{LearnerService, Registry, RunInfo, SharedRegistry};
+use crate::storage::checkpoint;
+use crate::storage::run_folder::{Manifest, RunFolder};
+use crate::training::lockstep::Progress;
+use crate::training::trainer::Trainer;
 use anyhow::{Context, bail};
+use spikerl_algo::config::RunConfig;
 use spikerl_proto::PolicyUpdate;
 use spikerl_proto::learner_server::LearnerServer;
 use std::future::Future;
@@ -26,7 +27,7 @@ pub struct LearnerOptions {
     /// The run's configuration; on resume the checkpoint's configuration is used instead.
     pub cfg: RunConfig,
     pub run_id: String,
-    pub run_dir: PathBuf,
+    pub run_folder: PathBuf,
     /// Continue from the newest valid checkpoint in the run folder.
     pub resume: bool,
     pub device: tch::Device,
@@ -57,7 +58,7 @@ pub async fn run(
     progress: ProgressHandle,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Trainer> {
-    let ckpt_dir = opts.run_dir.join("checkpoints");
+    let ckpt_dir = opts.run_folder.join("checkpoints");
     let loaded = if opts.resume {
         let dir = ckpt_dir.clone();
         Some(tokio::task::spawn_blocking(move || checkpoint::load_latest(&dir)).await??)
@@ -71,12 +72,11 @@ pub async fn run(
     let device = opts.device;
     let (trainer, records, resumed_from) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         // Building the networks is libtorch work: keep it off the async workers.
-        let mut trainer = build_trainer(&cfg, device)?;
+        let mut trainer = Trainer::build(&cfg, device)?;
         let mut records = Vec::new();
         let mut from = None;
         if let Some(l) = loaded {
-            records =
-                l.restore_into(&mut trainer).with_context(|| format!("restoring {}", l.path.display()))?;
+            records = trainer.restore(&l).with_context(|| format!("restoring {}", l.path.display()))?;
             from = Some(l.path.display().to_string());
             tracing::info!(checkpoint = %l.path.display(), iterations = trainer.td3.iterations, "resumed");
         }
@@ -86,9 +86,9 @@ pub async fn run(
 
     let mut manifest = manifest(&trainer.cfg, &run_id)?;
     manifest.resumed_from = resumed_from.clone();
-    let mut run_dir = RunDir::create(&opts.run_dir, manifest)?;
+    let mut run_folder = RunFolder::create(&opts.run_folder, manifest)?;
     if resumed_from.is_some() {
-        run_dir.rewrite_evals(&trainer.evals)?;
+        run_folder.rewrite_evals(&trainer.evals)?;
     }
     let registry: SharedRegistry = Arc::new(Mutex::new(Registry::from_records(&records)));
     let info = RunInfo {
@@ -109,7 +109,8 @@ pub async fn run(
         metrics::gauge!("spikerl_learner_replay_size").set(c.replay_size as f64);
         metrics::counter!("spikerl_learner_train_iterations_total").absolute(trainer.td3.iterations);
     }
-    crate::telemetry::run_started(&trainer, &run_id, "distributed", opts.checkpoint_interval);
+    trainer.announce(&run_id, "distributed", opts.checkpoint_interval);
+    grpc_metrics::service_started();
     // Exported from the start at 0, so that `increase()` (the alert rule) sees the first failure too.
     metrics::counter!("spikerl_learner_checkpoint_failures_total").increment(0);
 
@@ -150,13 +151,13 @@ pub async fn run(
             checkpoint_interval: opts.checkpoint_interval,
         };
         std::thread::Builder::new().name("training".into()).spawn(move || {
-            let result = train(trainer, &mut run_dir, &policy_tx, &stop, &ctx, &progress);
+            let result = train(trainer, &mut run_folder, &policy_tx, &stop, &ctx, &progress);
             let status = match (&result, stop.load(Ordering::SeqCst)) {
                 (Err(_), _) => "failed",
                 (Ok(_), true) => "interrupted",
                 (Ok(_), false) => "completed",
             };
-            let _ = run_dir.finish(status, result.as_ref().err().map(|e| format!("{e:#}")));
+            let _ = run_folder.finish(status, result.as_ref().err().map(|e| format!("{e:#}")));
             result
         })?
     };
@@ -184,7 +185,7 @@ impl TrainContext {
     fn checkpoint(&self, trainer: &Trainer) -> anyhow::Result<()> {
         let started = Instant::now();
         let records = self.registry.lock().unwrap_or_else(|p| p.into_inner()).records();
-        match checkpoint::save(trainer, &self.run_id, records, &self.ckpt_dir) {
+        match trainer.save_checkpoint(&self.run_id, records, &self.ckpt_dir) {
             Ok(path) => {
                 metrics::histogram!("spikerl_learner_checkpoint_duration_seconds")
                     .record(started.elapsed().as_secs_f64());
@@ -228,7 +229,7 @@ pub(crate) fn serve(
         service,
         TokenCheck::new(how.auth_token.clone()),
     );
-    let service = crate::telemetry::GrpcMetrics::new(service);
+    let service = grpc_metrics::GrpcMetrics::new(service);
     // TCP_NODELAY: tonic's own setting does not reach sockets from a listener stream, and with Nagle's
     // algorithm small acks and the tail of each policy message wait for the peer's delayed ACK (~40 ms:
     // the p99 of ingest and broadcast, see docs/performance.md).
@@ -249,7 +250,7 @@ pub(crate) fn serve(
 
 fn train(
     mut trainer: Trainer,
-    run_dir: &mut RunDir,
+    run_folder: &mut RunFolder,
     policy_tx: &watch::Sender<Option<Arc<PolicyUpdate>>>,
     stop: &AtomicBool,
     ctx: &TrainContext,
@@ -260,7 +261,7 @@ fn train(
     let mut last_checkpoint = Instant::now();
     let total_steps = trainer.cfg.random_steps + trainer.cfg.steps;
     if trainer.evals.is_empty() {
-        trainer.evaluate_if_due(0, Some(run_dir))?;
+        trainer.evaluate_if_due(0, Some(run_folder))?;
     }
     while !trainer.done() && !stop.load(Ordering::SeqCst) {
         if trainer.iterate().is_none() {
@@ -272,7 +273,7 @@ fn train(
             published = trainer.td3.actor_updates;
             last_publish = Instant::now();
         }
-        let eval = trainer.evaluate_if_due(counters.inserted, Some(run_dir))?;
+        let eval = trainer.evaluate_if_due(counters.inserted, Some(run_folder))?;
         if ctx.checkpoint_interval.is_some_and(|every| last_checkpoint.elapsed() >= every) {
             let _ = ctx.checkpoint(&trainer);
             last_checkpoint = Instant::now();
@@ -290,7 +291,7 @@ fn train(
     let stopped = stop.load(Ordering::SeqCst);
     if !stopped {
         let steps = trainer.replay.counters().inserted;
-        let r = trainer.evaluate(steps, Some(run_dir))?;
+        let r = trainer.evaluate(steps, Some(run_folder))?;
         let mut p = progress.lock().unwrap_or_else(|p| p.into_inner());
         p.last_eval = Some(r);
         p.best_eval = trainer.best_return();

@@ -1,7 +1,7 @@
 //! The matrix products behind docs/performance.md's GFLOP/s figures, on one thread: libtorch's MKL
 //! (`sgemm_` called directly, and `Tensor::mm` with its dispatch) against the `gemm` crate's kernels that
-//! `spikerl_learner::dense` uses. `cargo run --release -p spikerl-learner --example gemm_probe`
-use spikerl_learner::dense::{View, matmul};
+//! `spikerl_algo::dense` uses. `cargo run --release -p spikerl-learner --example gemm_probe`
+use spikerl_algo::dense::{View, matmul};
 use std::ffi::{c_char, c_int, c_void};
 
 type Sgemm = unsafe extern "C" fn(

@@ -19,10 +19,8 @@
 //! into its seed's own learner ([`Ensemble::write_member`]) for evaluations and checkpoints.
 
 use crate::config::{Algo, RunConfig, Td3Config};
-use crate::lockstep::TORCH_INIT;
 use crate::nets::soft_update;
 use crate::optim::Adam;
-use crate::run_dir::Seeds;
 use crate::td3::{Batch, Td3, UpdateStats, smoothed_target_action, td_target};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -372,16 +370,6 @@ enum Target {
     Proxy { vs: nn::VarStore, net: StackedPolicy, opt: Adam, steps: usize },
 }
 
-/// The `Td3` a single run with master seed `seed` starts from (as `lockstep::build_trainer` builds it):
-/// libtorch seeded with `Seeds::from_run(seed).torch` under the process-wide init lock, target noise
-/// from `Seeds::from_run(seed).target_noise`.
-pub fn seeded_learner(run: &RunConfig, policy: PolicyConfig, seed: u64, device: Device) -> Td3 {
-    let s = Seeds::from_run(seed);
-    let _init = TORCH_INIT.lock().unwrap_or_else(|p| p.into_inner());
-    tch::manual_seed(s.torch as i64);
-    Td3::new(run, policy, device, s.target_noise)
-}
-
 /// S TD3 learners of one configuration with stacked parameters (see the module documentation).
 pub struct Ensemble {
     cfg: Td3Config,
@@ -420,7 +408,7 @@ impl Ensemble {
         device: Device,
     ) -> Result<Ensemble, String> {
         let members: Vec<Td3> =
-            seeds.iter().map(|&seed| seeded_learner(run, policy.clone(), seed, device)).collect();
+            seeds.iter().map(|&seed| Td3::seeded(run, policy.clone(), seed, device)).collect();
         Self::from_members(run, &members)
     }
 
@@ -720,7 +708,7 @@ mod tests {
 
     /// Members built as `Ensemble::new` builds them, under the process-wide init lock.
     fn members(cfg: &RunConfig, policy: &PolicyConfig, seeds: &[u64]) -> Vec<Td3> {
-        seeds.iter().map(|&seed| seeded_learner(cfg, policy.clone(), seed, Device::Cpu)).collect()
+        seeds.iter().map(|&seed| Td3::seeded(cfg, policy.clone(), seed, Device::Cpu)).collect()
     }
 
     /// A Pendulum-shaped minibatch of 64 from `rng` (not libtorch's global generator).
@@ -880,12 +868,10 @@ mod tests {
         tch::set_num_threads(1);
         let (cfg, policy) = small_run(Algo::Proxy, NeuronKind::Lif);
         let ens = Ensemble::new(&cfg, policy.clone(), &[11, 12], Device::Cpu).unwrap();
-        // Member s is exactly the learner a single run with seed s builds (the trainer's own construction).
+        // Member s is exactly the learner a single run with seed s starts from.
         for (s, seed) in [11, 12].into_iter().enumerate() {
             let run = RunConfig { seed, replay_capacity: 1000, ..cfg.clone() };
-            let trainer = crate::lockstep::build_trainer(&run, Device::Cpu).unwrap();
-            assert_eq!(trainer.td3.policy_config, policy);
-            let single = &trainer.td3;
+            let single = &Td3::seeded(&run, policy.clone(), seed, Device::Cpu);
             assert_eq!(ens.export_member(s), single.export_policy(), "member {s}");
             assert_eq!(member_tensors(ens.target_vs(), s), spikerl_snn::torch::export(single.target_vs()));
             assert_eq!(member_tensors(&ens.critic_vs, s), spikerl_snn::torch::export(&single.critic_vs));

@@ -1,0 +1,7 @@
+//! Layer 1: what a run leaves on disk. Imports only `spikerl_algo` (and the plot crate).
+//!
+//! - [`run_folder`]: the run folder: `manifest.json`, `evals.csv`, the evaluation curve.
+//! - [`checkpoint`]: verified, atomic, complete checkpoints and their loading.
+
+pub mod checkpoint;
+pub mod run_folder;

@@ -1,0 +1,76 @@
+//! Training metrics that need more than a one-line macro call: the run's info series and the series
+//! initialised when a run starts, and the spiking network's activity and energy at each evaluation.
+//! Every name is defined in docs/metrics.md.
+
+use spikerl_algo::config::RunConfig;
+use spikerl_snn::{InferenceStats, MAC_ENERGY_PJ, PolicyConfig, ann_equivalent_macs};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+fn unix_now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+/// Publishes what describes the run and initialises the run's series that dashboards and alerts rely
+/// on (the trainer adds its counters: `Trainer::announce`). `mode` is "distributed" (gRPC learner) or
+/// "sync" (lockstep, no actors).
+pub fn run_started(
+    cfg: &RunConfig,
+    policy: &PolicyConfig,
+    run_id: &str,
+    mode: &'static str,
+    checkpoint_interval: Option<Duration>,
+) {
+    let neuron = match cfg.algo {
+        spikerl_algo::Algo::Ann => "none".to_string(),
+        _ => cfg.neuron.to_string(),
+    };
+    metrics::gauge!(
+        "spikerl_run_info",
+        "run_id" => run_id.to_string(),
+        "env" => cfg.env_id.clone(),
+        "algo" => cfg.algo.to_string(),
+        "neuron" => neuron,
+        "mode" => mode
+    )
+    .set(1.0);
+    metrics::gauge!("spikerl_learner_train_iterations_target").set(cfg.steps as f64);
+    metrics::gauge!("spikerl_learner_random_steps").set(cfg.random_steps as f64);
+    metrics::gauge!("spikerl_learner_target_samples_per_insert").set(cfg.update_ratio);
+    metrics::gauge!("spikerl_learner_checkpoint_interval_seconds")
+        .set(checkpoint_interval.map_or(0.0, |d| d.as_secs_f64()));
+    // The age of the newest durable state: at start, nothing has been trained yet that could be lost.
+    metrics::gauge!("spikerl_learner_checkpoint_last_success_timestamp_seconds").set(unix_now());
+    let ann_nj = ann_equivalent_macs(policy) as f64 * MAC_ENERGY_PJ / 1000.0;
+    metrics::gauge!("spikerl_snn_ann_energy_nanojoules_per_inference").set(ann_nj);
+    if mode == "sync" {
+        // The lockstep learner steps the environment itself and exports the actor's step and episode
+        // series (docs/metrics.md, Actors): present from the start like an actor's.
+        metrics::counter!("spikerl_actor_env_steps_total").increment(0);
+        metrics::counter!("spikerl_actor_episodes_total").increment(0);
+        metrics::gauge!("spikerl_actor_episode_return_last").set(f64::NAN);
+        metrics::gauge!("spikerl_actor_episode_length_last").set(f64::NAN);
+    }
+}
+
+/// Records an evaluation's return and the spiking network's activity during it: firing rate per
+/// population, operations per inference and the paper's energy model next to the ANN equivalent.
+pub fn record_evaluation(initial: f64, cfg: &PolicyConfig, s: &InferenceStats) {
+    metrics::gauge!("spikerl_eval_return_initial").set(initial);
+    let slots = |neurons: usize| neurons as f64 * s.timesteps as f64 * s.inferences as f64;
+    let rate =
+        |spikes: u64, neurons: usize| if slots(neurons) > 0.0 { spikes as f64 / slots(neurons) } else { 0.0 };
+    if s.encoder_neurons > 0 {
+        metrics::gauge!("spikerl_snn_layer_firing_rate", "layer" => "encoder")
+            .set(rate(s.encoder_spikes, s.encoder_neurons));
+    }
+    for (i, (&spikes, &neurons)) in s.spikes_per_layer.iter().zip(&s.neurons_per_layer).enumerate() {
+        metrics::gauge!("spikerl_snn_layer_firing_rate", "layer" => format!("layers.{i}"))
+            .set(rate(spikes, neurons));
+    }
+    metrics::gauge!("spikerl_snn_timesteps").set(s.timesteps as f64);
+    metrics::gauge!("spikerl_snn_macs_per_inference").set(s.macs_per_inference());
+    let ann_nj = ann_equivalent_macs(cfg) as f64 * MAC_ENERGY_PJ / 1000.0;
+    metrics::gauge!("spikerl_snn_ann_energy_nanojoules_per_inference").set(ann_nj);
+    let ratio = if ann_nj > 0.0 { s.energy_nj_per_inference() / ann_nj } else { f64::NAN };
+    metrics::gauge!("spikerl_snn_energy_ratio_to_ann").set(ratio);
+}
