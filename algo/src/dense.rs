@@ -35,10 +35,16 @@ fn host(t: &Tensor) -> &[f32] {
     unsafe { std::slice::from_raw_parts(p, t.numel()) }
 }
 
-/// The elements of a contiguous f32 CPU tensor that only this module writes (gradient buffers it made).
-fn host_mut(t: &mut Tensor) -> &mut [f32] {
+/// The elements of a contiguous f32 CPU tensor, to write (the gradient buffers this module makes).
+///
+/// # Safety
+/// No other tensor handle to the same storage (a `shallow_clone`, a view) and no other slice of its
+/// elements may be used while the returned slice lives: `&mut Tensor` excludes other borrows of this
+/// handle only, not other handles to the same storage.
+unsafe fn host_mut(t: &mut Tensor) -> &mut [f32] {
     let p = crate::optim::host_f32(t).expect("dense: gradients are contiguous f32 CPU tensors");
-    // SAFETY: as `host`; the tensor was made by `Grads::new` and no other handle reads or writes it now.
+    // SAFETY: `host_f32` checked a contiguous f32 CPU tensor of `numel` elements, alive as long as `t`;
+    // the caller guarantees no other view of them (this function's contract).
     unsafe { std::slice::from_raw_parts_mut(p, t.numel()) }
 }
 
@@ -259,7 +265,9 @@ fn weight_grads(jobs: &[GradJob<'_, '_>], grads: &mut [&mut Grads], parts: usize
         let first = shares.len();
         shares.extend((0..parts).map(|_| (j, Vec::new())));
         for (layer, (gw, gb)) in job.layers.iter().zip(grads.layers.iter_mut()) {
-            let (mut gw, mut gb) = (host_mut(gw), host_mut(gb));
+            // SAFETY: `Grads::new` made these buffers; the only other handles are the ones `Grads::named`
+            // hands to the optimiser, which reads them after this step, never while these slices live.
+            let (mut gw, mut gb) = unsafe { (host_mut(gw), host_mut(gb)) };
             let per = layer.fan_out.div_ceil(parts);
             let mut start = 0;
             for (_, share) in shares[first..].iter_mut() {

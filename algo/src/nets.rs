@@ -112,15 +112,20 @@ impl TwinCritic {
 }
 
 /// Polyak averaging target <- tau * source + (1 - tau) * target, over every variable by name.
+///
+/// Contiguous f32 CPU variables take one fused pass over plain slices; that needs the two variables'
+/// storage apart, which is checked (a store averaged with itself, or with variables sharing its memory,
+/// takes libtorch's path, which handles aliasing).
 pub fn soft_update(target: &nn::VarStore, source: &nn::VarStore, tau: f64) {
     let src = source.variables();
     tch::no_grad(|| {
         for (name, mut t) in target.variables() {
             let s = &src[&name];
             match (crate::optim::host_f32(&t), crate::optim::host_f32(s)) {
-                // SAFETY: distinct contiguous f32 CPU tensors of the same shape (the same network's
-                // variables in two stores), `numel` elements each; nothing else uses them now.
-                (Some(tp), Some(sp)) if t.size() == s.size() => unsafe {
+                // SAFETY: contiguous f32 CPU tensors of the same shape, `numel` elements each, whose
+                // memory does not overlap (checked); the stores' variables are used by no one else
+                // during an update.
+                (Some(tp), Some(sp)) if t.size() == s.size() && disjoint(tp, sp, t.numel()) => unsafe {
                     let n = t.numel();
                     polyak(std::slice::from_raw_parts_mut(tp, n), std::slice::from_raw_parts(sp, n), tau);
                 },
@@ -130,6 +135,13 @@ pub fn soft_update(target: &nn::VarStore, source: &nn::VarStore, tau: f64) {
             }
         }
     });
+}
+
+/// Whether `n` f32 values at `a` and `n` at `b` occupy separate memory.
+fn disjoint(a: *mut f32, b: *mut f32, n: usize) -> bool {
+    let (a, b) = (a as usize, b as usize);
+    let bytes = n * std::mem::size_of::<f32>();
+    a + bytes <= b || b + bytes <= a
 }
 
 /// `t = t (1 - tau) + s tau` in one pass, the operations libtorch's three kernels perform (each factor
@@ -149,6 +161,24 @@ pub fn hard_update(target: &mut nn::VarStore, source: &nn::VarStore) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn soft_update_of_a_store_with_itself_takes_the_aliasing_safe_path() {
+        // Same store as target and source: the fused pass would read and write one buffer through two
+        // slices; the overlap check sends it to libtorch, where t (1 - tau) + t tau leaves t as it was.
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let w = vs.root().var("w", &[4, 3], nn::Init::Uniform { lo: -1.0, up: 1.0 });
+        let before = w.copy();
+        soft_update(&vs, &vs, 0.25);
+        let diff = (&w - &before).abs().max().double_value(&[]);
+        assert!(diff < 1e-6, "a store averaged with itself changed by {diff}");
+        // Two stores: the fused pass, the documented mix.
+        let other = nn::VarStore::new(tch::Device::Cpu);
+        let s = other.root().var("w", &[4, 3], nn::Init::Const(1.0));
+        soft_update(&vs, &other, 0.25);
+        let want = &before * 0.75 + &s * 0.25;
+        assert!((&w - &want).abs().max().double_value(&[]) < 1e-6);
+    }
 
     #[test]
     fn twin_losses_on_two_threads_give_the_gradients_of_one_backward() {

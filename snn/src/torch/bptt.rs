@@ -55,14 +55,20 @@ fn host(t: &Tensor) -> &[f32] {
     unsafe { std::slice::from_raw_parts(t.data_ptr() as *const f32, n) }
 }
 
-/// The elements of a contiguous f32 CPU tensor that no other tensor shares (made here by `empty`).
-fn host_mut(t: &mut Tensor) -> &mut [f32] {
+/// The elements of a contiguous f32 CPU tensor, to write.
+///
+/// # Safety
+/// No other tensor handle (a `shallow_clone`, a view, a tensor sharing its storage) and no other slice
+/// of its elements may be used while the returned slice lives: `&mut Tensor` excludes other borrows of
+/// this handle only, not other handles to the same storage. Tensors fresh from [`empty`] qualify.
+unsafe fn host_mut(t: &mut Tensor) -> &mut [f32] {
     assert!(t.device() == Device::Cpu && t.kind() == Kind::Float && t.is_contiguous());
     let n = t.numel();
     if n == 0 {
         return &mut [];
     }
-    // SAFETY: as `host`; `&mut Tensor` and the callers' fresh tensors make this the only view.
+    // SAFETY: checked above: `n` contiguous f32 values on the host, alive as long as `t`; the caller
+    // guarantees no other view of them (this function's contract).
     unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, n) }
 }
 
@@ -342,7 +348,8 @@ impl TorchSnn {
             let diff = obs.tanh().unsqueeze(-1) - &self.mu;
             let width = activation.size()[1];
             let mut input = empty(t_steps * b, width);
-            encoder_forward(host(&activation), host_mut(&mut input), self.cfg.encoder_threshold);
+            // SAFETY: `input` is fresh from `empty`: no other handle to its storage exists yet.
+            encoder_forward(host(&activation), unsafe { host_mut(&mut input) }, self.cfg.encoder_threshold);
             let mut spikes = vec![input.shallow_clone()];
             let mut potentials = Vec::with_capacity(self.layers.len());
             let mut decays = Vec::with_capacity(self.layers.len());
@@ -351,7 +358,9 @@ impl TorchSnn {
                 let n = x.size()[1];
                 let decay = self.decay_value(i);
                 let (mut v, mut s) = (empty(t_steps * b, n), empty(t_steps * b, n));
-                lif_forward(host(&x), host_mut(&mut v), host_mut(&mut s), (b * n) as usize, decay, threshold);
+                // SAFETY: `v` and `s` are fresh from `empty`, two separate tensors with no other handle.
+                let (vs, ss) = unsafe { (host_mut(&mut v), host_mut(&mut s)) };
+                lif_forward(host(&x), vs, ss, (b * n) as usize, decay, threshold);
                 input = s.shallow_clone();
                 spikes.push(s);
                 potentials.push(v);
@@ -393,8 +402,11 @@ impl TorchSnn {
             let blocks = rows.div_ceil(NO_GRAD_BLOCK);
             let workers = threads.clamp(1, blocks.max(1));
             // Each block owns its rows of the output; the mutexes are never contended.
-            let outs: Vec<_> =
-                host_mut(&mut out).chunks_mut(NO_GRAD_BLOCK * ad).map(std::sync::Mutex::new).collect();
+            // SAFETY: `out` is fresh from `empty`; it is returned only after the region below ends.
+            let outs: Vec<_> = unsafe { host_mut(&mut out) }
+                .chunks_mut(NO_GRAD_BLOCK * ad)
+                .map(std::sync::Mutex::new)
+                .collect();
             let obs_rows = host(&obs);
             super::omp::parallel(workers, &|w| {
                 let mut scratch = Scratch::default();
@@ -430,7 +442,8 @@ impl TorchSnn {
                     host(&g_spikes.contiguous()),
                     host(&tape.potentials[i]),
                     host(&tape.spikes[i + 1]),
-                    host_mut(&mut g_x),
+                    // SAFETY: `g_x` is fresh from `empty`: no other handle to its storage exists yet.
+                    unsafe { host_mut(&mut g_x) },
                     (b * n) as usize,
                     tape.decays[i],
                     threshold,
@@ -448,7 +461,8 @@ impl TorchSnn {
                     nu,
                     ni,
                     rows,
-                    host_mut(&mut g_w),
+                    // SAFETY: `g_w` is fresh from `empty`: no other handle to its storage exists yet.
+                    unsafe { host_mut(&mut g_w) },
                     ni,
                     false,
                     View::transposed(host(&g_x), nu),
@@ -473,7 +487,8 @@ impl TorchSnn {
                     rows,
                     ni,
                     nu,
-                    host_mut(&mut g_in),
+                    // SAFETY: `g_in` is fresh from `empty`: no other handle to its storage exists yet.
+                    unsafe { host_mut(&mut g_in) },
                     ni,
                     false,
                     View::rows(host(&g_x), nu),
