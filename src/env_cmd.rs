@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 pub fn run(cmd: EnvCommand) -> anyhow::Result<()> {
     match cmd {
         EnvCommand::Info { env } => {
-            println!("{}", spikerl_envs::replay::info_json(&env)?);
+            println!("{}", spikerl_envs::trajectory::info_json(&env)?);
             Ok(())
         }
         EnvCommand::Replay { env, input } => {
@@ -20,7 +20,7 @@ pub fn run(cmd: EnvCommand) -> anyhow::Result<()> {
             read.map_err(|e| UsageError(format!("cannot read {}: {e}", input.display())))?;
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
-            spikerl_envs::replay::run(&env, &text, &mut out)?;
+            spikerl_envs::trajectory::run(&env, &text, &mut out)?;
             out.flush()?;
             Ok(())
         }

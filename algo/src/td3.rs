@@ -860,11 +860,25 @@ mod tests {
     }
 
     /// The CUDA path (autograd throughout, no plain-Rust mirrors) against the CPU one from the same
-    /// weights and minibatches. Runs only where libtorch sees a GPU (never in CI, which has none).
+    /// weights and minibatches. Runs only where libtorch sees a GPU (never in CI, which has none); skips
+    /// loudly elsewhere, and fails where SPIKERL_REQUIRE lists `cuda` (as tests/common's `available` does
+    /// for the integration tests).
     #[test]
     fn cuda_update_matches_cpu_where_a_gpu_is_present() {
         if !tch::Cuda::is_available() {
-            eprintln!("skipped: libtorch sees no CUDA device (CPU-only libtorch or no GPU)");
+            let why = "libtorch sees no CUDA device (CPU-only libtorch or no GPU)";
+            let required = std::env::var("SPIKERL_REQUIRE")
+                .is_ok_and(|v| v.split(',').any(|n| n.trim().eq_ignore_ascii_case("cuda")));
+            assert!(!required, "needs cuda, which SPIKERL_REQUIRE lists, but: {why}");
+            let line = format!(
+                "SKIPPED cuda_update_matches_cpu_where_a_gpu_is_present: needs cuda: {why}; NOTHING WAS \
+                 TESTED (SPIKERL_REQUIRE=cuda makes this a failure)\n"
+            );
+            // Straight to the file descriptors: libtest hides a passing test's print!/eprint! output.
+            use std::io::Write;
+            let _ = std::io::stdout().write_all(line.as_bytes());
+            let _ = std::io::stdout().flush();
+            let _ = std::io::stderr().write_all(line.as_bytes());
             return;
         }
         let _rng = torch_rng();

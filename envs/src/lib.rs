@@ -14,7 +14,7 @@
 //! [`make`] gives an environment wrapped in Gymnasium's time limit (truncation at
 //! [`EnvSpec::max_episode_steps`]), [`make_unwrapped`] the bare environment. [`vector::VecEnv`] steps
 //! several copies with auto-reset for actors, on the caller's thread or spread over worker threads;
-//! [`evaluate`] runs deterministic evaluation episodes; [`replay`] backs the `spikerl env` commands.
+//! [`evaluate`] runs deterministic evaluation episodes; [`trajectory`] backs the `spikerl env` commands (`env replay` steps a recorded trajectory; "replay" alone means the learner's replay buffer).
 //!
 //! # What decides bit-identity
 //! The physics is MuJoCo 3.17.0 itself (through `mujoco-rs`), stepped exactly like Gymnasium
@@ -32,7 +32,7 @@ use rand_chacha::ChaCha8Rng;
 mod classic;
 mod mujoco;
 mod numpy;
-pub mod replay;
+pub mod trajectory;
 pub mod vector;
 
 /// Static description of an environment: spaces, timing and episode length.

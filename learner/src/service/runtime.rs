@@ -205,7 +205,7 @@ impl TrainContext {
 }
 
 /// How a learner's gRPC endpoint is served.
-pub(crate) struct Served<'a> {
+pub struct Served<'a> {
     pub max_message_bytes: usize,
     pub auth_token: Option<String>,
     pub tls: Option<&'a TlsFiles>,
@@ -216,7 +216,7 @@ pub(crate) struct Served<'a> {
 /// Serves `service` on `listener` with the learner's layers (message limits, token check, gRPC metrics)
 /// until `shutdown` completes. One function for the learner and `spikerl bench transport`, so that the
 /// bench measures what runs.
-pub(crate) fn serve(
+pub fn serve(
     service: LearnerService,
     listener: tokio::net::TcpListener,
     how: &Served<'_>,
@@ -305,11 +305,9 @@ fn train(
     Ok(trainer)
 }
 
-/// Encodes the current actor weights and makes them the newest version for every subscriber.
-pub(crate) fn publish(
-    trainer: &Trainer,
-    tx: &watch::Sender<Option<Arc<PolicyUpdate>>>,
-) -> anyhow::Result<()> {
+/// Encodes the current actor weights and makes them the newest version for every subscriber. Public so
+/// that `spikerl bench transport` measures the learner's own publish path.
+pub fn publish(trainer: &Trainer, tx: &watch::Sender<Option<Arc<PolicyUpdate>>>) -> anyhow::Result<()> {
     let td3 = &trainer.td3;
     let version = td3.actor_updates;
     let weights = spikerl_snn::encode_policy(&td3.policy_config, &td3.export_policy(), version)?;

@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 use spikerl_algo::config::RunConfig;
+use spikerl_algo::seeds::Seeds;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -2,23 +2,22 @@
 //! training iteration per env step after `random_steps` uniform-random steps, evaluation every
 //! `eval_every` steps. Deterministic on CPU for a given seed (every stream derives from it).
 
-use crate::storage::checkpoint;
 use crate::storage::run_folder::{EvalRecord, RunFolder};
 use crate::training::replay_service::ReplayService;
 use crate::training::seed_group::SeedGroup;
-use crate::training::trainer::Trainer;
+use crate::training::trainer::{Trainer, max_action};
 use anyhow::{Context, bail};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 use spikerl_algo::SeedBatching;
 use spikerl_algo::config::RunConfig;
-use spikerl_algo::rate_limiter::RateLimiter;
-use spikerl_algo::replay::{ReplayBuffer, Transitions};
+
+use spikerl_algo::replay::Transitions;
 use spikerl_algo::seeds::{Seeds, derive_seed};
-use spikerl_algo::td3::Td3;
+
 use spikerl_snn::Policy;
-use std::sync::Arc;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A snapshot for progress displays.

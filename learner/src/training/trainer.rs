@@ -6,6 +6,7 @@ use crate::storage::checkpoint::{self, ActorRecord, Loaded, ReplaySnapshot, Snap
 use crate::storage::run_folder::{EvalRecord, RunFolder};
 use crate::training::replay_service::ReplayService;
 use crate::training::telemetry;
+use anyhow::bail;
 use spikerl_algo::config::RunConfig;
 use spikerl_algo::rate_limiter::RateLimiter;
 use spikerl_algo::replay::ReplayBuffer;
