@@ -275,17 +275,7 @@ pub fn run(spec_path: &Path, out: &Path, opts: &SweepOptions) -> anyhow::Result<
     let spec = Spec::load(spec_path)?;
     let plans = spec.expand().with_context(|| format!("in {}", spec_path.display()))?;
     let exe = std::env::current_exe().context("locating the spikerl binary")?;
-    let known = train_option_names(&exe)?;
-    for plan in &plans {
-        for k in plan.options.keys() {
-            if !known.contains(k) {
-                bail!(
-                    "`{k}` in {} is not an option of `spikerl train` (see spikerl train --help)",
-                    spec_path.display()
-                );
-            }
-        }
-    }
+    check_train_options(&exe, spec_path, &plans)?;
     let jobs_at_once = match opts.jobs {
         Some(0) => bail!("--jobs must be at least 1"),
         Some(j) => j,
@@ -298,15 +288,55 @@ pub fn run(spec_path: &Path, out: &Path, opts: &SweepOptions) -> anyhow::Result<
     let _lock = if opts.dry_run { None } else { Some(lock(out)?) };
     let mut state = load_state(out)?;
 
+    let actions = decide_all(out, &plans, &state)?;
+    announce(spec_path, out, &plans, &actions, jobs_at_once);
+    let queue: Vec<(&RunPlan, &Action)> =
+        plans.iter().zip(&actions).filter(|(_, a)| **a != Action::Skip).collect();
+    let jobs = Job::all(&queue, spec.group_seeds);
+    if opts.dry_run {
+        print_dry_run(&exe, out, &plans, &actions, &jobs);
+        return Ok(());
+    }
+
+    state.begin(spec_path, &spec, &exe, jobs_at_once);
+    record_plans(&mut state, out, &plans, &actions, &jobs);
+    save_state(out, &mut state)?;
+
+    let outcome = schedule(&exe, out, &jobs, jobs_at_once, &mut state)?;
+    sum_up(out, &plans, &state, &outcome)
+}
+
+/// Refuses a spec with an option that `spikerl train` does not have, before anything starts.
+fn check_train_options(exe: &Path, spec_path: &Path, plans: &[RunPlan]) -> anyhow::Result<()> {
+    let known = train_option_names(exe)?;
+    for plan in plans {
+        for k in plan.options.keys() {
+            if !known.contains(k) {
+                bail!(
+                    "`{k}` in {} is not an option of `spikerl train` (see spikerl train --help)",
+                    spec_path.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What to do with each plan (same order), from its folder and what `state` recorded of it.
+fn decide_all(out: &Path, plans: &[RunPlan], state: &SweepState) -> anyhow::Result<Vec<Action>> {
     let mut actions = Vec::with_capacity(plans.len());
-    for plan in &plans {
+    for plan in plans {
         let dir = out.join(&plan.id);
         let status = run_folder::status(&dir);
         let info = run_folder::read_manifest(&dir).ok().and_then(|m| run_folder::run_info(&m).ok());
         let recorded = state.runs.get(&plan.id).filter(|r| !r.options.is_empty()).map(|r| &r.options);
         actions.push(decide(plan, &status, info.as_ref(), recorded)?);
     }
+    Ok(actions)
+}
 
+/// The sweep's first line: how many runs, and what happens to them.
+fn announce(spec_path: &Path, out: &Path, plans: &[RunPlan], actions: &[Action], jobs_at_once: usize) {
     let count = |f: fn(&Action) -> bool| actions.iter().filter(|a| f(a)).count();
     let (skip, start, restart) = (
         count(|a| *a == Action::Skip),
@@ -323,41 +353,49 @@ pub fn run(spec_path: &Path, out: &Path, opts: &SweepOptions) -> anyhow::Result<
         jobs_at_once,
         out.display()
     );
-    let queue: Vec<(&RunPlan, &Action)> =
-        plans.iter().zip(&actions).filter(|(_, a)| **a != Action::Skip).collect();
-    let jobs = Job::all(&queue, spec.group_seeds);
-    // A run's command line: its process's (a completed run, in no job, its own).
-    let command_of = |plan: &RunPlan| -> Vec<String> {
-        let args = jobs
-            .iter()
-            .find(|j| j.runs.iter().any(|(p, _)| p.id == plan.id))
-            .map_or_else(|| plan.train_args(&out.join(&plan.id)), |j| j.args(out));
-        args.iter().map(|a| a.to_string_lossy().into_owned()).collect()
-    };
-    if opts.dry_run {
-        for (plan, action) in plans.iter().zip(&actions) {
-            let what = match action {
-                Action::Skip => "skip (completed)".to_string(),
-                Action::Start => "start".to_string(),
-                Action::Restart(why) => format!("restart ({why})"),
-            };
-            let args = command_of(plan);
-            println!("{:<44} {what}\n    {} {}", plan.id, exe.display(), args.join(" "));
-        }
-        return Ok(());
-    }
+}
 
-    let now = now_rfc3339();
-    state.spec = spec_path.display().to_string();
-    state.description = spec.description.clone();
-    state.spec_toml = fs::read_to_string(spec_path).unwrap_or_default();
-    state.exe = exe.display().to_string();
-    state.jobs = jobs_at_once;
-    state.started_at = now;
-    for (plan, action) in plans.iter().zip(&actions) {
+/// A run's command line: its process's (a completed run, in no job, its own).
+fn command_line(jobs: &[Job<'_>], out: &Path, plan: &RunPlan) -> Vec<String> {
+    let args = jobs
+        .iter()
+        .find(|j| j.runs.iter().any(|(p, _)| p.id == plan.id))
+        .map_or_else(|| plan.train_args(&out.join(&plan.id)), |j| j.args(out));
+    args.iter().map(|a| a.to_string_lossy().into_owned()).collect()
+}
+
+/// `--dry-run`: each run, what would happen to it and its command line.
+fn print_dry_run(exe: &Path, out: &Path, plans: &[RunPlan], actions: &[Action], jobs: &[Job<'_>]) {
+    for (plan, action) in plans.iter().zip(actions) {
+        let what = match action {
+            Action::Skip => "skip (completed)".to_string(),
+            Action::Start => "start".to_string(),
+            Action::Restart(why) => format!("restart ({why})"),
+        };
+        let args = command_line(jobs, out, plan);
+        println!("{:<44} {what}\n    {} {}", plan.id, exe.display(), args.join(" "));
+    }
+}
+
+impl SweepState {
+    /// Records what this start of the sweep runs: the spec, its text, the binary, the jobs at once.
+    fn begin(&mut self, spec_path: &Path, spec: &Spec, exe: &Path, jobs_at_once: usize) {
+        let now = now_rfc3339();
+        self.spec = spec_path.display().to_string();
+        self.description = spec.description.clone();
+        self.spec_toml = fs::read_to_string(spec_path).unwrap_or_default();
+        self.exe = exe.display().to_string();
+        self.jobs = jobs_at_once;
+        self.started_at = now;
+    }
+}
+
+/// Every plan's record before scheduling: its options and command, completed (skipped) or pending.
+fn record_plans(state: &mut SweepState, out: &Path, plans: &[RunPlan], actions: &[Action], jobs: &[Job<'_>]) {
+    for (plan, action) in plans.iter().zip(actions) {
         let rec = state.runs.entry(plan.id.clone()).or_default();
         rec.options = plan.options.clone();
-        rec.command = command_of(plan);
+        rec.command = command_line(jobs, out, plan);
         if *action == Action::Skip {
             rec.status = "completed".into();
             if rec.max_avg_return.is_none() {
@@ -367,12 +405,12 @@ pub fn run(spec_path: &Path, out: &Path, opts: &SweepOptions) -> anyhow::Result<
             rec.status = "pending".into();
         }
     }
-    save_state(out, &mut state)?;
+}
 
-    let outcome = schedule(&exe, out, &jobs, jobs_at_once, &mut state)?;
-
+/// The sweep's last line, and its error when a signal stopped it or runs failed.
+fn sum_up(out: &Path, plans: &[RunPlan], state: &SweepState, outcome: &Outcome) -> anyhow::Result<()> {
     let mut by_status: BTreeMap<&str, usize> = BTreeMap::new();
-    for plan in &plans {
+    for plan in plans {
         *by_status.entry(state.runs[&plan.id].status.as_str()).or_default() += 1;
     }
     let summary = by_status.iter().map(|(s, n)| format!("{n} {s}")).collect::<Vec<_>>().join(", ");
@@ -480,92 +518,124 @@ fn schedule(
     let mut forwarded = 0;
     loop {
         let signals = catcher.received();
-        if signals > forwarded {
-            let (sig, what) = if signals == 1 {
-                (
-                    libc::SIGINT,
-                    "stopping: no new runs; asking running ones to checkpoint and stop (signal again to kill them)",
-                )
-            } else {
-                (libc::SIGKILL, "killing the running runs")
-            };
-            eprintln!("sweep: {what}");
-            for a in &active {
-                signals::send(a.child.id(), sig);
-            }
-            forwarded = signals;
-        }
+        forward_signals(signals, &mut forwarded, &active);
         while signals == 0 && active.len() < jobs && next < total {
             let job = &queue[next];
             next += 1;
-            let mut why = String::new();
-            // A grouped run whose folder could not be prepared stays out; its seeds go on without it.
-            let mut runs = Vec::with_capacity(job.runs.len());
-            for &(plan, action) in &job.runs {
-                let rec = state.runs.get_mut(&plan.id).expect("recorded above");
-                rec.attempts += 1;
-                rec.started_at = Some(now_rfc3339());
-                rec.ended_at = None;
-                rec.exit_code = None;
-                rec.error = None;
-                rec.wall_seconds = None;
-                rec.max_avg_return = None;
-                if let Action::Restart(reason) = action {
-                    why = format!(" (restart: {reason})");
-                }
-                match prepare(&out.join(&plan.id), action) {
-                    Ok(()) => runs.push((plan, action)),
-                    Err(e) => {
-                        record_start_failure(rec, &e);
-                        eprintln!("[{next}/{total}] {} could not start: {e:#}", plan.id);
-                    }
-                }
-            }
-            if !runs.is_empty() {
-                let job = Job { runs, grouped: job.grouped };
-                let log = job.log(out);
-                let plans: Vec<&RunPlan> = job.runs.iter().map(|&(p, _)| p).collect();
-                match launch(exe, &job.args(out), &log) {
-                    Ok(child) => {
-                        for plan in &plans {
-                            state.runs.get_mut(&plan.id).expect("recorded above").status = "running".into();
-                        }
-                        eprintln!("[{next}/{total}] start {}{why}", job.name());
-                        active.push(Active {
-                            plans,
-                            name: job.name(),
-                            log,
-                            child,
-                            started: Instant::now(),
-                            index: next,
-                        });
-                    }
-                    Err(e) => {
-                        for plan in &plans {
-                            record_start_failure(state.runs.get_mut(&plan.id).expect("recorded above"), &e);
-                        }
-                        eprintln!("[{next}/{total}] {} could not start: {e:#}", job.name());
-                    }
-                }
-            }
+            active.extend(start_job(exe, out, job, next, total, state));
             save_state(out, state)?;
         }
-        let mut i = 0;
-        while i < active.len() {
-            match active[i].child.try_wait().context("waiting for a run")? {
-                None => i += 1,
-                Some(exit) => {
-                    let a = active.swap_remove(i);
-                    finish(out, &a, total, exit, state);
-                    save_state(out, state)?;
-                }
-            }
-        }
+        reap(out, total, &mut active, state)?;
         if active.is_empty() && (signals > 0 || next == total) {
             return Ok(Outcome { stopped: signals > 0 });
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Passes a signal the sweep received since the last look on to the running runs.
+fn forward_signals(signals: usize, forwarded: &mut usize, active: &[Active]) {
+    if signals > *forwarded {
+        let (sig, what) = if signals == 1 {
+            (
+                libc::SIGINT,
+                "stopping: no new runs; asking running ones to checkpoint and stop (signal again to kill them)",
+            )
+        } else {
+            (libc::SIGKILL, "killing the running runs")
+        };
+        eprintln!("sweep: {what}");
+        for a in active {
+            signals::send(a.child.id(), sig);
+        }
+        *forwarded = signals;
+    }
+}
+
+/// Starts the queue's job number `index` (from 1) with those of its runs whose folders could be
+/// prepared; None when none could start (each failure is recorded).
+fn start_job<'a>(
+    exe: &Path,
+    out: &Path,
+    job: &Job<'a>,
+    index: usize,
+    total: usize,
+    state: &mut SweepState,
+) -> Option<Active<'a>> {
+    let (runs, why) = prepare_runs(out, job, index, total, state);
+    if runs.is_empty() {
+        return None;
+    }
+    let job = Job { runs, grouped: job.grouped };
+    let log = job.log(out);
+    let plans: Vec<&RunPlan> = job.runs.iter().map(|&(p, _)| p).collect();
+    match launch(exe, &job.args(out), &log) {
+        Ok(child) => {
+            for plan in &plans {
+                state.runs.get_mut(&plan.id).expect("recorded above").status = "running".into();
+            }
+            eprintln!("[{index}/{total}] start {}{why}", job.name());
+            Some(Active { plans, name: job.name(), log, child, started: Instant::now(), index })
+        }
+        Err(e) => {
+            for plan in &plans {
+                record_start_failure(state.runs.get_mut(&plan.id).expect("recorded above"), &e);
+            }
+            eprintln!("[{index}/{total}] {} could not start: {e:#}", job.name());
+            None
+        }
+    }
+}
+
+/// Counts a new attempt of each of `job`'s runs and prepares its folder. Returns the runs that can
+/// start and, for the start message, why this is a restart (empty when it is not).
+fn prepare_runs<'a>(
+    out: &Path,
+    job: &Job<'a>,
+    index: usize,
+    total: usize,
+    state: &mut SweepState,
+) -> (Vec<(&'a RunPlan, &'a Action)>, String) {
+    let mut why = String::new();
+    // A grouped run whose folder could not be prepared stays out; its seeds go on without it.
+    let mut runs = Vec::with_capacity(job.runs.len());
+    for &(plan, action) in &job.runs {
+        let rec = state.runs.get_mut(&plan.id).expect("recorded above");
+        rec.attempts += 1;
+        rec.started_at = Some(now_rfc3339());
+        rec.ended_at = None;
+        rec.exit_code = None;
+        rec.error = None;
+        rec.wall_seconds = None;
+        rec.max_avg_return = None;
+        if let Action::Restart(reason) = action {
+            why = format!(" (restart: {reason})");
+        }
+        match prepare(&out.join(&plan.id), action) {
+            Ok(()) => runs.push((plan, action)),
+            Err(e) => {
+                record_start_failure(rec, &e);
+                eprintln!("[{index}/{total}] {} could not start: {e:#}", plan.id);
+            }
+        }
+    }
+    (runs, why)
+}
+
+/// Records the runs of every process that has ended since the last look.
+fn reap(out: &Path, total: usize, active: &mut Vec<Active>, state: &mut SweepState) -> anyhow::Result<()> {
+    let mut i = 0;
+    while i < active.len() {
+        match active[i].child.try_wait().context("waiting for a run")? {
+            None => i += 1,
+            Some(exit) => {
+                let a = active.swap_remove(i);
+                finish(out, &a, total, exit, state);
+                save_state(out, state)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Records a run that could not be started.

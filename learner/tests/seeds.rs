@@ -8,7 +8,6 @@ use spikerl_learner::storage::checkpoint;
 use spikerl_learner::storage::run_folder::{Manifest, RunFolder};
 use spikerl_learner::training::lockstep;
 use spikerl_learner::training::trainer::Trainer;
-use spikerl_learner::training::trainer::Trainer;
 use spikerl_snn::{NamedTensors, NeuronKind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;

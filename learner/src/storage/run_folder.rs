@@ -314,7 +314,7 @@ pub fn host_name() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Algo, RunConfig};
+    use spikerl_algo::{Algo, RunConfig};
     use spikerl_snn::NeuronKind;
 
     fn run_folder(name: &str) -> (PathBuf, RunFolder) {
