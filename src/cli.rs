@@ -332,8 +332,9 @@ pub struct TrainArgs {
     /// Threads per actor stepping its environments (ignored with --sync).
     #[arg(long, env = "SPIKERL_ENV_THREADS", default_value_t = 1)]
     pub env_threads: usize,
-    /// The paper's lockstep protocol: one actor, one training iteration per env step, in one process.
-    #[arg(long, env = "SPIKERL_SYNC")]
+    /// The paper's lockstep protocol: one actor, one training iteration per env step, in one process
+    /// (`--lockstep` is the same flag).
+    #[arg(long, visible_alias = "lockstep", env = "SPIKERL_SYNC")]
     pub sync: bool,
     /// Train several seeds of this configuration in this one process (with --sync), e.g. 0-3 or 0,1,7:
     /// each seed acts as a single run with that seed would and writes its own run folder OUT/seed{N}.

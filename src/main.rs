@@ -43,7 +43,7 @@ fn main() -> ExitCode {
         Command::Actor(args) => actor(args),
         Command::Env(cmd) => env_cmd::run(cmd),
         #[cfg(feature = "learner")]
-        Command::Bench(cmd) => train::bench(cmd),
+        Command::Bench(cmd) => bench::run(cmd),
         Command::Sweep(args) => spikerl_experiments::sweep::run(&args.spec, &args.out, &args.options),
         Command::Report(args) => spikerl_experiments::report::run(&args.runs_dir, &args.out),
     };
@@ -64,7 +64,7 @@ fn main() -> ExitCode {
 /// file that does not fit).
 fn is_usage(e: &anyhow::Error) -> bool {
     #[cfg(feature = "learner")]
-    if e.downcast_ref::<spikerl_learner::bench::BadPolicyFile>().is_some() {
+    if e.downcast_ref::<bench::BadPolicyFile>().is_some() {
         return true;
     }
     matches!(

@@ -1,7 +1,8 @@
-//! `spikerl bench transport`, `bench actor` and `bench update`'s phases, shortened: they must run end to
-//! end on loopback and report figures that hold together (every broadcast version reached every
-//! subscriber, ingest acknowledged transitions, phases that make up an iteration). Rates themselves are
-//! not asserted: the machine is shared.
+//! `spikerl bench transport`, `bench actor`, `bench update`'s phases and `bench ensemble`, shortened: they
+//! must run end to end on loopback and report figures that hold together where they are measured apart
+//! (every broadcast version reached every subscriber, ingest acknowledged transitions within the window,
+//! phases timed inside an update that make up most of the iteration timed around it, the policy's time
+//! inside the acting loop a part of a step). Rates themselves are not asserted: the machine is shared.
 
 mod common;
 
@@ -37,8 +38,11 @@ fn transport_bench_reports_ingest_broadcast_and_training() {
         "--json",
     ]);
     assert!(num(&v, &["ingest", "transitions"]) >= 32.0, "{v}");
-    assert_eq!(num(&v, &["ingest", "transitions"]), 32.0 * num(&v, &["ingest", "batches"]));
     assert!(num(&v, &["ingest", "latency_ms_p50"]) <= num(&v, &["ingest", "latency_ms_p99"]));
+    // Every acknowledged batch was sent and acknowledged inside its stream's lifetime.
+    let window_ms = 1e3 * num(&v, &["ingest", "seconds"]);
+    assert!(num(&v, &["ingest", "latency_ms_p50"]) > 0.0, "{v}");
+    assert!(num(&v, &["ingest", "latency_ms_max"]) <= window_ms, "{v}");
     // The paper's PT-LIF network on HalfCheetah: 170 -> 256 -> 256 -> 60 plus encoder and decoder.
     assert!(num(&v, &["broadcast", "parameters"]) > 120_000.0, "{v}");
     assert!(num(&v, &["broadcast", "bytes_per_update"]) > 4.0 * num(&v, &["broadcast", "parameters"]));
@@ -62,10 +66,14 @@ fn actor_bench_compares_policy_and_random_acting() {
             num(r, &["random_steps_per_second"]) > 0.0 && num(r, &["policy_steps_per_second"]) > 0.0,
             "{r}"
         );
-        // The policy's time is measured inside the loop: a part of each policy step, not all of it.
-        let (policy, rest) = (num(r, &["policy_us_per_step"]), num(r, &["rest_us_per_step"]));
+        // The policy's time is measured inside the loop, the step from the loop's throughput: the policy
+        // takes a part of each step, neither nothing nor all of it.
+        let policy = num(r, &["policy_us_per_step"]);
         let step = 1e6 / num(r, &["policy_steps_per_second"]);
-        assert!(policy > 0.0 && rest > 0.0 && (policy + rest - step).abs() < 1e-6 * step, "{r}");
+        assert!(policy > 0.0 && policy < step, "{r}");
+        let share = num(r, &["policy_share"]);
+        assert!(share > 0.0 && share < 1.0, "{r}");
+        assert!(num(r, &["rest_us_per_step"]).is_finite(), "{r}");
     }
     let threaded =
         run_json(&["bench", "actor", "--envs", "2", "--env-threads", "2", "--seconds", "0.5", "--json"]);
@@ -112,16 +120,28 @@ fn ensemble_bench_reports_seed_iterations_for_each_seed_count() {
         "2",
         "--json",
     ]);
+    // The options took effect: libtorch reports the thread count it runs with.
+    assert_eq!(num(&v, &["threads"]), 1.0, "{v}");
+    assert_eq!(num(&v, &["batch"]), 32.0, "{v}");
+    // Timed in blocks of an even number of iterations (as many delayed actor updates in each), at least
+    // as many as asked for.
+    let iterations = num(&v, &["iterations"]);
+    assert!(iterations >= 2.0 && iterations % 2.0 == 0.0, "{v}");
     let rows = v["rows"].as_array().expect("rows");
     assert_eq!(rows.len(), 2, "{v}");
     for (row, s) in rows.iter().zip([1.0, 2.0]) {
         assert_eq!(num(row, &["seeds"]), s);
-        let its = num(row, &["iterations_per_second"]);
-        assert!(its > 0.0, "{row}");
-        assert!((num(row, &["seed_iterations_per_second"]) - s * its).abs() < 1e-6 * s * its);
-        let ratio =
-            num(row, &["seed_iterations_per_second"]) / num(row, &["separate_seed_iterations_per_second"]);
-        assert!((num(row, &["speedup"]) - ratio).abs() < 1e-9, "{row}");
+        for k in [
+            "ms_per_iteration",
+            "iterations_per_second",
+            "seed_iterations_per_second",
+            "separate_ms_per_round",
+            "separate_seed_iterations_per_second",
+            "speedup",
+        ] {
+            let x = num(row, &[k]);
+            assert!(x > 0.0 && x.is_finite(), "{k}: {row}");
+        }
     }
     let bad = spikerl().args(["bench", "ensemble", "--seeds", "0"]).output().unwrap();
     assert_eq!(bad.status.code(), Some(2), "zero seeds is a usage error");

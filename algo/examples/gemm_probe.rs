@@ -1,6 +1,8 @@
 //! The matrix products behind docs/performance.md's GFLOP/s figures, on one thread: libtorch's MKL
 //! (`sgemm_` called directly, and `Tensor::mm` with its dispatch) against the `gemm` crate's kernels that
-//! `spikerl_algo::dense` uses. `cargo run --release -p spikerl-learner --example gemm_probe`
+//! `spikerl_algo::dense` uses. `cargo run --release -p spikerl-algo --example gemm_probe` (an example, not
+//! a `spikerl bench` subcommand: it looks up MKL's `sgemm_` inside libtorch with `dlsym`, which the
+//! binary has no other use for).
 use spikerl_algo::dense::{View, matmul};
 use std::ffi::{c_char, c_int, c_void};
 

@@ -13,6 +13,3 @@
 pub mod service;
 pub mod storage;
 pub mod training;
-
-pub mod bench;
-pub mod bench_transport;

@@ -104,6 +104,8 @@ fn lif_forward(x: &[f32], v: &mut [f32], s: &mut [f32], width: usize, decay: f32
 /// with respect to the decay (returned). Per step, with `gv'` the gradient reaching `v` from the next step:
 /// `gs = g_s - (v d) gv'`, `gv = gs 1[|v - th| <= w] + gv' d (1 - s)`, and where `decay_grad`,
 /// `g_decay += gv' v (1 - s)` (0 returned otherwise).
+// The fused loop's inputs, outputs and scalars, as in its formula; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 fn lif_backward(
     g_s: &[f32],
     v: &[f32],
@@ -272,9 +274,11 @@ impl HostSnn {
         for (a, o) in sc.activation.chunks_exact_mut(width).zip(obs.chunks_exact(od)) {
             for (j, &x) in o.iter().enumerate() {
                 let s = x.tanh();
-                for p in j * pop..(j + 1) * pop {
-                    let (d, sg) = (s - self.mu[p], self.sigma[p]);
-                    a[p] = (d * d / (sg * sg) * -0.5).exp();
+                let field = j * pop..(j + 1) * pop;
+                let (mu, sigma) = (&self.mu[field.clone()], &self.sigma[field.clone()]);
+                for ((a, &mu), &sg) in a[field].iter_mut().zip(mu).zip(sigma) {
+                    let d = s - mu;
+                    *a = (d * d / (sg * sg) * -0.5).exp();
                 }
             }
         }

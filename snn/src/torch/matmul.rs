@@ -4,7 +4,7 @@
 //! Why not libtorch's: its CPU matrix product is MKL, which on AMD CPUs runs its AVX2 code (about 98
 //! GFLOP/s a core on the Zen 5 machine of docs/performance.md), while the gemm crate's AVX-512 kernels,
 //! chosen at run time where the CPU has them, run about 210 GFLOP/s on the same core
-//! (`cargo run --release -p spikerl-learner --example gemm_probe` prints both). Used by the learner's
+//! (`cargo run --release -p spikerl-algo --example gemm_probe` prints both). Used by the learner's
 //! dense MLPs (`spikerl_algo::dense`) and by the backward through time (`super::bptt`).
 
 use std::ops::Range;

@@ -1,17 +1,16 @@
-//! The learner's half of `spikerl bench transport`: the real gRPC stack (`server::LearnerService` behind
-//! the same token interceptor, gRPC metrics layer and message limits as `runtime::run`), the real replay
-//! service and rate limiter, the real publish path (`runtime::publish`: encode, then `watch` send) and the
-//! real training iteration (`Trainer::iterate`). What differs from `runtime::run`: no run folder, no
-//! checkpoints, no evaluation, and a rate limiter chosen per measurement (below). The actor side lives in
-//! `spikerl_actor::bench`; the root crate joins the two (the crates never depend on each other).
+//! The learner's half of `bench transport`: the real gRPC stack (`server::LearnerService` behind the same
+//! token interceptor, gRPC metrics layer and message limits as `runtime::run`, through `runtime::serve`),
+//! the real replay service and rate limiter, the real publish path (`runtime::publish`: encode, then
+//! `watch` send) and the real training iteration (`Trainer::iterate`). What differs from `runtime::run`:
+//! no run folder, no checkpoints, no evaluation, and a rate limiter chosen per measurement (below).
 
-use crate::service::runtime::{Served, serve};
-use crate::service::server::{LearnerService, Registry, RunInfo};
-use crate::training::replay_service::ReplayService;
-use crate::training::trainer::Trainer;
 use spikerl_algo::config::{Algo, RunConfig};
 use spikerl_algo::rate_limiter::RateLimiter;
 use spikerl_algo::replay::{ReplayBuffer, Transitions};
+use spikerl_learner::service::runtime::{self, Served, serve};
+use spikerl_learner::service::server::{LearnerService, Registry, RunInfo};
+use spikerl_learner::training::replay_service::ReplayService;
+use spikerl_learner::training::trainer::Trainer;
 use spikerl_proto::PolicyUpdate;
 use spikerl_snn::NeuronKind;
 use std::net::SocketAddr;
@@ -139,7 +138,7 @@ pub fn publish_next(
     // A new version without training: the version is the actor-update count, as in a run.
     trainer.td3.actor_updates += 1;
     let started = Instant::now();
-    crate::service::runtime::publish(trainer, tx)?;
+    runtime::publish(trainer, tx)?;
     let encode_seconds = started.elapsed().as_secs_f64();
     let bytes = tx.borrow().as_ref().map_or(0, |p| p.weights.len());
     Ok(Published { version: trainer.td3.actor_updates, encode_seconds, bytes })
@@ -172,7 +171,7 @@ pub fn train_for(
             && trainer.td3.actor_updates != published
             && last_publish.elapsed() >= Duration::from_millis(100)
         {
-            crate::service::runtime::publish(trainer, tx)?;
+            runtime::publish(trainer, tx)?;
             published = trainer.td3.actor_updates;
             last_publish = Instant::now();
         }
