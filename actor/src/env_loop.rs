@@ -8,6 +8,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 use spikerl_envs::vector::VecEnv;
+use spikerl_metrics::actor;
 use spikerl_proto::{EpisodeSummary, TransitionBatch};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -114,11 +115,11 @@ pub fn run(
             batch.truncated.extend_from_slice(&step.truncated);
             for ep in step.finished.iter().flatten() {
                 batch.episodes.push(EpisodeSummary { episode_return: ep.ret, length: ep.len as u32 });
-                metrics::counter!("spikerl_actor_episodes_total").increment(1);
-                metrics::gauge!("spikerl_actor_episode_return_last").set(ep.ret);
-                metrics::gauge!("spikerl_actor_episode_length_last").set(ep.len as f64);
+                metrics::counter!(actor::EPISODES_TOTAL).increment(1);
+                metrics::gauge!(actor::EPISODE_RETURN_LAST).set(ep.ret);
+                metrics::gauge!(actor::EPISODE_LENGTH_LAST).set(ep.len as f64);
             }
-            metrics::counter!("spikerl_actor_env_steps_total").increment(n as u64);
+            metrics::counter!(actor::ENV_STEPS_TOTAL).increment(n as u64);
         }
         batch.count = batch.rewards.len() as u32;
         batch.policy_version = policy_version.unwrap_or(0);

@@ -7,12 +7,12 @@
 //! Tasks: the acting thread ([`env_loop`]), the streamer (this module's [`run`]: connection, batches
 //! out, acks in) and the policy subscriber (weights in, into a [`policy_slot::PolicySlot`]).
 
-pub mod bench;
 pub mod env_loop;
 pub mod policy_slot;
 
 use env_loop::{EnvLoopConfig, Shared};
 use rand::Rng;
+use spikerl_metrics::actor;
 use spikerl_proto::learner_client::LearnerClient;
 use spikerl_proto::{PROTOCOL_VERSION, RegisterReply, RegisterRequest, SubscribeRequest, TransitionBatch};
 use std::collections::VecDeque;
@@ -27,7 +27,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use tonic::{Code, Status};
 
 /// The learner client with the token interceptor.
-type Client = LearnerClient<InterceptedService<Channel, BearerToken>>;
+pub type Client = LearnerClient<InterceptedService<Channel, BearerToken>>;
 
 /// Adds `authorization: Bearer <token>` to every request when a token is configured.
 #[derive(Clone)]
@@ -106,10 +106,13 @@ pub fn default_name() -> String {
 
 /// Errors worth a retry (the learner is away or restarting) versus ones that a retry cannot fix.
 fn retryable(status: &Status) -> bool {
-    !matches!(
+    let fatal = matches!(
         status.code(),
         Code::InvalidArgument | Code::Unauthenticated | Code::PermissionDenied | Code::Unimplemented
-    ) && !(status.code() == Code::FailedPrecondition && status.message().contains("protocol version"))
+    );
+    let wrong_protocol =
+        status.code() == Code::FailedPrecondition && status.message().contains("protocol version");
+    !fatal && !wrong_protocol
 }
 
 /// Runs the actor until `shutdown` resolves or a non-retryable error occurs.
@@ -150,9 +153,9 @@ async fn run_inner(opts: ActorOptions) -> anyhow::Result<()> {
         };
         backoff = Duration::from_millis(100);
         tracing::info!(actor_id = reply.actor_id, run = %reply.run_id, env = %reply.env_id, "registered");
-        metrics::gauge!("spikerl_actor_info", "actor" => reply.actor_id.to_string(), "run_id" => reply.run_id.clone(), "env" => reply.env_id.clone())
+        metrics::gauge!(actor::INFO, "actor" => reply.actor_id.to_string(), "run_id" => reply.run_id.clone(), "env" => reply.env_id.clone())
             .set(1.0);
-        metrics::gauge!("spikerl_actor_connected").set(1.0);
+        metrics::gauge!(actor::CONNECTED).set(1.0);
 
         // Anything the learner has stored is done; everything after it (unacknowledged, or acknowledged
         // but lost when the learner went back to an older checkpoint) is resent in order.
@@ -194,7 +197,7 @@ async fn run_inner(opts: ActorOptions) -> anyhow::Result<()> {
         let result =
             stream(&mut client, &reply, &opts, &shared, &mut outbox, &mut batch_rx, &mut next_sequence).await;
         subscriber.abort();
-        metrics::gauge!("spikerl_actor_connected").set(0.0);
+        metrics::gauge!(actor::CONNECTED).set(0.0);
         match result {
             Ok(()) => return join_acting(acting),
             Err(status) if retryable(&status) => sleep_backoff(&mut backoff, opts.max_backoff, &status).await,
@@ -224,8 +227,8 @@ async fn sleep_backoff(backoff: &mut Duration, max: Duration, why: &Status) {
     let jitter = rand::rng().random_range(0.5..1.5);
     let wait = backoff.mul_f64(jitter);
     tracing::warn!(error = %why.message(), code = ?why.code(), retry_in_ms = wait.as_millis() as u64, "learner unavailable");
-    metrics::counter!("spikerl_actor_reconnects_total").increment(1);
-    metrics::counter!("spikerl_actor_grpc_errors_total", "code" => format!("{:?}", why.code())).increment(1);
+    metrics::counter!(actor::RECONNECTS_TOTAL).increment(1);
+    metrics::counter!(actor::GRPC_ERRORS_TOTAL, "code" => format!("{:?}", why.code())).increment(1);
     tokio::time::sleep(wait).await;
     *backoff = (*backoff * 2).min(max);
 }
@@ -247,7 +250,9 @@ fn tls_config(tls: &ClientTls) -> Result<ClientTlsConfig, Status> {
     Ok(cfg)
 }
 
-async fn connect_and_register(opts: &ActorOptions) -> Result<(Client, RegisterReply), Status> {
+/// Connects to `opts.learner` (TLS and token as configured) and registers as `opts.name`: the first step
+/// of every session of [`run`]. Public so that `spikerl bench transport` measures this path, not a copy.
+pub async fn connect_and_register(opts: &ActorOptions) -> Result<(Client, RegisterReply), Status> {
     let mut endpoint = Endpoint::from_shared(opts.learner.clone())
         .map_err(|e| Status::invalid_argument(format!("bad learner address '{}': {e}", opts.learner)))?
         .connect_timeout(Duration::from_secs(5))
@@ -284,8 +289,8 @@ async fn connect_and_register(opts: &ActorOptions) -> Result<(Client, RegisterRe
 
 /// Batches on their way to the learner: `queued` (to send, resends first), `in_flight` (sent, not
 /// acknowledged) and `acked` (kept, up to a byte budget, in case the learner restarts from a checkpoint
-/// older than their acknowledgement).
-struct Outbox {
+/// older than their acknowledgement). Public so that `spikerl bench transport` drives [`stream`] with it.
+pub struct Outbox {
     queued: VecDeque<TransitionBatch>,
     in_flight: VecDeque<TransitionBatch>,
     acked: VecDeque<TransitionBatch>,
@@ -303,7 +308,8 @@ struct AckTiming {
 }
 
 impl Outbox {
-    fn new(retain_bytes: usize) -> Self {
+    /// An empty outbox that keeps up to `retain_bytes` of acknowledged batches.
+    pub fn new(retain_bytes: usize) -> Self {
         Outbox {
             queued: VecDeque::new(),
             in_flight: VecDeque::new(),
@@ -312,6 +318,17 @@ impl Outbox {
             retain_bytes,
             timing: None,
         }
+    }
+
+    /// Starts recording every batch's send-to-acknowledgement time (off in a real actor; `spikerl bench
+    /// transport` reports them).
+    pub fn time_acknowledgements(&mut self) {
+        self.timing = Some(AckTiming::default());
+    }
+
+    /// The send-to-acknowledgement times recorded since [`Outbox::time_acknowledgements`], oldest first.
+    pub fn round_trips(&self) -> &[Duration] {
+        self.timing.as_ref().map_or(&[], |t| &t.round_trips)
     }
 
     fn size(b: &TransitionBatch) -> usize {
@@ -338,7 +355,7 @@ impl Outbox {
                 lost_batches = lost,
                 "the learner went back further than this actor retains; those batches are lost"
             );
-            metrics::counter!("spikerl_actor_lost_batches_total").increment(lost);
+            metrics::counter!(actor::LOST_BATCHES_TOTAL).increment(lost);
         }
         for mut b in all {
             b.run_id = run_id.to_string();
@@ -366,8 +383,9 @@ impl Outbox {
     }
 }
 
-/// Sends batches (resent ones first) with at most `window` unacknowledged, and applies acks.
-async fn stream(
+/// Sends batches (resent ones first) with at most `window` unacknowledged, and applies acks; returns
+/// when `batches` closes. Public so that `spikerl bench transport` measures the real streamer.
+pub async fn stream(
     client: &mut Client,
     reply: &RegisterReply,
     opts: &ActorOptions,
@@ -414,8 +432,9 @@ async fn stream(
     }
 }
 
-/// Receives policy versions and stores the valid ones for the acting thread.
-async fn subscribe(mut client: Client, reply: RegisterReply, shared: Arc<Shared>) {
+/// Receives policy versions and stores the valid ones for the acting thread. Public so that `spikerl bench
+/// transport` measures the real subscriber.
+pub async fn subscribe(mut client: Client, reply: RegisterReply, shared: Arc<Shared>) {
     let request = SubscribeRequest {
         run_id: reply.run_id.clone(),
         actor_id: reply.actor_id,
@@ -442,7 +461,7 @@ async fn subscribe(mut client: Client, reply: RegisterReply, shared: Arc<Shared>
             {
                 if let Ok(now) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
                     let latency = (now.as_nanos() as i64 - update.published_unix_nanos).max(0) as f64 * 1e-9;
-                    metrics::histogram!("spikerl_actor_broadcast_latency_seconds").record(latency);
+                    metrics::histogram!(actor::BROADCAST_LATENCY_SECONDS).record(latency);
                 }
                 shared.policy.store(update.version, cfg, tensors);
             }

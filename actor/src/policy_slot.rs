@@ -2,6 +2,7 @@
 //! acting thread (reads). The acting thread checks an atomic version per step and builds its own
 //! `Policy` (with its own buffers) only when a newer one arrived.
 
+use spikerl_metrics::actor;
 use spikerl_snn::{NamedTensors, Policy, PolicyConfig};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,7 +18,7 @@ impl PolicySlot {
     pub fn store(&self, version: u64, cfg: PolicyConfig, tensors: NamedTensors) {
         *self.latest.lock().unwrap_or_else(|p| p.into_inner()) = Some((version, cfg, tensors));
         self.stamp.store(version + 1, Ordering::Release);
-        metrics::gauge!("spikerl_actor_policy_version").set(version as f64);
+        metrics::gauge!(actor::POLICY_VERSION).set(version as f64);
     }
 
     /// The newest version, if any.

@@ -3,6 +3,8 @@
 //! durations per method. Every name is defined in docs/metrics.md; label values are bounded (method
 //! names from a fixed list, gRPC codes, actor ids).
 
+use crate::service::rejection::Rejection;
+use spikerl_metrics::{grpc, learner};
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
@@ -12,44 +14,39 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 use tonic::codegen::http;
 
-/// Reasons `spikerl_learner_transitions_rejected_total` counts (server::reject / validate_batch).
-pub const REJECT_REASONS: [&str; 8] = [
-    "unknown_run",
-    "unknown_actor",
-    "empty",
-    "oversized",
-    "shape",
-    "non_finite",
-    "message_too_large",
-    "undecodable",
-];
-
 /// gRPC methods the learner serves; any other path is counted as "other".
 pub const GRPC_METHODS: [&str; 3] = ["Register", "StreamTransitions", "SubscribePolicy"];
 
 /// Initialises the series of the gRPC service that dashboards and alerts read, before any actor connects.
+/// Histograms are registered empty (`_count` 0): a dashboard's rate or quantile then reads 0 or nothing
+/// rather than a missing series.
 pub fn service_started() {
-    metrics::gauge!("spikerl_learner_connected_actors").set(0.0);
+    metrics::gauge!(learner::CONNECTED_ACTORS).set(0.0);
     // No actor connected yet: no lag to report (NaN, not a misleading 0).
-    metrics::gauge!("spikerl_learner_policy_lag").set(f64::NAN);
-    metrics::counter!("spikerl_learner_duplicate_batches_total").increment(0);
-    metrics::counter!("spikerl_learner_unauthenticated_requests_total").increment(0);
-    for reason in REJECT_REASONS {
-        metrics::counter!("spikerl_learner_transitions_rejected_total", "reason" => reason).increment(0);
+    metrics::gauge!(learner::POLICY_LAG).set(f64::NAN);
+    let _ = metrics::histogram!(learner::BATCH_POLICY_LAG);
+    let _ = metrics::histogram!(learner::INSERT_WAIT_SECONDS);
+    // No actor has reported an episode yet.
+    metrics::gauge!(learner::EPISODE_RETURN_LAST).set(f64::NAN);
+    metrics::gauge!(learner::EPISODE_LENGTH_LAST).set(f64::NAN);
+    metrics::counter!(learner::DUPLICATE_BATCHES_TOTAL).increment(0);
+    metrics::counter!(learner::UNAUTHENTICATED_REQUESTS_TOTAL).increment(0);
+    for reason in Rejection::ALL_LABELS {
+        metrics::counter!(learner::TRANSITIONS_REJECTED_TOTAL, "reason" => reason).increment(0);
     }
     for method in GRPC_METHODS {
-        metrics::counter!("spikerl_grpc_server_started_total", "method" => method).increment(0);
-        metrics::counter!("spikerl_grpc_server_handled_total", "method" => method, "code" => "Ok")
-            .increment(0);
-        metrics::gauge!("spikerl_grpc_server_in_flight", "method" => method).set(0.0);
+        metrics::counter!(grpc::SERVER_STARTED_TOTAL, "method" => method).increment(0);
+        metrics::counter!(grpc::SERVER_HANDLED_TOTAL, "method" => method, "code" => "Ok").increment(0);
+        let _ = metrics::histogram!(grpc::SERVER_HANDLING_SECONDS, "method" => method);
+        metrics::gauge!(grpc::SERVER_IN_FLIGHT, "method" => method).set(0.0);
     }
 }
 
 /// Creates an actor's per-actor series when it registers, so they exist before its first batch.
 pub fn actor_registered(actor_id: u32) {
     let actor = actor_id.to_string();
-    metrics::counter!("spikerl_learner_transitions_received_total", "actor" => actor.clone()).increment(0);
-    metrics::counter!("spikerl_learner_episodes_total", "actor" => actor).increment(0);
+    metrics::counter!(learner::TRANSITIONS_RECEIVED_TOTAL, "actor" => actor.clone()).increment(0);
+    metrics::counter!(learner::EPISODES_TOTAL, "actor" => actor).increment(0);
 }
 
 /// The policy lag of the connected actors, exported without an actor label: a per-actor gauge would
@@ -88,7 +85,7 @@ impl PolicyLag {
         let mut streams = self.lock();
         change(&mut streams);
         let max = streams.values().copied().max().map_or(f64::NAN, |m| m as f64);
-        metrics::gauge!("spikerl_learner_policy_lag").set(max);
+        metrics::gauge!(learner::POLICY_LAG).set(max);
     }
 }
 
@@ -101,7 +98,7 @@ pub struct LagStream {
 impl LagStream {
     /// Records the lag of a stored batch: newest published version minus the version that acted.
     pub fn record(&self, lag: u64) {
-        metrics::histogram!("spikerl_learner_batch_policy_lag").record(lag as f64);
+        metrics::histogram!(learner::BATCH_POLICY_LAG).record(lag as f64);
         self.lag.update(|s| {
             s.insert(self.id, lag);
         });
@@ -167,8 +164,8 @@ where
 
     fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
         let method = method_label(req.uri().path());
-        metrics::counter!("spikerl_grpc_server_started_total", "method" => method).increment(1);
-        metrics::gauge!("spikerl_grpc_server_in_flight", "method" => method).increment(1.0);
+        metrics::counter!(grpc::SERVER_STARTED_TOTAL, "method" => method).increment(1);
+        metrics::gauge!(grpc::SERVER_IN_FLIGHT, "method" => method).increment(1.0);
         let call = Call { method, started: Instant::now(), code: None };
         // The service that was polled ready handles this call; a clone takes its place.
         let clone = self.inner.clone();
@@ -193,11 +190,10 @@ struct Call {
 impl Call {
     fn finish(self, fallback: &'static str) {
         let code = self.code.unwrap_or(fallback);
-        metrics::counter!("spikerl_grpc_server_handled_total", "method" => self.method, "code" => code)
-            .increment(1);
-        metrics::histogram!("spikerl_grpc_server_handling_seconds", "method" => self.method)
+        metrics::counter!(grpc::SERVER_HANDLED_TOTAL, "method" => self.method, "code" => code).increment(1);
+        metrics::histogram!(grpc::SERVER_HANDLING_SECONDS, "method" => self.method)
             .record(self.started.elapsed().as_secs_f64());
-        metrics::gauge!("spikerl_grpc_server_in_flight", "method" => self.method).decrement(1.0);
+        metrics::gauge!(grpc::SERVER_IN_FLIGHT, "method" => self.method).decrement(1.0);
     }
 }
 

@@ -5,16 +5,18 @@
 use crate::service::grpc_metrics;
 use crate::service::security::{TlsFiles, TokenCheck};
 use crate::service::server::{LearnerService, Registry, RunInfo, SharedRegistry};
-use crate::storage::checkpoint;
+use crate::storage::checkpoint::{self, ActorRecord};
 use crate::storage::run_folder::{Manifest, RunFolder};
 use crate::training::lockstep::Progress;
+use crate::training::replay_service::ReplayService;
 use crate::training::trainer::Trainer;
 use anyhow::{Context, bail};
 use spikerl_algo::config::RunConfig;
+use spikerl_metrics::learner;
 use spikerl_proto::PolicyUpdate;
 use spikerl_proto::learner_server::LearnerServer;
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -59,8 +61,54 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Trainer> {
     let ckpt_dir = opts.run_folder.join("checkpoints");
+    let Start { trainer, run_id, actors, resumed_from } = build_or_resume(&opts, &ckpt_dir).await?;
+
+    let mut manifest = manifest(&trainer.cfg, &run_id)?;
+    manifest.resumed_from = resumed_from.clone();
+    let mut run_folder = RunFolder::create(&opts.run_folder, manifest)?;
+    if resumed_from.is_some() {
+        run_folder.rewrite_evals(&trainer.evals)?;
+    }
+    let registry: SharedRegistry = Arc::new(Mutex::new(Registry::from_records(&actors)));
+    let (policy_tx, policy_rx) = watch::channel(None);
+    publish(&trainer, &policy_tx)?;
+    announce(&trainer, &run_id, opts.checkpoint_interval);
+    let server = Server::start(&opts, &trainer, &run_id, listener, policy_rx, registry.clone())?;
+    let replay = trainer.replay.clone();
+    let stop = stop_on(shutdown, replay.clone());
+
+    let ctx = TrainContext {
+        run_id,
+        ckpt_dir,
+        registry,
+        publish_interval: opts.publish_interval,
+        checkpoint_interval: opts.checkpoint_interval,
+    };
+    let training = spawn_training(trainer, run_folder, policy_tx, stop, ctx, progress)?;
+    let trainer = tokio::task::spawn_blocking(move || training.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the training thread panicked"))??;
+    replay.close();
+    server.stop().await;
+    Ok(trainer)
+}
+
+/// The trainer a run starts with.
+struct Start {
+    trainer: Trainer,
+    /// The run's id: the option's, or the checkpoint's on resume.
+    run_id: String,
+    /// The actors a resumed checkpoint knew (ids and last stored sequences); none for a new run.
+    actors: Vec<ActorRecord>,
+    /// The checkpoint resumed from.
+    resumed_from: Option<String>,
+}
+
+/// Builds a fresh trainer for the options' configuration or, with `resume`, restores one from the newest
+/// valid checkpoint in `ckpt_dir` (with the checkpoint's configuration and run id).
+async fn build_or_resume(opts: &LearnerOptions, ckpt_dir: &Path) -> anyhow::Result<Start> {
     let loaded = if opts.resume {
-        let dir = ckpt_dir.clone();
+        let dir = ckpt_dir.to_path_buf();
         Some(tokio::task::spawn_blocking(move || checkpoint::load_latest(&dir)).await??)
     } else {
         None
@@ -70,105 +118,119 @@ pub async fn run(
         None => (opts.cfg.clone(), opts.run_id.clone()),
     };
     let device = opts.device;
-    let (trainer, records, resumed_from) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+    tokio::task::spawn_blocking(move || -> anyhow::Result<Start> {
         // Building the networks is libtorch work: keep it off the async workers.
         let mut trainer = Trainer::build(&cfg, device)?;
-        let mut records = Vec::new();
-        let mut from = None;
-        if let Some(l) = loaded {
-            records = trainer.restore(&l).with_context(|| format!("restoring {}", l.path.display()))?;
-            from = Some(l.path.display().to_string());
-            tracing::info!(checkpoint = %l.path.display(), iterations = trainer.td3.iterations, "resumed");
-        }
-        Ok((trainer, records, from))
+        let Some(l) = loaded else {
+            return Ok(Start { trainer, run_id, actors: Vec::new(), resumed_from: None });
+        };
+        let actors = trainer.restore(&l).with_context(|| format!("restoring {}", l.path.display()))?;
+        tracing::info!(checkpoint = %l.path.display(), iterations = trainer.td3.iterations, "resumed");
+        Ok(Start { trainer, run_id, actors, resumed_from: Some(l.path.display().to_string()) })
     })
-    .await??;
+    .await?
+}
 
-    let mut manifest = manifest(&trainer.cfg, &run_id)?;
-    manifest.resumed_from = resumed_from.clone();
-    let mut run_folder = RunFolder::create(&opts.run_folder, manifest)?;
-    if resumed_from.is_some() {
-        run_folder.rewrite_evals(&trainer.evals)?;
-    }
-    let registry: SharedRegistry = Arc::new(Mutex::new(Registry::from_records(&records)));
-    let info = RunInfo {
-        run_id: run_id.clone(),
-        env_id: trainer.spec.id.clone(),
-        seed: trainer.cfg.seed,
-        obs_dim: trainer.spec.obs_dim,
-        act_dim: trainer.spec.act_dim,
-        exploration_noise: trainer.cfg.td3.exploration_noise as f32,
-        random_steps: trainer.cfg.random_steps,
-        max_batch_transitions: opts.max_batch_transitions,
-    };
-    let (policy_tx, policy_rx) = watch::channel(None);
-    publish(&trainer, &policy_tx)?;
-    let replay = trainer.replay.clone();
-    {
-        let c = replay.counters();
-        metrics::gauge!("spikerl_learner_replay_size").set(c.replay_size as f64);
-        metrics::counter!("spikerl_learner_train_iterations_total").absolute(trainer.td3.iterations);
-    }
-    trainer.announce(&run_id, "distributed", opts.checkpoint_interval);
-    grpc_metrics::service_started();
+/// Publishes what describes the run and initialises the series that would otherwise appear only when
+/// they first move (a checkpoint, an evaluation): dashboards and alerts read them from the start.
+fn announce(trainer: &Trainer, run_id: &str, checkpoint_interval: Option<Duration>) {
+    let c = trainer.replay.counters();
+    metrics::gauge!(learner::REPLAY_SIZE).set(c.replay_size as f64);
+    metrics::counter!(learner::TRAIN_ITERATIONS_TOTAL).absolute(trainer.td3.iterations);
+    trainer.announce(run_id, "distributed", checkpoint_interval);
     // Exported from the start at 0, so that `increase()` (the alert rule) sees the first failure too.
-    metrics::counter!("spikerl_learner_checkpoint_failures_total").increment(0);
+    metrics::counter!(learner::CHECKPOINT_FAILURES_TOTAL).increment(0);
+    // Empty until the first checkpoint (`--checkpoint-secs`, 5 min by default).
+    let _ = metrics::histogram!(learner::CHECKPOINT_DURATION_SECONDS);
+}
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let (server_stop_tx, server_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let service = LearnerService::new(info, replay.clone(), policy_rx, registry.clone());
-    let server = serve(
-        service,
-        listener,
-        &Served {
+/// The learner's gRPC server, running on the async runtime.
+struct Server {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl Server {
+    /// Initialises the service's series, then serves actors on `listener` with the options' limits,
+    /// token and TLS.
+    fn start(
+        opts: &LearnerOptions,
+        trainer: &Trainer,
+        run_id: &str,
+        listener: TcpListener,
+        policy: watch::Receiver<Option<Arc<PolicyUpdate>>>,
+        registry: SharedRegistry,
+    ) -> anyhow::Result<Server> {
+        let info = RunInfo {
+            run_id: run_id.to_string(),
+            env_id: trainer.spec.id.clone(),
+            seed: trainer.cfg.seed,
+            obs_dim: trainer.spec.obs_dim,
+            act_dim: trainer.spec.act_dim,
+            exploration_noise: trainer.cfg.td3.exploration_noise as f32,
+            random_steps: trainer.cfg.random_steps,
+            max_batch_transitions: opts.max_batch_transitions,
+        };
+        grpc_metrics::service_started();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let service = LearnerService::new(info, trainer.replay.clone(), policy, registry);
+        let how = Served {
             max_message_bytes: opts.max_message_bytes,
             auth_token: opts.auth_token.clone(),
             tls: opts.tls.as_ref(),
             nodelay: true,
-        },
-        async {
-            let _ = server_stop_rx.await;
-        },
-    )?;
-
-    {
-        let (stop, replay) = (stop.clone(), replay.clone());
-        tokio::spawn(async move {
-            shutdown.await;
-            tracing::info!("shutdown requested: finishing the current iteration, then checkpointing");
-            stop.store(true, Ordering::SeqCst);
-            replay.close();
-        });
+        };
+        let task = serve(service, listener, &how, async {
+            let _ = stopped.await;
+        })?;
+        Ok(Server { stop, task })
     }
 
-    let training = {
-        let stop = stop.clone();
-        let ctx = TrainContext {
-            run_id,
-            ckpt_dir,
-            registry,
-            publish_interval: opts.publish_interval,
-            checkpoint_interval: opts.checkpoint_interval,
+    /// Stops accepting calls and waits for the open ones to end.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        // Streams still held open by actors would keep serve() waiting: give them a bounded time.
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
+    }
+}
+
+/// A stop flag for the training thread, raised when `shutdown` resolves; closing `replay` then wakes a
+/// training thread waiting for data and releases inserts held by the rate limiter.
+fn stop_on(
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    replay: Arc<ReplayService>,
+) -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let raised = stop.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutdown requested: finishing the current iteration, then checkpointing");
+        raised.store(true, Ordering::SeqCst);
+        replay.close();
+    });
+    stop
+}
+
+/// Trains on a dedicated OS thread (libtorch work never runs on the async workers), then records how the
+/// run ended in its folder.
+fn spawn_training(
+    trainer: Trainer,
+    mut run_folder: RunFolder,
+    policy_tx: watch::Sender<Option<Arc<PolicyUpdate>>>,
+    stop: Arc<AtomicBool>,
+    ctx: TrainContext,
+    progress: ProgressHandle,
+) -> std::io::Result<std::thread::JoinHandle<anyhow::Result<Trainer>>> {
+    std::thread::Builder::new().name("training".into()).spawn(move || {
+        let result = train(trainer, &mut run_folder, &policy_tx, &stop, &ctx, &progress);
+        let status = match (&result, stop.load(Ordering::SeqCst)) {
+            (Err(_), _) => "failed",
+            (Ok(_), true) => "interrupted",
+            (Ok(_), false) => "completed",
         };
-        std::thread::Builder::new().name("training".into()).spawn(move || {
-            let result = train(trainer, &mut run_folder, &policy_tx, &stop, &ctx, &progress);
-            let status = match (&result, stop.load(Ordering::SeqCst)) {
-                (Err(_), _) => "failed",
-                (Ok(_), true) => "interrupted",
-                (Ok(_), false) => "completed",
-            };
-            let _ = run_folder.finish(status, result.as_ref().err().map(|e| format!("{e:#}")));
-            result
-        })?
-    };
-    let trainer = tokio::task::spawn_blocking(move || training.join())
-        .await?
-        .map_err(|_| anyhow::anyhow!("the training thread panicked"))??;
-    replay.close();
-    let _ = server_stop_tx.send(());
-    // Streams still held open by actors would keep serve() waiting: give them a bounded time.
-    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
-    Ok(trainer)
+        let _ = run_folder.finish(status, result.as_ref().err().map(|e| format!("{e:#}")));
+        result
+    })
 }
 
 struct TrainContext {
@@ -187,16 +249,16 @@ impl TrainContext {
         let records = self.registry.lock().unwrap_or_else(|p| p.into_inner()).records();
         match trainer.save_checkpoint(&self.run_id, records, &self.ckpt_dir) {
             Ok(path) => {
-                metrics::histogram!("spikerl_learner_checkpoint_duration_seconds")
+                metrics::histogram!(learner::CHECKPOINT_DURATION_SECONDS)
                     .record(started.elapsed().as_secs_f64());
                 let now =
                     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
-                metrics::gauge!("spikerl_learner_checkpoint_last_success_timestamp_seconds").set(now);
+                metrics::gauge!(learner::CHECKPOINT_LAST_SUCCESS_TIMESTAMP_SECONDS).set(now);
                 tracing::info!(path = %path.display(), secs = started.elapsed().as_secs_f64(), "checkpoint written");
                 Ok(())
             }
             Err(e) => {
-                metrics::counter!("spikerl_learner_checkpoint_failures_total").increment(1);
+                metrics::counter!(learner::CHECKPOINT_FAILURES_TOTAL).increment(1);
                 tracing::error!(error = %format!("{e:#}"), "checkpoint failed; training goes on, the previous checkpoint stays valid");
                 Err(e)
             }
@@ -278,7 +340,7 @@ fn train(
             let _ = ctx.checkpoint(&trainer);
             last_checkpoint = Instant::now();
         }
-        metrics::gauge!("spikerl_learner_samples_per_insert").set(counters.ratio);
+        metrics::gauge!(learner::SAMPLES_PER_INSERT).set(counters.ratio);
         let mut p = progress.lock().unwrap_or_else(|p| p.into_inner());
         p.env_steps = counters.inserted;
         p.total_steps = total_steps;
@@ -297,10 +359,10 @@ fn train(
         p.best_eval = trainer.best_return();
     }
     publish(&trainer, policy_tx)?;
-    if let Err(e) = ctx.checkpoint(&trainer) {
-        if !stopped {
-            bail!("the final checkpoint failed: {e:#}");
-        }
+    if let Err(e) = ctx.checkpoint(&trainer)
+        && !stopped
+    {
+        bail!("the final checkpoint failed: {e:#}");
     }
     Ok(trainer)
 }
@@ -313,6 +375,6 @@ pub fn publish(trainer: &Trainer, tx: &watch::Sender<Option<Arc<PolicyUpdate>>>)
     let weights = spikerl_snn::encode_policy(&td3.policy_config, &td3.export_policy(), version)?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
     tx.send_replace(Some(Arc::new(PolicyUpdate { version, weights, published_unix_nanos: now })));
-    metrics::gauge!("spikerl_learner_policy_version").set(version as f64);
+    metrics::gauge!(learner::POLICY_VERSION).set(version as f64);
     Ok(())
 }

@@ -48,7 +48,7 @@ impl tonic::service::Interceptor for TokenCheck {
         if constant_time_eq(presented, expected) {
             Ok(request)
         } else {
-            metrics::counter!("spikerl_learner_unauthenticated_requests_total").increment(1);
+            metrics::counter!(spikerl_metrics::learner::UNAUTHENTICATED_REQUESTS_TOTAL).increment(1);
             Err(Status::unauthenticated(
                 "missing or wrong token (set the actor's --auth-token to the learner's)",
             ))

@@ -3,10 +3,12 @@
 //! replay buffer; bad input gets INVALID_ARGUMENT (or the right status) and a metric, never a panic.
 
 use crate::service::grpc_metrics::{LagStream, PolicyLag};
+use crate::service::rejection::Rejection;
 use crate::storage::checkpoint::ActorRecord;
 use crate::training::replay_service::ReplayService;
 use spikerl_algo::replay::Transitions;
 use spikerl_algo::seeds::derive_seed;
+use spikerl_metrics::learner;
 use spikerl_proto::learner_server::Learner;
 use spikerl_proto::{
     BatchAck, PROTOCOL_VERSION, PolicyUpdate, RegisterReply, RegisterRequest, SubscribeRequest,
@@ -94,26 +96,17 @@ impl LearnerService {
     }
 
     fn check_actor(&self, run_id: &str, actor_id: u32) -> Result<(), Status> {
-        check_actor(&self.info, &self.registry(), run_id, actor_id)
-            .map_err(|(reason, msg)| reject(reason, msg))
+        check_actor(&self.info, &self.registry(), run_id, actor_id).map_err(reject)
     }
 }
 
 /// The run id must be this learner's and the actor id one it handed out.
-fn check_actor(
-    info: &RunInfo,
-    registry: &Registry,
-    run_id: &str,
-    actor_id: u32,
-) -> Result<(), (&'static str, String)> {
+fn check_actor(info: &RunInfo, registry: &Registry, run_id: &str, actor_id: u32) -> Result<(), Rejection> {
     if run_id != info.run_id {
-        return Err((
-            "unknown_run",
-            format!("unknown run id '{run_id}' (this learner runs '{}')", info.run_id),
-        ));
+        return Err(Rejection::UnknownRun { got: run_id.to_string(), expected: info.run_id.clone() });
     }
     if !registry.by_id.contains_key(&actor_id) {
-        return Err(("unknown_actor", format!("actor id {actor_id} is not registered")));
+        return Err(Rejection::UnknownActor(actor_id));
     }
     Ok(())
 }
@@ -152,55 +145,51 @@ pub enum Accepted {
 /// The learner's path for untrusted bytes, minus the sockets: protobuf-decode `bytes` as tonic's codec
 /// does, then run the same checks as the handlers (`validate_register`; `check_actor` and
 /// `validate_batch` for a batch; `check_actor` for a subscription) against `info` and `registry`.
-/// Returns the rejection reason (the metric label) and message. Must never panic, whatever the bytes:
-/// the fuzz target (`fuzz/fuzz_targets/remote_input.rs`) and a stable test over its corpus call it.
+/// Returns the status a handler would answer with (a registration's own, or the rejection's), without
+/// counting anything. Must never panic, whatever the bytes: the fuzz target
+/// (`fuzz/fuzz_targets/remote_input.rs`) and a stable test over its corpus call it.
 pub fn check_remote_input(
     kind: RemoteMessage,
     bytes: &[u8],
     info: &RunInfo,
     registry: &Registry,
-) -> Result<Accepted, (&'static str, String)> {
+) -> Result<Accepted, Status> {
     use prost::Message;
-    let undecodable = |e: prost::DecodeError| ("undecodable", format!("{e}"));
+    let undecodable = |e| Rejection::undecodable(e).status();
+    let rejected = |r: Rejection| r.status();
     match kind {
         RemoteMessage::Register => {
             let req = RegisterRequest::decode(bytes).map_err(undecodable)?;
-            validate_register(&req).map_err(|s| ("register", s.message().to_string()))?;
+            validate_register(&req)?;
             Ok(Accepted::Register(req))
         }
         RemoteMessage::TransitionBatch => {
             let batch = TransitionBatch::decode(bytes).map_err(undecodable)?;
-            check_actor(info, registry, &batch.run_id, batch.actor_id)?;
-            Ok(Accepted::Batch(validate_batch(&batch, info)?))
+            check_actor(info, registry, &batch.run_id, batch.actor_id).map_err(rejected)?;
+            Ok(Accepted::Batch(validate_batch(&batch, info).map_err(rejected)?))
         }
         RemoteMessage::Subscribe => {
             let req = SubscribeRequest::decode(bytes).map_err(undecodable)?;
-            check_actor(info, registry, &req.run_id, req.actor_id)?;
+            check_actor(info, registry, &req.run_id, req.actor_id).map_err(rejected)?;
             Ok(Accepted::Subscribe(req))
         }
     }
 }
 
 /// Counts a rejection by reason and builds the status for it.
-fn reject(reason: &'static str, message: String) -> Status {
-    metrics::counter!("spikerl_learner_transitions_rejected_total", "reason" => reason).increment(1);
-    match reason {
-        "unknown_run" | "unknown_actor" => Status::failed_precondition(message),
-        _ => Status::invalid_argument(message),
-    }
+fn reject(rejection: Rejection) -> Status {
+    rejection.count();
+    rejection.status()
 }
 
 /// Checks a batch against the run's spaces and limits and converts it to replay rows.
-pub fn validate_batch(b: &TransitionBatch, info: &RunInfo) -> Result<Transitions, (&'static str, String)> {
+pub fn validate_batch(b: &TransitionBatch, info: &RunInfo) -> Result<Transitions, Rejection> {
     let n = b.count as usize;
     if n == 0 {
-        return Err(("empty", "batch has count 0".into()));
+        return Err(Rejection::Empty);
     }
     if n > info.max_batch_transitions {
-        return Err((
-            "oversized",
-            format!("batch of {n} transitions exceeds the maximum {}", info.max_batch_transitions),
-        ));
+        return Err(Rejection::Oversized { count: n, max: info.max_batch_transitions });
     }
     let (od, ad) = (info.obs_dim, info.act_dim);
     let lens = [
@@ -213,19 +202,14 @@ pub fn validate_batch(b: &TransitionBatch, info: &RunInfo) -> Result<Transitions
     ];
     for (field, got, want) in lens {
         if got != want {
-            return Err((
-                "shape",
-                format!(
-                    "{field} has {got} values, expected {want} ({n} transitions, obs_dim {od}, act_dim {ad})"
-                ),
-            ));
+            return Err(Rejection::Shape { field, got, want, count: n, obs_dim: od, act_dim: ad });
         }
     }
     for (field, values) in
         [("obs", &b.obs), ("actions", &b.actions), ("rewards", &b.rewards), ("next_obs", &b.next_obs)]
     {
         if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-            return Err(("non_finite", format!("{field}[{i}] is {} (values must be finite)", values[i])));
+            return Err(Rejection::NonFinite { field, index: i, value: values[i] });
         }
     }
     Ok(Transitions {
@@ -244,14 +228,14 @@ struct ConnectionGuard;
 
 impl ConnectionGuard {
     fn new() -> Self {
-        metrics::gauge!("spikerl_learner_connected_actors").increment(1.0);
+        metrics::gauge!(learner::CONNECTED_ACTORS).increment(1.0);
         ConnectionGuard
     }
 }
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        metrics::gauge!("spikerl_learner_connected_actors").decrement(1.0);
+        metrics::gauge!(learner::CONNECTED_ACTORS).decrement(1.0);
     }
 }
 
@@ -321,17 +305,10 @@ impl Learner for LearnerService {
                     Ok(b) => b,
                     Err(status) => {
                         // A message that failed to decode (too large, malformed) or a broken connection:
-                        // report it to the peer if it still listens, and end this stream.
-                        if matches!(
-                            status.code(),
-                            tonic::Code::ResourceExhausted | tonic::Code::OutOfRange | tonic::Code::Internal
-                        ) {
-                            let reason = if status.code() == tonic::Code::ResourceExhausted {
-                                "message_too_large"
-                            } else {
-                                "undecodable"
-                            };
-                            metrics::counter!("spikerl_learner_transitions_rejected_total", "reason" => reason).increment(1);
+                        // report it to the peer if it still listens (tonic's status as it is), and end
+                        // this stream. Only the first two are rejections.
+                        if let Some(rejection) = Rejection::from_stream_error(&status) {
+                            rejection.count();
                         }
                         tracing::debug!(%status, "actor stream ended");
                         let _ = tx.send(Err(status)).await;
@@ -373,7 +350,7 @@ impl Learner for LearnerService {
 
 async fn ingest(svc: &LearnerService, batch: &TransitionBatch, lag: &LagStream) -> Result<BatchAck, Status> {
     svc.check_actor(&batch.run_id, batch.actor_id)?;
-    let rows = validate_batch(batch, &svc.info).map_err(|(reason, msg)| reject(reason, msg))?;
+    let rows = validate_batch(batch, &svc.info).map_err(reject)?;
     let last = {
         let reg = svc.registry();
         let name = &reg.by_id[&batch.actor_id];
@@ -381,13 +358,13 @@ async fn ingest(svc: &LearnerService, batch: &TransitionBatch, lag: &LagStream) 
     };
     if batch.sequence <= last {
         // Already stored (a resend after a lost ack): acknowledge without inserting twice.
-        metrics::counter!("spikerl_learner_duplicate_batches_total").increment(1);
+        metrics::counter!(learner::DUPLICATE_BATCHES_TOTAL).increment(1);
         let total = svc.replay.counters().inserted;
         return Ok(BatchAck { sequence: batch.sequence, inserted: 0, total_inserted: total });
     }
     let waiting = std::time::Instant::now();
     let total = svc.replay.insert(&rows).await.map_err(|_| Status::unavailable("the run has finished"))?;
-    metrics::histogram!("spikerl_learner_insert_wait_seconds").record(waiting.elapsed().as_secs_f64());
+    metrics::histogram!(learner::INSERT_WAIT_SECONDS).record(waiting.elapsed().as_secs_f64());
     {
         let mut reg = svc.registry();
         let name = reg.by_id[&batch.actor_id].clone();
@@ -396,18 +373,17 @@ async fn ingest(svc: &LearnerService, batch: &TransitionBatch, lag: &LagStream) 
         }
     }
     let n = rows.len() as u64;
-    metrics::counter!("spikerl_learner_transitions_received_total", "actor" => batch.actor_id.to_string())
+    metrics::counter!(learner::TRANSITIONS_RECEIVED_TOTAL, "actor" => batch.actor_id.to_string())
         .increment(n);
-    metrics::counter!("spikerl_learner_transitions_inserted_total").increment(n);
+    metrics::counter!(learner::TRANSITIONS_INSERTED_TOTAL).increment(n);
     let newest = svc.policy.borrow().as_ref().map(|p| p.version);
     if let Some(version) = newest {
         lag.record(version.saturating_sub(batch.policy_version));
     }
     for e in &batch.episodes {
-        metrics::counter!("spikerl_learner_episodes_total", "actor" => batch.actor_id.to_string())
-            .increment(1);
-        metrics::gauge!("spikerl_learner_episode_return_last").set(e.episode_return);
-        metrics::gauge!("spikerl_learner_episode_length_last").set(e.length as f64);
+        metrics::counter!(learner::EPISODES_TOTAL, "actor" => batch.actor_id.to_string()).increment(1);
+        metrics::gauge!(learner::EPISODE_RETURN_LAST).set(e.episode_return);
+        metrics::gauge!(learner::EPISODE_LENGTH_LAST).set(e.length as f64);
     }
     Ok(BatchAck { sequence: batch.sequence, inserted: n as u32, total_inserted: total })
 }
@@ -415,7 +391,7 @@ async fn ingest(svc: &LearnerService, batch: &TransitionBatch, lag: &LagStream) 
 /// Input framing shared by the fuzz target (`fuzz/fuzz_targets/remote_input.rs`) and the stable test
 /// that replays its corpus (`learner/tests/remote_input.rs`), so both exercise exactly the same thing.
 pub mod fuzzing {
-    use super::{Accepted, ActorRecord, Registry, RemoteMessage, RunInfo, check_remote_input};
+    use super::{Accepted, ActorRecord, Registry, RemoteMessage, RunInfo, Status, check_remote_input};
 
     /// The run id registered actors use in seeds; anything else is an unknown run.
     pub const RUN_ID: &str = "fuzz-run";
@@ -470,9 +446,9 @@ pub mod fuzzing {
 
     /// One fuzz input: byte 0 frames (`frame`), the rest is the protobuf message. Returns the run spec
     /// used, so callers can check what was accepted against it.
-    pub fn check(data: &[u8]) -> (RunInfo, Result<Accepted, (&'static str, String)>) {
+    pub fn check(data: &[u8]) -> (RunInfo, Result<Accepted, Status>) {
         let Some((&first, bytes)) = data.split_first() else {
-            return (run_info(0), Err(("empty", "no input".into())));
+            return (run_info(0), Err(Status::invalid_argument("no input")));
         };
         let (kind, spec) = frame(first);
         let info = run_info(spec);

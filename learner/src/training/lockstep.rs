@@ -16,6 +16,7 @@ use spikerl_algo::config::RunConfig;
 use spikerl_algo::replay::Transitions;
 use spikerl_algo::seeds::{Seeds, derive_seed};
 
+use spikerl_metrics::{actor, learner};
 use spikerl_snn::Policy;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -106,7 +107,7 @@ impl Lane {
             if version != self.policy_version {
                 self.policy = Policy::new(&self.policy_config, &weights())?;
                 self.policy_version = version;
-                metrics::gauge!("spikerl_learner_policy_version").set(version as f64);
+                metrics::gauge!(learner::POLICY_VERSION).set(version as f64);
             }
             self.policy.act(&self.obs32, &mut self.action);
             for (a, &m) in self.action.iter_mut().zip(&self.max_action) {
@@ -124,12 +125,12 @@ impl Lane {
         if replay.try_insert(&self.transition).ok().flatten().is_none() {
             bail!("lockstep insert refused by the rate limiter (update ratio must be >= 1 per step here)");
         }
-        metrics::counter!("spikerl_actor_env_steps_total").increment(1);
-        metrics::counter!("spikerl_learner_transitions_inserted_total").increment(1);
+        metrics::counter!(actor::ENV_STEPS_TOTAL).increment(1);
+        metrics::counter!(learner::TRANSITIONS_INSERTED_TOTAL).increment(1);
         if step.terminated || step.truncated {
-            metrics::counter!("spikerl_actor_episodes_total").increment(1);
-            metrics::gauge!("spikerl_actor_episode_return_last").set(self.episode_return);
-            metrics::gauge!("spikerl_actor_episode_length_last").set(self.episode_length as f64);
+            metrics::counter!(actor::EPISODES_TOTAL).increment(1);
+            metrics::gauge!(actor::EPISODE_RETURN_LAST).set(self.episode_return);
+            metrics::gauge!(actor::EPISODE_LENGTH_LAST).set(self.episode_length as f64);
             (self.episode_return, self.episode_length) = (0.0, 0);
             self.episodes += 1;
             self.obs = self.env.reset(None);

@@ -5,6 +5,7 @@
 
 use spikerl_algo::rate_limiter::RateLimiter;
 use spikerl_algo::replay::{ReplayBuffer, Transitions};
+use spikerl_metrics::learner;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -71,7 +72,7 @@ impl ReplayService {
         let total = s.limiter.inserted;
         let size = s.buffer.len();
         drop(s);
-        metrics::gauge!("spikerl_learner_replay_size").set(size as f64);
+        metrics::gauge!(learner::REPLAY_SIZE).set(size as f64);
         self.learner_wake.notify_all();
         Ok(Some(total))
     }

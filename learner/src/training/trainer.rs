@@ -14,6 +14,7 @@ use spikerl_algo::replay::Transitions;
 use spikerl_algo::seeds::Seeds;
 use spikerl_algo::td3::{Batch, Td3, UpdateStats};
 use spikerl_envs::EnvSpec;
+use spikerl_metrics::{eval, learner, snn};
 use spikerl_snn::{NamedTensors, Policy};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -137,14 +138,14 @@ impl Trainer {
     pub fn announce(&self, run_id: &str, mode: &'static str, checkpoint_interval: Option<Duration>) {
         telemetry::run_started(&self.cfg, &self.td3.policy_config, run_id, mode, checkpoint_interval);
         let c = self.replay.counters();
-        metrics::counter!("spikerl_learner_train_iterations_total").absolute(self.td3.iterations);
-        metrics::counter!("spikerl_learner_transitions_inserted_total").absolute(c.inserted);
-        metrics::gauge!("spikerl_learner_replay_size").set(c.replay_size as f64);
-        metrics::gauge!("spikerl_learner_policy_version").set(self.td3.actor_updates as f64);
+        metrics::counter!(learner::TRAIN_ITERATIONS_TOTAL).absolute(self.td3.iterations);
+        metrics::counter!(learner::TRANSITIONS_INSERTED_TOTAL).absolute(c.inserted);
+        metrics::gauge!(learner::REPLAY_SIZE).set(c.replay_size as f64);
+        metrics::gauge!(learner::POLICY_VERSION).set(self.td3.actor_updates as f64);
         if let (Some(first), Some(last)) = (self.evals.first(), self.evals.last()) {
-            metrics::gauge!("spikerl_eval_return_initial").set(first.mean());
-            metrics::gauge!("spikerl_eval_return_last").set(last.mean());
-            metrics::gauge!("spikerl_eval_return_best").set(self.best_return().unwrap_or(last.mean()));
+            metrics::gauge!(eval::RETURN_INITIAL).set(first.mean());
+            metrics::gauge!(eval::RETURN_LAST).set(last.mean());
+            metrics::gauge!(eval::RETURN_BEST).set(self.best_return().unwrap_or(last.mean()));
         }
     }
 
@@ -178,7 +179,7 @@ impl Trainer {
         if !self.replay.wait_and_sample(batches, self.cfg.td3.batch_size, &mut self.scratch) {
             return None;
         }
-        metrics::histogram!("spikerl_learner_sample_wait_seconds").record(waiting.elapsed().as_secs_f64());
+        metrics::histogram!(learner::SAMPLE_WAIT_SECONDS).record(waiting.elapsed().as_secs_f64());
         let (od, ad, device) = (self.spec.obs_dim, self.spec.act_dim, self.td3.device());
         Some(self.scratch.iter().map(|t| Batch::from_transitions(t, od, ad, device)).collect())
     }
@@ -188,7 +189,7 @@ impl Trainer {
     pub fn record(&mut self, stats: UpdateStats, took: std::time::Duration) {
         self.last_stats = stats;
         self.replay.record_update();
-        metrics::histogram!("spikerl_learner_update_duration_seconds").record(took.as_secs_f64());
+        metrics::histogram!(learner::UPDATE_DURATION_SECONDS).record(took.as_secs_f64());
         record_update_metrics(&self.last_stats);
     }
 
@@ -223,12 +224,12 @@ impl Trainer {
             energy_nj_per_inference: stats.energy_nj_per_inference(),
         };
         let mean = record.mean();
-        metrics::gauge!("spikerl_eval_return_last").set(mean);
+        metrics::gauge!(eval::RETURN_LAST).set(mean);
         let best = self.evals.iter().map(EvalRecord::mean).fold(mean, f64::max);
-        metrics::gauge!("spikerl_eval_return_best").set(best);
-        metrics::gauge!("spikerl_snn_firing_rate").set(record.firing_rate);
-        metrics::gauge!("spikerl_snn_sops_per_inference").set(record.sops_per_inference);
-        metrics::gauge!("spikerl_snn_energy_nanojoules_per_inference").set(record.energy_nj_per_inference);
+        metrics::gauge!(eval::RETURN_BEST).set(best);
+        metrics::gauge!(snn::FIRING_RATE).set(record.firing_rate);
+        metrics::gauge!(snn::SOPS_PER_INFERENCE).set(record.sops_per_inference);
+        metrics::gauge!(snn::ENERGY_NANOJOULES_PER_INFERENCE).set(record.energy_nj_per_inference);
         crate::training::telemetry::record_evaluation(
             self.evals.first().map_or(mean, EvalRecord::mean),
             &self.td3.policy_config,
@@ -238,7 +239,7 @@ impl Trainer {
             // A full disk must not end hours of training: the record stays in `self.evals` (and so in
             // checkpoints), and the buffered row is written at the next flush that succeeds.
             if let Err(e) = dir.append_eval(&record) {
-                metrics::counter!("spikerl_learner_eval_write_failures_total").increment(1);
+                metrics::counter!(learner::EVAL_WRITE_FAILURES_TOTAL).increment(1);
                 tracing::error!(error = %e, step = env_steps, "could not append the evaluation to evals.csv; training goes on");
             }
         }
@@ -274,14 +275,14 @@ pub fn evaluate_policy(
 }
 
 fn record_update_metrics(s: &UpdateStats) {
-    metrics::counter!("spikerl_learner_train_iterations_total").increment(1);
-    metrics::gauge!("spikerl_learner_critic_loss").set(s.critic_loss);
-    metrics::gauge!("spikerl_learner_q_mean").set(s.q_mean);
-    metrics::gauge!("spikerl_learner_td_target_mean").set(s.target_mean);
+    metrics::counter!(learner::TRAIN_ITERATIONS_TOTAL).increment(1);
+    metrics::gauge!(learner::CRITIC_LOSS).set(s.critic_loss);
+    metrics::gauge!(learner::Q_MEAN).set(s.q_mean);
+    metrics::gauge!(learner::TD_TARGET_MEAN).set(s.target_mean);
     if let Some(l) = s.actor_loss {
-        metrics::gauge!("spikerl_learner_actor_loss").set(l);
+        metrics::gauge!(learner::ACTOR_LOSS).set(l);
     }
     if let Some(l) = s.proxy_loss {
-        metrics::gauge!("spikerl_learner_proxy_loss").set(l);
+        metrics::gauge!(learner::PROXY_LOSS).set(l);
     }
 }
