@@ -353,8 +353,7 @@ impl StackedMirror {
             groups[i % workers].push(job);
         }
         // On libtorch's own OpenMP workers (see `crate::omp`); each group's mutex is never contended.
-        let groups: Vec<std::sync::Mutex<Vec<(&mut spikerl_snn::Policy, &[f32], &mut [f32])>>> =
-            groups.into_iter().map(std::sync::Mutex::new).collect();
+        let groups: Vec<std::sync::Mutex<Vec<_>>> = groups.into_iter().map(std::sync::Mutex::new).collect();
         crate::omp::parallel(groups.len(), &|i| {
             let mut group = groups[i].lock().unwrap_or_else(|p| p.into_inner());
             for (p, o, a) in group.iter_mut() {
@@ -588,7 +587,7 @@ impl Ensemble {
         }
 
         self.iterations += 1;
-        if self.iterations % self.cfg.policy_delay == 0 {
+        if self.iterations.is_multiple_of(self.cfg.policy_delay) {
             self.critic_vs.freeze();
             let actor_losses = -member_mean(&self.critic.q1(&b.obs, &self.actor.forward(&b.obs)));
             self.actor_opt.backward_step(&actor_losses.sum(Kind::Float));

@@ -496,7 +496,7 @@ impl Td3 {
         self.phase_times.critic_steps += 1;
 
         self.iterations += 1;
-        if self.iterations % self.cfg.policy_delay == 0 {
+        if self.iterations.is_multiple_of(self.cfg.policy_delay) {
             let started = std::time::Instant::now();
             stats.actor_loss = Some(self.actor_step(&b.obs, threads));
             self.actor_updates += 1;
