@@ -5,12 +5,14 @@
 //! single-node Docker Swarm runs the same file with `docker stack deploy`. The Kubernetes manifests are
 //! rendered and validated offline against the Kubernetes API schemas.
 //!
-//! Docker tests are skipped, with a message, only where no Docker engine answers. They run one at a time
-//! (a lock) and clean up through guards, also when they fail.
+//! Docker tests skip (loudly, through `common::require`) only where no Docker engine with Compose answers,
+//! and fail instead where SPIKERL_REQUIRE lists `docker` (CI). They run one at a time (a lock) and clean up
+//! through guards, also when they fail. The Kubernetes check needs the kubernetes-validate environment of
+//! scripts/setup_test_deps.sh (`k8s-validate`).
 
 mod common;
 
-use common::{free_port, metric, scrape};
+use common::{Need, free_port, k8s_validate_python, metric, require, scrape};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -29,19 +31,6 @@ fn root() -> PathBuf {
 fn docker_lock() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// True where a Docker engine answers; prints why the test is skipped otherwise.
-fn docker_available(test: &str) -> bool {
-    let ok = Command::new("docker")
-        .args(["version", "--format", "{{.Server.Version}}"])
-        .stdin(Stdio::null())
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("SKIPPED {test}: no Docker engine answers (`docker version` failed); nothing was tested");
-    }
-    ok
 }
 
 fn run(cmd: &mut Command) -> Output {
@@ -326,7 +315,7 @@ fn read_file(container: &str, path: &str) -> String {
 #[test]
 fn images_run_as_non_root_with_health_checks_and_a_small_actor() {
     let _lock = docker_lock();
-    if !docker_available("images_run_as_non_root_with_health_checks_and_a_small_actor") {
+    if !require(Need::Docker) {
         return;
     }
     build_images();
@@ -372,7 +361,7 @@ fn images_run_as_non_root_with_health_checks_and_a_small_actor() {
 #[test]
 fn compose_cluster_trains_scales_and_survives_restarts() {
     let _lock = docker_lock();
-    if !docker_available("compose_cluster_trains_scales_and_survives_restarts") {
+    if !require(Need::Docker) {
         return;
     }
     let started = Instant::now();
@@ -558,14 +547,10 @@ impl Drop for SwarmGuard {
 #[test]
 fn swarm_stack_deploy_smoke() {
     let _lock = docker_lock();
-    if !docker_available("swarm_stack_deploy_smoke") {
+    if !require(Need::Docker) {
         return;
     }
-    let state = run_ok(&mut docker(&["info", "--format", "{{.Swarm.LocalNodeState}}"])).trim().to_string();
-    if state != "inactive" {
-        eprintln!(
-            "SKIPPED swarm_stack_deploy_smoke: this engine is already in a swarm ({state}); not deploying a test stack onto it"
-        );
+    if !require(Need::Swarm) {
         return;
     }
     let started = Instant::now();
@@ -599,32 +584,14 @@ fn swarm_stack_deploy_smoke() {
 
 // ------------------------------------------------------------------------------------------- Kubernetes
 
-/// A virtual environment with kubernetes-validate (the Kubernetes API's JSON schemas, from PyPI), made once
-/// under target/ and reused.
-fn k8s_python() -> PathBuf {
-    let venv = root().join("target/k8s-validate-venv");
-    let python = venv.join("bin/python3");
-    let ready = venv.join(".ready-1.37.0");
-    if !ready.exists() {
-        let _ = std::fs::remove_dir_all(&venv);
-        run_ok(Command::new("python3").args(["-m", "venv", venv.to_str().unwrap()]));
-        run_ok(Command::new(&python).args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "kubernetes-validate==1.37.0",
-            "PyYAML>=6",
-        ]));
-        std::fs::write(&ready, "").unwrap();
-    }
-    python
-}
-
 #[test]
 fn kubernetes_manifests_validate_against_the_api_schemas() {
-    let python = k8s_python();
+    // kubernetes-validate (the Kubernetes API's JSON schemas, from PyPI) lives in a virtual environment that
+    // scripts/setup_test_deps.sh makes; the test never installs it.
+    if !require(Need::K8sValidate) {
+        return;
+    }
+    let python = k8s_validate_python();
     let validate = |extra: &[&str]| -> String {
         let mut cmd = Command::new(&python);
         cmd.arg(root().join("deploy/k8s/validate.py")).args(extra).current_dir(root());
@@ -668,7 +635,7 @@ fn kubernetes_manifests_validate_against_the_api_schemas() {
 #[test]
 fn compose_files_parse() {
     let _lock = docker_lock();
-    if !docker_available("compose_files_parse") {
+    if !require(Need::Docker) {
         return;
     }
     let program = compose_program();

@@ -28,7 +28,8 @@ fn sixty_four_actors_stream_concurrently() {
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let duration = Duration::from_secs(8);
-    let (acked, errors, elapsed, rss_warm) = rt.block_on(async move {
+    let maddr_warm = maddr.clone();
+    let (acked, errors, elapsed, rss_warm, replay_warm) = rt.block_on(async move {
         let started = Instant::now();
         let mut tasks = Vec::new();
         for i in 0..CONNECTIONS {
@@ -79,6 +80,8 @@ fn sixty_four_actors_stream_concurrently() {
         }
         tokio::time::sleep(Duration::from_secs(4)).await;
         let rss_warm = rss_kib(pid);
+        let warm = tokio::task::spawn_blocking(move || scrape(&maddr_warm)).await.unwrap();
+        let replay_warm = warm.and_then(|t| metric(&t, "spikerl_learner_replay_size", &[]));
         let (mut acked, mut errors) = (0u64, Vec::new());
         for t in tasks {
             match t.await.unwrap() {
@@ -86,7 +89,7 @@ fn sixty_four_actors_stream_concurrently() {
                 Err(e) => errors.push(e),
             }
         }
-        (acked, errors, started.elapsed(), rss_warm)
+        (acked, errors, started.elapsed(), rss_warm, replay_warm)
     });
     assert!(errors.is_empty(), "{} of {CONNECTIONS} connections failed: {:?}", errors.len(), errors.first());
     let text = scrape(&maddr).unwrap();
@@ -98,17 +101,23 @@ fn sixty_four_actors_stream_concurrently() {
         .sum();
     assert_eq!(received as u64, acked, "every acknowledged transition was stored exactly once");
     let rss_end = rss_kib(pid);
+    let replay_end = metric(&text, "spikerl_learner_replay_size", &[]);
     let rate = acked as f64 / elapsed.as_secs_f64();
     eprintln!(
-        "load: {CONNECTIONS} connections, {acked} transitions in {:.1} s = {rate:.0} transitions/s; learner RSS {:?} KiB at 4 s, {:?} KiB at end",
+        "load: {CONNECTIONS} connections, {acked} transitions in {:.1} s = {rate:.0} transitions/s; learner RSS {:?} KiB at 4 s, {:?} KiB at end; replay {:?} at 4 s, {:?} at end",
         elapsed.as_secs_f64(),
         rss_warm,
-        rss_end
+        rss_end,
+        replay_warm,
+        replay_end
     );
     assert!(acked as usize > CONNECTIONS * BATCH * 10, "throughput too low: {acked} transitions");
-    if let (Some(a), Some(b)) = (rss_warm, rss_end) {
-        assert!(b < a + 64 * 1024, "learner memory grew from {a} KiB to {b} KiB under steady load");
-    }
+    // Memory is flat once the replay buffer is full: the buffer must be full at the first reading (else
+    // the comparison says nothing), and both readings must exist (a test that cannot read them fails).
+    assert_eq!(replay_warm, Some(50000.0), "the replay buffer (capacity 50000) is full after 4 s");
+    let (a, b) =
+        (rss_warm.expect("the learner's RSS at 4 s"), rss_end.expect("the learner's RSS at the end"));
+    assert!(b < a + 64 * 1024, "learner memory grew from {a} KiB to {b} KiB under steady load");
     assert!(procs.0[l].1.try_wait().unwrap().is_none(), "the learner is still running");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -2,9 +2,9 @@
 //! and docs/metrics.md use, a real Prometheus server (Debian's `prometheus` package) scraping a real learner
 //! and actor on loopback ports, and `promtool` on the shipped configuration and rules.
 //!
-//! Prometheus and promtool come from PATH; when they are missing, running as root with apt-get available,
-//! the tests install Debian's `prometheus` package (opt out: SPIKERL_TEST_INSTALL_PROMETHEUS=0). Without them
-//! the Prometheus parts are skipped with a message saying why; everything else always runs.
+//! Prometheus and promtool come from PATH (scripts/setup_test_deps.sh installs Debian's `prometheus`
+//! package; the tests never install anything). Without them the Prometheus parts skip loudly through
+//! `common::require`, or fail where SPIKERL_REQUIRE lists `prometheus` (CI); everything else always runs.
 
 mod common;
 
@@ -15,7 +15,6 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// The metric names in docs/interface.md: they must be there from the moment the endpoint answers.
@@ -321,14 +320,9 @@ fn documented_names() -> BTreeSet<String> {
         .collect()
 }
 
-/// Names the binary describes (src/metrics.rs SERIES table).
+/// Names the binary describes: the series catalogue (`spikerl_metrics::ALL`, metrics/src/lib.rs).
 fn described_names() -> BTreeSet<String> {
-    let src = read("src/metrics.rs");
-    src.lines()
-        .filter_map(|l| l.trim().strip_prefix("(\""))
-        .filter_map(|l| l.split('"').next())
-        .map(str::to_string)
-        .collect()
+    spikerl_metrics::ALL.iter().map(|s| s.name.to_string()).collect()
 }
 
 fn base_name(sample: &str, types: &BTreeMap<String, String>) -> String {
@@ -499,16 +493,19 @@ fn dashboards_alerts_and_docs_use_only_series_the_exporters_emit() {
         emitted.len()
     );
 
-    // Every family has HELP text and is defined in docs/metrics.md; docs and the SERIES table agree.
+    // Every family has HELP text and is defined in docs/metrics.md; docs and the catalogue agree.
     let documented = documented_names();
     let described = described_names();
     for text in [&learner_text, &actor_text] {
         let (types, helps) = families(text);
         for sample in sample_names(text) {
             let base = base_name(&sample, &types);
-            assert!(helps.contains(&base), "{base} has no HELP line (describe it in src/metrics.rs)");
+            assert!(helps.contains(&base), "{base} has no HELP line (describe it in metrics/src/lib.rs)");
             assert!(documented.contains(&base), "{base} is emitted but not defined in docs/metrics.md");
-            assert!(described.contains(&base), "{base} is emitted but missing from src/metrics.rs SERIES");
+            assert!(
+                described.contains(&base),
+                "{base} is emitted but missing from the catalogue (spikerl_metrics::ALL)"
+            );
         }
         for (name, kind) in &types {
             if name.ends_with("_seconds") && kind != "gauge" {
@@ -634,7 +631,7 @@ fn the_lockstep_learner_exports_its_documented_series() {
         let base = base_name(sample, &types);
         assert!(
             helps.contains(&base) && documented.contains(&base) && described.contains(&base),
-            "{base}: HELP, docs/metrics.md and SERIES"
+            "{base}: HELP, docs/metrics.md and the catalogue"
         );
     }
     eprintln!("--sync exports {} sample names", names.len());
@@ -646,11 +643,11 @@ fn the_lockstep_learner_exports_its_documented_series() {
 fn docs_define_every_series_the_binary_describes_and_dashboards_are_well_formed() {
     let documented = documented_names();
     let described = described_names();
-    assert!(described.len() > 50, "SERIES table not found in src/metrics.rs ({} names)", described.len());
+    assert!(described.len() > 50, "the catalogue spikerl_metrics::ALL holds only {} names", described.len());
     let undocumented: Vec<_> = described.difference(&documented).collect();
     assert!(
         undocumented.is_empty(),
-        "described in src/metrics.rs but not in docs/metrics.md: {undocumented:?}"
+        "in the catalogue (metrics/src/lib.rs) but not in docs/metrics.md: {undocumented:?}"
     );
     let unknown: Vec<_> = documented.difference(&described).collect();
     assert!(unknown.is_empty(), "in docs/metrics.md but never described by the binary: {unknown:?}");
@@ -722,54 +719,6 @@ fn docs_define_every_series_the_binary_describes_and_dashboards_are_well_formed(
 // ---------------------------------------------------------------------------------------------------
 // Prometheus and promtool.
 
-fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-}
-
-/// Ok when prometheus and promtool are on PATH (installing Debian's package if possible); Err(why not).
-fn prometheus_tools() -> Result<(), String> {
-    static TOOLS: OnceLock<Result<(), String>> = OnceLock::new();
-    TOOLS
-        .get_or_init(|| {
-            if on_path("prometheus") && on_path("promtool") {
-                return Ok(());
-            }
-            if std::env::var("SPIKERL_TEST_INSTALL_PROMETHEUS").is_ok_and(|v| v == "0") {
-                return Err("prometheus/promtool are not on PATH and SPIKERL_TEST_INSTALL_PROMETHEUS=0".into());
-            }
-            if !on_path("apt-get") {
-                return Err("prometheus/promtool are not on PATH and there is no apt-get to install Debian's prometheus package".into());
-            }
-            let uid = Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-            if uid.ok().as_deref() != Some("0") {
-                return Err("prometheus/promtool are not on PATH; installing them needs root (apt-get install prometheus)".into());
-            }
-            eprintln!("installing Debian's prometheus package (promtool, prometheus) for the observability tests");
-            let apt = |args: &[&str]| {
-                Command::new("timeout")
-                    .arg("600")
-                    .arg("apt-get")
-                    .args(args)
-                    .env("DEBIAN_FRONTEND", "noninteractive")
-                    .stdin(std::process::Stdio::null())
-                    .output()
-                    .map(|o| o.status.success())
-                    .unwrap_or(false)
-            };
-            let install = ["install", "-y", "-q", "--no-install-recommends", "prometheus"];
-            let installed = apt(&install) || (apt(&["update", "-q"]) && apt(&install));
-            if !installed {
-                return Err("apt-get install prometheus failed (no package mirror reachable?)".into());
-            }
-            if on_path("prometheus") && on_path("promtool") {
-                Ok(())
-            } else {
-                Err("the prometheus package installed no prometheus/promtool on PATH".into())
-            }
-        })
-        .clone()
-}
-
 fn promtool(args: &[&str]) -> (bool, String) {
     let out = Command::new("promtool").args(args).current_dir(root()).output().expect("running promtool");
     (
@@ -780,8 +729,7 @@ fn promtool(args: &[&str]) -> (bool, String) {
 
 #[test]
 fn promtool_accepts_the_shipped_configuration_and_rules() {
-    if let Err(why) = prometheus_tools() {
-        eprintln!("SKIPPED promtool checks: {why}");
+    if !require(Need::Prometheus) {
         return;
     }
     let rules: Vec<String> = files("deploy/prometheus/rules", "yml")
@@ -886,8 +834,7 @@ fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) 
 
 #[test]
 fn a_real_prometheus_scrapes_learner_and_actor_and_evaluates_every_shipped_expression() {
-    if let Err(why) = prometheus_tools() {
-        eprintln!("SKIPPED Prometheus server test: {why}");
+    if !require(Need::Prometheus) {
         return;
     }
     let mut c = Cluster::start_learner("obs-prometheus");
@@ -994,6 +941,13 @@ fn a_real_prometheus_scrapes_learner_and_actor_and_evaluates_every_shipped_expre
         }
     }
     eprintln!("{} shipped expressions evaluate; {with_data} return data after a short run", exprs.len());
+    // Valid but empty everywhere would mean the expressions select nothing the exporters emit (76 of 96
+    // returned data here).
+    assert!(
+        2 * with_data >= exprs.len(),
+        "only {with_data} of {} shipped expressions return data from a running cluster",
+        exprs.len()
+    );
 
     // The shipped rules load into the server and evaluate cleanly.
     let groups = wait_for("rule evaluation", Duration::from_secs(60), || {

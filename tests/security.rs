@@ -60,7 +60,13 @@ fn mutual_tls_with_token() {
     ];
     let run =
         [&["--steps", "100000", "--random-steps", "100000", "--eval-every", "0"][..], &tls[..]].concat();
-    procs.spawn("learner", learner_cmd(grpc, metrics, &dir.join("run"), &run), &dir.join("learner.log"));
+    // learner_cmd's, with tonic's server debug lines: they are where a refused TLS handshake is logged.
+    let mut learner = spikerl();
+    learner.args(["learner", "--listen", &format!("127.0.0.1:{grpc}"), "--metrics", &maddr]);
+    learner.args(["--run-dir", dir.join("run").to_str().unwrap(), "--env", "Pendulum-v1", "--algo", "ann"]);
+    learner.args(["--threads", "1", "--log", "info,tonic::transport::server=debug"]).args(&run);
+    let learner_log = dir.join("learner.log");
+    procs.spawn("learner", learner, &learner_log);
 
     let url = format!("https://localhost:{grpc}");
     let mut actor = spikerl();
@@ -89,24 +95,72 @@ fn mutual_tls_with_token() {
             actor_name: "intruder".into(),
             num_envs: 1,
         };
-        // No client certificate: the handshake fails, nothing reaches the service.
+        // No client certificate: the learner's TLS handshake refuses it, nothing reaches the service. Under
+        // TLS 1.3 the client's side of the handshake completes before the server checks its certificate, so
+        // the client sees the refusal as anything from the server's alert to a broken pipe or a closed
+        // connection: the evidence that it was the handshake, and not a learner that is down, is the
+        // learner's own account of it (tonic logs a refused handshake as "tls accept error").
+        let unauthenticated =
+            |text: &str| metric(text, "spikerl_learner_unauthenticated_requests_total", &[]);
+        let refusals = || {
+            std::fs::read_to_string(&learner_log)
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains("tls accept error"))
+                .map(String::from)
+                .collect::<Vec<_>>()
+        };
+        let before = scrape(&maddr).expect("the learner's metrics");
+        let refusals_before = refusals();
+        assert!(refusals_before.is_empty(), "the actor's handshakes were refused: {refusals_before:?}");
         let tls =
             ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&pki.ca)).domain_name("localhost");
         let endpoint = Endpoint::from_shared(url.clone()).unwrap().tls_config(tls.clone()).unwrap();
-        let refused = match endpoint.connect().await {
-            Err(_) => true,
-            Ok(ch) => spikerl_proto::learner_client::LearnerClient::new(ch)
+        let client_error = match endpoint.connect().await {
+            Err(e) => format!("{e:?}"),
+            Ok(ch) => match spikerl_proto::learner_client::LearnerClient::new(ch)
                 .register(register.clone())
                 .await
-                .is_err(),
+            {
+                Err(status) => format!("{status:?}"),
+                Ok(reply) => panic!("a client without a certificate registered under mutual TLS: {reply:?}"),
+            },
         };
-        assert!(refused, "a client without a certificate must be refused under mutual TLS");
-        // Certificate but no token: UNAUTHENTICATED.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let refused = loop {
+            let r = refusals();
+            if !r.is_empty() {
+                break r;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the client failed ({client_error}) but the learner logged no refused TLS handshake:\n{}",
+                std::fs::read_to_string(&learner_log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        eprintln!("client: {client_error}\nlearner: {refused:?}");
+        assert!(
+            refused.iter().all(|l| l.contains("peer sent no certificates")),
+            "the handshakes (the channel may retry once) refused for the missing client certificate: {refused:?}"
+        );
+        let after = scrape(&maddr).expect("the learner is still serving after the refused handshake");
+        assert_eq!(
+            unauthenticated(&after),
+            unauthenticated(&before),
+            "the request without a certificate never reached the service"
+        );
+
+        // Certificate but no token: UNAUTHENTICATED from the service itself, and counted.
         let tls = tls.identity(Identity::from_pem(&pki.client.0, &pki.client.1));
         let ch =
             Endpoint::from_shared(url.clone()).unwrap().tls_config(tls).unwrap().connect().await.unwrap();
         let e = spikerl_proto::learner_client::LearnerClient::new(ch).register(register).await.unwrap_err();
-        assert_eq!(e.code(), tonic::Code::Unauthenticated);
+        assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
+        let text = wait_metrics(&maddr, Duration::from_secs(10), "the refused token counted", |t| {
+            unauthenticated(t).unwrap_or(0.0) > unauthenticated(&before).unwrap_or(0.0)
+        });
+        assert_eq!(unauthenticated(&text), Some(unauthenticated(&before).unwrap_or(0.0) + 1.0), "{text}");
     });
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -161,3 +161,227 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
 }
+
+// ---------------------------------------------------------------------------------------------------
+// What a test needs from the machine, and the one way a test skips.
+
+/// Something a test needs from the machine that `cargo test` cannot provide. A test that lacks it skips
+/// through [`require`] or [`available`]: loudly, and as a failure where `SPIKERL_REQUIRE` lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// A Docker engine that answers, with Compose (`docker compose` or `docker-compose`).
+    Docker,
+    /// A Docker engine that is not part of a swarm yet (the swarm test makes and leaves its own).
+    Swarm,
+    /// `prometheus` and `promtool` on PATH (scripts/setup_test_deps.sh installs Debian's package).
+    Prometheus,
+    /// Root, to mount a tmpfs.
+    Root,
+    /// Root with `ip` and `tc` (network namespaces, netem).
+    Netns,
+    /// The kubernetes-validate virtual environment scripts/setup_test_deps.sh makes under target/.
+    K8sValidate,
+}
+
+/// Every name `SPIKERL_REQUIRE` may hold: the [`Need`]s, and `cuda` (the CUDA test in the algo crate reads
+/// the same variable).
+pub const REQUIRE_NAMES: [&str; 7] =
+    ["docker", "swarm", "prometheus", "root", "netns", "k8s-validate", "cuda"];
+
+impl Need {
+    /// Its name in `SPIKERL_REQUIRE`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Need::Docker => "docker",
+            Need::Swarm => "swarm",
+            Need::Prometheus => "prometheus",
+            Need::Root => "root",
+            Need::Netns => "netns",
+            Need::K8sValidate => "k8s-validate",
+        }
+    }
+
+    /// Looks for it on this machine: Ok, or why it is not there. Never installs anything.
+    pub fn probe(self) -> Result<(), String> {
+        match self {
+            Need::Docker => {
+                let engine = Command::new("docker")
+                    .args(["version", "--format", "{{.Server.Version}}"])
+                    .stdin(Stdio::null())
+                    .output();
+                match engine {
+                    Err(e) => return Err(format!("cannot run `docker`: {e}")),
+                    Ok(o) if !o.status.success() => {
+                        return Err(format!(
+                            "no Docker engine answers (`docker version` failed: {})",
+                            String::from_utf8_lossy(&o.stderr).trim()
+                        ));
+                    }
+                    Ok(_) => {}
+                }
+                let works = |program: &str, args: &[&str]| {
+                    Command::new(program)
+                        .args(args)
+                        .stdin(Stdio::null())
+                        .output()
+                        .is_ok_and(|o| o.status.success())
+                };
+                if works("docker", &["compose", "version"]) || works("docker-compose", &["version"]) {
+                    Ok(())
+                } else {
+                    Err("a Docker engine answers but neither `docker compose` nor `docker-compose` works"
+                        .into())
+                }
+            }
+            Need::Swarm => {
+                Need::Docker.probe()?;
+                let out = Command::new("docker")
+                    .args(["info", "--format", "{{.Swarm.LocalNodeState}}"])
+                    .stdin(Stdio::null())
+                    .output()
+                    .map_err(|e| format!("docker info: {e}"))?;
+                let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                if state == "inactive" {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "this engine is already in a swarm ({state}); not deploying a test stack onto it"
+                    ))
+                }
+            }
+            Need::Prometheus => {
+                let missing: Vec<&str> =
+                    ["prometheus", "promtool"].into_iter().filter(|t| !on_path(t)).collect();
+                if missing.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{} not on PATH (scripts/setup_test_deps.sh installs Debian's prometheus package)",
+                        missing.join(" and ")
+                    ))
+                }
+            }
+            Need::Root => match effective_uid() {
+                Some(0) => Ok(()),
+                uid => Err(format!("not root (effective uid {uid:?})")),
+            },
+            Need::Netns => {
+                Need::Root.probe()?;
+                let missing: Vec<&str> = ["ip", "tc"].into_iter().filter(|t| !on_path(t)).collect();
+                if missing.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("{} not on PATH", missing.join(" and ")))
+                }
+            }
+            Need::K8sValidate => {
+                let python = k8s_validate_python();
+                let ok = Command::new(&python)
+                    .args(["-c", "import kubernetes_validate, yaml"])
+                    .stdin(Stdio::null())
+                    .output()
+                    .is_ok_and(|o| o.status.success());
+                if ok {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{} cannot import kubernetes_validate and yaml (scripts/setup_test_deps.sh makes that \
+                         virtual environment)",
+                        python.display()
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// The Python of the virtual environment with kubernetes-validate that scripts/setup_test_deps.sh makes.
+pub fn k8s_validate_python() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/k8s-validate-venv/bin/python3")
+}
+
+/// True when `tool` is an executable file on PATH.
+pub fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+}
+
+fn effective_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status.lines().find(|l| l.starts_with("Uid:"))?.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// The names in `SPIKERL_REQUIRE` (comma-separated, case-insensitive); panics on a name no test knows, so
+/// that a typo cannot turn a requirement into a skip.
+pub fn required() -> Vec<String> {
+    let list = std::env::var("SPIKERL_REQUIRE").unwrap_or_default();
+    let names: Vec<String> =
+        list.split(',').map(|s| s.trim().to_ascii_lowercase()).filter(|s| !s.is_empty()).collect();
+    for n in &names {
+        assert!(
+            REQUIRE_NAMES.contains(&n.as_str()),
+            "SPIKERL_REQUIRE={list:?} names {n:?}, which no test knows; known: {}",
+            REQUIRE_NAMES.join(",")
+        );
+    }
+    names
+}
+
+/// Probes `need` and goes on with [`available`]: true when the test can run.
+pub fn require(need: Need) -> bool {
+    available(need, need.probe())
+}
+
+/// The one way a test skips. `probe` says whether `need` is there (the caller's own check, e.g. a mount
+/// that failed). Ok: true, the test runs. Err: where `SPIKERL_REQUIRE` lists `need`, the test fails with
+/// the reason; otherwise it prints `SKIPPED <test>: ...` to the real stdout and stderr (not libtest's
+/// captured streams, which hide a passing test's output) and returns false: the test must return at once.
+pub fn available(need: Need, probe: Result<(), String>) -> bool {
+    // Read (and checked for unknown names) also when nothing is missing: a typo must not wait for a skip.
+    let required = required();
+    let why = match probe {
+        Ok(()) => return true,
+        Err(why) => why,
+    };
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("this test");
+    let name = need.name();
+    if required.iter().any(|n| n == name) {
+        panic!("{test} needs {name}, which SPIKERL_REQUIRE lists, but: {why}");
+    }
+    let line = format!(
+        "SKIPPED {test}: needs {name}: {why}; NOTHING WAS TESTED (SPIKERL_REQUIRE={name} makes this a failure)\n"
+    );
+    // Straight to the file descriptors: print!/eprint! inside a test are captured and shown only on failure.
+    let _ = std::io::stdout().write_all(line.as_bytes());
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    // And in the captured output too, for `--nocapture` and failure reports of tests that share a process.
+    eprint!("{line}");
+    false
+}
+
+// ---------------------------------------------------------------------------------------------------
+// A random policy's level, the bar for the learning tests.
+
+/// Mean return of uniform random actions (within the action bounds) over `episodes` episodes of `env`,
+/// seeded as the learner's evaluation is (`spikerl_envs::evaluate` with `eval_seed`), actions drawn from a
+/// SplitMix64 stream seeded with `rng_seed`.
+pub fn random_policy_return(env: &str, episodes: usize, eval_seed: u64, rng_seed: u64) -> f64 {
+    let spec = spikerl_envs::spec(env).unwrap();
+    let mut state = rng_seed;
+    let mut uniform = move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let returns = spikerl_envs::evaluate(env, episodes, eval_seed, |_, action| {
+        for (i, a) in action.iter_mut().enumerate() {
+            let (lo, hi) = (spec.act_low[i], spec.act_high[i]);
+            *a = (lo + (hi - lo) * uniform()) as f32;
+        }
+    })
+    .unwrap();
+    returns.iter().sum::<f64>() / returns.len() as f64
+}
