@@ -8,11 +8,10 @@
 
 mod common;
 
+use common::shipped::{metric_names, rule_exprs, shipped_expressions};
 use common::*;
-use serde_json::Value;
 use spikerl_metrics::{Kind, Series};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Series the learner can only have once an actor registered: their `actor` label is its id
@@ -20,123 +19,15 @@ use std::time::Duration;
 const PER_ACTOR: [&str; 2] =
     [spikerl_metrics::learner::TRANSITIONS_RECEIVED_TOTAL, spikerl_metrics::learner::EPISODES_TOTAL];
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn files(dir: &str, ext: &str) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(root().join(dir))
-        .unwrap_or_else(|e| panic!("listing {dir}: {e}"))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == ext))
-        .collect();
-    v.sort();
-    v
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
-}
-
-/// A dashboard's PromQL: panel targets' `expr` and query variables' `query`.
-fn dashboard_exprs(v: &Value, out: &mut Vec<String>) {
-    match v {
-        Value::Object(map) => {
-            if let Some(Value::String(e)) = map.get("expr") {
-                out.push(e.clone());
-            }
-            if map.get("type").and_then(Value::as_str) == Some("query")
-                && let Some(q) = map.get("query")
-                && let Some(q) = q.get("query").unwrap_or(q).as_str()
-            {
-                out.push(q.to_string());
-            }
-            map.values().for_each(|c| dashboard_exprs(c, out));
-        }
-        Value::Array(items) => items.iter().for_each(|c| dashboard_exprs(c, out)),
-        _ => {}
-    }
-}
-
-/// A rules file's `expr:` values, one line or a `|` / `>` block (annotations also name series, in prose
-/// that no rule evaluates, so they are left out).
-fn rule_exprs(yaml: &str) -> Vec<String> {
-    let lines: Vec<&str> = yaml.lines().collect();
-    let mut out = Vec::new();
-    for (i, line) in lines.iter().enumerate() {
-        let trimmed = line.trim_start();
-        let Some(rest) = trimmed.strip_prefix("expr:") else { continue };
-        let indent = line.len() - trimmed.len();
-        let rest = rest.trim();
-        if rest.starts_with('|') || rest.starts_with('>') {
-            let block = lines[i + 1..]
-                .iter()
-                .take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() > indent)
-                .map(|l| l.trim());
-            out.push(block.collect::<Vec<_>>().join("\n"));
-        } else {
-            out.push(rest.trim_matches(|c| c == '\'' || c == '"').to_string());
-        }
-    }
-    out
-}
-
-/// The spikerl and process sample names an expression selects (outside quoted strings, which hold label
-/// values).
-fn sample_names(expr: &str, out: &mut BTreeSet<String>) {
-    let mut unquoted = String::new();
-    let mut quote = None;
-    let mut escaped = false;
-    for c in expr.chars() {
-        match quote {
-            Some(q) => {
-                if escaped {
-                    escaped = false;
-                } else if c == '\\' {
-                    escaped = true;
-                } else if c == q {
-                    quote = None;
-                }
-            }
-            None if matches!(c, '"' | '\'' | '`') => {
-                quote = Some(c);
-                unquoted.push(' ');
-            }
-            None => unquoted.push(c),
-        }
-    }
-    for word in unquoted.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':')) {
-        if word.starts_with("spikerl_") || word.starts_with("process_") {
-            out.insert(word.to_string());
-        }
-    }
-}
-
-/// Every sample name the shipped dashboards and alert rules read, with the files that read it.
+/// Every spikerl and process sample name the shipped dashboards and alert rules read, with where.
 fn shipped_names() -> BTreeMap<String, BTreeSet<String>> {
     let mut by_name: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut add = |file: &Path, exprs: Vec<String>| {
-        let origin = file.file_name().unwrap().to_string_lossy().into_owned();
-        let mut names = BTreeSet::new();
-        exprs.iter().for_each(|e| sample_names(e, &mut names));
-        assert!(!names.is_empty(), "{origin}: no spikerl series found");
-        for n in names {
-            by_name.entry(n).or_default().insert(origin.clone());
+    for (origin, expr) in shipped_expressions() {
+        for name in metric_names(&expr) {
+            if name.starts_with("spikerl_") || name.starts_with("process_") {
+                by_name.entry(name).or_default().insert(origin.clone());
+            }
         }
-    };
-    let dashboards = files("deploy/grafana/dashboards", "json");
-    assert!(!dashboards.is_empty(), "no dashboards found");
-    for path in dashboards {
-        let json: Value =
-            serde_json::from_str(&read(&path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let mut exprs = Vec::new();
-        dashboard_exprs(&json, &mut exprs);
-        add(&path, exprs);
-    }
-    let rules = files("deploy/prometheus/rules", "yml");
-    assert!(!rules.is_empty(), "no alert rules found");
-    for path in rules {
-        add(&path, rule_exprs(&read(&path)));
     }
     by_name
 }
@@ -243,15 +134,12 @@ fn every_series_dashboards_and_alerts_read_exists_from_the_start() {
 
 #[test]
 fn shipped_expressions_are_found() {
-    let mut names = BTreeSet::new();
-    sample_names(
+    let mut names = metric_names(
         r#"histogram_quantile(0.95, sum by (le) (rate(spikerl_x_seconds_bucket{job=~"spikerl_not_a_name"}[5m])))"#,
-        &mut names,
     );
-    sample_names(
+    names.extend(metric_names(
         "increase(spikerl_a_total[10m]) == 0\nand on (job) (time() - process_start_time_seconds) > 9",
-        &mut names,
-    );
+    ));
     assert_eq!(
         names.into_iter().collect::<Vec<_>>(),
         ["process_start_time_seconds", "spikerl_a_total", "spikerl_x_seconds_bucket"]

@@ -2,6 +2,8 @@
 //! when the test ends however it ends.
 #![allow(dead_code)]
 
+pub mod shipped;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
