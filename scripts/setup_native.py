@@ -9,6 +9,18 @@ anything is extracted, and a stamp file records what was installed, so a second 
 
   scripts/setup_native.py            CPU libtorch (default; no CUDA libraries linked)
   scripts/setup_native.py --cuda     full CUDA libtorch plus NVIDIA runtime wheels (GPU learner hosts)
+
+Another torch version's libtorch, for a binary that runs against a host's own PyTorch (docs/performance.md,
+"Running on a GPU host"; scripts/build_gpu_binary.sh):
+
+  scripts/setup_native.py --torch 2.11.0 --cuda --dest .native-torch2.11.0
+      DEST/libtorch/{lib,include}  every library of that wheel's torch/lib (libtorch_cuda.so included)
+      DEST/nvidia/...              the NVIDIA runtime wheels that torch version depends on, resolved by pip
+                                   and extracted as in site-packages, so that the wheel's own rpath
+                                   ($ORIGIN/../../nvidia/*/lib) finds them: libtorch_cuda.so then loads
+                                   on a host without a GPU (the CPU path runs; CUDA reports no device)
+      DEST/mujoco/                 libmujoco, as in .native/
+  ... --no-cuda-runtime            skip DEST/nvidia (enough to link; the GPU host brings its own)
 """
 import argparse
 import hashlib
@@ -36,6 +48,13 @@ WHEELS = {
     "mujoco": ("mujoco==3.17.0", "mujoco-3.17.0-cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl",
                "d66928d86a2d1b601bbaa4dc11db50214d17d5301bb8afd84721313b67ff0874"),
 }
+# Other torch versions, selectable with --torch (the default, 2.13.0, is WHEELS["torch"] above and is what
+# tch 0.26 is written for). Each pin is the wheel PyPI serves for these platform tags, hashed on download.
+OTHER_TORCH = {
+    "2.11.0": ("torch==2.11.0", "torch-2.11.0-cp311-cp311-manylinux_2_28_x86_64.whl",
+               "7aa2f9bbc6d4595ba72138026b2074be1233186150e9292865e04b7a63b8c67a"),
+}
+DEFAULT_TORCH = "2.13.0"
 PIP_PLATFORM = ["--only-binary=:all:", "--python-version", "3.11", "--implementation", "cp"] + [
     a for p in ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_25_x86_64",
                 "manylinux_2_17_x86_64", "manylinux2014_x86_64") for a in ("--platform", p)]
@@ -134,6 +153,79 @@ def install_cuda_runtime(lib, cache):
                         shutil.copyfileobj(src, out, 1 << 20)
 
 
+def install_other_libtorch(version, cache, cuda, runtime):
+    """libtorch of another torch version (OTHER_TORCH), in NATIVE/libtorch; with cuda and runtime, the NVIDIA
+    wheels that version depends on in NATIVE/nvidia (site-packages layout)."""
+    WHEELS[f"torch-{version}"] = OTHER_TORCH[version]
+    dest = NATIVE / "libtorch"
+    stamp = dest / ".spikerl-stamp"
+    kind = ("cuda+runtime" if runtime else "cuda") if cuda else "cpu"
+    want = f"{STAMP_VERSION} {OTHER_TORCH[version][2]} {kind}"
+    if stamp.exists() and stamp.read_text().strip() == want:
+        log(f"libtorch {version} ({kind}) already in {dest}")
+        return
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.rmtree(NATIVE / "nvidia", ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(dir=NATIVE, prefix="libtorch."))
+    os.chmod(staging, 0o755)
+    torch = fetch(f"torch-{version}", cache)
+    log(f"extracting libtorch {version} ({kind})")
+    if cuda:
+        with zipfile.ZipFile(torch) as z:
+            libs = [n for n in z.namelist() if n.startswith("torch/lib/lib") and ".so" in n
+                    and "torch_python" not in n]
+    else:
+        libs = [f"torch/lib/{n}" for n in TORCH_CPU_LIBS]
+    extract(torch, libs + ["torch/include/"], staging, "torch/")
+    if not (cuda and runtime):
+        # libtorch_cpu.so needs libcudart and libcupti whatever the build: the pinned CUDA 13 ones.
+        for key in ("cudart", "cupti"):
+            extract(fetch(key, cache), [f"nvidia/cu13/lib/{l}" for l in ("libcudart.so.13", "libcupti.so.13")],
+                    staging / "lib", "nvidia/cu13/lib/")
+    else:
+        deps = cache / f"cuda-deps-{version}"
+        download_nvidia_deps(torch, deps)
+        nvidia_staging = Path(tempfile.mkdtemp(dir=NATIVE, prefix="nvidia."))
+        record = []
+        for whl in sorted(deps.glob("nvidia_*.whl")):
+            record.append(f"{whl.name} {sha256(whl)}")
+            with zipfile.ZipFile(whl) as z:
+                for n in z.namelist():
+                    if n.startswith("nvidia/") and "/lib/" in n and ".so" in n and not n.endswith("/"):
+                        target = nvidia_staging / n[len("nvidia/"):]
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        with z.open(n) as src, open(target, "wb") as out:
+                            shutil.copyfileobj(src, out, 1 << 20)
+        (nvidia_staging / "wheels.txt").write_text("\n".join(record) + "\n")
+        os.chmod(nvidia_staging, 0o755)
+        os.replace(nvidia_staging, NATIVE / "nvidia")
+    (staging / "build-version").write_text(f"{version}\n")
+    os.replace(staging, dest)
+    stamp.write_text(want + "\n")
+    log(f"libtorch {version} installed in {dest}")
+
+
+def download_nvidia_deps(torch_wheel, deps):
+    """The NVIDIA wheels a torch wheel requires on Linux (its METADATA), one pip call each so that a pin the
+    registry lacks falls back to that package's newest release (same soname major within a CUDA major; only
+    loading them matters here) instead of failing the whole set. Not hash-pinned: nvidia/wheels.txt records
+    what was taken."""
+    with zipfile.ZipFile(torch_wheel) as z:
+        meta = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
+        reqs = [l.split(":", 1)[1].split(";")[0].strip() for l in z.read(meta).decode().splitlines()
+                if l.startswith("Requires-Dist:") and "Linux" in l]
+    reqs = [r for r in reqs if r.startswith(("nvidia-", "cuda-toolkit"))]
+    log(f"downloading {len(reqs)} NVIDIA requirements of {torch_wheel.name} (several GB)")
+    for req in reqs:
+        # cuda-toolkit[...] is a meta package: its dependencies are the wheels; the others need none.
+        nodeps = [] if req.startswith("cuda-toolkit") else ["--no-deps"]
+        cmd = [sys.executable, "-m", "pip", "download", "--quiet", *nodeps, *PIP_PLATFORM, "-d", str(deps)]
+        if subprocess.run(cmd + [req]).returncode != 0:
+            name = req.split("==")[0]
+            log(f"{req} is not in the registry: taking the newest {name}")
+            subprocess.run(cmd + [name], check=True)
+
+
 def install_mujoco(cache):
     dest = NATIVE / "mujoco"
     stamp = dest / ".spikerl-stamp"
@@ -157,13 +249,27 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cuda", action="store_true", help="install the CUDA build of libtorch (GPU learner)")
     ap.add_argument("--keep-wheels", action="store_true", help="keep downloaded wheels in .native/wheels")
+    ap.add_argument("--torch", default=DEFAULT_TORCH, choices=[DEFAULT_TORCH, *OTHER_TORCH],
+                    help=f"torch version whose libtorch to install (default {DEFAULT_TORCH}, what tch 0.26 expects)")
+    ap.add_argument("--dest", type=Path, default=None,
+                    help="install into this directory instead of .native/ (relative to the repository)")
+    ap.add_argument("--no-cuda-runtime", action="store_true",
+                    help="with --torch other than the default and --cuda: skip the NVIDIA runtime wheels")
     args = ap.parse_args()
+    global NATIVE
+    if args.dest is not None:
+        NATIVE = args.dest if args.dest.is_absolute() else ROOT / args.dest
+    if args.torch != DEFAULT_TORCH and NATIVE == ROOT / ".native":
+        sys.exit(f"setup-native: --torch {args.torch} needs --dest (.native/ holds the default {DEFAULT_TORCH})")
     if os.uname().machine != "x86_64":
         sys.exit(f"setup-native: only x86_64 Linux is supported by the pinned wheels (this is {os.uname().machine})")
     NATIVE.mkdir(exist_ok=True)
     cache = NATIVE / "wheels"
     cache.mkdir(exist_ok=True)
-    install_libtorch(cache, args.cuda)
+    if args.torch == DEFAULT_TORCH:
+        install_libtorch(cache, args.cuda)
+    else:
+        install_other_libtorch(args.torch, cache, args.cuda, not args.no_cuda_runtime)
     install_mujoco(cache)
     if not args.keep_wheels:
         shutil.rmtree(cache, ignore_errors=True)

@@ -49,6 +49,10 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             print_json_if(json, &r)
         }
         BenchCommand::Update { env, algo, neuron, batch, device: d, iterations, threads, policy, json } => {
+            // libtorch panics on an empty minibatch; a zero count is the user's slip, not a crash.
+            if batch == 0 || iterations == 0 || threads == Some(0) {
+                return Err(UsageError("--batch, --iterations and --threads must be positive".into()).into());
+            }
             set_libtorch_threads(threads);
             let r = update::update(
                 &env,
