@@ -237,5 +237,10 @@ fn benches_measure_the_weights_of_a_policy_file() {
     let out =
         spikerl().args(["bench", "update", "--iterations", "2", "--policy"]).arg(&missing).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    // An empty minibatch: refused in one line before libtorch sees it.
+    let out = spikerl().args(["bench", "update", "--batch", "0"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--batch") && !err.contains("panicked"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
