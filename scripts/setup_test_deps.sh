@@ -7,6 +7,9 @@
 #   target/k8s-validate-venv
 #                          a virtual environment with kubernetes-validate and PyYAML (pip, from PyPI):
 #                          tests/docker.rs validates the rendered Kubernetes manifests against the API schemas
+#   target/nir-venv        a virtual environment with nir (the Neuromorphic Intermediate Representation) and NumPy
+#                          (pip, from PyPI): tests/nir_export.rs reads `spikerl export --format nir` files with
+#                          nir.read and simulates them
 #   target/docker/debs/prometheus_*.deb
 #                          where Docker is installed: the package deploy/build-images.sh --offline puts into the
 #                          Prometheus image, fetched now so the Docker tests need no package mirror
@@ -63,6 +66,24 @@ if [ ! -e "$VENV/.ready-$K8S_VERSION" ]; then
     else
         rm -rf "$VENV"
         log "could not make $VENV (python3 -m venv or PyPI unavailable): the Kubernetes manifest test will skip (or fail if required)"
+    fi
+fi
+
+# --- nir (NIR export test) --------------------------------------------------------------------------------
+NIR_VERSION=1.0.8
+NIR_VENV=target/nir-venv
+if [ ! -e "$NIR_VENV/.ready-$NIR_VERSION" ]; then
+    log "making $NIR_VENV (nir==$NIR_VERSION, numpy)"
+    rm -rf "$NIR_VENV"
+    mkdir -p target
+    if python3 -m venv "$NIR_VENV" &&
+        "$NIR_VENV/bin/python3" -m pip install --quiet --disable-pip-version-check \
+            "nir==$NIR_VERSION" numpy &&
+        "$NIR_VENV/bin/python3" -c "import nir, numpy"; then
+        touch "$NIR_VENV/.ready-$NIR_VERSION"
+    else
+        rm -rf "$NIR_VENV"
+        log "could not make $NIR_VENV (python3 -m venv or PyPI unavailable): the NIR export test will skip (or fail if required)"
     fi
 fi
 

@@ -39,6 +39,10 @@ pub enum Command {
     Sweep(SweepArgs),
     /// Aggregate run folders into the paper's Table 1 format, learning curves and energy tables.
     Report(ReportArgs),
+    /// Deterministic episodes of a trained policy: returns, episode lengths, firing, SOPs and energy.
+    Eval(EvalArgs),
+    /// Convert a trained spiking policy to another format (NIR, the neuromorphic exchange format).
+    Export(ExportArgs),
     /// Micro-benchmarks that print figures (a table, or JSON with --json).
     #[cfg(feature = "learner")]
     #[command(subcommand)]
@@ -199,6 +203,54 @@ pub struct ReportArgs {
     /// Output folder: report.md, report.html, table1.csv, JSON exports, plots.
     #[arg(long)]
     pub out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// A spiking policy's weight file (a run's checkpoints/policy.safetensors).
+    #[arg(long)]
+    pub policy: PathBuf,
+    /// Output format: `nir`, an HDF5 file that `nir.read` loads (docs/nir.md).
+    #[arg(long, value_enum, default_value = "nir")]
+    pub format: ExportFormat,
+    /// The file to write.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// The Neuromorphic Intermediate Representation (https://github.com/neuromorphs/NIR).
+    Nir,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// A policy weight file (`policy.safetensors`), or a run folder: its newest policy
+    /// (`checkpoints/policy.safetensors`) on the environment of its manifest.
+    #[arg(long)]
+    pub policy: PathBuf,
+    /// Environment id. Required with a policy file; with a run folder optional and must match its env.
+    #[arg(long)]
+    pub env: Option<String>,
+    /// Evaluation episodes. Default: the run's own (config.eval_episodes) for a run folder, else 10.
+    #[arg(long)]
+    pub episodes: Option<usize>,
+    /// Seed of the first episode's reset (later episodes continue its stream, as in training).
+    /// Default: the run's evaluation seed (run seed + 100; 100 for a policy file, a seed-0 run's), so
+    /// that the episodes are those of the run's own evaluations in evals.csv.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Write a spike raster (per population, the first environment steps of the first episode) and a
+    /// per-neuron firing-rate histogram to FILE.png or FILE.svg. Spiking policies only.
+    #[arg(long, value_name = "FILE")]
+    pub raster: Option<PathBuf>,
+    /// Environment steps the raster shows.
+    #[arg(long, default_value_t = 20)]
+    pub raster_steps: usize,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,6 +5,8 @@
 mod bench;
 mod cli;
 mod env_cmd;
+mod eval;
+mod export;
 mod metrics;
 #[cfg(feature = "learner")]
 mod train;
@@ -46,6 +48,8 @@ fn main() -> ExitCode {
         Command::Bench(cmd) => bench::run(cmd),
         Command::Sweep(args) => spikerl_experiments::sweep::run(&args.spec, &args.out, &args.options),
         Command::Report(args) => spikerl_experiments::report::run(&args.runs_dir, &args.out),
+        Command::Eval(args) => eval::run(args),
+        Command::Export(args) => export::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,6 @@
 //! Line charts with shaded bands, as PNG and SVG: the run folder's evaluation curve (written by the
-//! learner after every evaluation) and the learning curves of `spikerl report` (experiments crate).
+//! learner after every evaluation) and the learning curves of `spikerl report` (experiments crate);
+//! spike rasters with a firing-rate histogram ([`Raster`], `spikerl eval --raster`).
 //! This crate knows nothing of spikerl's other crates, so the learner and the experiments crate share
 //! it without depending on each other.
 //!
@@ -249,6 +250,251 @@ fn trim_zeros(s: String) -> String {
     if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
 }
 
+/// One population's spike trains in a [`Raster`]: `spikes[t * neurons + j]` is nonzero if neuron `j`
+/// fired at simulation step `t`.
+#[derive(Clone, Debug)]
+pub struct RasterPanel {
+    pub title: String,
+    pub neurons: usize,
+    pub steps: usize,
+    pub spikes: Vec<u8>,
+}
+
+/// Per-neuron firing rates (0 to 1) of one population, for the raster's histogram.
+#[derive(Clone, Debug)]
+pub struct RateSeries {
+    pub label: String,
+    pub rates: Vec<f64>,
+}
+
+/// A spike raster: one panel per population (neurons x simulation steps), stacked vertically, and a
+/// histogram of the per-neuron firing rates under them. The height grows with the number of panels.
+#[derive(Clone, Debug)]
+pub struct Raster {
+    pub title: String,
+    /// Simulation steps per environment step: faint vertical lines separate environment steps.
+    pub steps_per_env_step: usize,
+    pub panels: Vec<RasterPanel>,
+    pub rates: Vec<RateSeries>,
+}
+
+/// Width of a [`Raster`], in pixels.
+pub const RASTER_WIDTH: u32 = 1100;
+const RASTER_TITLE_HEIGHT: u32 = 44;
+const RASTER_HIST_HEIGHT: u32 = 300;
+const RASTER_BINS: usize = 20;
+const PALETTE: [(u8, u8, u8); 8] = [
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+];
+
+impl Raster {
+    fn panel_height(neurons: usize) -> u32 {
+        110 + (neurons.min(300) as u32 * 9) / 20
+    }
+
+    /// Width and height in pixels (SVG user units).
+    pub fn size(&self) -> (u32, u32) {
+        let panels: u32 = self.panels.iter().map(|p| Self::panel_height(p.neurons)).sum();
+        let hist = if self.rates.is_empty() { 0 } else { RASTER_HIST_HEIGHT };
+        (RASTER_WIDTH, RASTER_TITLE_HEIGHT + panels + hist)
+    }
+
+    /// The raster as an encoded PNG.
+    pub fn png(&self) -> anyhow::Result<Vec<u8>> {
+        register_font()?;
+        let (w, h) = self.size();
+        let mut rgb = vec![0u8; w as usize * h as usize * 3];
+        {
+            let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
+            self.draw(&root).map_err(|e| anyhow!("drawing the PNG: {e}"))?;
+            root.present().map_err(|e| anyhow!("drawing the PNG: {e}"))?;
+        }
+        let mut png = Vec::new();
+        image::ImageEncoder::write_image(
+            image::codecs::png::PngEncoder::new(&mut png),
+            &rgb,
+            w,
+            h,
+            image::ColorType::Rgb8,
+        )
+        .context("encoding the PNG")?;
+        Ok(png)
+    }
+
+    /// The raster as an SVG document.
+    pub fn svg(&self) -> anyhow::Result<String> {
+        register_font()?;
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, self.size()).into_drawing_area();
+            self.draw(&root).map_err(|e| anyhow!("drawing the SVG: {e}"))?;
+            root.present().map_err(|e| anyhow!("drawing the SVG: {e}"))?;
+        }
+        Ok(svg)
+    }
+
+    /// Writes the raster to `path` as PNG or SVG by its extension (`.png` / `.svg`), atomically.
+    pub fn write(&self, path: &Path) -> anyhow::Result<()> {
+        let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+        let bytes = match ext.as_deref() {
+            Some("png") => self.png()?,
+            Some("svg") => self.svg()?.into_bytes(),
+            _ => anyhow::bail!("{}: a raster file must end in .png or .svg", path.display()),
+        };
+        write_atomic(path, &bytes).with_context(|| format!("writing {}", path.display()))
+    }
+
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+    ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+        root.fill(&WHITE)?;
+        let (title, body) = root.split_vertically(RASTER_TITLE_HEIGHT);
+        title.draw(&Text::new(
+            self.title.as_str(),
+            (16, 12),
+            ("sans-serif", 20).into_font().color(&BLACK),
+        ))?;
+        let mut breaks = Vec::new();
+        let mut y = 0;
+        for p in &self.panels {
+            y += Self::panel_height(p.neurons) as i32;
+            breaks.push(y);
+        }
+        let areas = body.split_by_breakpoints([] as [i32; 0], breaks);
+        for (i, (p, area)) in self.panels.iter().zip(&areas).enumerate() {
+            Self::draw_panel(p, area, self.steps_per_env_step, rgb(PALETTE[i % PALETTE.len()]))?;
+        }
+        if let Some(area) = areas.get(self.panels.len()).filter(|_| !self.rates.is_empty()) {
+            self.draw_histogram(area)?;
+        }
+        Ok(())
+    }
+
+    fn draw_panel<DB: DrawingBackend>(
+        p: &RasterPanel,
+        area: &DrawingArea<DB, Shift>,
+        per_env_step: usize,
+        color: RGBColor,
+    ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+        let (steps, n) = (p.steps.max(1), p.neurons.max(1));
+        let mut chart = ChartBuilder::on(area)
+            .caption(&p.title, ("sans-serif", 15))
+            .margin_left(16)
+            .margin_right(24)
+            .margin_top(4)
+            .margin_bottom(4)
+            .x_label_area_size(34)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0f64..steps as f64, 0f64..n as f64)?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_desc("simulation step")
+            .y_desc("neuron")
+            .label_style(("sans-serif", 12))
+            .axis_desc_style(("sans-serif", 13))
+            .x_labels(12)
+            .y_labels(4)
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_label_formatter(&|y| format!("{y:.0}"))
+            .draw()?;
+        if per_env_step > 0 {
+            let lines = (1..steps.div_ceil(per_env_step)).map(|k| {
+                let x = (k * per_env_step) as f64;
+                PathElement::new(vec![(x, 0.0), (x, n as f64)], RGBColor(225, 225, 225))
+            });
+            chart.draw_series(lines)?;
+        }
+        // Consecutive spikes of one neuron make one rectangle: fewer elements in the SVG.
+        let mut rects = Vec::new();
+        for j in 0..p.neurons {
+            let fired = |t: usize| p.spikes.get(t * p.neurons + j).is_some_and(|&s| s != 0);
+            let mut t = 0;
+            while t < p.steps {
+                if fired(t) {
+                    let start = t;
+                    while t < p.steps && fired(t) {
+                        t += 1;
+                    }
+                    rects.push(((start as f64, j as f64), (t as f64, j as f64 + 1.0)));
+                } else {
+                    t += 1;
+                }
+            }
+        }
+        chart.draw_series(rects.into_iter().map(|(a, b)| Rectangle::new([a, b], color.filled())))?;
+        Ok(())
+    }
+
+    fn draw_histogram<DB: DrawingBackend>(
+        &self,
+        area: &DrawingArea<DB, Shift>,
+    ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+        let bin = |r: f64| ((r.clamp(0.0, 1.0) * RASTER_BINS as f64) as usize).min(RASTER_BINS - 1);
+        let fractions: Vec<Vec<f64>> = self
+            .rates
+            .iter()
+            .map(|s| {
+                let mut h = [0.0; RASTER_BINS];
+                for &r in s.rates.iter().filter(|r| r.is_finite()) {
+                    h[bin(r)] += 1.0;
+                }
+                let total = s.rates.len().max(1) as f64;
+                h.iter().map(|c| c / total).collect()
+            })
+            .collect();
+        let top = fractions.iter().flatten().fold(0.0f64, |m, &v| m.max(v)).max(0.05) * 1.1;
+        let mut chart = ChartBuilder::on(area)
+            .caption("Per-neuron firing rate over all evaluated inferences", ("sans-serif", 15))
+            .margin_left(16)
+            .margin_right(24)
+            .margin_top(8)
+            .margin_bottom(8)
+            .x_label_area_size(38)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0f64..1f64, 0f64..top)?;
+        chart
+            .configure_mesh()
+            .x_desc("firing rate (spikes per neuron and step)")
+            .y_desc("fraction of neurons")
+            .label_style(("sans-serif", 12))
+            .axis_desc_style(("sans-serif", 13))
+            .x_label_formatter(&|x| number_label(*x))
+            .y_label_formatter(&|y| number_label(*y))
+            .light_line_style(RGBColor(244, 244, 244))
+            .draw()?;
+        let k = self.rates.len().max(1) as f64;
+        let width = 1.0 / RASTER_BINS as f64;
+        for (i, (s, h)) in self.rates.iter().zip(&fractions).enumerate() {
+            let color = rgb(PALETTE[i % PALETTE.len()]);
+            let bars = h.iter().enumerate().filter(|(_, f)| **f > 0.0).map(move |(b, &f)| {
+                let x0 = b as f64 * width + width * i as f64 / k;
+                Rectangle::new([(x0, 0.0), (x0 + width / k, f)], color.filled())
+            });
+            chart
+                .draw_series(bars)?
+                .label(s.label.as_str())
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(200, 200, 200))
+            .label_font(("sans-serif", 13))
+            .draw()?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,5 +574,32 @@ mod tests {
         assert!(write_atomic(&dir.join("blocked.png"), b"x").is_err());
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 3);
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn raster_png_and_svg() {
+        let steps = 20;
+        let panel = |title: &str, n: usize| RasterPanel {
+            title: title.into(),
+            neurons: n,
+            steps,
+            spikes: (0..steps * n).map(|i| u8::from(i % 3 == 0)).collect(),
+        };
+        let r = Raster {
+            title: "Pendulum-v1: spikes".into(),
+            steps_per_env_step: 5,
+            panels: vec![panel("encoder", 30), panel("layers.0", 256), panel("output", 10)],
+            rates: vec![
+                RateSeries { label: "layers.0".into(), rates: vec![0.0, 0.5, 1.0] },
+                RateSeries { label: "output".into(), rates: vec![] },
+            ],
+        };
+        let png = r.png().unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        assert_eq!(u32::from_be_bytes(png[16..20].try_into().unwrap()), r.size().0);
+        assert_eq!(u32::from_be_bytes(png[20..24].try_into().unwrap()), r.size().1);
+        let svg = r.svg().unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("layers.0") && svg.contains("encoder"));
+        assert!(r.write(Path::new("/nonexistent/x.gif")).is_err());
     }
 }

@@ -27,6 +27,7 @@ pub mod config;
 mod error;
 pub mod init;
 pub mod neuron;
+pub mod nir;
 pub mod policy;
 #[cfg(feature = "torch")]
 pub mod torch;

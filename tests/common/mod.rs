@@ -183,12 +183,14 @@ pub enum Need {
     Netns,
     /// The kubernetes-validate virtual environment scripts/setup_test_deps.sh makes under target/.
     K8sValidate,
+    /// The nir virtual environment scripts/setup_test_deps.sh makes under target/ (`nir` and NumPy).
+    NirPython,
 }
 
 /// Every name `SPIKERL_REQUIRE` may hold: the [`Need`]s, and `cuda` (the CUDA test in the algo crate reads
 /// the same variable).
-pub const REQUIRE_NAMES: [&str; 7] =
-    ["docker", "swarm", "prometheus", "root", "netns", "k8s-validate", "cuda"];
+pub const REQUIRE_NAMES: [&str; 8] =
+    ["docker", "swarm", "prometheus", "root", "netns", "k8s-validate", "nir-python", "cuda"];
 
 impl Need {
     /// Its name in `SPIKERL_REQUIRE`.
@@ -200,6 +202,7 @@ impl Need {
             Need::Root => "root",
             Need::Netns => "netns",
             Need::K8sValidate => "k8s-validate",
+            Need::NirPython => "nir-python",
         }
     }
 
@@ -293,6 +296,23 @@ impl Need {
                     ))
                 }
             }
+            Need::NirPython => {
+                let python = nir_python();
+                let ok = Command::new(&python)
+                    .args(["-c", "import nir, numpy"])
+                    .stdin(Stdio::null())
+                    .output()
+                    .is_ok_and(|o| o.status.success());
+                if ok {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{} cannot import nir and numpy (scripts/setup_test_deps.sh makes that virtual \
+                         environment)",
+                        python.display()
+                    ))
+                }
+            }
         }
     }
 }
@@ -300,6 +320,11 @@ impl Need {
 /// The Python of the virtual environment with kubernetes-validate that scripts/setup_test_deps.sh makes.
 pub fn k8s_validate_python() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/k8s-validate-venv/bin/python3")
+}
+
+/// The Python of the virtual environment with nir and NumPy that scripts/setup_test_deps.sh makes.
+pub fn nir_python() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/nir-venv/bin/python3")
 }
 
 /// True when `tool` is an executable file on PATH.
