@@ -55,39 +55,55 @@ pub struct Chart {
     pub curves: Vec<Curve>,
 }
 
+/// Draws a picture of `size` pixels with `draw` into an RGB buffer and encodes it as PNG.
+fn render_png(
+    size: (u32, u32),
+    draw: impl FnOnce(&DrawingArea<BitMapBackend<'_>, Shift>) -> anyhow::Result<()>,
+) -> anyhow::Result<Vec<u8>> {
+    register_font()?;
+    let (w, h) = size;
+    let mut rgb = vec![0u8; w as usize * h as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area();
+        draw(&root)?;
+        root.present().map_err(|e| anyhow!("drawing the PNG: {e}"))?;
+    }
+    let mut png = Vec::new();
+    image::ImageEncoder::write_image(
+        image::codecs::png::PngEncoder::new(&mut png),
+        &rgb,
+        w,
+        h,
+        image::ColorType::Rgb8,
+    )
+    .context("encoding the PNG")?;
+    Ok(png)
+}
+
+/// Draws a picture of `size` pixels with `draw` as an SVG document.
+fn render_svg(
+    size: (u32, u32),
+    draw: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> anyhow::Result<()>,
+) -> anyhow::Result<String> {
+    register_font()?;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+        draw(&root)?;
+        root.present().map_err(|e| anyhow!("drawing the SVG: {e}"))?;
+    }
+    Ok(svg)
+}
+
 impl Chart {
     /// The chart as an encoded PNG.
     pub fn png(&self) -> anyhow::Result<Vec<u8>> {
-        register_font()?;
-        let (w, h) = SIZE;
-        let mut rgb = vec![0u8; w as usize * h as usize * 3];
-        {
-            let root = BitMapBackend::with_buffer(&mut rgb, SIZE).into_drawing_area();
-            self.draw(&root).map_err(|e| anyhow!("drawing the PNG: {e}"))?;
-            root.present().map_err(|e| anyhow!("drawing the PNG: {e}"))?;
-        }
-        let mut png = Vec::new();
-        image::ImageEncoder::write_image(
-            image::codecs::png::PngEncoder::new(&mut png),
-            &rgb,
-            w,
-            h,
-            image::ColorType::Rgb8,
-        )
-        .context("encoding the PNG")?;
-        Ok(png)
+        render_png(SIZE, |root| self.draw(root).map_err(|e| anyhow!("drawing the PNG: {e}")))
     }
 
     /// The chart as an SVG document.
     pub fn svg(&self) -> anyhow::Result<String> {
-        register_font()?;
-        let mut svg = String::new();
-        {
-            let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-            self.draw(&root).map_err(|e| anyhow!("drawing the SVG: {e}"))?;
-            root.present().map_err(|e| anyhow!("drawing the SVG: {e}"))?;
-        }
-        Ok(svg)
+        render_svg(SIZE, |root| self.draw(root).map_err(|e| anyhow!("drawing the SVG: {e}")))
     }
 
     /// Writes `stem.png` and `stem.svg`, each atomically (see `write_atomic`).
@@ -308,36 +324,12 @@ impl Raster {
 
     /// The raster as an encoded PNG.
     pub fn png(&self) -> anyhow::Result<Vec<u8>> {
-        register_font()?;
-        let (w, h) = self.size();
-        let mut rgb = vec![0u8; w as usize * h as usize * 3];
-        {
-            let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
-            self.draw(&root).map_err(|e| anyhow!("drawing the PNG: {e}"))?;
-            root.present().map_err(|e| anyhow!("drawing the PNG: {e}"))?;
-        }
-        let mut png = Vec::new();
-        image::ImageEncoder::write_image(
-            image::codecs::png::PngEncoder::new(&mut png),
-            &rgb,
-            w,
-            h,
-            image::ColorType::Rgb8,
-        )
-        .context("encoding the PNG")?;
-        Ok(png)
+        render_png(self.size(), |root| self.draw(root).map_err(|e| anyhow!("drawing the PNG: {e}")))
     }
 
     /// The raster as an SVG document.
     pub fn svg(&self) -> anyhow::Result<String> {
-        register_font()?;
-        let mut svg = String::new();
-        {
-            let root = SVGBackend::with_string(&mut svg, self.size()).into_drawing_area();
-            self.draw(&root).map_err(|e| anyhow!("drawing the SVG: {e}"))?;
-            root.present().map_err(|e| anyhow!("drawing the SVG: {e}"))?;
-        }
-        Ok(svg)
+        render_svg(self.size(), |root| self.draw(root).map_err(|e| anyhow!("drawing the SVG: {e}")))
     }
 
     /// Writes the raster to `path` as PNG or SVG by its extension (`.png` / `.svg`), atomically.

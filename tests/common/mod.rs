@@ -279,40 +279,8 @@ impl Need {
                     Err(format!("{} not on PATH", missing.join(" and ")))
                 }
             }
-            Need::K8sValidate => {
-                let python = k8s_validate_python();
-                let ok = Command::new(&python)
-                    .args(["-c", "import kubernetes_validate, yaml"])
-                    .stdin(Stdio::null())
-                    .output()
-                    .is_ok_and(|o| o.status.success());
-                if ok {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "{} cannot import kubernetes_validate and yaml (scripts/setup_test_deps.sh makes that \
-                         virtual environment)",
-                        python.display()
-                    ))
-                }
-            }
-            Need::NirPython => {
-                let python = nir_python();
-                let ok = Command::new(&python)
-                    .args(["-c", "import nir, numpy"])
-                    .stdin(Stdio::null())
-                    .output()
-                    .is_ok_and(|o| o.status.success());
-                if ok {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "{} cannot import nir and numpy (scripts/setup_test_deps.sh makes that virtual \
-                         environment)",
-                        python.display()
-                    ))
-                }
-            }
+            Need::K8sValidate => python_imports(&k8s_validate_python(), &["kubernetes_validate", "yaml"]),
+            Need::NirPython => python_imports(&nir_python(), &["nir", "numpy"]),
         }
     }
 }
@@ -325,6 +293,24 @@ pub fn k8s_validate_python() -> PathBuf {
 /// The Python of the virtual environment with nir and NumPy that scripts/setup_test_deps.sh makes.
 pub fn nir_python() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/nir-venv/bin/python3")
+}
+
+/// Ok when `python` (a virtual environment scripts/setup_test_deps.sh makes) imports every module.
+fn python_imports(python: &Path, modules: &[&str]) -> Result<(), String> {
+    let ok = Command::new(python)
+        .args(["-c", &format!("import {}", modules.join(", "))])
+        .stdin(Stdio::null())
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} cannot import {} (scripts/setup_test_deps.sh makes that virtual environment)",
+            python.display(),
+            modules.join(" and ")
+        ))
+    }
 }
 
 /// True when `tool` is an executable file on PATH.
