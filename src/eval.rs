@@ -153,8 +153,8 @@ struct Outcome {
     traces: Vec<SpikeTrace>,
 }
 
-/// Runs the episodes exactly as `spikerl_envs::evaluate` does (the trainer's evaluation), also counting
-/// episode lengths and every neuron's spikes.
+/// Runs the trainer's evaluation (`spikerl_envs::evaluate_episodes`), also counting every neuron's
+/// spikes and keeping the first environment steps of the first episode for the raster.
 fn episodes(
     policy: &mut Policy,
     source: &Source,
@@ -163,36 +163,24 @@ fn episodes(
 ) -> anyhow::Result<Outcome> {
     let cfg = policy.config().clone();
     let mut populations = population_names(&cfg);
-    let mut env = spikerl_envs::make(&source.env).map_err(|e| UsageError(e.to_string()))?;
-    let (mut obs, mut obs32) = (vec![0.0; cfg.obs_dim], vec![0.0f32; cfg.obs_dim]);
-    let mut action = vec![0.0f32; cfg.act_dim];
-    let (mut returns, mut lengths, mut traces) = (Vec::new(), Vec::new(), Vec::new());
-    for episode in 0..episodes {
-        env.reset_into((episode == 0).then_some(source.seed), &mut obs);
-        let (mut ret, mut len) = (0.0, 0u64);
-        loop {
-            action.fill(0.0);
-            for (o, &x) in obs32.iter_mut().zip(&obs) {
-                *o = x as f32;
-            }
-            if populations.is_empty() {
-                policy.act(&obs32, &mut action);
-            } else if let Some(trace) = policy.act_traced(&obs32, &mut action) {
-                count_spikes(&mut populations, &trace);
-                if episode == 0 && (len as usize) < raster_steps {
-                    traces.push(trace);
-                }
-            }
-            let t = env.step_into(&action, &mut obs)?;
-            ret += t.reward;
-            len += 1;
-            if t.terminated || t.truncated {
-                break;
+    let mut obs32 = vec![0.0f32; cfg.obs_dim];
+    let mut traces = Vec::new();
+    let run = spikerl_envs::evaluate_episodes(&source.env, episodes, source.seed, |obs, action| {
+        for (o, &x) in obs32.iter_mut().zip(obs) {
+            *o = x as f32;
+        }
+        if populations.is_empty() {
+            policy.act(&obs32, action);
+        } else if let Some(trace) = policy.act_traced(&obs32, action) {
+            count_spikes(&mut populations, &trace);
+            if traces.len() < raster_steps {
+                traces.push(trace);
             }
         }
-        returns.push(ret);
-        lengths.push(len);
-    }
+    })?;
+    // The first calls are the first episode's steps; a shorter episode leaves only its own.
+    traces.truncate(run.first().map_or(0, |e| e.length as usize));
+    let (returns, lengths) = run.iter().map(|e| (e.ret, e.length)).unzip();
     Ok(Outcome { returns, lengths, populations, traces })
 }
 

@@ -330,28 +330,47 @@ pub fn evaluate(
     id: &str,
     episodes: usize,
     seed: u64,
-    mut policy: impl FnMut(&[f64], &mut [f32]),
+    policy: impl FnMut(&[f64], &mut [f32]),
 ) -> Result<Vec<f64>, EnvError> {
+    Ok(evaluate_episodes(id, episodes, seed, policy)?.into_iter().map(|e| e.ret).collect())
+}
+
+/// One evaluation episode: its undiscounted return and its length in steps.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Episode {
+    pub ret: f64,
+    pub length: u64,
+}
+
+/// [`evaluate`]'s episodes with their lengths (`spikerl eval`). `policy` is called once per step, in
+/// order, so the first `episodes[0].length` calls are the first episode's.
+pub fn evaluate_episodes(
+    id: &str,
+    episodes: usize,
+    seed: u64,
+    mut policy: impl FnMut(&[f64], &mut [f32]),
+) -> Result<Vec<Episode>, EnvError> {
     let mut env = make(id)?;
     let spec = env.spec().clone();
     let mut obs = vec![0.0; spec.obs_dim];
     let mut action = vec![0.0f32; spec.act_dim];
-    let mut returns = Vec::with_capacity(episodes);
+    let mut out = Vec::with_capacity(episodes);
     for episode in 0..episodes {
         env.reset_into((episode == 0).then_some(seed), &mut obs);
-        let mut ret = 0.0;
+        let (mut ret, mut length) = (0.0, 0);
         loop {
             action.fill(0.0);
             policy(&obs, &mut action);
             let t = env.step_into(&action, &mut obs)?;
             ret += t.reward;
+            length += 1;
             if t.terminated || t.truncated {
                 break;
             }
         }
-        returns.push(ret);
+        out.push(Episode { ret, length });
     }
-    Ok(returns)
+    Ok(out)
 }
 
 #[cfg(test)]

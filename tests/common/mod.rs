@@ -378,21 +378,14 @@ pub fn available(need: Need, probe: Result<(), String>) -> bool {
 
 /// Mean return of uniform random actions (within the action bounds) over `episodes` episodes of `env`,
 /// seeded as the learner's evaluation is (`spikerl_envs::evaluate` with `eval_seed`), actions drawn from a
-/// SplitMix64 stream seeded with `rng_seed`.
+/// ChaCha8 stream seeded with `rng_seed` (as learner/tests/learning.rs draws them).
 pub fn random_policy_return(env: &str, episodes: usize, eval_seed: u64, rng_seed: u64) -> f64 {
+    use rand::{Rng, SeedableRng};
     let spec = spikerl_envs::spec(env).unwrap();
-    let mut state = rng_seed;
-    let mut uniform = move || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    };
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(rng_seed);
     let returns = spikerl_envs::evaluate(env, episodes, eval_seed, |_, action| {
         for (i, a) in action.iter_mut().enumerate() {
-            let (lo, hi) = (spec.act_low[i], spec.act_high[i]);
-            *a = (lo + (hi - lo) * uniform()) as f32;
+            *a = rng.random_range(spec.act_low[i]..=spec.act_high[i]) as f32;
         }
     })
     .unwrap();

@@ -134,9 +134,7 @@ async fn build_or_resume(opts: &LearnerOptions, ckpt_dir: &Path) -> anyhow::Resu
 /// Publishes what describes the run and initialises the series that would otherwise appear only when
 /// they first move (a checkpoint, an evaluation): dashboards and alerts read them from the start.
 fn announce(trainer: &Trainer, run_id: &str, checkpoint_interval: Option<Duration>) {
-    let c = trainer.replay.counters();
-    metrics::gauge!(learner::REPLAY_SIZE).set(c.replay_size as f64);
-    metrics::counter!(learner::TRAIN_ITERATIONS_TOTAL).absolute(trainer.td3.iterations);
+    // The run's info and the trainer's counters (replay size, iterations, ...): `Trainer::announce`.
     trainer.announce(run_id, "distributed", checkpoint_interval);
     // Exported from the start at 0, so that `increase()` (the alert rule) sees the first failure too.
     metrics::counter!(learner::CHECKPOINT_FAILURES_TOTAL).increment(0);
