@@ -10,6 +10,10 @@
 #   target/nir-venv        a virtual environment with nir (the Neuromorphic Intermediate Representation) and NumPy
 #                          (pip, from PyPI): tests/nir_export.rs reads `spikerl export --format nir` files with
 #                          nir.read and simulates them
+#   target/tb-venv         a virtual environment with tensorboard (pip, from PyPI): tests/tensorboard.rs reads the
+#                          run folders' tb/ event files with TensorBoard's own event reader
+#   libOSMesa.so.8, ffmpeg Debian's libosmesa6 and ffmpeg (apt-get, as root): MuJoCo renders videos off screen
+#                          through OSMesa (`spikerl eval --video`, `train --video-every`); ffmpeg encodes MP4
 #   target/docker/debs/prometheus_*.deb
 #                          where Docker is installed: the package deploy/build-images.sh --offline puts into the
 #                          Prometheus image, fetched now so the Docker tests need no package mirror
@@ -84,6 +88,39 @@ if [ ! -e "$NIR_VENV/.ready-$NIR_VERSION" ]; then
     else
         rm -rf "$NIR_VENV"
         log "could not make $NIR_VENV (python3 -m venv or PyPI unavailable): the NIR export test will skip (or fail if required)"
+    fi
+fi
+
+# --- tensorboard (TensorBoard event files test) ---------------------------------------------------------
+TB_VERSION=2.21.0
+TB_VENV=target/tb-venv
+if [ ! -e "$TB_VENV/.ready-$TB_VERSION" ]; then
+    log "making $TB_VENV (tensorboard==$TB_VERSION)"
+    rm -rf "$TB_VENV"
+    mkdir -p target
+    if python3 -m venv "$TB_VENV" &&
+        "$TB_VENV/bin/python3" -m pip install --quiet --disable-pip-version-check "tensorboard==$TB_VERSION" &&
+        "$TB_VENV/bin/python3" -c "import tensorboard.backend.event_processing.event_accumulator"; then
+        touch "$TB_VENV/.ready-$TB_VERSION"
+    else
+        rm -rf "$TB_VENV"
+        log "could not make $TB_VENV (python3 -m venv or PyPI unavailable): the TensorBoard test will skip (or fail if required)"
+    fi
+fi
+
+# --- OSMesa and ffmpeg (videos) ---------------------------------------------------------------------------
+if ldconfig -p 2>/dev/null | grep -q 'libOSMesa\.so\.8' && command -v ffmpeg >/dev/null; then
+    :
+elif ! command -v apt-get >/dev/null; then
+    log "libOSMesa.so.8 or ffmpeg missing and no apt-get here: the video tests will skip (or fail if required)"
+elif ! is_root; then
+    log "libOSMesa.so.8 or ffmpeg missing; installing Debian's libosmesa6 and ffmpeg needs root: the video tests will skip (or fail if required)"
+else
+    log "installing Debian's libosmesa6 and ffmpeg"
+    if apt_install libosmesa6 ffmpeg && ldconfig -p | grep -q 'libOSMesa\.so\.8' && command -v ffmpeg >/dev/null; then
+        log "installed libOSMesa.so.8 and $(ffmpeg -version 2>&1 | head -1)"
+    else
+        log "apt-get install libosmesa6 ffmpeg failed (no package mirror reachable?): the video tests will skip (or fail if required)"
     fi
 fi
 

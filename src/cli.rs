@@ -183,6 +183,19 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Milliseconds per frame to render and to encode (GIF, MP4) one episode, and the episode's total.
+    Video {
+        #[arg(long, default_value = "HalfCheetah-v4")]
+        env: String,
+        /// Environment steps (frames = steps + 1; the episode is cut at Gymnasium's time limit).
+        #[arg(long, default_value_t = 1000)]
+        steps: usize,
+        /// Folder for the videos written (default: a temporary folder, removed afterwards).
+        #[arg(long, value_name = "DIR")]
+        out: Option<std::path::PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -251,6 +264,14 @@ pub struct EvalArgs {
     /// Environment steps the raster shows.
     #[arg(long, default_value_t = 20)]
     pub raster_steps: usize,
+    /// Record the first evaluated episodes as a video, FILE.gif or FILE.mp4 (MP4 needs ffmpeg; MuJoCo
+    /// tasks need libOSMesa.so.8, Debian's libosmesa6). Gymnasium's rgb_array frames, one after each
+    /// reset and each step, at the environment's render_fps (docs/video.md).
+    #[arg(long, value_name = "FILE")]
+    pub video: Option<PathBuf>,
+    /// Episodes the video shows (the first ones; capped at --episodes).
+    #[arg(long, default_value_t = 1, requires = "video")]
+    pub video_episodes: usize,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -342,6 +363,10 @@ pub struct RunArgs {
     /// Deterministic episodes per evaluation (eval env seeded with seed + 100).
     #[arg(long, env = "SPIKERL_EVAL_EPISODES", default_value_t = 10)]
     pub eval_episodes: usize,
+    /// Record an evaluation episode into the run folder's videos/ every N env steps (at the first
+    /// evaluation at or after each multiple; MP4 with ffmpeg, else GIF; MuJoCo tasks need libOSMesa); 0: never.
+    #[arg(long, env = "SPIKERL_VIDEO_EVERY", default_value_t = 0)]
+    pub video_every: u64,
     /// Minibatch size.
     #[arg(long, env = "SPIKERL_BATCH_SIZE", default_value_t = 256)]
     pub batch_size: usize,

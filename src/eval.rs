@@ -2,7 +2,9 @@
 //! actor-only build has it too), the evaluation the trainer runs (`spikerl_envs::evaluate`: no exploration
 //! noise, the first episode's reset seeded, later episodes continuing its stream). Prints returns,
 //! episode lengths, per-population firing (rate, dead and saturated neurons), SOPs and energy per
-//! inference, and optionally draws a spike raster (`--raster`).
+//! inference, and optionally draws a spike raster (`--raster`) and records the first episodes as a
+//! GIF or MP4 video (`--video`, `spikerl_envs::render::record_episodes`: the same episodes, rendered as
+//! Gymnasium renders them).
 //!
 //! Per-neuron counts come from [`Policy::act_traced`] (allocates per inference; eval only), so the
 //! actors' inference path carries no extra counters.
@@ -67,13 +69,35 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             return Err(UsageError(format!("--raster {}: must end in .png or .svg", path.display())).into());
         }
     }
+    let video = match &args.video {
+        Some(path) => {
+            spikerl_envs::render::VideoFormat::from_path(path)
+                .map_err(|e| UsageError(format!("--video {e}")))?;
+            if args.video_episodes == 0 {
+                return Err(UsageError("--video-episodes must be positive".into()).into());
+            }
+            Some((path.as_path(), args.video_episodes))
+        }
+        None => None,
+    };
     let mut policy =
         Policy::new(&cfg, &tensors).map_err(|e| UsageError(format!("{}: {e}", source.file.display())))?;
 
     let raster_steps = if args.raster.is_some() { args.raster_steps } else { 0 };
-    let outcome = episodes(&mut policy, &source, source.episodes, raster_steps)?;
+    let outcome = episodes(&mut policy, &source, source.episodes, raster_steps, video)?;
     let stats = policy.stats().clone();
-    let report = report_json(&source, &cfg, version, &outcome, &stats, args.raster.as_deref());
+    let mut report = report_json(&source, &cfg, version, &outcome, &stats, args.raster.as_deref());
+    if let Some(v) = &outcome.video {
+        report["video"] = json!({
+            "path": v.path.display().to_string(),
+            "episodes": v.episodes,
+            "frames": v.frames,
+            "frames_written": v.frames_written,
+            "width": v.width,
+            "height": v.height,
+            "fps": v.fps,
+        });
+    }
     if let Some(path) = &args.raster {
         raster(&source, &cfg, version, &outcome, &stats).write(path)?;
     }
@@ -151,21 +175,25 @@ struct Outcome {
     populations: Vec<Population>,
     /// The first environment steps of the first episode, for the raster.
     traces: Vec<SpikeTrace>,
+    /// What `--video` wrote.
+    video: Option<spikerl_envs::render::VideoSummary>,
 }
 
 /// Runs the trainer's evaluation (`spikerl_envs::evaluate_episodes`), also counting every neuron's
-/// spikes and keeping the first environment steps of the first episode for the raster.
+/// spikes and keeping the first environment steps of the first episode for the raster. With `video`
+/// (path, episodes) the same episodes run through `record_episodes`, which also renders the first ones.
 fn episodes(
     policy: &mut Policy,
     source: &Source,
     episodes: usize,
     raster_steps: usize,
+    video: Option<(&Path, usize)>,
 ) -> anyhow::Result<Outcome> {
     let cfg = policy.config().clone();
     let mut populations = population_names(&cfg);
     let mut obs32 = vec![0.0f32; cfg.obs_dim];
     let mut traces = Vec::new();
-    let run = spikerl_envs::evaluate_episodes(&source.env, episodes, source.seed, |obs, action| {
+    let act = |obs: &[f64], action: &mut [f32]| {
         for (o, &x) in obs32.iter_mut().zip(obs) {
             *o = x as f32;
         }
@@ -177,11 +205,27 @@ fn episodes(
                 traces.push(trace);
             }
         }
-    })?;
+    };
+    let (run, video) = match video {
+        None => (spikerl_envs::evaluate_episodes(&source.env, episodes, source.seed, act)?, None),
+        Some((path, video_episodes)) => {
+            let opts = spikerl_envs::render::VideoOptions::default();
+            let (run, summary) = spikerl_envs::render::record_episodes(
+                &source.env,
+                episodes,
+                source.seed,
+                video_episodes,
+                act,
+                path,
+                opts,
+            )?;
+            (run, Some(summary))
+        }
+    };
     // The first calls are the first episode's steps; a shorter episode leaves only its own.
     traces.truncate(run.first().map_or(0, |e| e.length as usize));
     let (returns, lengths) = run.iter().map(|e| (e.ret, e.length)).unzip();
-    Ok(Outcome { returns, lengths, populations, traces })
+    Ok(Outcome { returns, lengths, populations, traces, video })
 }
 
 fn population_names(cfg: &PolicyConfig) -> Vec<Population> {
@@ -349,6 +393,17 @@ fn print_table(r: &Value) {
     }
     if let Some(p) = r["raster"].as_str() {
         println!("raster    {p}");
+    }
+    if let Some(v) = r["video"].as_object() {
+        println!(
+            "video     {} ({} episodes, {} frames, {}x{} at {} fps)",
+            v["path"].as_str().unwrap_or(""),
+            v["episodes"],
+            v["frames_written"],
+            v["width"],
+            v["height"],
+            v["fps"]
+        );
     }
 }
 

@@ -45,6 +45,7 @@ pub fn run_config(a: &RunArgs) -> anyhow::Result<RunConfig> {
     cfg.random_steps = a.random_steps;
     cfg.eval_every = a.eval_every;
     cfg.eval_episodes = a.eval_episodes;
+    cfg.video_every = a.video_every;
     cfg.td3.batch_size = a.batch_size;
     cfg.replay_capacity = a.replay_capacity;
     cfg.update_ratio = a.update_ratio;
@@ -58,6 +59,11 @@ pub fn run_config(a: &RunArgs) -> anyhow::Result<RunConfig> {
         cfg.snn.timesteps = t;
     }
     cfg.validate().map_err(UsageError)?;
+    if cfg.video_every > 0 {
+        // Fail now rather than log a failed video every N steps of a long run.
+        spikerl_envs::render::Renderer::new(&cfg.env_id, Default::default())
+            .map_err(|e| anyhow::anyhow!("--video-every: cannot render {}: {e}", cfg.env_id))?;
+    }
     Ok(cfg)
 }
 

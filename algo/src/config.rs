@@ -123,6 +123,10 @@ pub struct RunConfig {
     pub eval_every: u64,
     /// Deterministic episodes per evaluation (eval env seeded with seed + 100).
     pub eval_episodes: usize,
+    /// Record the first evaluation episode as a video into the run folder's `videos/` at the first
+    /// evaluation at or after every multiple of this many env steps; 0: never.
+    #[serde(default)]
+    pub video_every: u64,
     /// Replay buffer capacity in transitions.
     pub replay_capacity: usize,
     /// Training iterations per inserted transition (the paper: 1).
@@ -149,6 +153,7 @@ impl RunConfig {
             random_steps: 25_000,
             eval_every: 5_000,
             eval_episodes: 10,
+            video_every: 0,
             replay_capacity: 1_000_000,
             update_ratio: 1.0,
             ratio_tolerance: 1_000.0,
@@ -162,7 +167,7 @@ impl RunConfig {
     /// Checks values that would otherwise fail deep inside training.
     pub fn validate(&self) -> Result<(), String> {
         let t = &self.td3;
-        let checks: [(bool, &str); 9] = [
+        let checks: [(bool, &str); 10] = [
             (t.batch_size > 0, "batch size must be positive"),
             (t.gamma > 0.0 && t.gamma <= 1.0, "gamma must be in (0, 1]"),
             (t.tau > 0.0 && t.tau <= 1.0, "tau must be in (0, 1]"),
@@ -172,6 +177,10 @@ impl RunConfig {
             (self.update_ratio > 0.0, "update ratio must be positive"),
             (self.eval_episodes > 0 || self.eval_every == 0, "eval episodes must be positive"),
             (self.ratio_tolerance >= 1.0, "ratio tolerance must be at least 1"),
+            (
+                self.video_every == 0 || self.eval_every > 0,
+                "videos are recorded at evaluations: --video-every needs --eval-every > 0",
+            ),
         ];
         for (ok, msg) in checks {
             if !ok {

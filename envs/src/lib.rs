@@ -32,6 +32,7 @@ use rand_chacha::ChaCha8Rng;
 mod classic;
 mod mujoco;
 mod numpy;
+pub mod render;
 pub mod trajectory;
 pub mod vector;
 
@@ -149,6 +150,12 @@ pub trait Env: Send {
         obs.copy_from_slice(&step.obs);
         Ok(Transition { reward: step.reward, terminated: step.terminated, truncated: step.truncated })
     }
+
+    /// What [`render::Renderer`] draws of the current state; every environment of this crate gives one,
+    /// other implementations `None` (they cannot be rendered).
+    fn scene(&mut self) -> Option<render::Scene<'_>> {
+        None
+    }
 }
 
 fn check_action_len(spec: &EnvSpec, action: &[f32]) -> Result<(), EnvError> {
@@ -176,6 +183,8 @@ pub(crate) trait Core: Send {
     fn set_state(&mut self, qpos: &[f64], qvel: &[f64], obs: &mut [f64]);
     /// Lengths of `qpos` and `qvel` that [`Core::set_state`] takes.
     fn state_dims(&self) -> (usize, usize);
+    /// The state the renderer draws.
+    fn scene(&mut self) -> render::Scene<'_>;
 }
 
 /// Seed of the RNG before the first seeded reset, so that `reset(None)` is deterministic too.
@@ -255,6 +264,10 @@ impl<C: Core> Env for Wrapped<C> {
         self.elapsed += 1;
         let truncated = self.limit.is_some_and(|limit| self.elapsed >= limit);
         Ok(Transition { reward, terminated, truncated })
+    }
+
+    fn scene(&mut self) -> Option<render::Scene<'_>> {
+        Some(self.core.scene())
     }
 }
 

@@ -161,7 +161,9 @@ pub fn clear_run_folder(dir: &Path) -> anyhow::Result<()> {
         let ours = matches!(
             name.as_str(),
             "manifest.json" | "evals.csv" | "evals.png" | "evals.svg" | "checkpoints" | "train.log"
-        ) || (name.starts_with("actor-") && name.ends_with(".log"))
+        ) || (name == "tb" && only_event_files(&dir.join("tb")))
+            || (name == "videos" && only_videos(&dir.join("videos")))
+            || (name.starts_with("actor-") && name.ends_with(".log"))
             || name.starts_with("manifest.tmp")
             || name.starts_with("evals.csv.tmp")
             // Temporary files of the curve's atomic writes (spikerl_plot::write_atomic).
@@ -175,6 +177,23 @@ pub fn clear_run_folder(dir: &Path) -> anyhow::Result<()> {
         }
     }
     fs::remove_dir_all(dir).with_context(|| format!("deleting {}", dir.display()))
+}
+
+/// Whether `dir` holds nothing but TensorBoard event files (what a run writes into its `tb/`).
+fn only_event_files(dir: &Path) -> bool {
+    fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().all(|e| e.file_name().to_string_lossy().starts_with("events.out.tfevents."))
+    })
+}
+
+/// Whether `dir` holds nothing but `train --video-every`'s videos (`step-*.mp4|gif`).
+fn only_videos(dir: &Path) -> bool {
+    fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().all(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with("step-") && (name.ends_with(".mp4") || name.ends_with(".gif"))
+        })
+    })
 }
 
 /// Long option names `spikerl train` accepts, read from its `--help`.
@@ -844,10 +863,19 @@ mod tests {
         fs::write(run.join("train.log"), "x").unwrap();
         fs::write(run.join("actor-0.log"), "x").unwrap();
         fs::create_dir_all(run.join("checkpoints/ckpt-000000000300")).unwrap();
+        fs::create_dir_all(run.join("tb")).unwrap();
+        fs::write(run.join("tb/events.out.tfevents.1.host.2"), "x").unwrap();
+        fs::create_dir_all(run.join("videos")).unwrap();
+        fs::write(run.join("videos/step-0000000000.mp4"), "x").unwrap();
         prepare(&run, &Action::Restart("it was interrupted".into())).unwrap();
         assert_eq!(fs::read_dir(&run).unwrap().count(), 0, "fresh and empty");
         let precious = root.join("precious");
         fake_run(&precious, "failed", "Pendulum-v1", 300);
+        // A `tb/` with more than event files in it is someone's own.
+        fs::create_dir_all(precious.join("tb")).unwrap();
+        fs::write(precious.join("tb/notes.txt"), "x").unwrap();
+        assert!(prepare(&precious, &Action::Restart("failed".into())).is_err());
+        fs::remove_dir_all(precious.join("tb")).unwrap();
         fs::write(precious.join("thesis.tex"), "x").unwrap();
         assert!(
             format!("{:#}", prepare(&precious, &Action::Restart("it failed".into())).unwrap_err())

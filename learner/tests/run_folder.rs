@@ -69,7 +69,7 @@ fn a_lockstep_run_redraws_its_evaluation_curve_after_every_evaluation() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, ["checkpoints", "evals.csv", "evals.png", "evals.svg", "manifest.json"]);
+    assert_eq!(names, ["checkpoints", "evals.csv", "evals.png", "evals.svg", "manifest.json", "tb"]);
     eprintln!(
         "{redraws} redraws in a {:.1} s run; final PNG {} bytes",
         started.elapsed().as_secs_f64(),

@@ -185,6 +185,10 @@ catalogue! {
             "Mean firing probability per neuron and time step over hidden and output layers.";
         LAYER_FIRING_RATE = "spikerl_snn_layer_firing_rate": Gauge,
             "Firing probability per neuron and time step, per population (encoder, layers.N).";
+        LAYER_DEAD_NEURONS = "spikerl_snn_layer_dead_neurons": Gauge(Count),
+            "Neurons of a spiking layer (layers.N) that never fired during the latest evaluation.";
+        LAYER_SATURATED_NEURONS = "spikerl_snn_layer_saturated_neurons": Gauge(Count),
+            "Neurons of a spiking layer (layers.N) that fired at every time step of the latest evaluation.";
         SOPS_PER_INFERENCE = "spikerl_snn_sops_per_inference": Gauge(Count),
             "Synaptic operations per inference (one action).";
         MACS_PER_INFERENCE = "spikerl_snn_macs_per_inference": Gauge(Count),
@@ -276,7 +280,7 @@ mod tests {
             }
             assert!(s.help.len() > 10 && s.help.ends_with('.'), "{n}: help is a sentence: {:?}", s.help);
         }
-        assert_eq!(seen.len(), 66, "the catalogue changed size: update docs/metrics.md and this count");
+        assert_eq!(seen.len(), 68, "the catalogue changed size: update docs/metrics.md and this count");
     }
 
     #[test]

@@ -500,6 +500,15 @@ impl SnnNet {
         }
     }
 
+    /// Adds the latest inference's spikes of each spiking layer to `counts[layer][neuron]`.
+    fn count_layer_spikes(&self, counts: &mut [Vec<u64>]) {
+        for (layer, events) in counts.iter_mut().zip(&self.events[1..]) {
+            for &j in events.all() {
+                layer[j as usize] += 1;
+            }
+        }
+    }
+
     fn trace(&self) -> SpikeTrace {
         let mut sizes = vec![self.obs_dim * self.pop];
         sizes.extend(self.layers.iter().map(|l| l.fan_out));
@@ -632,6 +641,10 @@ pub struct Policy {
     cfg: PolicyConfig,
     net: Net,
     stats: InferenceStats,
+    /// Per-neuron spike counts of each spiking layer `layers.{i}`, kept only after
+    /// [`Policy::count_neuron_spikes`]: evaluations want dead and saturated neurons, the actors' inference
+    /// path pays nothing for them.
+    neuron_spikes: Option<Vec<Vec<u64>>>,
 }
 
 impl Policy {
@@ -693,7 +706,7 @@ impl Policy {
                 }))
             }
         };
-        Ok(Self { cfg: cfg.clone(), net, stats })
+        Ok(Self { cfg: cfg.clone(), net, stats, neuron_spikes: None })
     }
 
     /// The configuration this policy was built from.
@@ -710,7 +723,12 @@ impl Policy {
         assert_eq!(action.len(), self.cfg.act_dim, "action length");
         self.stats.inferences += 1;
         match &mut self.net {
-            Net::Snn(n) => n.forward(obs, action, &self.cfg.max_action, &mut self.stats),
+            Net::Snn(n) => {
+                n.forward(obs, action, &self.cfg.max_action, &mut self.stats);
+                if let Some(counts) = &mut self.neuron_spikes {
+                    n.count_layer_spikes(counts);
+                }
+            }
             Net::Ann(n) => n.forward(obs, action, &self.cfg.max_action, &mut self.stats),
         }
     }
@@ -754,6 +772,26 @@ impl Policy {
         s.spikes_per_layer.iter_mut().for_each(|c| *c = 0);
         s.sops = 0;
         s.macs = 0;
+        for layer in self.neuron_spikes.iter_mut().flatten() {
+            layer.fill(0);
+        }
+    }
+
+    /// From now on, also counts every spiking layer's spikes per neuron (see [`Policy::neuron_spikes`]),
+    /// from zero. Opt-in: it costs a pass over each inference's spikes, which evaluations can afford
+    /// and acting does not need. Nothing to count for an ANN.
+    pub fn count_neuron_spikes(&mut self) {
+        if let Net::Snn(_) = self.net {
+            let sizes = &self.stats.neurons_per_layer;
+            self.neuron_spikes = Some(sizes.iter().map(|&n| vec![0; n]).collect());
+        }
+    }
+
+    /// Spikes of each neuron of each spiking layer `layers.{i}` over the inferences since
+    /// [`Policy::count_neuron_spikes`] (or the last [`Policy::reset_stats`]); `None` unless counting.
+    /// A neuron that fired at every step of every inference has `timesteps * inferences` (the stats').
+    pub fn neuron_spikes(&self) -> Option<&[Vec<u64>]> {
+        self.neuron_spikes.as_deref()
     }
 }
 
@@ -829,5 +867,52 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn per_neuron_counts_are_opt_in_and_sum_the_traces() {
+        let cfg = PolicyConfig {
+            obs_dim: 17,
+            act_dim: 6,
+            max_action: vec![1.0; 6],
+            network: NetworkConfig::Snn(SnnConfig {
+                hidden: vec![300, 77],
+                ..SnnConfig::paper(NeuronKind::Lif)
+            }),
+        };
+        let mut w = initial_tensors(&cfg, 5).unwrap();
+        for (name, t) in w.iter_mut() {
+            if name.ends_with(".weight") {
+                t.data.iter_mut().for_each(|v| *v *= 3.0);
+            }
+        }
+        let obs: Vec<f32> = (0..17 * 8).map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 3.0).collect();
+        let mut plain = Policy::new(&cfg, &w).unwrap();
+        let mut counted = Policy::new(&cfg, &w).unwrap();
+        assert!(counted.neuron_spikes().is_none(), "off unless asked for");
+        counted.count_neuron_spikes();
+        let mut sums: Vec<Vec<u64>> = cfg.layer_dims().iter().map(|&(_, n)| vec![0; n]).collect();
+        let (mut a, mut b) = (vec![0.0; 6], vec![0.0; 6]);
+        for o in obs.chunks(17) {
+            let trace = plain.act_traced(o, &mut a).unwrap();
+            counted.act(o, &mut b);
+            assert_eq!(a, b, "counting changes no action");
+            for (sum, train) in sums.iter_mut().zip(&trace.spikes[1..]) {
+                for step in train.chunks_exact(sum.len()) {
+                    sum.iter_mut().zip(step).for_each(|(c, &s)| *c += u64::from(s));
+                }
+            }
+        }
+        assert_eq!(counted.neuron_spikes().unwrap(), &sums[..]);
+        assert_eq!(plain.stats(), counted.stats());
+        let total: u64 = sums.iter().flatten().sum();
+        assert!(total > 0 && total == counted.stats().spikes_per_layer.iter().sum::<u64>());
+        counted.reset_stats();
+        assert!(counted.neuron_spikes().unwrap().iter().flatten().all(|&c| c == 0));
+        // An ANN has no spiking neurons to count.
+        let ann = PolicyConfig { network: NetworkConfig::Ann { hidden: vec![8] }, ..cfg };
+        let mut p = Policy::new(&ann, &initial_tensors(&ann, 1).unwrap()).unwrap();
+        p.count_neuron_spikes();
+        assert!(p.neuron_spikes().is_none());
     }
 }

@@ -5,6 +5,7 @@
 //! - `update` ([`update`]): one training iteration and its phases, on synthetic minibatches;
 //! - `ensemble` ([`ensemble`]): S seeds as one batched ensemble against S separate learners;
 //! - `actor` ([`acting`]): the real acting loop with the policy against random actions;
+//! - `video` ([`video`]): rendering and encoding (GIF, MP4) one episode's video;
 //! - `transport` ([`transport`]): ingest, broadcast and training over loopback gRPC, the real actor and
 //!   learner code on both ends (the two crates never depend on each other; this binary joins them).
 //!
@@ -21,6 +22,7 @@ mod policies;
 mod synthetic;
 mod transport;
 mod update;
+mod video;
 
 use crate::UsageError;
 use crate::cli::BenchCommand;
@@ -133,6 +135,14 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             )?;
             if !json {
                 acting::print(&r);
+            }
+            print_json_if(json, &r)
+        }
+        BenchCommand::Video { env, steps, out, json } => {
+            spikerl_envs::spec(&env).map_err(|e| UsageError(e.to_string()))?;
+            let r = video::video(&env, steps, out.as_deref())?;
+            if !json {
+                video::print(&r);
             }
             print_json_if(json, &r)
         }

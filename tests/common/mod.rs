@@ -185,12 +185,29 @@ pub enum Need {
     K8sValidate,
     /// The nir virtual environment scripts/setup_test_deps.sh makes under target/ (`nir` and NumPy).
     NirPython,
+    /// The tensorboard virtual environment scripts/setup_test_deps.sh makes under target/ (its event reader).
+    TensorboardPython,
+    /// Mesa's off-screen OpenGL (`libOSMesa.so.8`, Debian's libosmesa6): MuJoCo renders videos through it.
+    Osmesa,
+    /// `ffmpeg` on PATH (MP4 videos).
+    Ffmpeg,
 }
 
 /// Every name `SPIKERL_REQUIRE` may hold: the [`Need`]s, and `cuda` (the CUDA test in the algo crate reads
 /// the same variable).
-pub const REQUIRE_NAMES: [&str; 8] =
-    ["docker", "swarm", "prometheus", "root", "netns", "k8s-validate", "nir-python", "cuda"];
+pub const REQUIRE_NAMES: [&str; 11] = [
+    "docker",
+    "swarm",
+    "prometheus",
+    "root",
+    "netns",
+    "k8s-validate",
+    "nir-python",
+    "tensorboard-python",
+    "osmesa",
+    "ffmpeg",
+    "cuda",
+];
 
 impl Need {
     /// Its name in `SPIKERL_REQUIRE`.
@@ -203,6 +220,9 @@ impl Need {
             Need::Netns => "netns",
             Need::K8sValidate => "k8s-validate",
             Need::NirPython => "nir-python",
+            Need::TensorboardPython => "tensorboard-python",
+            Need::Osmesa => "osmesa",
+            Need::Ffmpeg => "ffmpeg",
         }
     }
 
@@ -281,6 +301,27 @@ impl Need {
             }
             Need::K8sValidate => python_imports(&k8s_validate_python(), &["kubernetes_validate", "yaml"]),
             Need::NirPython => python_imports(&nir_python(), &["nir", "numpy"]),
+            Need::TensorboardPython => python_imports(
+                &tensorboard_python(),
+                &["tensorboard.backend.event_processing.event_accumulator"],
+            ),
+            Need::Osmesa => {
+                let cache = Command::new("ldconfig").arg("-p").stdin(Stdio::null()).output();
+                match cache {
+                    Ok(o) if String::from_utf8_lossy(&o.stdout).contains("libOSMesa.so.8") => Ok(()),
+                    Ok(_) => Err("libOSMesa.so.8 is not in the linker cache (scripts/setup_test_deps.sh \
+                                  installs Debian's libosmesa6)"
+                        .into()),
+                    Err(e) => Err(format!("cannot run `ldconfig -p`: {e}")),
+                }
+            }
+            Need::Ffmpeg => {
+                if on_path("ffmpeg") {
+                    Ok(())
+                } else {
+                    Err("ffmpeg not on PATH (scripts/setup_test_deps.sh installs Debian's ffmpeg)".into())
+                }
+            }
         }
     }
 }
@@ -295,8 +336,13 @@ pub fn nir_python() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/nir-venv/bin/python3")
 }
 
+/// The Python of the virtual environment with tensorboard that scripts/setup_test_deps.sh makes.
+pub fn tensorboard_python() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/tb-venv/bin/python3")
+}
+
 /// Ok when `python` (a virtual environment scripts/setup_test_deps.sh makes) imports every module.
-fn python_imports(python: &Path, modules: &[&str]) -> Result<(), String> {
+pub fn python_imports(python: &Path, modules: &[&str]) -> Result<(), String> {
     let ok = Command::new(python)
         .args(["-c", &format!("import {}", modules.join(", "))])
         .stdin(Stdio::null())

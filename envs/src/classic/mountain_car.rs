@@ -105,6 +105,10 @@ impl Core for MountainCar {
         self.observe(obs);
     }
 
+    fn scene(&mut self) -> crate::render::Scene<'_> {
+        crate::render::Scene(crate::render::SceneKind::MountainCar { position: self.position.value() })
+    }
+
     fn state_dims(&self) -> (usize, usize) {
         (2, 0)
     }

@@ -22,6 +22,8 @@ pub(crate) struct Pendulum {
     spec: EnvSpec,
     th: f64,
     thdot: f64,
+    /// The last clipped torque, for rendering (Gymnasium's `last_u`; `None` after a reset).
+    last_u: Option<f32>,
 }
 
 impl Pendulum {
@@ -36,7 +38,7 @@ impl Pendulum {
             frame_skip: 1,
             max_episode_steps: 200,
         };
-        Pendulum { spec, th: 0.0, thdot: 0.0 }
+        Pendulum { spec, th: 0.0, thdot: 0.0, last_u: None }
     }
 
     fn observe(&self, obs: &mut [f64]) {
@@ -60,6 +62,7 @@ impl Core for Pendulum {
     fn reset(&mut self, rng: &mut ChaCha8Rng, obs: &mut [f64]) {
         self.th = -PI + (2.0 * PI) * rng.random::<f64>();
         self.thdot = -1.0 + 2.0 * rng.random::<f64>();
+        self.last_u = None;
         self.observe(obs);
     }
 
@@ -74,6 +77,7 @@ impl Core for Pendulum {
         let newthdot = clip(newthdot, -MAX_SPEED, MAX_SPEED);
         self.th = th + newthdot * DT;
         self.thdot = newthdot;
+        self.last_u = Some(u);
         self.observe(obs);
         (-costs, false)
     }
@@ -86,5 +90,9 @@ impl Core for Pendulum {
 
     fn state_dims(&self) -> (usize, usize) {
         (2, 0)
+    }
+
+    fn scene(&mut self) -> crate::render::Scene<'_> {
+        crate::render::Scene(crate::render::SceneKind::Pendulum { theta: self.th, last_torque: self.last_u })
     }
 }

@@ -119,6 +119,10 @@ impl Sim {
     pub(crate) fn dt(&self) -> f64 {
         self.dt
     }
+    /// For the renderer only: `mjv_updateScene` takes the data mutably (scratch on its stack).
+    pub(crate) fn data_for_render(&mut self) -> &mut MjData<Arc<MjModel>> {
+        &mut self.data
+    }
     pub(crate) fn qpos(&self) -> &[f64] {
         self.data.qpos()
     }
@@ -288,6 +292,10 @@ impl<T: Task> Core for MujocoEnv<T> {
 
     fn state_dims(&self) -> (usize, usize) {
         (self.sim.nq(), self.sim.nv())
+    }
+
+    fn scene(&mut self) -> crate::render::Scene<'_> {
+        crate::render::Scene(crate::render::SceneKind::Mujoco(self.sim.data_for_render()))
     }
 }
 

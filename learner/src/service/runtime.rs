@@ -68,6 +68,7 @@ pub async fn run(
     let mut run_folder = RunFolder::create(&opts.run_folder, manifest)?;
     if resumed_from.is_some() {
         run_folder.rewrite_evals(&trainer.evals)?;
+        run_folder.mark_resumed(trainer.replay.counters().inserted);
     }
     let registry: SharedRegistry = Arc::new(Mutex::new(Registry::from_records(&actors)));
     let (policy_tx, policy_rx) = watch::channel(None);
@@ -334,6 +335,7 @@ fn train(
             last_publish = Instant::now();
         }
         let eval = trainer.evaluate_if_due(counters.inserted, Some(run_folder))?;
+        trainer.write_training_scalars_if_due(counters.inserted, run_folder);
         if ctx.checkpoint_interval.is_some_and(|every| last_checkpoint.elapsed() >= every) {
             let _ = ctx.checkpoint(&trainer);
             last_checkpoint = Instant::now();

@@ -197,30 +197,13 @@ pub fn run_seeds(
         )?);
     }
     let mut p = Progress { total_steps: cfg.random_steps + cfg.steps, ..Progress::default() };
-    let mut evaluate =
-        |group: &mut SeedGroup, p: &mut Progress, step: u64, due_only: bool| -> anyhow::Result<()> {
-            let mut latest = Vec::new();
-            for (trainer, dir) in group.trainers()?.iter_mut().zip(run_folders.iter_mut()) {
-                if due_only {
-                    trainer.evaluate_if_due(step, Some(dir))?;
-                } else {
-                    trainer.evaluate(step, Some(dir))?;
-                }
-                latest.extend(trainer.evals.last().filter(|e| e.step == step).map(EvalRecord::mean));
-            }
-            if !latest.is_empty() {
-                p.last_eval = Some(latest.iter().sum::<f64>() / latest.len() as f64);
-                p.best_eval = p.best_eval.into_iter().chain(p.last_eval).reduce(f64::max);
-            }
-            Ok(())
-        };
 
     for t in 0..p.total_steps {
         if stop.load(Ordering::Relaxed) {
             break;
         }
         if cfg.eval_every > 0 && t % cfg.eval_every == 0 {
-            evaluate(&mut group, &mut p, t, true)?;
+            evaluate_seeds(&mut group, run_folders, &mut p, t, true)?;
         }
         let version = group.policy_version();
         for (s, lane) in lanes.iter_mut().enumerate() {
@@ -230,6 +213,7 @@ pub fn run_seeds(
             while group.owed() >= 1.0 && !group.done() {
                 group.iterate().context("replay closed during a lockstep run")?;
             }
+            group.write_training_scalars_if_due(t + 1, run_folders);
         }
         p.env_steps = t + 1;
         p.episodes = lanes.iter().map(|l| l.episodes).sum();
@@ -240,7 +224,7 @@ pub fn run_seeds(
         group.trainers()?.iter().all(|t| t.evals.last().map(|e| e.step) == Some(p.env_steps));
     if !stop.load(Ordering::Relaxed) && !evaluated_last {
         let step = p.env_steps;
-        evaluate(&mut group, &mut p, step, false)?;
+        evaluate_seeds(&mut group, run_folders, &mut p, step, false)?;
         progress(&p);
     }
     let trainers = group.into_trainers()?;
@@ -248,4 +232,29 @@ pub fn run_seeds(
         trainer.save_checkpoint("lockstep", Vec::new(), &dir.checkpoints())?;
     }
     Ok(trainers)
+}
+
+/// Runs every seed's evaluation at env step `step` (only where one is due, with `due_only`), each into its
+/// own run folder, and records the mean over seeds of the evaluations just run, and the best so far, in `p`.
+fn evaluate_seeds(
+    group: &mut SeedGroup,
+    run_folders: &mut [RunFolder],
+    p: &mut Progress,
+    step: u64,
+    due_only: bool,
+) -> anyhow::Result<()> {
+    let mut latest = Vec::new();
+    for (trainer, dir) in group.trainers()?.iter_mut().zip(run_folders.iter_mut()) {
+        if due_only {
+            trainer.evaluate_if_due(step, Some(dir))?;
+        } else {
+            trainer.evaluate(step, Some(dir))?;
+        }
+        latest.extend(trainer.evals.last().filter(|e| e.step == step).map(EvalRecord::mean));
+    }
+    if !latest.is_empty() {
+        p.last_eval = Some(latest.iter().sum::<f64>() / latest.len() as f64);
+        p.best_eval = p.best_eval.into_iter().chain(p.last_eval).reduce(f64::max);
+    }
+    Ok(())
 }

@@ -8,6 +8,7 @@
 use spikerl_algo::config::{RunConfig, SeedBatching};
 use spikerl_algo::ensemble::Ensemble;
 
+use crate::storage::run_folder::RunFolder;
 use crate::training::trainer::Trainer;
 use anyhow::Context;
 use spikerl_algo::td3::Batch;
@@ -106,6 +107,15 @@ impl SeedGroup {
         }
         self.written_back = false;
         Some(())
+    }
+
+    /// Writes each seed's training scalars into its run folder's TensorBoard files where due (see
+    /// [`Trainer::write_training_scalars_if_due`]). They are the trainers' own records of the iterations:
+    /// no write-back from the ensemble.
+    pub fn write_training_scalars_if_due(&mut self, env_steps: u64, run_folders: &mut [RunFolder]) {
+        for (t, dir) in self.trainers.iter_mut().zip(run_folders) {
+            t.write_training_scalars_if_due(env_steps, dir);
+        }
     }
 
     /// The seeds' trainers, each learner holding its seed's current state (written back from the

@@ -2,6 +2,7 @@
 //! initialised when a run starts, and the spiking network's activity and energy at each evaluation.
 //! Every name is defined in docs/metrics.md.
 
+use crate::storage::run_folder::LayerActivity;
 use spikerl_algo::config::RunConfig;
 use spikerl_metrics::{actor, eval, learner, run, snn};
 use spikerl_snn::{InferenceStats, MAC_ENERGY_PJ, NetworkConfig, PolicyConfig, ann_equivalent_macs};
@@ -49,6 +50,8 @@ pub fn run_started(
         metrics::gauge!(snn::LAYER_FIRING_RATE, "layer" => "encoder").set(f64::NAN);
         for i in 0..policy.layer_dims().len() {
             metrics::gauge!(snn::LAYER_FIRING_RATE, "layer" => format!("layers.{i}")).set(f64::NAN);
+            metrics::gauge!(snn::LAYER_DEAD_NEURONS, "layer" => format!("layers.{i}")).set(f64::NAN);
+            metrics::gauge!(snn::LAYER_SATURATED_NEURONS, "layer" => format!("layers.{i}")).set(f64::NAN);
         }
     }
     if mode == "sync" {
@@ -62,8 +65,9 @@ pub fn run_started(
 }
 
 /// Records an evaluation's return and the spiking network's activity during it: firing rate per
-/// population, operations per inference and the paper's energy model next to the ANN equivalent.
-pub fn record_evaluation(initial: f64, cfg: &PolicyConfig, s: &InferenceStats) {
+/// population, dead and saturated neurons per spiking layer (`layers`, from the evaluation's per-neuron
+/// counts), operations per inference and the paper's energy model next to the ANN equivalent.
+pub fn record_evaluation(initial: f64, cfg: &PolicyConfig, s: &InferenceStats, layers: &[LayerActivity]) {
     metrics::gauge!(eval::RETURN_INITIAL).set(initial);
     let slots = |neurons: usize| neurons as f64 * s.timesteps as f64 * s.inferences as f64;
     let rate =
@@ -74,6 +78,11 @@ pub fn record_evaluation(initial: f64, cfg: &PolicyConfig, s: &InferenceStats) {
     }
     for (i, (&spikes, &neurons)) in s.spikes_per_layer.iter().zip(&s.neurons_per_layer).enumerate() {
         metrics::gauge!(snn::LAYER_FIRING_RATE, "layer" => format!("layers.{i}")).set(rate(spikes, neurons));
+    }
+    for (i, l) in layers.iter().enumerate() {
+        metrics::gauge!(snn::LAYER_DEAD_NEURONS, "layer" => format!("layers.{i}")).set(l.dead as f64);
+        metrics::gauge!(snn::LAYER_SATURATED_NEURONS, "layer" => format!("layers.{i}"))
+            .set(l.saturated as f64);
     }
     metrics::gauge!(snn::TIMESTEPS).set(s.timesteps as f64);
     metrics::gauge!(snn::MACS_PER_INFERENCE).set(s.macs_per_inference());

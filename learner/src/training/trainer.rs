@@ -3,9 +3,10 @@
 //! `--sync`) and the distributed learner (a dedicated OS thread, never on the async runtime).
 
 use crate::storage::checkpoint::{self, ActorRecord, Loaded, ReplaySnapshot, Snapshot};
-use crate::storage::run_folder::{EvalRecord, RunFolder};
+use crate::storage::run_folder::{EvalRecord, LayerActivity, RunFolder};
 use crate::training::replay_service::ReplayService;
 use crate::training::telemetry;
+use crate::training::video::{self, VideoRecorder};
 use anyhow::bail;
 use spikerl_algo::config::RunConfig;
 use spikerl_algo::rate_limiter::RateLimiter;
@@ -37,6 +38,64 @@ pub fn max_action(spec: &spikerl_envs::EnvSpec) -> anyhow::Result<Vec<f32>> {
         .collect()
 }
 
+/// Training iterations between two writes of the training scalars (losses, Q estimates, iterations/s)
+/// to the run folder's TensorBoard files; every evaluation writes them too. Each write is the mean over
+/// the iterations since the last: a smooth curve, at a cost of one small file write per 1000 iterations.
+pub const TRAINING_SCALARS_EVERY: u64 = 1000;
+
+/// The training statistics since the last write to the TensorBoard files, summed.
+#[derive(Default)]
+struct TrainingWindow {
+    iterations: u64,
+    critic_loss: f64,
+    q_mean: f64,
+    target_mean: f64,
+    /// Actor and proxy losses only come on some iterations (the delayed actor; the proxy algorithm).
+    actor_loss: (f64, u64),
+    proxy_loss: (f64, u64),
+    /// When the window began: the previous write, or the start of its first iteration.
+    started: Option<Instant>,
+}
+
+impl TrainingWindow {
+    fn add(&mut self, s: &UpdateStats, took: Duration) {
+        self.started.get_or_insert_with(|| Instant::now().checked_sub(took).unwrap_or_else(Instant::now));
+        self.iterations += 1;
+        self.critic_loss += s.critic_loss;
+        self.q_mean += s.q_mean;
+        self.target_mean += s.target_mean;
+        if let Some(l) = s.actor_loss {
+            self.actor_loss = (self.actor_loss.0 + l, self.actor_loss.1 + 1);
+        }
+        if let Some(l) = s.proxy_loss {
+            self.proxy_loss = (self.proxy_loss.0 + l, self.proxy_loss.1 + 1);
+        }
+    }
+
+    /// The means as TensorBoard scalars (tags: docs/interface.md), and a fresh window from now.
+    fn take(&mut self) -> Vec<(String, f64)> {
+        let n = self.iterations as f64;
+        let mut out = vec![
+            ("train/critic_loss".to_string(), self.critic_loss / n),
+            ("train/q_mean".to_string(), self.q_mean / n),
+            ("train/td_target_mean".to_string(), self.target_mean / n),
+        ];
+        for (tag, (sum, count)) in
+            [("train/actor_loss", self.actor_loss), ("train/proxy_loss", self.proxy_loss)]
+        {
+            if count > 0 {
+                out.push((tag.to_string(), sum / count as f64));
+            }
+        }
+        let secs = self.started.map_or(0.0, |t| t.elapsed().as_secs_f64());
+        if secs > 0.0 {
+            out.push(("train/iterations_per_second".to_string(), n / secs));
+        }
+        *self = TrainingWindow { started: Some(Instant::now()), ..TrainingWindow::default() };
+        out
+    }
+}
+
 /// Training state that outlives single iterations.
 pub struct Trainer {
     pub cfg: RunConfig,
@@ -51,6 +110,10 @@ pub struct Trainer {
     /// Wall seconds of earlier lives of this run (before a resume).
     wall_offset: f64,
     pub last_stats: UpdateStats,
+    /// What the next write of training scalars to the TensorBoard files averages.
+    window: TrainingWindow,
+    /// The `--video-every` video being rendered.
+    videos: VideoRecorder,
 }
 
 impl Trainer {
@@ -80,6 +143,8 @@ impl Trainer {
             started: Instant::now(),
             wall_offset: 0.0,
             last_stats: UpdateStats::default(),
+            window: TrainingWindow::default(),
+            videos: VideoRecorder::default(),
         }
     }
 
@@ -187,10 +252,19 @@ impl Trainer {
     /// Books an iteration on minibatches from [`Trainer::draw`]: the rate limiter's count, the latest
     /// statistics and the metrics.
     pub fn record(&mut self, stats: UpdateStats, took: std::time::Duration) {
+        self.window.add(&stats, took);
         self.last_stats = stats;
         self.replay.record_update();
         metrics::histogram!(learner::UPDATE_DURATION_SECONDS).record(took.as_secs_f64());
         record_update_metrics(&self.last_stats);
+    }
+
+    /// Writes the training scalars (means since the last write) to the run folder's TensorBoard files at
+    /// env step `env_steps`, once [`TRAINING_SCALARS_EVERY`] iterations have gathered.
+    pub fn write_training_scalars_if_due(&mut self, env_steps: u64, run_folder: &mut RunFolder) {
+        if self.window.iterations >= TRAINING_SCALARS_EVERY {
+            run_folder.write_scalars(env_steps, &self.window.take());
+        }
     }
 
     /// Runs the evaluations due at `env_steps` (every `eval_every` steps, starting at 0).
@@ -207,12 +281,16 @@ impl Trainer {
     }
 
     /// Evaluates the current policy: `eval_episodes` deterministic episodes (no exploration noise) on an
-    /// environment seeded with seed + 100, in plain-Rust inference as the actors act.
+    /// environment seeded with seed + 100, in plain-Rust inference as the actors act, counting each
+    /// spiking neuron's spikes (dead and saturated neurons). With a run folder, also writes the training
+    /// scalars gathered since their last write.
     pub fn evaluate(&mut self, env_steps: u64, run_folder: Option<&mut RunFolder>) -> anyhow::Result<f64> {
         let mut policy = Policy::new(&self.td3.policy_config, &self.td3.export_policy())?;
+        policy.count_neuron_spikes();
         let returns =
             evaluate_policy(&mut policy, &self.spec.id, self.cfg.eval_episodes, self.cfg.seed + 100)?;
         let stats = policy.stats();
+        let layers = layer_activity(stats, policy.neuron_spikes().unwrap_or_default());
         let record = EvalRecord {
             step: env_steps,
             iterations: self.td3.iterations,
@@ -222,6 +300,8 @@ impl Trainer {
             sops_per_inference: stats.sops_per_inference(),
             firing_rate: stats.firing_rate(),
             energy_nj_per_inference: stats.energy_nj_per_inference(),
+            encoder_firing_rate: (stats.encoder_neurons > 0).then(|| stats.encoder_firing_rate()),
+            layers,
         };
         let mean = record.mean();
         metrics::gauge!(eval::RETURN_LAST).set(mean);
@@ -234,6 +314,7 @@ impl Trainer {
             self.evals.first().map_or(mean, EvalRecord::mean),
             &self.td3.policy_config,
             stats,
+            &record.layers,
         );
         if let Some(dir) = run_folder {
             // A full disk must not end hours of training: the record stays in `self.evals` (and so in
@@ -241,6 +322,19 @@ impl Trainer {
             if let Err(e) = dir.append_eval(&record) {
                 metrics::counter!(learner::EVAL_WRITE_FAILURES_TOTAL).increment(1);
                 tracing::error!(error = %e, step = env_steps, "could not append the evaluation to evals.csv; training goes on");
+            }
+            if self.window.iterations > 0 {
+                dir.write_scalars(env_steps, &self.window.take());
+            }
+            if video::due(self.cfg.video_every, self.evals.last().map(|e| e.step), env_steps) {
+                self.videos.record(
+                    dir.path(),
+                    env_steps,
+                    &self.spec.id,
+                    self.cfg.seed + 100,
+                    &self.td3.policy_config,
+                    self.td3.export_policy(),
+                );
             }
         }
         self.evals.push(record);
@@ -256,6 +350,26 @@ impl Trainer {
     pub fn best_return(&self) -> Option<f64> {
         self.evals.iter().map(EvalRecord::mean).reduce(f64::max)
     }
+}
+
+/// Each spiking layer's firing rate (as `spikerl_snn_layer_firing_rate` has it), dead and saturated
+/// neurons, from an evaluation's counters and its per-neuron spike counts `spikes[layer][neuron]`.
+fn layer_activity(stats: &spikerl_snn::InferenceStats, spikes: &[Vec<u64>]) -> Vec<LayerActivity> {
+    // A saturated neuron fired in every slot: every time step of every inference.
+    let slots = stats.timesteps as u64 * stats.inferences;
+    let layers = stats.spikes_per_layer.iter().zip(&stats.neurons_per_layer);
+    layers
+        .enumerate()
+        .map(|(i, (&fired, &neurons))| {
+            let counts = spikes.get(i).map_or(&[][..], Vec::as_slice);
+            let all = slots as f64 * neurons as f64;
+            LayerActivity {
+                firing_rate: if all > 0.0 { fired as f64 / all } else { 0.0 },
+                dead: counts.iter().filter(|&&c| c == 0).count() as u64,
+                saturated: counts.iter().filter(|&&c| slots > 0 && c == slots).count() as u64,
+            }
+        })
+        .collect()
 }
 
 /// Runs `episodes` deterministic episodes of `policy` and returns their returns.
