@@ -199,9 +199,11 @@ fn bad_video_arguments_are_usage_errors() {
     let dir = temp_dir("video-bad");
     let policy = dir.join("pendulum.safetensors");
     write_policy(&policy, 3, 2.0);
-    for (video, episodes, needle) in
-        [("x.avi", "1", ".gif or .mp4"), ("noext", "1", ".gif or .mp4"), ("x.gif", "0", "--video-episodes")]
-    {
+    for (video, episodes, needle) in [
+        ("x.avi", "1", ".gif, .mp4 or .png"),
+        ("noext", "1", ".gif, .mp4 or .png"),
+        ("x.gif", "0", "--video-episodes"),
+    ] {
         let out = spikerl()
             .args(["eval", "--policy"])
             .arg(&policy)

@@ -6,6 +6,9 @@
 //! hundredths of a second and players slow down delays under 2, so above 50 frames per second every
 //! [`gif_frame_step`]-th frame is written (Hopper and Walker2d: 125 fps, every 3rd frame, 2 cs each).
 //!
+//! PNG: a frame strip, for documents and papers: [`STRIP_FRAMES`] frames half a second of simulated time
+//! apart (every `fps / 2`-th frame, from the reset frame on), each halved in size, side by side.
+//!
 //! MP4: raw RGB frames piped to an `ffmpeg` child (`-c:v libx264 -pix_fmt yuv420p -crf 23`), which
 //! encodes while the episode runs. `SPIKERL_FFMPEG` names another ffmpeg binary.
 
@@ -22,14 +25,17 @@ use super::{Frame, RenderError};
 pub enum VideoFormat {
     Gif,
     Mp4,
+    /// A still strip of frames (`.png`).
+    Strip,
 }
 
 impl VideoFormat {
-    /// `.gif` or `.mp4` (any case); anything else is [`RenderError::UnsupportedFormat`].
+    /// `.gif`, `.mp4` or `.png` (a frame strip), any case; anything else is [`RenderError::UnsupportedFormat`].
     pub fn from_path(path: &Path) -> Result<VideoFormat, RenderError> {
         match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
             Some("gif") => Ok(VideoFormat::Gif),
             Some("mp4") => Ok(VideoFormat::Mp4),
+            Some("png") => Ok(VideoFormat::Strip),
             _ => Err(RenderError::UnsupportedFormat(path.to_owned())),
         }
     }
@@ -44,6 +50,7 @@ pub fn gif_frame_step(fps: u32) -> u32 {
 pub(crate) enum Encoder {
     Gif(Box<GifEncoder>),
     Mp4(Mp4Encoder),
+    Strip(StripEncoder),
 }
 
 impl Encoder {
@@ -57,6 +64,7 @@ impl Encoder {
         Ok(match format {
             VideoFormat::Gif => Encoder::Gif(Box::new(GifEncoder::create(path, width, height, fps)?)),
             VideoFormat::Mp4 => Encoder::Mp4(Mp4Encoder::spawn(path, width, height, fps)?),
+            VideoFormat::Strip => Encoder::Strip(StripEncoder::new(path, fps)),
         })
     }
 
@@ -64,6 +72,7 @@ impl Encoder {
         match self {
             Encoder::Gif(_) => VideoFormat::Gif,
             Encoder::Mp4(_) => VideoFormat::Mp4,
+            Encoder::Strip(_) => VideoFormat::Strip,
         }
     }
 
@@ -71,6 +80,10 @@ impl Encoder {
         match self {
             Encoder::Gif(g) => g.push(frame),
             Encoder::Mp4(m) => m.push(frame),
+            Encoder::Strip(s) => {
+                s.push(frame);
+                Ok(())
+            }
         }
     }
 
@@ -79,8 +92,83 @@ impl Encoder {
         match self {
             Encoder::Gif(g) => g.finish(),
             Encoder::Mp4(m) => m.finish(),
+            Encoder::Strip(s) => s.finish(),
         }
     }
+}
+
+/// Frames in a strip.
+pub const STRIP_FRAMES: usize = 8;
+/// White pixels between two frames of a strip.
+const STRIP_GAP: usize = 4;
+
+/// Keeps every `fps / 2`-th frame, halved, up to [`STRIP_FRAMES`]; writes them side by side at the end.
+pub(crate) struct StripEncoder {
+    path: PathBuf,
+    stride: u64,
+    seen: u64,
+    kept: Vec<Frame>,
+}
+
+impl StripEncoder {
+    fn new(path: &Path, fps: u32) -> StripEncoder {
+        StripEncoder { path: path.to_owned(), stride: u64::from(fps / 2).max(1), seen: 0, kept: Vec::new() }
+    }
+
+    fn push(&mut self, frame: &Frame) {
+        if self.seen.is_multiple_of(self.stride) && self.kept.len() < STRIP_FRAMES {
+            self.kept.push(halve(frame));
+        }
+        self.seen += 1;
+    }
+
+    fn finish(self) -> Result<u64, RenderError> {
+        let Some(first) = self.kept.first() else {
+            return Err(RenderError::Io {
+                path: self.path,
+                source: std::io::Error::other("no frame to draw"),
+            });
+        };
+        let (w, h) = (first.width as usize, first.height as usize);
+        let n = self.kept.len();
+        let width = n * w + (n - 1) * STRIP_GAP;
+        let mut rgb = vec![255u8; width * h * 3];
+        for (i, f) in self.kept.iter().enumerate() {
+            let x0 = i * (w + STRIP_GAP);
+            for y in 0..h {
+                let dst = (y * width + x0) * 3;
+                rgb[dst..dst + w * 3].copy_from_slice(&f.rgb[y * w * 3..(y + 1) * w * 3]);
+            }
+        }
+        let file = File::create(&self.path).map_err(io_error(&self.path))?;
+        let mut encoder = png::Encoder::new(BufWriter::new(file), width as u32, h as u32);
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.set_depth(png::BitDepth::Eight);
+        let png_error = |e: png::EncodingError| RenderError::Io {
+            path: self.path.clone(),
+            source: std::io::Error::other(e.to_string()),
+        };
+        let mut writer = encoder.write_header().map_err(png_error)?;
+        writer.write_image_data(&rgb).map_err(png_error)?;
+        writer.finish().map_err(png_error)?;
+        Ok(n as u64)
+    }
+}
+
+/// The frame at half its width and height, each pixel the mean of a 2 x 2 block.
+fn halve(f: &Frame) -> Frame {
+    let (w, h) = (f.width as usize / 2, f.height as usize / 2);
+    let src_w = f.width as usize;
+    let mut rgb = Vec::with_capacity(w * h * 3);
+    for y in 0..h {
+        for x in 0..w {
+            for c in 0..3 {
+                let at = |dy: usize, dx: usize| u16::from(f.rgb[((2 * y + dy) * src_w + 2 * x + dx) * 3 + c]);
+                rgb.push(((at(0, 0) + at(0, 1) + at(1, 0) + at(1, 1) + 2) / 4) as u8);
+            }
+        }
+    }
+    Frame { width: w as u32, height: h as u32, rgb }
 }
 
 fn io_error(path: &Path) -> impl Fn(std::io::Error) -> RenderError + '_ {
@@ -294,12 +382,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn strip_keeps_frames_half_a_second_apart_halved() {
+        let dir = std::env::temp_dir().join(format!("spikerl-strip-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("strip.png");
+        let mut strip = StripEncoder::new(&path, 20);
+        for i in 0..200u8 {
+            strip.push(&Frame { width: 4, height: 2, rgb: vec![i; 4 * 2 * 3] });
+        }
+        assert_eq!(strip.finish().unwrap(), STRIP_FRAMES as u64);
+        let decoder = png::Decoder::new(std::io::BufReader::new(File::open(&path).unwrap()));
+        let mut reader = decoder.read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        assert_eq!(
+            (info.width, info.height),
+            ((2 * STRIP_FRAMES + STRIP_GAP * (STRIP_FRAMES - 1)) as u32, 1)
+        );
+        // Frame k of the strip is frame 10 k of the episode; gaps are white.
+        for k in 0..STRIP_FRAMES {
+            let x = k * (2 + STRIP_GAP);
+            assert_eq!(buf[x * 3], (10 * k) as u8);
+        }
+        assert_eq!(buf[2 * 3], 255);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn format_from_extension() {
         assert_eq!(VideoFormat::from_path(Path::new("a/b.gif")).ok(), Some(VideoFormat::Gif));
         assert_eq!(VideoFormat::from_path(Path::new("b.MP4")).ok(), Some(VideoFormat::Mp4));
+        assert_eq!(VideoFormat::from_path(Path::new("s.png")).ok(), Some(VideoFormat::Strip));
         for bad in ["b.avi", "b", "gif", "b.gif.tmp"] {
             let err = VideoFormat::from_path(Path::new(bad)).err().map(|e| e.to_string());
-            assert!(err.is_some_and(|e| e.contains(".gif or .mp4")), "{bad}");
+            assert!(err.is_some_and(|e| e.contains(".gif, .mp4 or .png")), "{bad}");
         }
     }
 

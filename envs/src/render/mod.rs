@@ -49,7 +49,7 @@ pub enum RenderError {
     #[error("{0}")]
     Ffmpeg(String),
     /// The path's extension names no format we write.
-    #[error("{}: a video must end in .gif or .mp4", .0.display())]
+    #[error("{}: a video must end in .gif, .mp4 or .png (a frame strip)", .0.display())]
     UnsupportedFormat(PathBuf),
     /// The environment cannot be drawn.
     #[error("{0}: no renderer for this environment")]
