@@ -171,6 +171,17 @@ fn eval_writes_gif_and_mp4() {
     assert_eq!(gif_frames(&gif), (expected, 500, 500));
     assert_eq!(report["video"]["fps"].as_u64(), Some(30));
 
+    // A still strip: 8 frames (Pendulum: 30 fps, every 15th frame), halved to 250x250, 4-pixel gaps.
+    let strip = dir.join("pendulum-strip.png");
+    let report = eval_video(&pendulum, "Pendulum-v1", 1, 1, &strip);
+    assert_eq!(report["video"]["frames_written"].as_u64(), Some(8), "{report}");
+    let (w, h, rgb) = read_png(&strip);
+    assert_eq!((w, h), (8 * 250 + 7 * 4, 250));
+    let tile = |k: usize| -> Vec<u8> {
+        (0..250).flat_map(|y| rgb[(y * w as usize + k * 254) * 3..][..250 * 3].to_vec()).collect()
+    };
+    assert!(mad(&tile(0), &tile(7)) > MIN_STATE_MAD, "the pendulum moved between the first and last tile");
+
     if require(Need::Ffmpeg) {
         let mp4 = dir.join("pendulum.mp4");
         let report = eval_video(&pendulum, "Pendulum-v1", 1, 1, &mp4);
