@@ -81,7 +81,6 @@ fn initialise(role: &str) {
     let counters: &[&str] = match role {
         "learner" => &[
             learner::TRAIN_ITERATIONS_TOTAL,
-            learner::TRANSITIONS_INSERTED_TOTAL,
             learner::CHECKPOINT_FAILURES_TOTAL,
             learner::EVAL_WRITE_FAILURES_TOTAL,
         ],
@@ -89,6 +88,8 @@ fn initialise(role: &str) {
             actor::ENV_STEPS_TOTAL,
             actor::EPISODES_TOTAL,
             actor::RECONNECTS_TOTAL,
+            actor::TRANSITIONS_PRODUCED_TOTAL,
+            actor::TRANSITIONS_ACKED_TOTAL,
             actor::LOST_BATCHES_TOTAL,
         ],
         _ => &[],

@@ -131,7 +131,11 @@ fn summary(trainer: &Trainer, out: &Path, started: Instant) {
             trainer.evals.len()
         );
     }
-    println!("run folder: {} (manifest.json, evals.csv, evals.png/.svg, checkpoints/)", out.display());
+    let videos = if trainer.cfg.video_every > 0 { ", videos/" } else { "" };
+    println!(
+        "run folder: {} (manifest.json, evals.csv, evals.png/.svg, tb/{videos}, checkpoints/)",
+        out.display()
+    );
 }
 
 pub fn train(args: TrainArgs) -> anyhow::Result<()> {

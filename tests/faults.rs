@@ -38,15 +38,15 @@ fn killed_actor_restarts_and_the_run_continues() {
     let after = wait_metrics(&maddr, Duration::from_secs(60), "actor 0 streaming again", |t| {
         counter(t, "spikerl_learner_transitions_received_total", &[("actor", "0")]) > from_a0
     });
-    // Every received transition is in the replay buffer exactly once.
-    let received: f64 = ["0", "1"]
+    // Every inserted transition is in the replay buffer exactly once.
+    let inserted: f64 = ["0", "1"]
         .iter()
-        .map(|a| counter(&after, "spikerl_learner_transitions_received_total", &[("actor", a)]))
+        .map(|a| counter(&after, "spikerl_learner_transitions_inserted_total", &[("actor", a)]))
         .sum();
     let replay = counter(&after, "spikerl_learner_replay_size", &[]);
     assert!(
-        (replay - received).abs() <= 2.0 * 64.0,
-        "replay {replay} vs received {received} (one in-flight batch per actor at most)"
+        (replay - inserted).abs() <= 2.0 * 64.0,
+        "replay {replay} vs inserted {inserted} (one in-flight batch per actor at most)"
     );
     assert!(procs.0[0].1.try_wait().unwrap().is_none(), "the learner is still running");
     let _ = std::fs::remove_dir_all(&dir);
@@ -191,27 +191,117 @@ fn corrupt_checkpoints_are_detected_never_loaded() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The number after the last `key=` in a log (tracing's plain `key=value` fields).
+fn log_field(log: &str, key: &str) -> Option<u64> {
+    let pat = format!(" {key}=");
+    let at = log.rfind(&pat)? + pat.len();
+    log[at..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}
+
+/// A plaintext channel to the learner's gRPC port.
+async fn health_channel(addr: &str) -> Result<tonic::transport::Channel, tonic::Status> {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+    endpoint.connect().await.map_err(|e| tonic::Status::unavailable(e.to_string()))
+}
+
+/// One `grpc.health.v1.Health/Check` of `service` on the learner at `addr`.
+async fn health_check(addr: &str, service: &str) -> Result<i32, tonic::Status> {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let mut client = HealthClient::new(health_channel(addr).await?);
+    let reply = client.check(HealthCheckRequest { service: service.into() }).await?;
+    Ok(reply.into_inner().status)
+}
+
+/// Graceful stops, with nothing lost or doubled: the learner reports SERVING on the standard health
+/// service; an actor stopped with SIGTERM delivers everything it produced first (its ledger balances
+/// against the learner's per-actor insert count); the learner stopped with SIGTERM turns NOT_SERVING,
+/// goes away, checkpoints and exits 0, while the remaining actor backs off instead of spinning.
 #[test]
 fn sigterm_checkpoints_and_exits_cleanly() {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
     let dir = temp_dir("sigterm");
     let run_folder = dir.join("run");
-    let (grpc, metrics) = (free_port(), free_port());
-    let maddr = format!("127.0.0.1:{metrics}");
+    let (grpc, metrics, a0_metrics) = (free_port(), free_port(), free_port());
+    let (maddr, a0addr, gaddr) =
+        (format!("127.0.0.1:{metrics}"), format!("127.0.0.1:{a0_metrics}"), format!("127.0.0.1:{grpc}"));
     let mut procs = Processes::default();
     let run = ["--steps", "100000", "--random-steps", "300", "--eval-every", "0", "--checkpoint-secs", "0"];
     let l = procs.spawn("learner", learner_cmd(grpc, metrics, &run_folder, &run), &dir.join("learner.log"));
-    procs.spawn("actor", actor_cmd(grpc, "a0", &[]), &dir.join("a0.log"));
-    wait_metrics(&maddr, Duration::from_secs(60), "training", |t| {
+    procs.spawn("actor", actor_cmd(grpc, "a0", &["--metrics", &a0addr]), &dir.join("a0.log"));
+    let a1 = procs.spawn("actor-1", actor_cmd(grpc, "a1", &[]), &dir.join("a1.log"));
+    wait_metrics(&maddr, Duration::from_secs(60), "training with both actors", |t| {
         counter(t, "spikerl_learner_train_iterations_total", &[]) > 100.0
+            && ["0", "1"]
+                .iter()
+                .all(|a| counter(t, "spikerl_learner_transitions_inserted_total", &[("actor", a)]) > 0.0)
     });
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    for service in ["", "spikerl.v1.Learner"] {
+        let status = rt.block_on(health_check(&gaddr, service));
+        assert_eq!(status.ok(), Some(ServingStatus::Serving as i32), "health of {service:?}");
+    }
+
+    // The ledger: actor a1, stopped with SIGTERM, delivers what it produced, then the learner holds exactly
+    // that much from it.
+    let pid = procs.0[a1].1.id();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap().success());
+    let status = procs.wait(a1, Duration::from_secs(20)).expect("the actor exits within 20 s of SIGTERM");
+    assert!(status.success(), "a stopped actor exits 0");
+    let a1_log = std::fs::read_to_string(dir.join("a1.log")).unwrap();
+    let id = log_field(&a1_log, "actor_id").expect("a1 logged its id").to_string();
+    let (produced, acked) = (log_field(&a1_log, "produced"), log_field(&a1_log, "acked"));
+    let inserted =
+        metric(&scrape(&maddr).unwrap(), "spikerl_learner_transitions_inserted_total", &[("actor", &id)]);
+    eprintln!("actor a1 (id {id}): produced {produced:?}, acked {acked:?}, inserted {inserted:?}");
+    assert!(produced.is_some_and(|p| p > 0), "a1 produced transitions:\n{a1_log}");
+    assert_eq!(produced, acked, "everything produced was acknowledged:\n{a1_log}");
+    assert_eq!(inserted, acked.map(|a| a as f64), "the learner inserted each acknowledged transition once");
+    let a0_text = scrape(&a0addr).unwrap();
+    let (p0, k0) = (
+        counter(&a0_text, "spikerl_actor_transitions_produced_total", &[]),
+        counter(&a0_text, "spikerl_actor_transitions_acked_total", &[]),
+    );
+    assert!(k0 > 0.0 && p0 >= k0, "a0's ledger while it runs: produced {p0}, acked {k0}");
+
+    // The learner: a Watch stream sees NOT_SERVING (or the stream ends) after SIGTERM.
+    let mut watch = rt
+        .block_on(async {
+            let mut client = HealthClient::new(health_channel(&gaddr).await?);
+            let request = HealthCheckRequest { service: "spikerl.v1.Learner".into() };
+            Ok::<_, Box<dyn std::error::Error>>(client.watch(request).await?.into_inner())
+        })
+        .expect("a health Watch stream");
+    let first = rt.block_on(watch.message()).unwrap().map(|m| m.status);
+    assert_eq!(first, Some(ServingStatus::Serving as i32));
     let pid = procs.0[l].1.id();
     let sent = Instant::now();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap().success());
+    let next = rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), watch.message()).await });
+    match next {
+        Ok(Ok(Some(m))) => assert_eq!(m.status, ServingStatus::NotServing as i32, "after SIGTERM"),
+        Ok(Ok(None)) | Ok(Err(_)) => eprintln!("the health Watch stream ended"),
+        Err(_) => panic!("the health Watch saw nothing within 10 s of SIGTERM"),
+    }
+    // Closes the Watch stream and its connection, which the learner's graceful shutdown waits for.
+    drop(watch);
+    drop(rt);
     let status = procs.wait(l, Duration::from_secs(30)).expect("exits within 30 s of SIGTERM");
     assert!(status.success(), "graceful shutdown exits 0");
     eprintln!("SIGTERM to exit: {:.2} s", sent.elapsed().as_secs_f64());
     assert!(!spikerl_checkpoints(&run_folder).is_empty(), "a checkpoint was written on the way out");
     let manifest = std::fs::read_to_string(run_folder.join("manifest.json")).unwrap();
     assert!(manifest.contains("\"status\": \"interrupted\""), "{manifest}");
+
+    // Actor a0, with the learner gone, retries with backoff (100 ms doubling): a handful of attempts in
+    // 5 s, not a spin.
+    let reconnects = |t: &str| counter(t, "spikerl_actor_reconnects_total", &[]);
+    let before = reconnects(&scrape(&a0addr).unwrap());
+    std::thread::sleep(Duration::from_secs(5));
+    let during = reconnects(&scrape(&a0addr).unwrap()) - before;
+    eprintln!("a0 reconnect attempts in 5 s without a learner: {during}");
+    assert!(during < 10.0, "the actor backs off: {during} attempts in 5 s");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -16,8 +16,13 @@ use std::time::Duration;
 
 /// Series the learner can only have once an actor registered: their `actor` label is its id
 /// (docs/metrics.md: "Appears at registration").
-const PER_ACTOR: [&str; 2] =
-    [spikerl_metrics::learner::TRANSITIONS_RECEIVED_TOTAL, spikerl_metrics::learner::EPISODES_TOTAL];
+/// (`spikerl_learner_transitions_inserted_total` has no `actor` label, and is there from the start, only
+/// in `--sync` mode.)
+const PER_ACTOR: [&str; 3] = [
+    spikerl_metrics::learner::TRANSITIONS_RECEIVED_TOTAL,
+    spikerl_metrics::learner::TRANSITIONS_INSERTED_TOTAL,
+    spikerl_metrics::learner::EPISODES_TOTAL,
+];
 
 /// Every spikerl and process sample name the shipped dashboards and alert rules read, with where.
 fn shipped_names() -> BTreeMap<String, BTreeSet<String>> {

@@ -37,6 +37,10 @@ pub struct Shared {
     /// the env steps those actions served: what the policy costs inside the loop (`spikerl bench actor`).
     pub policy_nanos: AtomicU64,
     pub policy_env_steps: AtomicU64,
+    /// The delivery ledger: transitions handed to the streamer, and those of them the learner
+    /// acknowledged (each once), also exported as `spikerl_actor_transitions_{produced,acked}_total`.
+    pub produced: AtomicU64,
+    pub acked: AtomicU64,
 }
 
 impl Shared {
@@ -47,6 +51,8 @@ impl Shared {
             stop: AtomicBool::new(false),
             policy_nanos: AtomicU64::new(0),
             policy_env_steps: AtomicU64::new(0),
+            produced: AtomicU64::new(0),
+            acked: AtomicU64::new(0),
         })
     }
 }
@@ -123,9 +129,12 @@ pub fn run(
         }
         batch.count = batch.rewards.len() as u32;
         batch.policy_version = policy_version.unwrap_or(0);
+        let count = u64::from(batch.count);
         if out.blocking_send(batch).is_err() {
             break; // the streamer is gone: the actor is shutting down
         }
+        shared.produced.fetch_add(count, Ordering::Relaxed);
+        metrics::counter!(actor::TRANSITIONS_PRODUCED_TOTAL).increment(count);
     }
     Ok(())
 }

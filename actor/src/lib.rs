@@ -115,20 +115,37 @@ fn retryable(status: &Status) -> bool {
     !fatal && !wrong_protocol
 }
 
-/// Runs the actor until `shutdown` resolves or a non-retryable error occurs.
+/// How long an actor asked to stop keeps delivering what it has produced (the learner may be away;
+/// within compose's default 10 s stop timeout).
+pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs the actor until `shutdown` resolves or a non-retryable error occurs. On `shutdown` the acting
+/// loop stops producing and the streamer delivers every produced batch (at most [`FLUSH_TIMEOUT`]), so
+/// a stopped actor's ledger balances: produced == acknowledged == inserted by the learner.
 pub async fn run(opts: ActorOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    tokio::pin!(shutdown);
-    tokio::select! {
-        r = run_inner(opts) => r,
+    let shared = Shared::new();
+    let inner = run_inner(opts, shared.clone());
+    tokio::pin!(shutdown, inner);
+    let result = tokio::select! {
+        r = &mut inner => r,
         _ = &mut shutdown => {
-            tracing::info!("actor shutting down");
-            Ok(())
+            tracing::info!("actor shutting down: acting stops, produced batches are delivered first");
+            shared.stop.store(true, Ordering::Relaxed);
+            match tokio::time::timeout(FLUSH_TIMEOUT, &mut inner).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::warn!("the learner did not acknowledge everything in time; stopping anyway");
+                    Ok(())
+                }
+            }
         }
-    }
+    };
+    let (produced, acked) = (shared.produced.load(Ordering::Relaxed), shared.acked.load(Ordering::Relaxed));
+    tracing::info!(produced, acked, unacknowledged = produced.saturating_sub(acked), "actor stopped");
+    result
 }
 
-async fn run_inner(opts: ActorOptions) -> anyhow::Result<()> {
-    let shared = Shared::new();
+async fn run_inner(opts: ActorOptions, shared: Arc<Shared>) -> anyhow::Result<()> {
     let (batch_tx, mut batch_rx) = mpsc::channel::<TransitionBatch>(1);
     let mut batch_tx = Some(batch_tx);
     let mut acting: Option<(String, std::thread::JoinHandle<anyhow::Result<()>>)> = None;
@@ -139,8 +156,15 @@ async fn run_inner(opts: ActorOptions) -> anyhow::Result<()> {
 
     let _stop_on_exit = StopGuard(shared.clone());
     loop {
+        let stopping = shared.stop.load(Ordering::Relaxed);
         if acting.as_ref().is_some_and(|(_, handle)| handle.is_finished()) {
-            return join_acting(acting);
+            // The acting loop failed, or stopped with everything delivered; otherwise (stopping with
+            // batches left) reconnect and deliver them first.
+            if !stopping || (outbox.delivered() && batch_rx.is_empty()) {
+                return join_acting(acting);
+            }
+        } else if stopping && acting.is_none() {
+            return Ok(()); // asked to stop before producing anything
         }
         let session = connect_and_register(&opts).await;
         let (mut client, reply) = match session {
@@ -296,6 +320,9 @@ pub struct Outbox {
     acked: VecDeque<TransitionBatch>,
     acked_bytes: usize,
     retain_bytes: usize,
+    /// The highest sequence ever acknowledged: a batch resent after a learner went back to an older
+    /// checkpoint is acknowledged again but counts in the ledger once.
+    acked_through: u64,
     /// Send-to-acknowledgement times, kept only when `spikerl bench transport` asks (None in a real actor).
     timing: Option<AckTiming>,
 }
@@ -316,6 +343,7 @@ impl Outbox {
             acked: VecDeque::new(),
             acked_bytes: 0,
             retain_bytes,
+            acked_through: 0,
             timing: None,
         }
     }
@@ -364,7 +392,9 @@ impl Outbox {
         }
     }
 
-    fn acknowledge(&mut self, sequence: u64) {
+    /// Applies a cumulative acknowledgement; returns the transitions it acknowledges for the first time.
+    fn acknowledge(&mut self, sequence: u64) -> u64 {
+        let mut first_time = 0;
         if let Some(t) = &mut self.timing {
             while t.sent.front().is_some_and(|(s, _)| *s <= sequence) {
                 let (_, at) = t.sent.pop_front().expect("checked");
@@ -373,6 +403,9 @@ impl Outbox {
         }
         while self.in_flight.front().is_some_and(|b| b.sequence <= sequence) {
             let b = self.in_flight.pop_front().expect("checked");
+            if b.sequence > self.acked_through {
+                first_time += u64::from(b.count);
+            }
             self.acked_bytes += Self::size(&b);
             self.acked.push_back(b);
         }
@@ -380,11 +413,19 @@ impl Outbox {
             let Some(b) = self.acked.pop_front() else { break };
             self.acked_bytes -= Self::size(&b);
         }
+        self.acked_through = self.acked_through.max(sequence);
+        first_time
+    }
+
+    /// Nothing left to send or to be acknowledged.
+    fn delivered(&self) -> bool {
+        self.queued.is_empty() && self.in_flight.is_empty()
     }
 }
 
 /// Sends batches (resent ones first) with at most `window` unacknowledged, and applies acks; returns
-/// when `batches` closes. Public so that `spikerl bench transport` measures the real streamer.
+/// once `batches` has closed and everything taken from it is acknowledged. Public so that `spikerl bench
+/// transport` measures the real streamer.
 pub async fn stream(
     client: &mut Client,
     reply: &RegisterReply,
@@ -398,7 +439,12 @@ pub async fn stream(
     let (out_tx, out_rx) = mpsc::channel::<TransitionBatch>(window);
     let mut acks =
         client.stream_transitions(tokio_stream::wrappers::ReceiverStream::new(out_rx)).await?.into_inner();
+    // The acting thread has stopped (its channel closed): deliver what is left, then return.
+    let mut closed = batches.is_closed() && batches.is_empty();
     loop {
+        if closed && outbox.delivered() {
+            return Ok(());
+        }
         // Resends go first; new batches are taken from the acting thread only when none are queued.
         while outbox.in_flight.len() < window {
             let Some(b) = outbox.queued.pop_front() else { break };
@@ -411,8 +457,11 @@ pub async fn stream(
             }
         }
         tokio::select! {
-            next = batches.recv(), if outbox.in_flight.len() < window => {
-                let Some(mut b) = next else { return Ok(()) };
+            next = batches.recv(), if !closed && outbox.in_flight.len() < window => {
+                let Some(mut b) = next else {
+                    closed = true;
+                    continue;
+                };
                 b.run_id = reply.run_id.clone();
                 b.actor_id = reply.actor_id;
                 b.sequence = *next_sequence;
@@ -425,7 +474,9 @@ pub async fn stream(
                     Some(Err(status)) => return Err(status),
                     None => return Err(Status::unavailable("the learner closed the transition stream")),
                 };
-                outbox.acknowledge(ack.sequence);
+                let acked = outbox.acknowledge(ack.sequence);
+                shared.acked.fetch_add(acked, Ordering::Relaxed);
+                metrics::counter!(actor::TRANSITIONS_ACKED_TOTAL).increment(acked);
                 shared.learner_inserted.store(ack.total_inserted, Ordering::Relaxed);
             }
         }
@@ -527,6 +578,20 @@ mod tests {
         plain.in_flight.push_back(batch(1));
         plain.acknowledge(1);
         assert!(plain.timing.is_none(), "a real actor keeps no timings");
+    }
+
+    #[test]
+    fn the_ledger_counts_each_acknowledged_transition_once() {
+        let mut o = Outbox::new(1 << 20);
+        for s in 1..=3 {
+            o.in_flight.push_back(TransitionBatch { count: 10, ..batch(s) });
+        }
+        assert_eq!(o.acknowledge(2), 20);
+        // The learner went back to a checkpoint holding batch 1 only: 2 and 3 are resent.
+        o.rewind(1, "run", 0);
+        o.in_flight.extend(o.queued.drain(..));
+        assert_eq!(o.acknowledge(3), 10, "batch 2 was acknowledged before, batch 3 is new");
+        assert!(o.delivered());
     }
 
     #[test]

@@ -208,7 +208,7 @@ health = dashboard(
         ], unit="short", desc="Environment transitions stepped per second, in total and per actor process.", min_=0),
         timeseries("Transitions stored / s", [
             (f"sum(rate(spikerl_learner_transitions_inserted_total{{{L}}}[{RATE}]))", "inserted"),
-            (f"sum by (actor) (rate(spikerl_learner_transitions_received_total{{{L}}}[{RATE}]))", "actor {{actor}}"),
+            (f"sum by (actor) (rate(spikerl_learner_transitions_inserted_total{{{L}}}[{RATE}]))", "actor {{actor}}"),
         ], desc="Transitions inserted into the replay buffer, in total and per actor id.", min_=0),
         timeseries("Training iterations / s", [
             (f"sum(rate(spikerl_learner_train_iterations_total{{{L}}}[{RATE}]))", "iterations/s"),
@@ -316,7 +316,7 @@ learning = dashboard(
         ], decimals=1),
         timeseries("Training progress", [
             (f"max(spikerl_learner_train_iterations_total{{{L}}})", "iterations"),
-            (f"max(spikerl_learner_transitions_inserted_total{{{L}}})", "transitions inserted"),
+            (f"sum(spikerl_learner_transitions_inserted_total{{{L}}})", "transitions inserted"),
         ], min_=0),
         row("Losses and value estimates"),
         timeseries("Critic loss", [(f"max(spikerl_learner_critic_loss{{{L}}})", "critic (Q1 + Q2 MSE)")], log=True, w=8),

@@ -151,14 +151,19 @@ def learner_service(v):
 
 
 def learner_probes(v):
-    if v["learner"]["grpcHealthProbe"]:
-        check = {"grpc": {"port": 50051}}
-    else:
-        check = {"tcpSocket": {"port": "grpc"}}
+    # Kubernetes' native gRPC probe on the learner's grpc.health.v1 service (plaintext; the port must be a
+    # number). Liveness asks for the server as a whole (""); readiness for the learner's own service, which
+    # is SERVING once the run is built or restored and NOT_SERVING from SIGTERM on.
+    def alive():
+        return {"grpc": {"port": 50051}}
+
+    def ready():
+        return {"grpc": {"port": 50051, "service": "spikerl.v1.Learner"}}
+
     return {
-        "startupProbe": dict(check, periodSeconds=5, failureThreshold=60),
-        "livenessProbe": dict(check, periodSeconds=15, timeoutSeconds=5, failureThreshold=4),
-        "readinessProbe": {"httpGet": {"path": "/metrics", "port": "metrics"}, "periodSeconds": 10, "timeoutSeconds": 5},
+        "startupProbe": dict(ready(), periodSeconds=5, failureThreshold=60),
+        "livenessProbe": dict(alive(), periodSeconds=15, timeoutSeconds=5, failureThreshold=4),
+        "readinessProbe": dict(ready(), periodSeconds=10, timeoutSeconds=5),
     }
 
 

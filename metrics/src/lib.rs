@@ -109,9 +109,9 @@ catalogue! {
             "Uniform-random env steps before training starts (--random-steps).";
         // Ingest: transitions from actors, their validation, the replay buffer and the rate limiter.
         TRANSITIONS_INSERTED_TOTAL = "spikerl_learner_transitions_inserted_total": Counter(Count),
-            "Transitions inserted into the replay buffer (all actors; continues across resumes).";
+            "Transitions inserted into the replay buffer, per actor id after deduplication (the delivery ledger); one unlabelled total in --sync mode.";
         TRANSITIONS_RECEIVED_TOTAL = "spikerl_learner_transitions_received_total": Counter(Count),
-            "Transitions received and stored, per actor id.";
+            "Transitions received in valid batches, per actor id, resent duplicates included.";
         TRANSITIONS_REJECTED_TOTAL = "spikerl_learner_transitions_rejected_total": Counter(Count),
             "Rejected requests or batches, by reason (unknown_run, unknown_actor, empty, oversized, shape, non_finite, message_too_large, undecodable).";
         DUPLICATE_BATCHES_TOTAL = "spikerl_learner_duplicate_batches_total": Counter(Count),
@@ -235,6 +235,10 @@ catalogue! {
             "Connection attempts retried after an error (with backoff).";
         GRPC_ERRORS_TOTAL = "spikerl_actor_grpc_errors_total": Counter(Count),
             "gRPC errors seen by the actor that led to a retry, by status code.";
+        TRANSITIONS_PRODUCED_TOTAL = "spikerl_actor_transitions_produced_total": Counter(Count),
+            "Transitions the acting loop handed to the streamer in batches (the delivery ledger).";
+        TRANSITIONS_ACKED_TOTAL = "spikerl_actor_transitions_acked_total": Counter(Count),
+            "Produced transitions the learner acknowledged as stored, each counted once (the delivery ledger).";
         LOST_BATCHES_TOTAL = "spikerl_actor_lost_batches_total": Counter(Count),
             "Batches lost because the learner went back further than the actor retains.";
         BROADCAST_LATENCY_SECONDS = "spikerl_actor_broadcast_latency_seconds": Histogram(Seconds),
@@ -280,7 +284,7 @@ mod tests {
             }
             assert!(s.help.len() > 10 && s.help.ends_with('.'), "{n}: help is a sentence: {:?}", s.help);
         }
-        assert_eq!(seen.len(), 68, "the catalogue changed size: update docs/metrics.md and this count");
+        assert_eq!(seen.len(), 70, "the catalogue changed size: update docs/metrics.md and this count");
     }
 
     #[test]

@@ -46,6 +46,7 @@ pub fn service_started() {
 pub fn actor_registered(actor_id: u32) {
     let actor = actor_id.to_string();
     metrics::counter!(learner::TRANSITIONS_RECEIVED_TOTAL, "actor" => actor.clone()).increment(0);
+    metrics::counter!(learner::TRANSITIONS_INSERTED_TOTAL, "actor" => actor.clone()).increment(0);
     metrics::counter!(learner::EPISODES_TOTAL, "actor" => actor).increment(0);
 }
 

@@ -22,6 +22,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
 
 /// How the learner process runs (the run's own settings are in `RunConfig`).
 #[derive(Clone, Debug)]
@@ -74,9 +76,13 @@ pub async fn run(
     let (policy_tx, policy_rx) = watch::channel(None);
     publish(&trainer, &policy_tx)?;
     announce(&trainer, &run_id, opts.checkpoint_interval);
-    let server = Server::start(&opts, &trainer, &run_id, listener, policy_rx, registry.clone())?;
+    // Ready: the run is built or restored and its first policy published (grpc.health.v1: SERVING).
+    let health = Health::serving().await;
+    let (stopping_tx, stopping) = watch::channel(false);
+    let server =
+        Server::start(&opts, &trainer, &run_id, listener, policy_rx, registry.clone(), (&health, stopping))?;
     let replay = trainer.replay.clone();
-    let stop = stop_on(shutdown, replay.clone());
+    let stop = stop_on(shutdown, replay.clone(), health.clone(), stopping_tx);
 
     let ctx = TrainContext {
         run_id,
@@ -89,6 +95,7 @@ pub async fn run(
     let trainer = tokio::task::spawn_blocking(move || training.join())
         .await?
         .map_err(|_| anyhow::anyhow!("the training thread panicked"))??;
+    health.not_serving().await;
     replay.close();
     server.stop().await;
     Ok(trainer)
@@ -143,6 +150,32 @@ fn announce(trainer: &Trainer, run_id: &str, checkpoint_interval: Option<Duratio
     let _ = metrics::histogram!(learner::CHECKPOINT_DURATION_SECONDS);
 }
 
+/// The standard gRPC health service's statuses (`grpc.health.v1.Health`, what Kubernetes' gRPC probes
+/// and `grpc_health_probe` ask): the server as a whole ("") and the learner's service.
+#[derive(Clone)]
+pub struct Health(HealthReporter);
+
+impl Health {
+    /// Both SERVING: the learner accepts actors and transitions.
+    pub async fn serving() -> Health {
+        let reporter = HealthReporter::new(); // "" starts SERVING
+        reporter.set_serving::<LearnerServer<LearnerService>>().await;
+        Health(reporter)
+    }
+
+    /// Both NOT_SERVING: the learner is shutting down (set before its streams are drained).
+    pub async fn not_serving(&self) {
+        self.0.set_service_status("", ServingStatus::NotServing).await;
+        self.0.set_not_serving::<LearnerServer<LearnerService>>().await;
+    }
+
+    fn service(&self) -> tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService> {
+        tonic_health::pb::health_server::HealthServer::new(
+            tonic_health::server::HealthService::from_health_reporter(self.0.clone()),
+        )
+    }
+}
+
 /// The learner's gRPC server, running on the async runtime.
 struct Server {
     stop: tokio::sync::oneshot::Sender<()>,
@@ -159,6 +192,8 @@ impl Server {
         listener: TcpListener,
         policy: watch::Receiver<Option<Arc<PolicyUpdate>>>,
         registry: SharedRegistry,
+        // The health statuses to serve, and the signal to start a graceful shutdown.
+        (health, mut stopping): (&Health, watch::Receiver<bool>),
     ) -> anyhow::Result<Server> {
         let info = RunInfo {
             run_id: run_id.to_string(),
@@ -178,9 +213,15 @@ impl Server {
             auth_token: opts.auth_token.clone(),
             tls: opts.tls.as_ref(),
             nodelay: true,
+            health: Some(health),
         };
-        let task = serve(service, listener, &how, async {
-            let _ = stopped.await;
+        // Graceful shutdown (no new connections or calls; HTTP/2 GOAWAY to connected actors) as soon as a
+        // stop is requested, before the training thread's final checkpoint, or when the run has ended.
+        let task = serve(service, listener, &how, async move {
+            tokio::select! {
+                _ = stopped => {}
+                _ = stopping.wait_for(|s| *s) => {}
+            }
         })?;
         Ok(Server { stop, task })
     }
@@ -193,17 +234,25 @@ impl Server {
     }
 }
 
-/// A stop flag for the training thread, raised when `shutdown` resolves; closing `replay` then wakes a
-/// training thread waiting for data and releases inserts held by the rate limiter.
+/// A stop flag for the training thread, raised when `shutdown` resolves. First the health service says
+/// NOT_SERVING and the server starts its graceful shutdown (`stopping`: GOAWAY to actors, no new calls);
+/// closing `replay` then refuses further inserts (UNAVAILABLE: actors back off), wakes a training thread
+/// waiting for data and releases inserts held by the rate limiter.
 fn stop_on(
     shutdown: impl Future<Output = ()> + Send + 'static,
     replay: Arc<ReplayService>,
+    health: Health,
+    stopping: watch::Sender<bool>,
 ) -> Arc<AtomicBool> {
     let stop = Arc::new(AtomicBool::new(false));
     let raised = stop.clone();
     tokio::spawn(async move {
         shutdown.await;
-        tracing::info!("shutdown requested: finishing the current iteration, then checkpointing");
+        tracing::info!(
+            "shutdown requested: not serving; finishing the current iteration, then checkpointing"
+        );
+        health.not_serving().await;
+        let _ = stopping.send(true);
         raised.store(true, Ordering::SeqCst);
         replay.close();
     });
@@ -272,6 +321,8 @@ pub struct Served<'a> {
     pub tls: Option<&'a TlsFiles>,
     /// TCP_NODELAY on every accepted connection (what a learner does; false only to measure Nagle's cost).
     pub nodelay: bool,
+    /// Serve `grpc.health.v1.Health` with these statuses (outside the token check: probes carry none).
+    pub health: Option<&'a Health>,
 }
 
 /// Serves `service` on `listener` with the learner's layers (message limits, token check, gRPC metrics)
@@ -306,7 +357,8 @@ pub fn serve(
     if let Some(tls) = how.tls {
         builder = builder.tls_config(tls.server_config()?)?;
     }
-    Ok(tokio::spawn(builder.add_service(service).serve_with_incoming_shutdown(incoming, shutdown)))
+    let router = builder.add_service(service).add_optional_service(how.health.map(Health::service));
+    Ok(tokio::spawn(router.serve_with_incoming_shutdown(incoming, shutdown)))
 }
 
 fn train(

@@ -351,6 +351,9 @@ impl Learner for LearnerService {
 async fn ingest(svc: &LearnerService, batch: &TransitionBatch, lag: &LagStream) -> Result<BatchAck, Status> {
     svc.check_actor(&batch.run_id, batch.actor_id)?;
     let rows = validate_batch(batch, &svc.info).map_err(reject)?;
+    let actor = batch.actor_id.to_string();
+    metrics::counter!(learner::TRANSITIONS_RECEIVED_TOTAL, "actor" => actor.clone())
+        .increment(rows.len() as u64);
     let last = {
         let reg = svc.registry();
         let name = &reg.by_id[&batch.actor_id];
@@ -373,15 +376,14 @@ async fn ingest(svc: &LearnerService, batch: &TransitionBatch, lag: &LagStream) 
         }
     }
     let n = rows.len() as u64;
-    metrics::counter!(learner::TRANSITIONS_RECEIVED_TOTAL, "actor" => batch.actor_id.to_string())
-        .increment(n);
-    metrics::counter!(learner::TRANSITIONS_INSERTED_TOTAL).increment(n);
+    // The learner's column of the delivery ledger (docs/runtime.md): stored once, whatever the resends.
+    metrics::counter!(learner::TRANSITIONS_INSERTED_TOTAL, "actor" => actor.clone()).increment(n);
     let newest = svc.policy.borrow().as_ref().map(|p| p.version);
     if let Some(version) = newest {
         lag.record(version.saturating_sub(batch.policy_version));
     }
     for e in &batch.episodes {
-        metrics::counter!(learner::EPISODES_TOTAL, "actor" => batch.actor_id.to_string()).increment(1);
+        metrics::counter!(learner::EPISODES_TOTAL, "actor" => actor.clone()).increment(1);
         metrics::gauge!(learner::EPISODE_RETURN_LAST).set(e.episode_return);
         metrics::gauge!(learner::EPISODE_LENGTH_LAST).set(e.length as f64);
     }

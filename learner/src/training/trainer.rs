@@ -204,7 +204,11 @@ impl Trainer {
         telemetry::run_started(&self.cfg, &self.td3.policy_config, run_id, mode, checkpoint_interval);
         let c = self.replay.counters();
         metrics::counter!(learner::TRAIN_ITERATIONS_TOTAL).absolute(self.td3.iterations);
-        metrics::counter!(learner::TRANSITIONS_INSERTED_TOTAL).absolute(c.inserted);
+        if mode == "sync" {
+            // One process steps and stores: the run's total (continues across resumes). A distributed
+            // learner counts per actor instead (`actor` label, from registration).
+            metrics::counter!(learner::TRANSITIONS_INSERTED_TOTAL).absolute(c.inserted);
+        }
         metrics::gauge!(learner::REPLAY_SIZE).set(c.replay_size as f64);
         metrics::gauge!(learner::POLICY_VERSION).set(self.td3.actor_updates as f64);
         if let (Some(first), Some(last)) = (self.evals.first(), self.evals.last()) {

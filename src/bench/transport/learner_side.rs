@@ -100,7 +100,7 @@ impl Server {
         let (stop, stopped) = oneshot::channel::<()>();
         let service = LearnerService::new(info, trainer.replay.clone(), policy_rx, registry);
         // The learner's own serving code; no token configured, as in a run without --auth-token-file.
-        let how = Served { max_message_bytes: 64 << 20, auth_token: None, tls: None, nodelay };
+        let how = Served { max_message_bytes: 64 << 20, auth_token: None, tls: None, nodelay, health: None };
         let task = serve(service, listener, &how, async {
             let _ = stopped.await;
         })?;
