@@ -265,8 +265,8 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 20)]
     pub raster_steps: usize,
     /// Record the first evaluated episodes as a video, FILE.gif or FILE.mp4 (MP4 needs ffmpeg; MuJoCo
-    /// tasks need libOSMesa.so.8, Debian's libosmesa6), or as a still strip of 8 frames half a second
-    /// apart, FILE.png. Gymnasium's rgb_array frames, one after each reset and each step, at the
+    /// tasks need libOSMesa.so.8, Debian's libosmesa6), or as a still strip of 8 frames a tenth of a
+    /// second apart, FILE.png. Gymnasium's rgb_array frames, one after each reset and each step, at the
     /// environment's render_fps (docs/video.md).
     #[arg(long, value_name = "FILE")]
     pub video: Option<PathBuf>,

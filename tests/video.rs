@@ -171,7 +171,7 @@ fn eval_writes_gif_and_mp4() {
     assert_eq!(gif_frames(&gif), (expected, 500, 500));
     assert_eq!(report["video"]["fps"].as_u64(), Some(30));
 
-    // A still strip: 8 frames (Pendulum: 30 fps, every 15th frame), halved to 250x250, 4-pixel gaps.
+    // A still strip: 8 frames (Pendulum: 30 fps, every 3rd frame), halved to 250x250, 4-pixel gaps.
     let strip = dir.join("pendulum-strip.png");
     let report = eval_video(&pendulum, "Pendulum-v1", 1, 1, &strip);
     assert_eq!(report["video"]["frames_written"].as_u64(), Some(8), "{report}");

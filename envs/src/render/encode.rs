@@ -6,8 +6,9 @@
 //! hundredths of a second and players slow down delays under 2, so above 50 frames per second every
 //! [`gif_frame_step`]-th frame is written (Hopper and Walker2d: 125 fps, every 3rd frame, 2 cs each).
 //!
-//! PNG: a frame strip, for documents and papers: [`STRIP_FRAMES`] frames half a second of simulated time
-//! apart (every `fps / 2`-th frame, from the reset frame on), each halved in size, side by side.
+//! PNG: a frame strip, for documents and papers: [`STRIP_FRAMES`] frames a tenth of a second of simulated
+//! time apart (every `fps / 10`-th frame, from the reset frame on: a gait cycle, before a fast runner leaves
+//! Gymnasium's fixed camera), each halved in size, side by side.
 //!
 //! MP4: raw RGB frames piped to an `ffmpeg` child (`-c:v libx264 -pix_fmt yuv420p -crf 23`), which
 //! encodes while the episode runs. `SPIKERL_FFMPEG` names another ffmpeg binary.
@@ -102,7 +103,7 @@ pub const STRIP_FRAMES: usize = 8;
 /// White pixels between two frames of a strip.
 const STRIP_GAP: usize = 4;
 
-/// Keeps every `fps / 2`-th frame, halved, up to [`STRIP_FRAMES`]; writes them side by side at the end.
+/// Keeps every `fps / 10`-th frame, halved, up to [`STRIP_FRAMES`]; writes them side by side at the end.
 pub(crate) struct StripEncoder {
     path: PathBuf,
     stride: u64,
@@ -112,7 +113,7 @@ pub(crate) struct StripEncoder {
 
 impl StripEncoder {
     fn new(path: &Path, fps: u32) -> StripEncoder {
-        StripEncoder { path: path.to_owned(), stride: u64::from(fps / 2).max(1), seen: 0, kept: Vec::new() }
+        StripEncoder { path: path.to_owned(), stride: u64::from(fps / 10).max(1), seen: 0, kept: Vec::new() }
     }
 
     fn push(&mut self, frame: &Frame) {
@@ -386,7 +387,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("spikerl-strip-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("strip.png");
-        let mut strip = StripEncoder::new(&path, 20);
+        let mut strip = StripEncoder::new(&path, 100);
         for i in 0..200u8 {
             strip.push(&Frame { width: 4, height: 2, rgb: vec![i; 4 * 2 * 3] });
         }
