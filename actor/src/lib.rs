@@ -189,7 +189,9 @@ async fn run_inner(opts: ActorOptions, shared: Arc<Shared>) -> anyhow::Result<()
             next_sequence = 1;
         }
         run_id = Some(reply.run_id.clone());
-        outbox.rewind(reply.last_sequence, &reply.run_id, reply.actor_id);
+        let stored = outbox.rewind(reply.last_sequence, &reply.run_id, reply.actor_id);
+        shared.acked.fetch_add(stored, Ordering::Relaxed);
+        metrics::counter!(actor::TRANSITIONS_ACKED_TOTAL).increment(stored);
         next_sequence = next_sequence.max(reply.last_sequence + 1);
         match &acting {
             Some((env_id, _)) if *env_id != reply.env_id => {
@@ -364,7 +366,7 @@ impl Outbox {
     }
 
     /// After (re)registration: everything newer than `last_stored` is queued again, in order.
-    fn rewind(&mut self, last_stored: u64, run_id: &str, actor_id: u32) {
+    fn rewind(&mut self, last_stored: u64, run_id: &str, actor_id: u32) -> u64 {
         let mut all: Vec<TransitionBatch> =
             self.acked.drain(..).chain(self.in_flight.drain(..)).chain(self.queued.drain(..)).collect();
         self.acked_bytes = 0;
@@ -373,6 +375,12 @@ impl Outbox {
         }
         all.sort_by_key(|b| b.sequence);
         let oldest_kept = all.first().map(|b| b.sequence);
+        let stored_unacked: u64 = all
+            .iter()
+            .filter(|b| b.sequence > self.acked_through && b.sequence <= last_stored)
+            .map(|b| u64::from(b.count))
+            .sum();
+        self.acked_through = self.acked_through.max(last_stored);
         all.retain(|b| b.sequence > last_stored);
         if let Some(oldest) = oldest_kept
             && oldest > last_stored + 1
@@ -390,6 +398,7 @@ impl Outbox {
             b.actor_id = actor_id;
             self.queued.push_back(b);
         }
+        stored_unacked
     }
 
     /// Applies a cumulative acknowledgement; returns the transitions it acknowledges for the first time.
@@ -592,6 +601,21 @@ mod tests {
         o.in_flight.extend(o.queued.drain(..));
         assert_eq!(o.acknowledge(3), 10, "batch 2 was acknowledged before, batch 3 is new");
         assert!(o.delivered());
+    }
+
+    #[test]
+    fn batches_stored_while_their_acks_were_lost_count_as_acknowledged_once() {
+        let mut o = Outbox::new(1 << 20);
+        for s in 1..=4 {
+            o.in_flight.push_back(TransitionBatch { count: 10, ..batch(s) });
+        }
+        assert_eq!(o.acknowledge(1), 10);
+        // A partition ate the acks of 2 and 3, which the learner stored; it says so at re-registration.
+        assert_eq!(o.rewind(3, "run", 0), 20, "batches 2 and 3 are acknowledged by the registration");
+        assert_eq!(seqs(&o.queued), vec![4]);
+        o.in_flight.extend(o.queued.drain(..));
+        assert_eq!(o.acknowledge(4), 10, "then only batch 4 is new");
+        assert_eq!(o.rewind(4, "run", 0), 0, "a second registration acknowledges nothing again");
     }
 
     #[test]
