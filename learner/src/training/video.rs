@@ -3,7 +3,7 @@
 //!
 //! The episode is the first evaluation episode (same seed, same deterministic policy), rendered on a
 //! thread of its own so that training goes on meanwhile; at most one video renders at a time (one due
-//! while another renders is skipped, with a warning). A video that cannot be made (no libOSMesa, no
+//! while another still renders waits for it: no video is lost). A video that cannot be made (no libOSMesa, no
 //! ffmpeg, a full disk) is logged and never stops training. MP4 when `ffmpeg` is on PATH (about 20x
 //! smaller than GIF), GIF otherwise.
 
@@ -48,9 +48,10 @@ impl VideoRecorder {
         policy_config: &PolicyConfig,
         weights: NamedTensors,
     ) {
+        // One video at a time: a video due while the previous one still renders waits for it (training
+        // pauses meanwhile) rather than being lost.
         if self.rendering.as_ref().is_some_and(|h| !h.is_finished()) {
-            tracing::warn!(step, "the previous video is still rendering: no video at this evaluation");
-            return;
+            tracing::info!(step, "waiting for the previous video to finish rendering");
         }
         self.wait();
         let path = video_path(run_folder, step, extension());
