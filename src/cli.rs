@@ -548,6 +548,17 @@ pub struct ActorArgs {
     /// Acknowledged transition data kept to resend if the learner restarts from an older checkpoint (MiB).
     #[arg(long, env = "SPIKERL_RETAIN_MIB", default_value_t = 64)]
     pub retain_mib: usize,
+    /// On SIGTERM/SIGINT, seconds to go on delivering what was produced before exiting (raise it when
+    /// many actors stop at once against a learner whose rate limiter admits them slowly).
+    #[arg(long, env = "SPIKERL_FLUSH_SECS", default_value_t = 5.0, value_parser = parse_flush_secs)]
+    pub flush_secs: f64,
+}
+
+fn parse_flush_secs(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.0..=3600.0).contains(&v) => Ok(v),
+        _ => Err(format!("'{s}' is not a number of seconds from 0 to 3600")),
+    }
 }
 
 #[derive(Subcommand, Debug)]

@@ -123,6 +123,7 @@ fn actor(args: cli::ActorArgs) -> anyhow::Result<()> {
             env_threads: args.env_threads,
             steps_per_batch: args.steps_per_batch,
             retain_bytes: args.retain_mib << 20,
+            flush_timeout: std::time::Duration::from_secs_f64(args.flush_secs),
             auth_token: args.token.resolve()?,
             tls,
             ..Default::default()

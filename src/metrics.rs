@@ -5,6 +5,7 @@
 //! docs/metrics.md defines every series.
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use spikerl_metrics::seed_label::{SeedLabelled, SeedScope};
 use spikerl_metrics::{self as series, Kind};
 use std::time::Duration;
 
@@ -19,7 +20,10 @@ const GRPC_BUCKETS: &[f64] =
     &[0.001, 0.005, 0.025, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0];
 
 /// Policy lag in versions (one version per actor update, i.e. every second iteration by default).
-const LAG_BUCKETS: &[f64] = &[0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 5000.0];
+const LAG_BUCKETS: &[f64] = &[
+    0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0, 20000.0,
+    50000.0,
+];
 
 /// How often process CPU and memory are read.
 const PROCESS_INTERVAL: Duration = Duration::from_secs(5);
@@ -28,8 +32,15 @@ const PROCESS_INTERVAL: Duration = Duration::from_secs(5);
 /// every series with `role`, describes every series, initialises the ones `role` ("learner" or
 /// "actor") always has, and starts the process collector.
 pub fn install(addr: std::net::SocketAddr, role: &str) -> anyhow::Result<()> {
+    install_for_seeds(addr, role, &[])
+}
+
+/// [`install`] for `train --seeds`: the series a learner always has are initialised once per seed,
+/// labelled `seed` (`spikerl_metrics::seed_label`), instead of once unlabelled; the process's own series
+/// (build info, CPU, memory) stay unlabelled.
+pub fn install_for_seeds(addr: std::net::SocketAddr, role: &str, seeds: &[u64]) -> anyhow::Result<()> {
     let bad = |e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}");
-    PrometheusBuilder::new()
+    let (recorder, exporter) = PrometheusBuilder::new()
         .with_http_listener(addr)
         .add_global_label("role", role)
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
@@ -49,10 +60,20 @@ pub fn install(addr: std::net::SocketAddr, role: &str) -> anyhow::Result<()> {
             b.set_buckets_for_metric(Matcher::Full(series::learner::BATCH_POLICY_LAG.into()), LAG_BUCKETS)
         })
         .map_err(bad)?
-        .install()
+        .build()
         .map_err(bad)?;
+    tokio::spawn(exporter);
+    metrics::set_global_recorder(SeedLabelled(recorder))
+        .map_err(|e| anyhow::anyhow!("a metrics recorder is already installed: {e}"))?;
     describe_all();
-    initialise(role);
+    metrics::gauge!(series::process::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    if seeds.is_empty() {
+        initialise(role);
+    }
+    for &seed in seeds {
+        let _seed = SeedScope::enter(Some(seed));
+        initialise(role);
+    }
     start_process_collector();
     Ok(())
 }
@@ -77,7 +98,6 @@ fn describe_all() {
 /// only the distributed learner has are initialised by `spikerl_learner::service` when it serves.
 fn initialise(role: &str) {
     use series::{actor, eval, learner, snn};
-    metrics::gauge!(series::process::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     let counters: &[&str] = match role {
         "learner" => &[
             learner::TRAIN_ITERATIONS_TOTAL,

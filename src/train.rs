@@ -167,7 +167,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     if args.sync {
         set_threads(args.run.threads, 0);
         let mut dir = RunFolder::create(&args.out, manifest(&cfg, &run_id, "sync", 1)?)?;
-        let (result, status) = in_foreground(&args, cfg.random_steps + cfg.steps, |stop, progress| {
+        let (result, status) = in_foreground(&args, cfg.random_steps + cfg.steps, &[], |stop, progress| {
             lockstep::run(&cfg, device, &mut dir, stop, progress)
         })?;
         dir.finish(status, result.as_ref().err().map(|e| format!("{e:#}")))?;
@@ -254,17 +254,19 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
 }
 
 /// Runs lockstep training on this thread: `train(stop, progress)`, with a one-worker runtime that serves
-/// the metrics endpoint and turns SIGINT/SIGTERM into `stop`, and a progress bar over `total_steps`.
-/// Returns the result and the status it gives the run folders.
+/// the metrics endpoint (series labelled by seed for a seed group's `seeds`; none for a single run) and
+/// turns SIGINT/SIGTERM into `stop`, and a progress bar over `total_steps`. Returns the result and the
+/// status it gives the run folders.
 fn in_foreground<T>(
     args: &TrainArgs,
     total_steps: u64,
+    seeds: &[u64],
     train: impl FnOnce(&AtomicBool, &mut dyn FnMut(&Progress)) -> anyhow::Result<T>,
 ) -> anyhow::Result<(anyhow::Result<T>, &'static str)> {
     let stop = Arc::new(AtomicBool::new(false));
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     if let Some(addr) = args.metrics {
-        rt.block_on(async { install_metrics(addr, "learner") })?;
+        rt.block_on(async { crate::metrics::install_for_seeds(addr, "learner", seeds) })?;
     }
     let stop_on_signal = stop.clone();
     rt.spawn(async move {
@@ -307,7 +309,7 @@ fn train_seeds(
         m.seed_group = Some(SeedGroupInfo { seeds: seeds.to_vec(), batching });
         dirs.push(RunFolder::create(&out, m)?);
     }
-    let (result, status) = in_foreground(args, cfg.random_steps + cfg.steps, |stop, progress| {
+    let (result, status) = in_foreground(args, cfg.random_steps + cfg.steps, seeds, |stop, progress| {
         lockstep::run_seeds(cfg, seeds, batching, device, &mut dirs, stop, progress)
     })?;
     for dir in &mut dirs {

@@ -150,9 +150,14 @@ impl Link {
     /// `spikerl actor` inside the namespace (`ip netns exec` execs it: the child's pid is the actor's),
     /// streaming to the learner at the host's address, metrics on the namespace's loopback.
     fn actor(&self, grpc: u16, name: &str, metrics_port: u16) -> Command {
+        self.actor_to(&format!("http://{}:{grpc}", self.host_ip), name, metrics_port)
+    }
+
+    /// `spikerl actor` inside the namespace, streaming to `learner` (a URL).
+    fn actor_to(&self, learner: &str, name: &str, metrics_port: u16) -> Command {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.ns, env!("CARGO_BIN_EXE_spikerl"), "actor"])
-            .args(["--learner", &format!("http://{}:{grpc}", self.host_ip), "--name", name])
+            .args(["--learner", learner, "--name", name])
             .args(["--metrics", &format!("127.0.0.1:{metrics_port}"), "--log", "info"])
             .env("OMP_NUM_THREADS", "1")
             .stdin(Stdio::null());
@@ -179,8 +184,33 @@ impl Link {
         out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// The namespace's own `/etc/hosts` (`ip netns exec` bind-mounts `/etc/netns/NS/hosts` over
+    /// `/etc/hosts` for what it runs), naming `name` at `ip`: the namespace's DNS. Rewritten in place, so a
+    /// process already running sees the change at its next lookup (glibc reads the file each time).
+    fn set_host(&self, name: &str, ip: &str) {
+        let dir = Path::new("/etc/netns").join(&self.ns);
+        std::fs::create_dir_all(&dir).unwrap();
+        let hosts = format!("127.0.0.1 localhost\n{ip} {name}\n");
+        // Truncate and write the same inode: a bind mount of the old file would not see a new one.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(dir.join("hosts"))
+            .and_then(|mut f| f.write_all(hosts.as_bytes()))
+            .unwrap();
+    }
+
+    /// A second address of the host on the link (`.3`): where a learner moves to.
+    fn add_host_address(&self) -> String {
+        let ip = format!("{}.3", self.host_ip.rsplit_once('.').unwrap().0);
+        sh("ip", &["addr", "add", &format!("{ip}/24"), "dev", &self.host_if]);
+        ip
+    }
+
     fn teardown(&self) {
         self.clear(false);
+        let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(&self.ns));
         sh_quiet("ip", &["link", "del", &self.host_if]);
         sh_quiet("ip", &["netns", "del", &self.ns]);
     }
@@ -265,13 +295,19 @@ impl DelayRelay {
     }
 }
 
-/// A learner on the host: gRPC on `listen` (the host's veth address), metrics on loopback.
+/// A learner on the host: gRPC on `listen` (the host's veth address), metrics on loopback, checkpoints
+/// only at the end.
 fn learner(listen: &str, metrics: u16, run_folder: &Path) -> Command {
+    learner_checkpointing(listen, metrics, run_folder, "0")
+}
+
+/// A learner as [`learner`], with a checkpoint every `secs` seconds.
+fn learner_checkpointing(listen: &str, metrics: u16, run_folder: &Path, secs: &str) -> Command {
     let mut cmd = spikerl();
     cmd.args(["learner", "--listen", listen, "--metrics", &format!("127.0.0.1:{metrics}")])
         .args(["--run-dir", run_folder.to_str().unwrap(), "--env", "Pendulum-v1", "--algo", "ann"])
         .args(["--threads", "1", "--steps", "1000000", "--random-steps", "300", "--eval-every", "0"])
-        .args(["--checkpoint-secs", "0", "--log", "info"]);
+        .args(["--checkpoint-secs", secs, "--log", "info"]);
     cmd
 }
 
@@ -482,6 +518,248 @@ fn latency_and_loss_do_not_starve_the_learner() {
     let (produced, acked, inserted) = stop_and_balance(&mut procs, a0, &a0_log, &maddr);
     eprintln!(
         "final ledger over the degraded link: produced {produced} acked {acked} inserted {inserted}; test took {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    drop(procs);
+    drop(link);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Stops each actor with SIGTERM and checks its ledger (see [`stop_and_balance`]); returns the totals.
+fn stop_all_and_balance(
+    procs: &mut Processes,
+    actors: &[(usize, std::path::PathBuf)],
+    maddr: &str,
+) -> (u64, f64) {
+    let (mut produced, mut inserted) = (0, 0.0);
+    for (i, log) in actors {
+        let (p, _, n) = stop_and_balance(procs, *i, log, maddr);
+        produced += p;
+        inserted += n;
+    }
+    (produced, inserted)
+}
+
+/// Produced minus acknowledged, per actor, from their scrapes.
+fn backlogs(scrapes: &[String]) -> Vec<f64> {
+    scrapes
+        .iter()
+        .map(|t| {
+            counter(t, "spikerl_actor_transitions_produced_total", &[])
+                - counter(t, "spikerl_actor_transitions_acked_total", &[])
+        })
+        .collect()
+}
+
+/// The learner out of reach of every actor for 60 s, twice: first a partition of their link, then the
+/// learner frozen (SIGSTOP: its sockets stay open, nothing answers). Each actor keeps a bounded backlog
+/// throughout, and once the learner is back it delivers it by itself; the time to catch up is measured.
+/// At the end every actor's ledger balances.
+#[test]
+fn learner_unreachable_from_every_actor_then_frozen() {
+    if !netns_ready() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let started = Instant::now();
+    let dir = temp_dir("net-unreachable");
+    let link = Link::new(2);
+    let mut procs = Processes::default(); // dropped (processes killed) before `link`
+    let (grpc, metrics) = (free_port(), free_port());
+    let maddr = format!("127.0.0.1:{metrics}");
+    let listen = format!("{}:{grpc}", link.host_ip);
+    let l = procs.spawn("learner", learner(&listen, metrics, &dir.join("run")), &dir.join("learner.log"));
+    let learner_pid = procs.0[l].1.id().to_string();
+    let mut actors = Vec::new();
+    let mut actor_addrs = Vec::new();
+    for name in ["a0", "a1"] {
+        let port = free_port();
+        let log = dir.join(format!("{name}.log"));
+        actors.push((procs.spawn(name, link.actor(grpc, name, port), &log), log));
+        actor_addrs.push(format!("127.0.0.1:{port}"));
+    }
+    let scrape_actors = || -> Vec<String> {
+        actor_addrs.iter().map(|a| link.scrape(a).expect("an actor answers on its loopback")).collect()
+    };
+    for a in &actor_addrs {
+        wait_for(
+            || link.scrape(a),
+            Duration::from_secs(90),
+            "each actor to be acknowledged",
+            |t| counter(t, "spikerl_actor_transitions_acked_total", &[]) >= 300.0,
+        );
+    }
+    // Each actor's outbox holds at most `window` (4) batches unacknowledged, plus one in the channel from
+    // the acting thread and one being built: 6 batches of 32 steps of one environment.
+    let bound = 6.0 * 32.0;
+    let mut report = Vec::new();
+    for fault in ["partition", "frozen learner"] {
+        let before = scrape_actors();
+        match fault {
+            "partition" => link.partition(),
+            _ => sh("kill", &["-STOP", &learner_pid]),
+        }
+        let cut = Instant::now();
+        let mut max_backlog = 0.0f64;
+        while cut.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_secs(2));
+            for (i, _) in &actors {
+                assert!(procs.0[*i].1.try_wait().unwrap().is_none(), "every actor keeps running ({fault})");
+            }
+            for b in backlogs(&scrape_actors()) {
+                assert!(b <= bound, "backlog {b} > {bound} with the learner out of reach ({fault})");
+                max_backlog = max_backlog.max(b);
+            }
+        }
+        let during = scrape_actors();
+        let acked_during: Vec<f64> = before
+            .iter()
+            .zip(&during)
+            .map(|(b, d)| {
+                counter(d, "spikerl_actor_transitions_acked_total", &[])
+                    - counter(b, "spikerl_actor_transitions_acked_total", &[])
+            })
+            .collect();
+        assert!(acked_during.iter().all(|&a| a <= bound), "acknowledged across the fault: {acked_during:?}");
+        let produced: Vec<f64> =
+            during.iter().map(|t| counter(t, "spikerl_actor_transitions_produced_total", &[])).collect();
+        let reconnects: f64 = before
+            .iter()
+            .zip(&during)
+            .map(|(b, d)| {
+                counter(d, "spikerl_actor_reconnects_total", &[])
+                    - counter(b, "spikerl_actor_reconnects_total", &[])
+            })
+            .sum();
+        match fault {
+            "partition" => link.clear(true),
+            _ => sh("kill", &["-CONT", &learner_pid]),
+        }
+        let back = Instant::now();
+        // Caught up: everything produced before the learner came back is acknowledged, by every actor.
+        for (a, p) in actor_addrs.iter().zip(&produced) {
+            wait_for(
+                || link.scrape(a),
+                Duration::from_secs(90),
+                "the actors to catch up",
+                |t| counter(t, "spikerl_actor_transitions_acked_total", &[]) >= *p,
+            );
+        }
+        let recover = back.elapsed().as_secs_f64();
+        wait_metrics(&maddr, Duration::from_secs(30), "training after the fault", |t| {
+            counter(t, "spikerl_learner_connected_actors", &[]) >= 2.0
+        });
+        let line = format!(
+            "{fault} 60 s: backlog at most {max_backlog} per actor (bound {bound}), {reconnects} reconnects, \
+             every actor caught up {recover:.1} s after the learner was back"
+        );
+        eprintln!("{line}");
+        report.push(line);
+    }
+    let (produced, inserted) = stop_all_and_balance(&mut procs, &actors, &maddr);
+    eprintln!(
+        "{}; final ledger of both actors: produced {produced} inserted {inserted}; test took {:.0} s",
+        report.join("; "),
+        started.elapsed().as_secs_f64()
+    );
+    drop(procs);
+    drop(link);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The learner killed (SIGKILL, so it restarts from its last periodic checkpoint, older than what it had
+/// acknowledged) and started again on another address, the name the actors know moved to it (their
+/// namespace's hosts file): the actors find it by name, resend what the old checkpoint lacks, and the
+/// ledger, continued from the checkpoint, balances: nothing lost, nothing doubled.
+#[test]
+fn learner_moves_to_another_address_and_actors_follow() {
+    if !netns_ready() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let started = Instant::now();
+    let dir = temp_dir("net-move");
+    let run = dir.join("run");
+    let link = Link::new(3);
+    let moved_ip = link.add_host_address();
+    let mut procs = Processes::default(); // dropped (processes killed) before `link`
+    let (grpc, metrics, a_metrics) = (free_port(), free_port(), free_port());
+    let maddr = format!("127.0.0.1:{metrics}");
+    let aaddr = format!("127.0.0.1:{a_metrics}");
+    link.set_host("spikerl-learner", &link.host_ip);
+    let first = learner_checkpointing(&format!("{}:{grpc}", link.host_ip), metrics, &run, "3");
+    let l = procs.spawn("learner", first, &dir.join("learner.log"));
+    let a0_log = dir.join("a0.log");
+    let url = format!("http://spikerl-learner:{grpc}");
+    let a0 = procs.spawn("actor-0", link.actor_to(&url, "a0", a_metrics), &a0_log);
+    wait_for(
+        || link.scrape(&aaddr),
+        Duration::from_secs(90),
+        "the actor to be acknowledged",
+        |t| counter(t, "spikerl_actor_transitions_acked_total", &[]) >= 500.0,
+    );
+    // A checkpoint, then more acknowledged after it: the restarted learner lacks those and must get them
+    // again from the actor's retained batches.
+    let ckpts = run.join("checkpoints");
+    let has_ckpt = || {
+        std::fs::read_dir(&ckpts)
+            .is_ok_and(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("ckpt-")))
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !has_ckpt() {
+        assert!(Instant::now() < deadline, "no periodic checkpoint within 30 s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let inserted_before =
+        counter(&scrape(&maddr).unwrap(), "spikerl_learner_transitions_inserted_total", &[("actor", "0")]);
+    procs.kill(l);
+    let killed = Instant::now();
+    // What the newest checkpoint holds from the actor: the restarted learner's ledger starts there.
+    let mut newest: Vec<_> = std::fs::read_dir(&ckpts)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("ckpt-"))
+        .collect();
+    newest.sort();
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(newest.last().unwrap().join("state.json")).unwrap()).unwrap();
+    let in_checkpoint = state["actors"][0]["inserted"].as_u64().expect("the checkpoint's ledger");
+    assert!(
+        in_checkpoint > 0 && in_checkpoint as f64 <= inserted_before,
+        "the checkpoint holds {in_checkpoint} of {inserted_before}"
+    );
+    link.set_host("spikerl-learner", &moved_ip);
+    let mut second = learner_checkpointing(&format!("{moved_ip}:{grpc}"), metrics, &run, "3");
+    second.arg("--resume");
+    procs.spawn("learner-moved", second, &dir.join("learner2.log"));
+    let produced_at_kill = counter(
+        &link.scrape(&aaddr).expect("the actor answers"),
+        "spikerl_actor_transitions_produced_total",
+        &[],
+    );
+    wait_for(
+        || link.scrape(&aaddr),
+        Duration::from_secs(120),
+        "the actor to stream to the moved learner",
+        |t| counter(t, "spikerl_actor_transitions_acked_total", &[]) > produced_at_kill,
+    );
+    let recover = killed.elapsed().as_secs_f64();
+    let log2 = std::fs::read_to_string(dir.join("learner2.log")).unwrap();
+    assert!(log2.contains("actor registered"), "the actor registered with the moved learner:\n{log2}");
+    let text = scrape(&maddr).unwrap();
+    let duplicates = counter(&text, "spikerl_learner_duplicate_batches_total", &[]);
+    let (produced, acked, inserted) = stop_and_balance(&mut procs, a0, &a0_log, &maddr);
+    let a0_text = std::fs::read_to_string(&a0_log).unwrap();
+    assert!(
+        !a0_text.contains("lost_batches"),
+        "the actor retained every batch the old checkpoint lacked:\n{a0_text}"
+    );
+    eprintln!(
+        "learner killed at {inserted_before} inserted from the actor and restarted from its checkpoint \
+         ({in_checkpoint} of them) on {moved_ip} (the name moved): the actor streamed to it {recover:.1} s after the kill, {duplicates} duplicate batches \
+         acknowledged; final ledger produced {produced} acked {acked} inserted {inserted}; test took {:.0} s",
         started.elapsed().as_secs_f64()
     );
     drop(procs);

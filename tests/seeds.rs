@@ -112,10 +112,60 @@ fn bad_seed_lists_are_usage_errors() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Every sample line of `name` in an exposition.
+fn sample_lines<'a>(text: &'a str, name: &'a str) -> Vec<&'a str> {
+    text.lines().filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' '])).collect()
+}
+
+/// A seed group's metrics (`--metrics`): every series the seeds record carries `seed="N"`, one series
+/// per seed, with that seed's own values (the first evaluation's return as its evals.csv has it); the
+/// process's own series carry none.
+fn check_seed_labels(text: &str, out: &std::path::Path) {
+    for name in [
+        "spikerl_learner_train_iterations_total",
+        "spikerl_actor_env_steps_total",
+        "spikerl_learner_transitions_inserted_total",
+        "spikerl_eval_return_initial",
+        "spikerl_eval_return_last",
+        "spikerl_learner_critic_loss",
+        "spikerl_learner_update_duration_seconds_count",
+        "spikerl_run_info",
+    ] {
+        let lines = sample_lines(text, name);
+        let seeds: Vec<bool> =
+            ["seed=\"0\"", "seed=\"1\""].iter().map(|l| lines.iter().any(|x| x.contains(l))).collect();
+        assert_eq!(seeds, [true, true], "{name} for each seed:\n{}", lines.join("\n"));
+        assert!(lines.iter().all(|l| l.contains("seed=")), "{name} without a seed:\n{}", lines.join("\n"));
+    }
+    for seed in [0, 1] {
+        let label = seed.to_string();
+        let initial = common::metric(text, "spikerl_eval_return_initial", &[("seed", &label)]).unwrap();
+        let csv = common::evals(&out.join(format!("seed{seed}")))[0].1;
+        assert!(
+            (initial - csv).abs() <= 1e-3 * csv.abs().max(1.0),
+            "seed {seed}: {initial} vs evals.csv {csv}"
+        );
+        let steps = common::metric(text, "spikerl_actor_env_steps_total", &[("seed", &label)]).unwrap();
+        assert!(steps >= 300.0, "seed {seed} stepped its own environment: {steps}");
+    }
+    let initial = |s: &str| common::metric(text, "spikerl_eval_return_initial", &[("seed", s)]).unwrap();
+    assert_ne!(initial("0"), initial("1"), "each seed's own value, not the last writer's");
+    for name in ["process_resident_memory_bytes", "spikerl_build_info"] {
+        let lines = sample_lines(text, name);
+        assert!(
+            !lines.is_empty() && lines.iter().all(|l| !l.contains("seed=")),
+            "{name}:\n{}",
+            lines.join("\n")
+        );
+    }
+}
+
 #[test]
 fn an_interrupted_seed_group_checkpoints_every_seed() {
     let dir = temp_dir("train-seeds-stop");
     let out = dir.join("group");
+    let metrics = common::free_port();
+    let maddr = format!("127.0.0.1:{metrics}");
     // The guard kills the run if the test fails half way: it would train for a million steps.
     let mut procs = common::Processes::default();
     let mut cmd = spikerl();
@@ -143,6 +193,8 @@ fn an_interrupted_seed_group_checkpoints_every_seed() {
         "--threads",
         "1",
         "--no-progress",
+        "--metrics",
+        &maddr,
     ])
     .arg("--out")
     .arg(&out);
@@ -158,6 +210,7 @@ fn an_interrupted_seed_group_checkpoints_every_seed() {
         assert!(procs.0[train].1.try_wait().unwrap().is_none(), "train exited early");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    check_seed_labels(&common::scrape(&maddr).expect("the seed group serves its metrics"), &out);
     let pid = procs.0[train].1.id().to_string();
     assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
     let status =

@@ -72,6 +72,9 @@ pub struct ActorOptions {
     pub retain_bytes: usize,
     pub max_backoff: Duration,
     pub max_message_bytes: usize,
+    /// How long an actor asked to stop keeps delivering what it has produced (the learner may be away,
+    /// or its rate limiter may hold inserts while many actors stop at once).
+    pub flush_timeout: Duration,
     /// Shared token the learner requires, if any.
     pub auth_token: Option<String>,
     pub tls: Option<ClientTls>,
@@ -89,6 +92,7 @@ impl Default for ActorOptions {
             retain_bytes: 64 << 20,
             max_backoff: Duration::from_secs(10),
             max_message_bytes: 64 << 20,
+            flush_timeout: FLUSH_TIMEOUT,
             auth_token: None,
             tls: None,
         }
@@ -115,15 +119,15 @@ fn retryable(status: &Status) -> bool {
     !fatal && !wrong_protocol
 }
 
-/// How long an actor asked to stop keeps delivering what it has produced (the learner may be away;
-/// within compose's default 10 s stop timeout).
+/// The default [`ActorOptions::flush_timeout`]: within compose's default 10 s stop timeout.
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs the actor until `shutdown` resolves or a non-retryable error occurs. On `shutdown` the acting
-/// loop stops producing and the streamer delivers every produced batch (at most [`FLUSH_TIMEOUT`]), so
+/// loop stops producing and the streamer delivers every produced batch (at most `flush_timeout`), so
 /// a stopped actor's ledger balances: produced == acknowledged == inserted by the learner.
 pub async fn run(opts: ActorOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let shared = Shared::new();
+    let flush_timeout = opts.flush_timeout;
     let inner = run_inner(opts, shared.clone());
     tokio::pin!(shutdown, inner);
     let result = tokio::select! {
@@ -131,7 +135,7 @@ pub async fn run(opts: ActorOptions, shutdown: impl Future<Output = ()>) -> anyh
         _ = &mut shutdown => {
             tracing::info!("actor shutting down: acting stops, produced batches are delivered first");
             shared.stop.store(true, Ordering::Relaxed);
-            match tokio::time::timeout(FLUSH_TIMEOUT, &mut inner).await {
+            match tokio::time::timeout(flush_timeout, &mut inner).await {
                 Ok(r) => r,
                 Err(_) => {
                     tracing::warn!("the learner did not acknowledge everything in time; stopping anyway");

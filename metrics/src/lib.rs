@@ -9,6 +9,8 @@
 
 use metrics::Unit;
 
+pub mod seed_label;
+
 /// A series' Prometheus type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -109,7 +111,7 @@ catalogue! {
             "Uniform-random env steps before training starts (--random-steps).";
         // Ingest: transitions from actors, their validation, the replay buffer and the rate limiter.
         TRANSITIONS_INSERTED_TOTAL = "spikerl_learner_transitions_inserted_total": Counter(Count),
-            "Transitions inserted into the replay buffer, per actor id after deduplication (the delivery ledger); one unlabelled total in --sync mode.";
+            "Transitions inserted into the replay buffer, per actor id after deduplication (the delivery ledger; continues across resumes); one unlabelled total in --sync mode.";
         TRANSITIONS_RECEIVED_TOTAL = "spikerl_learner_transitions_received_total": Counter(Count),
             "Transitions received in valid batches, per actor id, resent duplicates included.";
         TRANSITIONS_REJECTED_TOTAL = "spikerl_learner_transitions_rejected_total": Counter(Count),

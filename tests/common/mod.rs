@@ -16,8 +16,22 @@ pub fn spikerl() -> Command {
     cmd
 }
 
-/// A free loopback port (bound then released; good enough on a test machine).
+/// A free loopback port for a process the test starts. Taken below Linux's ephemeral range (32768 and up),
+/// where the kernel never puts an outgoing connection: a port the OS picked (`bind(0)`) and released
+/// could be taken by one of the test's own clients before the process binds it (seen with 32 actors
+/// connecting while the next ones start). Distinct within a test binary; checked free by binding.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let base = std::process::id().wrapping_mul(2_654_435_761) % SPAN;
+    for _ in 0..SPAN {
+        let port = (LOW + (base + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 

@@ -304,12 +304,27 @@ pub(crate) struct Mp4Encoder {
     frames: u64,
 }
 
+/// The ffmpeg that encodes MP4s: `SPIKERL_FFMPEG`, else `ffmpeg` on PATH.
+fn ffmpeg_program() -> String {
+    std::env::var("SPIKERL_FFMPEG").unwrap_or_else(|_| "ffmpeg".to_owned())
+}
+
+/// Whether an MP4 can be encoded here: the ffmpeg [`Mp4Encoder`] would start exists (a path, or a name
+/// found on PATH).
+pub fn ffmpeg_available() -> bool {
+    let program = PathBuf::from(ffmpeg_program());
+    if program.components().count() > 1 {
+        return program.is_file();
+    }
+    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(&program).is_file()))
+}
+
 impl Mp4Encoder {
     fn spawn(path: &Path, width: u32, height: u32, fps: u32) -> Result<Mp4Encoder, RenderError> {
         if !width.is_multiple_of(2) || !height.is_multiple_of(2) {
             return Err(RenderError::Ffmpeg(format!("MP4 (yuv420p) needs even sizes, not {width}x{height}")));
         }
-        let program = std::env::var("SPIKERL_FFMPEG").unwrap_or_else(|_| "ffmpeg".to_owned());
+        let program = ffmpeg_program();
         let mut child = Command::new(&program)
             .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24"])
             .args(["-s", &format!("{width}x{height}"), "-r", &fps.to_string(), "-i", "-"])

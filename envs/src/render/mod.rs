@@ -30,7 +30,7 @@ mod classic;
 mod encode;
 mod mujoco;
 
-pub use encode::{VideoFormat, gif_frame_step};
+pub use encode::{VideoFormat, ffmpeg_available, gif_frame_step};
 
 /// Errors of rendering and encoding. Missing system pieces (libOSMesa, ffmpeg) are errors, never
 /// panics.

@@ -42,6 +42,12 @@ pub fn service_started() {
     }
 }
 
+/// A resumed learner's known actor: its insert count continues from the checkpoint's ledger.
+pub fn actor_known(actor_id: u32, inserted: u64) {
+    metrics::counter!(learner::TRANSITIONS_INSERTED_TOTAL, "actor" => actor_id.to_string())
+        .absolute(inserted);
+}
+
 /// Creates an actor's per-actor series when it registers, so they exist before its first batch.
 pub fn actor_registered(actor_id: u32) {
     let actor = actor_id.to_string();

@@ -73,6 +73,10 @@ pub async fn run(
         run_folder.mark_resumed(trainer.replay.counters().inserted);
     }
     let registry: SharedRegistry = Arc::new(Mutex::new(Registry::from_records(&actors)));
+    for a in &actors {
+        // The ledger continues across the restart: the counter starts where the checkpoint left it.
+        crate::service::grpc_metrics::actor_known(a.id, a.inserted);
+    }
     let (policy_tx, policy_rx) = watch::channel(None);
     publish(&trainer, &policy_tx)?;
     announce(&trainer, &run_id, opts.checkpoint_interval);
@@ -106,7 +110,7 @@ struct Start {
     trainer: Trainer,
     /// The run's id: the option's, or the checkpoint's on resume.
     run_id: String,
-    /// The actors a resumed checkpoint knew (ids and last stored sequences); none for a new run.
+    /// The actors a resumed checkpoint knew (ids and their delivery ledger); none for a new run.
     actors: Vec<ActorRecord>,
     /// The checkpoint resumed from.
     resumed_from: Option<String>,
@@ -294,8 +298,10 @@ impl TrainContext {
     /// checkpoint stays the valid one.
     fn checkpoint(&self, trainer: &Trainer) -> anyhow::Result<()> {
         let started = Instant::now();
-        let records = self.registry.lock().unwrap_or_else(|p| p.into_inner()).records();
-        match trainer.save_checkpoint(&self.run_id, records, &self.ckpt_dir) {
+        // Read under the replay lock (see `Trainer::save_checkpoint`): every actor in the snapshot's ledger
+        // registered before its first batch, so its name is here.
+        let names = || self.registry.lock().unwrap_or_else(|p| p.into_inner()).names();
+        match trainer.save_checkpoint(&self.run_id, names, &self.ckpt_dir) {
             Ok(path) => {
                 metrics::histogram!(learner::CHECKPOINT_DURATION_SECONDS)
                     .record(started.elapsed().as_secs_f64());

@@ -5,7 +5,7 @@
 use crate::service::grpc_metrics::{LagStream, PolicyLag};
 use crate::service::rejection::Rejection;
 use crate::storage::checkpoint::ActorRecord;
-use crate::training::replay_service::ReplayService;
+use crate::training::replay_service::{Origin, ReplayService, Stored};
 use spikerl_algo::replay::Transitions;
 use spikerl_algo::seeds::derive_seed;
 use spikerl_metrics::learner;
@@ -14,7 +14,7 @@ use spikerl_proto::{
     BatchAck, PROTOCOL_VERSION, PolicyUpdate, RegisterReply, RegisterRequest, SubscribeRequest,
     TransitionBatch,
 };
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, watch};
@@ -36,38 +36,27 @@ pub struct RunInfo {
     pub max_batch_transitions: usize,
 }
 
-/// Per-actor bookkeeping, keyed by the actor's chosen name so a restarted actor keeps its id.
-#[derive(Clone, Debug)]
-struct ActorEntry {
-    id: u32,
-    last_sequence: u64,
-}
-
-/// Registered actors and the last batch sequence stored from each.
+/// Registered actors' ids, keyed by the name each chose so that a restarted actor keeps its id. What
+/// was stored from each (the deduplication sequence, the ledger) is the replay service's, under its lock.
 #[derive(Default)]
 pub struct Registry {
-    by_name: HashMap<String, ActorEntry>,
-    by_id: HashMap<u32, String>,
+    by_name: HashMap<String, u32>,
+    by_id: BTreeMap<u32, String>,
 }
 
 impl Registry {
     pub fn from_records(records: &[ActorRecord]) -> Registry {
         let mut r = Registry::default();
         for a in records {
-            r.by_name.insert(a.name.clone(), ActorEntry { id: a.id, last_sequence: a.last_sequence });
+            r.by_name.insert(a.name.clone(), a.id);
             r.by_id.insert(a.id, a.name.clone());
         }
         r
     }
 
-    pub fn records(&self) -> Vec<ActorRecord> {
-        let mut v: Vec<ActorRecord> = self
-            .by_name
-            .iter()
-            .map(|(name, e)| ActorRecord { name: name.clone(), id: e.id, last_sequence: e.last_sequence })
-            .collect();
-        v.sort_by_key(|a| a.id);
-        v
+    /// Every registered actor's name, by id.
+    pub fn names(&self) -> BTreeMap<u32, String> {
+        self.by_id.clone()
     }
 }
 
@@ -244,32 +233,32 @@ impl Learner for LearnerService {
     async fn register(&self, request: Request<RegisterRequest>) -> Result<Response<RegisterReply>, Status> {
         let req = request.into_inner();
         validate_register(&req)?;
-        let entry = {
+        let id = {
             let mut reg = self.registry();
             let next_id = reg.by_id.keys().max().map_or(0, |m| m + 1);
-            let entry = reg
-                .by_name
-                .entry(req.actor_name.clone())
-                .or_insert(ActorEntry { id: next_id, last_sequence: 0 })
-                .clone();
-            reg.by_id.insert(entry.id, req.actor_name.clone());
-            entry
+            let id = *reg.by_name.entry(req.actor_name.clone()).or_insert(next_id);
+            reg.by_id.insert(id, req.actor_name.clone());
+            id
         };
-        tracing::info!(actor = %req.actor_name, id = entry.id, envs = req.num_envs, "actor registered");
-        crate::service::grpc_metrics::actor_registered(entry.id);
+        // Read after registering (the registry's lock released first: the checkpoint takes the replay
+        // lock, then the registry's). A stream of this actor still open from before may store one more
+        // batch after this read; the actor then resends it and the duplicate check acknowledges it.
+        let last_sequence = self.replay.delivered(id).last_sequence;
+        tracing::info!(actor = %req.actor_name, id, envs = req.num_envs, "actor registered");
+        crate::service::grpc_metrics::actor_registered(id);
         let i = &self.info;
         Ok(Response::new(RegisterReply {
             protocol_version: PROTOCOL_VERSION,
             run_id: i.run_id.clone(),
-            actor_id: entry.id,
+            actor_id: id,
             env_id: i.env_id.clone(),
-            seed: derive_seed(i.seed, 1000 + entry.id as u64),
+            seed: derive_seed(i.seed, 1000 + id as u64),
             obs_dim: i.obs_dim as u32,
             act_dim: i.act_dim as u32,
             exploration_noise: i.exploration_noise,
             random_steps: i.random_steps,
             max_batch_transitions: i.max_batch_transitions as u32,
-            last_sequence: entry.last_sequence,
+            last_sequence,
         }))
     }
 
@@ -354,27 +343,22 @@ async fn ingest(svc: &LearnerService, batch: &TransitionBatch, lag: &LagStream) 
     let actor = batch.actor_id.to_string();
     metrics::counter!(learner::TRANSITIONS_RECEIVED_TOTAL, "actor" => actor.clone())
         .increment(rows.len() as u64);
-    let last = {
-        let reg = svc.registry();
-        let name = &reg.by_id[&batch.actor_id];
-        reg.by_name[name].last_sequence
-    };
-    if batch.sequence <= last {
-        // Already stored (a resend after a lost ack): acknowledge without inserting twice.
-        metrics::counter!(learner::DUPLICATE_BATCHES_TOTAL).increment(1);
-        let total = svc.replay.counters().inserted;
-        return Ok(BatchAck { sequence: batch.sequence, inserted: 0, total_inserted: total });
-    }
     let waiting = std::time::Instant::now();
-    let total = svc.replay.insert(&rows).await.map_err(|_| Status::unavailable("the run has finished"))?;
-    metrics::histogram!(learner::INSERT_WAIT_SECONDS).record(waiting.elapsed().as_secs_f64());
-    {
-        let mut reg = svc.registry();
-        let name = reg.by_id[&batch.actor_id].clone();
-        if let Some(e) = reg.by_name.get_mut(&name) {
-            e.last_sequence = batch.sequence;
+    let origin = Origin { actor_id: batch.actor_id, sequence: batch.sequence };
+    let stored = svc
+        .replay
+        .insert_from(&rows, origin)
+        .await
+        .map_err(|_| Status::unavailable("the run has finished"))?;
+    let total = match stored {
+        Stored::New(total) => total,
+        Stored::Duplicate(total) => {
+            // Already stored (a resend after a lost ack): acknowledged, not inserted twice.
+            metrics::counter!(learner::DUPLICATE_BATCHES_TOTAL).increment(1);
+            return Ok(BatchAck { sequence: batch.sequence, inserted: 0, total_inserted: total });
         }
-    }
+    };
+    metrics::histogram!(learner::INSERT_WAIT_SECONDS).record(waiting.elapsed().as_secs_f64());
     let n = rows.len() as u64;
     // The learner's column of the delivery ledger (docs/runtime.md): stored once, whatever the resends.
     metrics::counter!(learner::TRANSITIONS_INSERTED_TOTAL, "actor" => actor.clone()).increment(n);
@@ -421,8 +405,8 @@ pub mod fuzzing {
     /// Actors 0 ("a0") and 1 ("a1") are registered.
     pub fn registry() -> Registry {
         Registry::from_records(&[
-            ActorRecord { name: "a0".into(), id: 0, last_sequence: 0 },
-            ActorRecord { name: "a1".into(), id: 1, last_sequence: 0 },
+            ActorRecord { name: "a0".into(), id: 0, last_sequence: 0, inserted: 0 },
+            ActorRecord { name: "a1".into(), id: 1, last_sequence: 0, inserted: 0 },
         ])
     }
 

@@ -40,12 +40,15 @@ const SUMS_FILE: &str = "SHA256SUMS";
 const KEEP: usize = 2;
 const STATE_FORMAT: u32 = 1;
 
-/// An actor as checkpoints remember it: a resumed learner keeps ids and deduplicates resent batches.
+/// An actor as checkpoints remember it: a resumed learner keeps ids, deduplicates resent batches and
+/// continues the delivery ledger (`inserted`: transitions stored from it; 0 in checkpoints older than it).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ActorRecord {
     pub name: String,
     pub id: u32,
     pub last_sequence: u64,
+    #[serde(default)]
+    pub inserted: u64,
 }
 
 /// A ChaCha generator's position: its seed and word position.

@@ -315,6 +315,11 @@ impl RunFolder {
         Ok(dir)
     }
 
+    /// Whether this run is one seed of a seed group (`train --seeds`): its series carry `seed`.
+    pub fn in_seed_group(&self) -> bool {
+        self.manifest.seed_group.is_some()
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -16,9 +16,11 @@ use spikerl_algo::config::RunConfig;
 use spikerl_algo::replay::Transitions;
 use spikerl_algo::seeds::{Seeds, derive_seed};
 
+use spikerl_metrics::seed_label::SeedScope;
 use spikerl_metrics::{actor, learner};
 use spikerl_snn::Policy;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A snapshot for progress displays.
@@ -166,7 +168,8 @@ pub fn run(
 /// s acts in its own environment, exactly as a single run with that seed would, and writes its own run
 /// folder `run_folders[s]`; after each env step of every seed, every seed trains one iteration (as one
 /// stacked ensemble or seed by seed, `batching`). Progress reports the mean over seeds of the latest
-/// evaluations, and the best of them.
+/// evaluations, and the best of them. When the run folders are a seed group's (`train --seeds`), every
+/// series a seed records carries `seed="N"` (`spikerl_metrics::seed_label`); a single run's carry none.
 pub fn run_seeds(
     cfg: &RunConfig,
     seeds: &[u64],
@@ -182,11 +185,15 @@ pub fn run_seeds(
         run_folders.len(),
         seeds.len()
     );
+    let seed_labels = run_folders.iter().any(RunFolder::in_seed_group);
     let mut group = SeedGroup::new(cfg, seeds, batching, device)?;
     let mut lanes = Vec::with_capacity(seeds.len());
     for (s, (&seed, dir)) in seeds.iter().zip(run_folders.iter()).enumerate() {
         let run_name = dir.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let trainer = &group.trainers()?[s];
+        let trainer = &mut group.trainers()?[s];
+        if seed_labels {
+            trainer.label_metrics_with_seed();
+        }
         trainer.announce(&run_name, "sync", None);
         let seed_cfg = RunConfig { seed, ..cfg.clone() };
         lanes.push(Lane::new(
@@ -207,6 +214,7 @@ pub fn run_seeds(
         }
         let version = group.policy_version();
         for (s, lane) in lanes.iter_mut().enumerate() {
+            let _seed = SeedScope::enter(seed_labels.then_some(seeds[s]));
             lane.step(t, version, || group.policy_weights(s), group.replay(s))?;
         }
         if t >= cfg.random_steps {
@@ -229,7 +237,7 @@ pub fn run_seeds(
     }
     let trainers = group.into_trainers()?;
     for (trainer, dir) in trainers.iter().zip(run_folders.iter()) {
-        trainer.save_checkpoint("lockstep", Vec::new(), &dir.checkpoints())?;
+        trainer.save_checkpoint("lockstep", BTreeMap::new, &dir.checkpoints())?;
     }
     Ok(trainers)
 }

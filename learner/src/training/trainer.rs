@@ -4,7 +4,7 @@
 
 use crate::storage::checkpoint::{self, ActorRecord, Loaded, ReplaySnapshot, Snapshot};
 use crate::storage::run_folder::{EvalRecord, LayerActivity, RunFolder};
-use crate::training::replay_service::ReplayService;
+use crate::training::replay_service::{Delivered, ReplayService};
 use crate::training::telemetry;
 use crate::training::video::{self, VideoRecorder};
 use anyhow::bail;
@@ -15,8 +15,10 @@ use spikerl_algo::replay::Transitions;
 use spikerl_algo::seeds::Seeds;
 use spikerl_algo::td3::{Batch, Td3, UpdateStats};
 use spikerl_envs::EnvSpec;
+use spikerl_metrics::seed_label::SeedScope;
 use spikerl_metrics::{eval, learner, snn};
 use spikerl_snn::{NamedTensors, Policy};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -114,6 +116,8 @@ pub struct Trainer {
     window: TrainingWindow,
     /// The `--video-every` video being rendered.
     videos: VideoRecorder,
+    /// `Some(seed)` in a seed group (`train --seeds`): this trainer's series carry `seed="N"`.
+    metrics_seed: Option<u64>,
 }
 
 impl Trainer {
@@ -145,7 +149,19 @@ impl Trainer {
             last_stats: UpdateStats::default(),
             window: TrainingWindow::default(),
             videos: VideoRecorder::default(),
+            metrics_seed: None,
         }
+    }
+
+    /// Labels every series this trainer records with its seed (`spikerl_metrics::seed_label`): one of a
+    /// seed group's learners in one process.
+    pub fn label_metrics_with_seed(&mut self) {
+        self.metrics_seed = Some(self.cfg.seed);
+    }
+
+    /// The seed scope this trainer's metrics are recorded in (none outside a seed group).
+    pub fn seed_scope(&self) -> SeedScope {
+        SeedScope::enter(self.metrics_seed)
     }
 
     /// Env-step count at which the next evaluation is due.
@@ -158,17 +174,20 @@ impl Trainer {
         self.wall_offset + self.started.elapsed().as_secs_f64()
     }
 
-    /// Writes a complete checkpoint of this run into `dir` (see `storage::checkpoint`); `actors` are the
-    /// distributed learner's delivery records (none in lockstep). Returns the checkpoint's folder.
+    /// Writes a complete checkpoint of this run into `dir` (see `storage::checkpoint`). `actor_names`
+    /// gives the distributed learner's actor names by id; it is called under the replay lock, with the
+    /// delivery ledger as of the snapshot, so the records and the buffer agree (lockstep: no actors).
+    /// Returns the checkpoint's folder.
     pub fn save_checkpoint(
         &self,
         run_id: &str,
-        actors: Vec<ActorRecord>,
+        actor_names: impl FnOnce() -> BTreeMap<u32, String>,
         dir: &Path,
     ) -> anyhow::Result<PathBuf> {
-        let (replay, limiter) = {
+        let (replay, limiter, actors) = {
             let guard = self.replay.lock();
-            (ReplaySnapshot::of(&guard.buffer), guard.limiter.clone())
+            let actors = actor_records(&actor_names(), &guard.delivered);
+            (ReplaySnapshot::of(&guard.buffer), guard.limiter.clone(), actors)
         };
         let snapshot = Snapshot {
             cfg: &self.cfg,
@@ -185,7 +204,8 @@ impl Trainer {
     }
 
     /// Continues a checkpointed run in this freshly built trainer of the same configuration: networks,
-    /// optimisers, replay, limiter, random streams and schedule. Returns the actors' delivery records.
+    /// optimisers, replay, limiter, delivery ledger, random streams and schedule. Returns the actors'
+    /// records (names, ids and their ledger).
     pub fn restore(&mut self, loaded: &Loaded) -> anyhow::Result<Vec<ActorRecord>> {
         let (od, ad, capacity) = (self.spec.obs_dim, self.spec.act_dim, self.cfg.replay_capacity);
         let restored = loaded.restore_into(&mut self.td3, od, ad, capacity)?;
@@ -193,6 +213,11 @@ impl Trainer {
             let mut guard = self.replay.lock();
             guard.buffer = restored.buffer;
             guard.limiter = restored.limiter;
+            guard.delivered = restored
+                .actors
+                .iter()
+                .map(|a| (a.id, Delivered { last_sequence: a.last_sequence, inserted: a.inserted }))
+                .collect();
         }
         self.restore_schedule(restored.next_eval, restored.evals, restored.wall_seconds);
         Ok(restored.actors)
@@ -201,6 +226,7 @@ impl Trainer {
     /// Publishes the run's info series and initialises the series dashboards read, with this trainer's
     /// counters and evaluation history (restored ones after a resume). `mode`: "distributed" or "sync".
     pub fn announce(&self, run_id: &str, mode: &'static str, checkpoint_interval: Option<Duration>) {
+        let _seed = self.seed_scope();
         telemetry::run_started(&self.cfg, &self.td3.policy_config, run_id, mode, checkpoint_interval);
         let c = self.replay.counters();
         metrics::counter!(learner::TRAIN_ITERATIONS_TOTAL).absolute(self.td3.iterations);
@@ -248,6 +274,7 @@ impl Trainer {
         if !self.replay.wait_and_sample(batches, self.cfg.td3.batch_size, &mut self.scratch) {
             return None;
         }
+        let _seed = self.seed_scope();
         metrics::histogram!(learner::SAMPLE_WAIT_SECONDS).record(waiting.elapsed().as_secs_f64());
         let (od, ad, device) = (self.spec.obs_dim, self.spec.act_dim, self.td3.device());
         Some(self.scratch.iter().map(|t| Batch::from_transitions(t, od, ad, device)).collect())
@@ -259,6 +286,7 @@ impl Trainer {
         self.window.add(&stats, took);
         self.last_stats = stats;
         self.replay.record_update();
+        let _seed = self.seed_scope();
         metrics::histogram!(learner::UPDATE_DURATION_SECONDS).record(took.as_secs_f64());
         record_update_metrics(&self.last_stats);
     }
@@ -289,6 +317,7 @@ impl Trainer {
     /// spiking neuron's spikes (dead and saturated neurons). With a run folder, also writes the training
     /// scalars gathered since their last write.
     pub fn evaluate(&mut self, env_steps: u64, run_folder: Option<&mut RunFolder>) -> anyhow::Result<f64> {
+        let _seed = self.seed_scope();
         let mut policy = Policy::new(&self.td3.policy_config, &self.td3.export_policy())?;
         policy.count_neuron_spikes();
         let returns =
@@ -402,5 +431,74 @@ fn record_update_metrics(s: &UpdateStats) {
     }
     if let Some(l) = s.proxy_loss {
         metrics::gauge!(learner::PROXY_LOSS).set(l);
+    }
+}
+
+/// Every known actor (`names`) with what has been stored from it (`delivered`; nothing yet for an actor
+/// registered but never heard from), ordered by id.
+fn actor_records(names: &BTreeMap<u32, String>, delivered: &BTreeMap<u32, Delivered>) -> Vec<ActorRecord> {
+    names
+        .iter()
+        .map(|(&id, name)| {
+            let d = delivered.get(&id).copied().unwrap_or_default();
+            ActorRecord { name: name.clone(), id, last_sequence: d.last_sequence, inserted: d.inserted }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::checkpoint;
+    use crate::training::replay_service::{Origin, Stored};
+    use spikerl_algo::Algo;
+    use spikerl_snn::NeuronKind;
+
+    fn rows(n: usize, act_dim: usize, obs_dim: usize) -> Transitions {
+        let mut t = Transitions::default();
+        for i in 0..n {
+            let x = i as f32 * 0.1;
+            t.push(&vec![x; obs_dim], &vec![x; act_dim], x, &vec![x; obs_dim], false);
+        }
+        t
+    }
+
+    /// A checkpoint carries each actor's ledger (last sequence, transitions stored); the restored learner
+    /// treats the resend of a stored batch as a duplicate and continues the count.
+    #[test]
+    fn the_delivery_ledger_survives_a_checkpoint() {
+        tch::set_num_threads(1);
+        let mut cfg = RunConfig::paper("Pendulum-v1", Algo::Ann, NeuronKind::Lif, 0);
+        cfg.ann_hidden = vec![8];
+        cfg.td3.critic_hidden = vec![8];
+        let trainer = Trainer::build(&cfg, tch::Device::Cpu).unwrap();
+        let (od, ad) = (trainer.spec.obs_dim, trainer.spec.act_dim);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let insert = |t: &Trainer, actor_id, sequence, n| {
+            rt.block_on(t.replay.insert_from(&rows(n, ad, od), Origin { actor_id, sequence })).unwrap()
+        };
+        assert_eq!(insert(&trainer, 0, 1, 10), Stored::New(10));
+        assert_eq!(insert(&trainer, 0, 2, 5), Stored::New(15));
+        assert_eq!(insert(&trainer, 2, 1, 7), Stored::New(22));
+        let dir = std::env::temp_dir().join(format!("spikerl-ledger-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        // Actor 1 registered but sent nothing; it keeps its id all the same.
+        let names = || BTreeMap::from([(0, "a".to_string()), (1, "b".to_string()), (2, "c".to_string())]);
+        trainer.save_checkpoint("run", names, &dir).unwrap();
+
+        let mut fresh = Trainer::build(&cfg, tch::Device::Cpu).unwrap();
+        let records = fresh.restore(&checkpoint::load_latest(&dir).unwrap()).unwrap();
+        let r = |name: &str, id, last_sequence, inserted| ActorRecord {
+            name: name.into(),
+            id,
+            last_sequence,
+            inserted,
+        };
+        assert_eq!(records, [r("a", 0, 2, 15), r("b", 1, 0, 0), r("c", 2, 1, 7)]);
+        assert_eq!(insert(&fresh, 0, 2, 5), Stored::Duplicate(22), "a resend after the restart");
+        assert_eq!(insert(&fresh, 0, 3, 4), Stored::New(26));
+        assert_eq!(fresh.replay.delivered(0), Delivered { last_sequence: 3, inserted: 19 });
+        assert_eq!(fresh.replay.lock().buffer.len(), 26);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

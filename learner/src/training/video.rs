@@ -8,9 +8,9 @@
 //! smaller than GIF), GIF otherwise.
 
 use crate::storage::run_folder::video_path;
-use spikerl_envs::render::{VideoOptions, record_episode};
+use spikerl_envs::render::{self, VideoOptions, record_episode};
 use spikerl_snn::{NamedTensors, Policy, PolicyConfig};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::thread::JoinHandle;
 
 /// Whether a video is due at the evaluation at `step`, the previous evaluation having run at `previous`:
@@ -19,14 +19,9 @@ pub fn due(every: u64, previous: Option<u64>, step: u64) -> bool {
     every > 0 && previous.is_none_or(|p| step / every > p / every)
 }
 
-/// The extension periodic videos use on this machine: mp4 with ffmpeg on PATH (or `SPIKERL_FFMPEG`),
-/// else gif.
+/// The extension periodic videos use on this machine: mp4 where ffmpeg is found, else gif.
 fn extension() -> &'static str {
-    let ffmpeg = std::env::var_os("SPIKERL_FFMPEG").map(PathBuf::from);
-    let on_path = |tool: &str| {
-        std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-    };
-    if ffmpeg.is_some_and(|f| f.is_file()) || on_path("ffmpeg") { "mp4" } else { "gif" }
+    if render::ffmpeg_available() { "mp4" } else { "gif" }
 }
 
 /// The video being rendered, if any. Dropping it waits for that video, so a run that ends normally
