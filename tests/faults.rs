@@ -191,13 +191,6 @@ fn corrupt_checkpoints_are_detected_never_loaded() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The number after the last `key=` in a log (tracing's plain `key=value` fields).
-fn log_field(log: &str, key: &str) -> Option<u64> {
-    let pat = format!(" {key}=");
-    let at = log.rfind(&pat)? + pat.len();
-    log[at..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
-}
-
 /// A plaintext channel to the learner's gRPC port.
 async fn health_channel(addr: &str) -> Result<tonic::transport::Channel, tonic::Status> {
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
@@ -249,16 +242,7 @@ fn sigterm_checkpoints_and_exits_cleanly() {
     let pid = procs.0[a1].1.id();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap().success());
     let status = procs.wait(a1, Duration::from_secs(20)).expect("the actor exits within 20 s of SIGTERM");
-    assert!(status.success(), "a stopped actor exits 0");
-    let a1_log = std::fs::read_to_string(dir.join("a1.log")).unwrap();
-    let id = log_field(&a1_log, "actor_id").expect("a1 logged its id").to_string();
-    let (produced, acked) = (log_field(&a1_log, "produced"), log_field(&a1_log, "acked"));
-    let inserted =
-        metric(&scrape(&maddr).unwrap(), "spikerl_learner_transitions_inserted_total", &[("actor", &id)]);
-    eprintln!("actor a1 (id {id}): produced {produced:?}, acked {acked:?}, inserted {inserted:?}");
-    assert!(produced.is_some_and(|p| p > 0), "a1 produced transitions:\n{a1_log}");
-    assert_eq!(produced, acked, "everything produced was acknowledged:\n{a1_log}");
-    assert_eq!(inserted, acked.map(|a| a as f64), "the learner inserted each acknowledged transition once");
+    assert_stopped_actor_balanced(status, &dir.join("a1.log"), &maddr);
     let a0_text = scrape(&a0addr).unwrap();
     let (p0, k0) = (
         counter(&a0_text, "spikerl_actor_transitions_produced_total", &[]),

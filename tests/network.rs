@@ -311,13 +311,6 @@ fn learner_checkpointing(listen: &str, metrics: u16, run_folder: &Path, secs: &s
     cmd
 }
 
-/// The number after the last `key=` in a log (tracing's plain `key=value` fields).
-fn log_field(log: &str, key: &str) -> Option<u64> {
-    let pat = format!(" {key}=");
-    let at = log.rfind(&pat)? + pat.len();
-    log[at..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
-}
-
 /// Polls `scrape` until `pred` holds, or panics after `timeout`.
 fn wait_for(
     mut scrape: impl FnMut() -> Option<String>,
@@ -343,20 +336,7 @@ fn stop_and_balance(procs: &mut Processes, i: usize, log: &Path, maddr: &str) ->
     let pid = procs.0[i].1.id();
     assert!(Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap().success());
     let status = procs.wait(i, Duration::from_secs(20)).expect("the actor exits within 20 s of SIGTERM");
-    let text = std::fs::read_to_string(log).unwrap();
-    assert!(status.success(), "a stopped actor exits 0:\n{text}");
-    let id = log_field(&text, "actor_id").expect("the actor logged its id").to_string();
-    let stopped = &text[text.rfind("actor stopped").expect("the actor logged its stop")..];
-    let produced = log_field(stopped, "produced").expect("produced in the stop line");
-    let acked = log_field(stopped, "acked").expect("acked in the stop line");
-    let inserted =
-        counter(&scrape(maddr).unwrap(), "spikerl_learner_transitions_inserted_total", &[("actor", &id)]);
-    eprintln!("ledger of actor {id}: produced {produced}, acked {acked}, inserted {inserted}");
-    assert!(produced > 0, "the actor produced transitions:\n{text}");
-    // The data first (the replay buffer holds each produced transition once), then the actor's account of it.
-    assert_eq!(inserted, produced as f64, "the learner inserted each produced transition once:\n{text}");
-    assert_eq!(acked, produced, "the actor counts everything it produced as acknowledged:\n{text}");
-    (produced, acked, inserted)
+    assert_stopped_actor_balanced(status, log, maddr)
 }
 
 /// A 60 s partition (every packet dropped, both directions) between an actor and the learner: the actor

@@ -213,21 +213,7 @@ fn thirty_two_actors_soak_with_flat_memory_and_no_stall() {
     let mut produced_all = 0;
     for (i, log, _) in &actors {
         let status = procs.wait(*i, Duration::from_secs(90)).expect("an actor exits within 90 s of SIGTERM");
-        let text = std::fs::read_to_string(log).unwrap();
-        assert!(status.success(), "a stopped actor exits 0:\n{text}");
-        let field = |t: &str, key: &str| -> u64 {
-            let pat = format!(" {key}=");
-            let at = t.rfind(&pat).unwrap_or_else(|| panic!("{key} in the log:\n{t}")) + pat.len();
-            t[at..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
-        };
-        let id = field(&text, "actor_id").to_string();
-        let stopped = &text[text.rfind("actor stopped").expect("the actor logged its stop")..];
-        let (produced, acked) = (field(stopped, "produced"), field(stopped, "acked"));
-        let inserted =
-            metric(&scrape(&maddr).unwrap(), "spikerl_learner_transitions_inserted_total", &[("actor", &id)])
-                .unwrap_or(0.0);
-        assert_eq!(inserted, produced as f64, "actor {id}: inserted once each:\n{text}");
-        assert_eq!(acked, produced, "actor {id}: everything acknowledged:\n{text}");
+        let (produced, _, _) = assert_stopped_actor_balanced(status, log, &maddr);
         produced_all += produced;
     }
     eprintln!(

@@ -158,6 +158,39 @@ pub fn actor_cmd(grpc: u16, name: &str, extra: &[&str]) -> Command {
     cmd
 }
 
+/// The number after the last ` key=` in a log (tracing's plain `key=value` fields).
+pub fn log_field(log: &str, key: &str) -> Option<u64> {
+    let pat = format!(" {key}=");
+    let at = log.rfind(&pat)? + pat.len();
+    log[at..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}
+
+/// The delivery ledger of an actor that stopped with `status` (after SIGTERM), from its `log`'s
+/// `actor stopped produced=N acked=M` line, against `spikerl_learner_transitions_inserted_total{actor}` of
+/// the learner whose metrics are at `maddr`: produced == acked == inserted (docs/runtime.md, "The
+/// delivery ledger"). Returns (produced, acked, inserted).
+pub fn assert_stopped_actor_balanced(
+    status: std::process::ExitStatus,
+    log: &Path,
+    maddr: &str,
+) -> (u64, u64, f64) {
+    let text = std::fs::read_to_string(log).unwrap();
+    assert!(status.success(), "a stopped actor exits 0:\n{text}");
+    let id = log_field(&text, "actor_id").expect("the actor logged its id").to_string();
+    let stopped = &text[text.rfind("actor stopped").expect("the actor logged its stop")..];
+    let produced = log_field(stopped, "produced").expect("produced in the stop line");
+    let acked = log_field(stopped, "acked").expect("acked in the stop line");
+    let inserted =
+        metric(&scrape(maddr).unwrap(), "spikerl_learner_transitions_inserted_total", &[("actor", &id)])
+            .unwrap_or(0.0);
+    eprintln!("ledger of actor {id}: produced {produced}, acked {acked}, inserted {inserted}");
+    assert!(produced > 0, "the actor produced transitions:\n{text}");
+    // The data first (the replay buffer holds each produced transition once), then the actor's account of it.
+    assert_eq!(inserted, produced as f64, "the learner inserted each produced transition once:\n{text}");
+    assert_eq!(acked, produced, "the actor counts everything it produced as acknowledged:\n{text}");
+    (produced, acked, inserted)
+}
+
 /// Polls the metrics endpoint until `pred` holds on the scraped text, or panics after `timeout`.
 pub fn wait_metrics(addr: &str, timeout: Duration, what: &str, mut pred: impl FnMut(&str) -> bool) -> String {
     let deadline = Instant::now() + timeout;
