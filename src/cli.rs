@@ -4,6 +4,7 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -184,6 +185,37 @@ pub enum BenchCommand {
         json: bool,
     },
     /// Milliseconds per frame to render and to encode (GIF, MP4) one episode, and the episode's total.
+    /// What lockstep checkpoints cost with a full replay buffer: size, seconds per checkpoint, and
+    /// training it/s without and with periodic checkpoints (measured, and projected to 5 and 10 minutes).
+    Checkpoint {
+        #[arg(long, default_value = "HalfCheetah-v4")]
+        env: String,
+        #[arg(long, value_enum, default_value = "proxy")]
+        algo: AlgoArg,
+        #[arg(long, value_enum, default_value = "lif")]
+        neuron: NeuronArg,
+        /// Transitions in the replay buffer (its capacity too).
+        #[arg(long, default_value_t = 1_000_000)]
+        replay: usize,
+        /// Checkpoints timed on their own.
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        /// Seconds of training without checkpoints, and again with them.
+        #[arg(long, default_value_t = 60.0)]
+        seconds: f64,
+        /// Seconds between checkpoints while training.
+        #[arg(long, default_value_t = 20.0)]
+        every_secs: f64,
+        /// libtorch threads (default: every core).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Folder for the checkpoints (default: a temporary folder, removed afterwards; put it on the disk
+        /// runs write to).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     Video {
         #[arg(long, default_value = "HalfCheetah-v4")]
         env: String,
@@ -432,6 +464,23 @@ pub struct TrainArgs {
     /// No progress bar (for scripts and CI logs).
     #[arg(long)]
     pub no_progress: bool,
+    /// Continue the run in --out from its newest valid checkpoint (every seed's, with --seeds); its
+    /// configuration wins over the run options. Lockstep runs continue bit for bit.
+    #[arg(long, env = "SPIKERL_RESUME")]
+    pub resume: bool,
+    /// Seconds between periodic checkpoints (0: only at the end and on SIGTERM/SIGINT/--stop-after).
+    #[arg(long, env = "SPIKERL_CHECKPOINT_SECS", default_value_t = 300)]
+    pub checkpoint_secs: u64,
+    /// Checkpoint and stop after this long (e.g. 90s, 3h50m: a scheduler's wall-time limit), exiting with
+    /// code 75, "incomplete: resume me" (as on SIGTERM/SIGINT).
+    #[arg(long, env = "SPIKERL_STOP_AFTER", value_parser = parse_duration)]
+    pub stop_after: Option<Duration>,
+}
+
+/// A duration such as `90s`, `45m` or `3h50m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration such as 90s or 3h50m: {e}"))
 }
 
 #[derive(Args, Debug)]

@@ -1,5 +1,6 @@
 //! `spikerl`: one binary for every role. Thin glue over the library crates: argument parsing, process
-//! orchestration, progress display. Exit codes: 0 success, 1 a run failed, 2 invalid arguments.
+//! orchestration, progress display. Exit codes: 0 success, 1 a run failed, 2 invalid arguments, 75 a run
+//! stopped early and checkpointed (resume it with `--resume`).
 
 #[cfg(feature = "learner")]
 mod bench;
@@ -28,6 +29,22 @@ impl std::fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
+/// A run stopped before its end (SIGTERM/SIGINT, `--stop-after`) after writing its checkpoint: exit 75
+/// (EX_TEMPFAIL), "incomplete: resume me", for schedulers and sweeps to requeue it with `--resume`.
+#[derive(Debug)]
+pub struct Incomplete(pub String);
+
+impl std::fmt::Display for Incomplete {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Incomplete {}
+
+/// The exit code of [`Incomplete`].
+const EXIT_INCOMPLETE: u8 = 75;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     #[cfg(feature = "learner")]
@@ -53,6 +70,10 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<Incomplete>().is_some() => {
+            eprintln!("{e}");
+            ExitCode::from(EXIT_INCOMPLETE)
+        }
         Err(e) if e.downcast_ref::<UsageError>().is_some() || is_usage(&e) => {
             eprintln!("error: {e}");
             ExitCode::from(2)

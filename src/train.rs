@@ -1,18 +1,20 @@
 //! `spikerl train` (a whole run on this machine) and `spikerl learner` (the learner role).
 
 use crate::cli::{AlgoArg, DeviceArg, LearnerArgs, NeuronArg, RunArgs, SeedBatchingArg, TrainArgs};
-use crate::{UsageError, install_metrics, shutdown_signal};
-use anyhow::Context;
+use crate::{Incomplete, UsageError, install_metrics, shutdown_signal};
+use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use spikerl_algo::SeedBatching;
 use spikerl_algo::{Algo, ProxyConfig, RunConfig};
 use spikerl_learner::service::runtime::{self, LearnerOptions, ProgressHandle};
 use spikerl_learner::service::security::TlsFiles;
+use spikerl_learner::storage::checkpoint::{self, Loaded};
 use spikerl_learner::storage::run_folder::{Manifest, RunFolder, SeedGroupInfo};
-use spikerl_learner::training::lockstep::{self, Progress};
+use spikerl_learner::training::lockstep::{self, LockstepOptions, Progress};
 use spikerl_learner::training::trainer::Trainer;
 use spikerl_snn::NeuronKind;
-use std::path::Path;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -166,13 +168,22 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     }
     if args.sync {
         set_threads(args.run.threads, 0);
-        let mut dir = RunFolder::create(&args.out, manifest(&cfg, &run_id, "sync", 1)?)?;
+        let resume = match args.resume {
+            true => Some(vec![load_checkpoint(&args.out)?]),
+            false => None,
+        };
+        // On --resume the checkpoint's configuration wins; the run options are still parsed and checked.
+        let cfg = resume.as_ref().map_or(cfg, |l| l[0].state.config.clone());
+        let mut m = manifest(&cfg, &run_id, "sync", 1)?;
+        m.resumed_from = resume.as_ref().map(|l| l[0].path.display().to_string());
+        let mut dir = RunFolder::create(&args.out, m)?;
+        let opts = LockstepOptions { resume, checkpoint_interval: checkpoint_interval(args.checkpoint_secs) };
         let (result, status) = in_foreground(&args, cfg.random_steps + cfg.steps, &[], |stop, progress| {
-            lockstep::run(&cfg, device, &mut dir, stop, progress)
+            lockstep::run(&cfg, device, &mut dir, opts, stop, progress)
         })?;
         dir.finish(status, result.as_ref().err().map(|e| format!("{e:#}")))?;
         summary(&result?, &args.out, started);
-        return Ok(());
+        return incomplete_if(status == "interrupted", &args.out);
     }
 
     // A local cluster: the learner in this process, actors as child processes on loopback.
@@ -230,10 +241,10 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             cfg: cfg.clone(),
             run_id: run_id.clone(),
             run_folder: args.out.clone(),
-            resume: false,
+            resume: args.resume,
             device,
             publish_interval: Duration::from_millis(100),
-            checkpoint_interval: None,
+            checkpoint_interval: checkpoint_interval(args.checkpoint_secs),
             max_batch_transitions: 4096,
             max_message_bytes: 64 << 20,
             auth_token: None,
@@ -241,16 +252,85 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         };
         let actors = args.actors;
         let describe = move |cfg: &RunConfig, id: &str| manifest(cfg, id, "distributed", actors);
-        let result = runtime::run(opts, listener, describe, progress, shutdown_signal()).await;
+        let stop_after = args.stop_after;
+        let shutdown = async move {
+            tokio::select! {
+                _ = shutdown_signal() => {}
+                _ = sleep_or_never(stop_after) => tracing::info!("--stop-after reached: checkpointing and stopping"),
+            }
+        };
+        let result = runtime::run(opts, listener, describe, progress, shutdown).await;
         ticker.abort();
         bar.finish_and_clear();
         for mut child in children {
             let _ = child.start_kill();
             let _ = child.wait().await;
         }
-        summary(&result?, &args.out, started);
-        Ok(())
+        let trainer = result?;
+        summary(&trainer, &args.out, started);
+        incomplete_if(!trainer.done(), &args.out)
     })
+}
+
+/// Sleeps for `d`, or forever without one.
+async fn sleep_or_never(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The periodic checkpoint interval of `--checkpoint-secs` (none for 0).
+fn checkpoint_interval(secs: u64) -> Option<Duration> {
+    (secs > 0).then(|| Duration::from_secs(secs))
+}
+
+/// `train` stopped before its end (a signal, --stop-after): the run checkpointed and exits 75.
+fn incomplete_if(stopped: bool, out: &Path) -> anyhow::Result<()> {
+    match stopped {
+        true => Err(Incomplete(format!(
+            "stopped before the end; checkpointed in {}: continue with the same command and --resume",
+            out.display()
+        ))
+        .into()),
+        false => Ok(()),
+    }
+}
+
+/// The newest valid checkpoint of the run folder `out`, for `--resume`.
+fn load_checkpoint(out: &Path) -> anyhow::Result<Loaded> {
+    checkpoint::load_latest(&out.join("checkpoints"))
+        .with_context(|| format!("--resume: nothing to resume in {}", out.display()))
+}
+
+/// A seed group's checkpoints to resume from, one per seed folder: the newest checkpoint (named by env
+/// step) that every seed has and that verifies. The seeds are checkpointed one after another, so a
+/// process killed in between leaves the last seeds one checkpoint behind; the one before is kept.
+fn load_group_checkpoints(folders: &[PathBuf]) -> anyhow::Result<Vec<Loaded>> {
+    let names = |dir: &PathBuf| -> BTreeSet<PathBuf> {
+        checkpoint::list(&dir.join("checkpoints"))
+            .into_iter()
+            .filter_map(|p| p.file_name().map(PathBuf::from))
+            .collect()
+    };
+    let mut common = names(&folders[0]);
+    for dir in &folders[1..] {
+        common = common.intersection(&names(dir)).cloned().collect();
+    }
+    let mut problems = Vec::new();
+    for name in common.iter().rev() {
+        match folders.iter().map(|d| checkpoint::load(&d.join("checkpoints").join(name))).collect() {
+            Ok(all) => return Ok(all),
+            Err(e) => problems.push(format!("{}: {e:#}", name.display())),
+        }
+    }
+    let dirs = folders.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ");
+    match problems.is_empty() {
+        true => bail!("--resume: no checkpoint that every seed has in {dirs}"),
+        false => {
+            bail!("--resume: no valid checkpoint that every seed has in {dirs}:\n  {}", problems.join("\n  "))
+        }
+    }
 }
 
 /// Runs lockstep training on this thread: `train(stop, progress)`, with a one-worker runtime that serves
@@ -269,8 +349,12 @@ fn in_foreground<T>(
         rt.block_on(async { crate::metrics::install_for_seeds(addr, "learner", seeds) })?;
     }
     let stop_on_signal = stop.clone();
+    let stop_after = args.stop_after;
     rt.spawn(async move {
-        shutdown_signal().await;
+        tokio::select! {
+            _ = shutdown_signal() => {}
+            _ = sleep_or_never(stop_after) => tracing::info!("--stop-after reached: checkpointing and stopping"),
+        }
         stop_on_signal.store(true, Ordering::SeqCst);
     });
     let bar = progress_bar(!args.no_progress, total_steps);
@@ -301,16 +385,21 @@ fn train_seeds(
     started: Instant,
 ) -> anyhow::Result<()> {
     set_threads(args.run.threads, 0);
+    let folders: Vec<PathBuf> = seeds.iter().map(|seed| args.out.join(format!("seed{seed}"))).collect();
+    let resume = if args.resume { Some(load_group_checkpoints(&folders)?) } else { None };
+    // On --resume the checkpoints' configuration wins (the seeds' differ in their seed only).
+    let cfg = resume.as_ref().map_or(cfg.clone(), |l| l[0].state.config.clone());
     let mut dirs = Vec::with_capacity(seeds.len());
-    for &seed in seeds {
-        let out = args.out.join(format!("seed{seed}"));
+    for (s, (&seed, out)) in seeds.iter().zip(&folders).enumerate() {
         let seed_cfg = RunConfig { seed, ..cfg.clone() };
-        let mut m = manifest(&seed_cfg, &run_id_for(&out), "sync", 1)?;
+        let mut m = manifest(&seed_cfg, &run_id_for(out), "sync", 1)?;
         m.seed_group = Some(SeedGroupInfo { seeds: seeds.to_vec(), batching });
-        dirs.push(RunFolder::create(&out, m)?);
+        m.resumed_from = resume.as_ref().map(|l| l[s].path.display().to_string());
+        dirs.push(RunFolder::create(out, m)?);
     }
+    let opts = LockstepOptions { resume, checkpoint_interval: checkpoint_interval(args.checkpoint_secs) };
     let (result, status) = in_foreground(args, cfg.random_steps + cfg.steps, seeds, |stop, progress| {
-        lockstep::run_seeds(cfg, seeds, batching, device, &mut dirs, stop, progress)
+        lockstep::run_seeds(&cfg, seeds, batching, device, &mut dirs, opts, stop, progress)
     })?;
     for dir in &mut dirs {
         dir.finish(status, result.as_ref().err().map(|e| format!("{e:#}")))?;
@@ -343,7 +432,7 @@ fn train_seeds(
         "run folders: {}/seed{{N}} (manifest.json, evals.csv, evals.png/.svg, checkpoints/)",
         args.out.display()
     );
-    Ok(())
+    incomplete_if(status == "interrupted", &args.out)
 }
 
 pub fn learner(args: LearnerArgs) -> anyhow::Result<()> {

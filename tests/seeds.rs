@@ -215,7 +215,7 @@ fn an_interrupted_seed_group_checkpoints_every_seed() {
     assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
     let status =
         procs.wait(train, std::time::Duration::from_secs(60)).expect("train stops within 60 s of Ctrl-C");
-    assert!(status.success(), "Ctrl-C is a clean stop: {status}");
+    assert_eq!(status.code(), Some(75), "Ctrl-C checkpoints and exits 75, 'incomplete: resume me': {status}");
     for seed in [0, 1] {
         let run = out.join(format!("seed{seed}"));
         let m: serde_json::Value =

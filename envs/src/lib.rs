@@ -127,6 +127,14 @@ pub trait Env: Send {
     /// else: not the solver warm start, not the time-limit counter.
     fn set_state(&mut self, qpos: &[f64], qvel: &[f64]) -> Result<Vec<f64>, EnvError>;
 
+    /// The random stream the next unseeded [`Env::reset`] draws its initial state from (Gymnasium's
+    /// `np_random`). With [`Env::set_random_stream`] it lets a caller restart an episode exactly as it
+    /// began, e.g. to rebuild a checkpointed environment by replaying the episode's actions.
+    fn random_stream(&self) -> ChaCha8Rng;
+
+    /// Replaces the random stream (see [`Env::random_stream`]).
+    fn set_random_stream(&mut self, rng: ChaCha8Rng);
+
     /// [`Env::step`] that returns [`EnvError::BadInput`] for a wrong action length instead of panicking.
     fn try_step(&mut self, action: &[f32]) -> Result<Step, EnvError> {
         check_action_len(self.spec(), action)?;
@@ -243,6 +251,14 @@ impl<C: Core> Env for Wrapped<C> {
         let mut obs = vec![0.0; self.core.spec().obs_dim];
         self.core.set_state(qpos, qvel, &mut obs);
         Ok(obs)
+    }
+
+    fn random_stream(&self) -> ChaCha8Rng {
+        self.rng.clone()
+    }
+
+    fn set_random_stream(&mut self, rng: ChaCha8Rng) {
+        self.rng = rng;
     }
 
     fn try_step(&mut self, action: &[f32]) -> Result<Step, EnvError> {

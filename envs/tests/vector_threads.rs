@@ -127,6 +127,12 @@ impl Env for Faulty {
     fn set_state(&mut self, qpos: &[f64], qvel: &[f64]) -> Result<Vec<f64>, EnvError> {
         self.inner.set_state(qpos, qvel)
     }
+    fn random_stream(&self) -> rand_chacha::ChaCha8Rng {
+        self.inner.random_stream()
+    }
+    fn set_random_stream(&mut self, rng: rand_chacha::ChaCha8Rng) {
+        self.inner.set_random_stream(rng)
+    }
     fn step_into(&mut self, action: &[f32], obs: &mut [f64]) -> Result<spikerl_envs::Transition, EnvError> {
         self.steps += 1;
         match self.fail_at {

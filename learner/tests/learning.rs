@@ -26,8 +26,15 @@ fn run(algo: Algo, neuron: NeuronKind, steps: u64, seed: u64) -> Vec<f64> {
         .join(format!("spikerl-learning-{algo}-{neuron}-{seed}-{steps}-{}", std::process::id()));
     let manifest = Manifest::starting(&cfg, "test", "sync", 1, "test").unwrap();
     let mut run_folder = RunFolder::create(&dir, manifest).unwrap();
-    let trainer =
-        lockstep::run(&cfg, tch::Device::Cpu, &mut run_folder, &AtomicBool::new(false), |_| {}).unwrap();
+    let trainer = lockstep::run(
+        &cfg,
+        tch::Device::Cpu,
+        &mut run_folder,
+        Default::default(),
+        &AtomicBool::new(false),
+        |_| {},
+    )
+    .unwrap();
     assert_eq!(trainer.td3.iterations, steps, "one training iteration per env step after the random ones");
     let returns: Vec<f64> = trainer.evals.iter().map(|e| e.mean()).collect();
     let _ = std::fs::remove_dir_all(&dir);

@@ -49,15 +49,22 @@ fn a_lockstep_run_redraws_its_evaluation_curve_after_every_evaluation() {
     // evaluation): every new evals.csv row must already have its curve on disk.
     let (mut seen, mut last_png, mut redraws) = (0, Vec::new(), 0);
     let started = std::time::Instant::now();
-    let trainer = lockstep::run(&cfg, tch::Device::Cpu, &mut run_folder, &AtomicBool::new(false), |_| {
-        let rows = csv_rows(&dir);
-        if rows != seen {
-            assert_eq!(rows, seen + 1, "one evaluation at a time");
-            let png = check_curve(&dir, rows);
-            assert_ne!(png, last_png, "evaluation {rows} redrew the PNG");
-            (seen, last_png, redraws) = (rows, png, redraws + 1);
-        }
-    })
+    let trainer = lockstep::run(
+        &cfg,
+        tch::Device::Cpu,
+        &mut run_folder,
+        Default::default(),
+        &AtomicBool::new(false),
+        |_| {
+            let rows = csv_rows(&dir);
+            if rows != seen {
+                assert_eq!(rows, seen + 1, "one evaluation at a time");
+                let png = check_curve(&dir, rows);
+                assert_ne!(png, last_png, "evaluation {rows} redrew the PNG");
+                (seen, last_png, redraws) = (rows, png, redraws + 1);
+            }
+        },
+    )
     .unwrap();
 
     // Evaluations at steps 0, 100, ..., 500: six rows, six redraws, and nothing else left in the folder.

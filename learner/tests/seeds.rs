@@ -48,6 +48,7 @@ fn run_seeds(cfg: &RunConfig, seeds: &[u64], batching: SeedBatching, root: &Path
         batching,
         tch::Device::Cpu,
         &mut dirs,
+        Default::default(),
         &AtomicBool::new(false),
         |_| {},
     )
@@ -60,7 +61,8 @@ fn single_run(cfg: &RunConfig, seed: u64, root: &Path) -> Trainer {
     let cfg = RunConfig { seed, ..cfg.clone() };
     let mut dir =
         RunFolder::create(root, Manifest::starting(&cfg, "single", "sync", 1, "test").unwrap()).unwrap();
-    lockstep::run(&cfg, tch::Device::Cpu, &mut dir, &AtomicBool::new(false), |_| {}).unwrap()
+    lockstep::run(&cfg, tch::Device::Cpu, &mut dir, Default::default(), &AtomicBool::new(false), |_| {})
+        .unwrap()
 }
 
 fn nets(t: &Trainer) -> Vec<(&'static str, NamedTensors)> {

@@ -156,8 +156,31 @@ pub fn encode_policy(
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
-    safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), F32View(t))), Some(metadata))
-        .map_err(|e| SnnError::Malformed { reason: format!("cannot serialise: {e}") })
+    let bytes = safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), F32View(t))), Some(metadata))
+        .map_err(|e| SnnError::Malformed { reason: format!("cannot serialise: {e}") })?;
+    Ok(with_sorted_header(bytes))
+}
+
+/// The same safetensors file with its JSON header's keys in sorted order. `safetensors::serialize` writes
+/// the metadata from a `HashMap`, whose order changes from process to process: sorted, the same weights
+/// give the same bytes (a resumed lockstep run's final policy file is byte-identical to the uninterrupted
+/// run's, and checksums compare policies). The tensor data, and so every offset, stays as it was.
+fn with_sorted_header(bytes: Vec<u8>) -> Vec<u8> {
+    let sorted = (|| {
+        let n = usize::try_from(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?)).ok()?;
+        let header: serde_json::Value = serde_json::from_slice(bytes.get(8..8usize.checked_add(n)?)?).ok()?;
+        // serde_json's maps are ordered by key (no `preserve_order` feature in this build).
+        let mut text = serde_json::to_vec(&header).ok()?;
+        // Pad with spaces as safetensors does, so that the data stays 8-byte aligned.
+        text.resize(text.len().div_ceil(8) * 8, b' ');
+        let mut out = Vec::with_capacity(8 + text.len() + bytes.len() - 8 - n);
+        out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+        out.extend_from_slice(&text);
+        out.extend_from_slice(&bytes[8 + n..]);
+        Some(out)
+    })();
+    // What safetensors just wrote always parses; keep its bytes if it somehow did not.
+    sorted.unwrap_or(bytes)
 }
 
 /// Parses a weight file: (config, tensors, policy_version). Never panics on arbitrary bytes; checks the

@@ -234,3 +234,22 @@ fn named_tensor_checks_its_length() {
         Err(SnnError::DataLength { expected: 6, found: 5, .. })
     ));
 }
+
+/// The same weights give the same bytes, however the metadata map happens to iterate (a resumed run's
+/// final policy is compared with the uninterrupted run's byte for byte), and the file still decodes
+/// and safetensors still reads it (its header sorted and padded, the data 8-byte aligned).
+#[test]
+fn encoding_is_byte_for_byte_deterministic() {
+    let cfg = cheetah_snn(NeuronKind::Lif);
+    let tensors = initial_tensors(&cfg, 3).unwrap();
+    let first = encode_policy(&cfg, &tensors, 42).unwrap();
+    for _ in 0..20 {
+        assert!(encode_policy(&cfg, &tensors, 42).unwrap() == first, "two encodings differ");
+    }
+    let header_len = u64::from_le_bytes(first[..8].try_into().unwrap()) as usize;
+    assert_eq!((8 + header_len) % 8, 0, "the data starts 8-byte aligned");
+    let (_, decoded, version) = decode_policy(&first).unwrap();
+    assert_eq!(version, 42);
+    assert_eq!(decoded, tensors);
+    safetensors::SafeTensors::deserialize(&first).unwrap();
+}

@@ -6,6 +6,7 @@
 //! - `ensemble` ([`ensemble`]): S seeds as one batched ensemble against S separate learners;
 //! - `actor` ([`acting`]): the real acting loop with the policy against random actions;
 //! - `video` ([`video`]): rendering and encoding (GIF, MP4) one episode's video;
+//! - `checkpoint` ([`checkpoint`]): a lockstep checkpoint with a full replay buffer, and its training cost;
 //! - `transport` ([`transport`]): ingest, broadcast and training over loopback gRPC, the real actor and
 //!   learner code on both ends (the two crates never depend on each other; this binary joins them).
 //!
@@ -14,6 +15,7 @@
 //! This module checks the arguments (a bad one is a [`UsageError`], exit 2) and dispatches.
 
 mod acting;
+mod checkpoint;
 mod ensemble;
 mod inference;
 mod matmul_work;
@@ -135,6 +137,48 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             )?;
             if !json {
                 acting::print(&r);
+            }
+            print_json_if(json, &r)
+        }
+        BenchCommand::Checkpoint {
+            env,
+            algo,
+            neuron,
+            replay,
+            repeats,
+            seconds,
+            every_secs,
+            threads,
+            dir,
+            json,
+        } => {
+            let positive = |x: f64| x.is_finite() && x > 0.0;
+            if replay == 0
+                || repeats == 0
+                || threads == Some(0)
+                || !positive(seconds)
+                || !positive(every_secs)
+            {
+                return Err(UsageError(
+                    "--replay, --repeats, --threads, --seconds and --every-secs must be positive".into(),
+                )
+                .into());
+            }
+            spikerl_envs::spec(&env).map_err(|e| UsageError(e.to_string()))?;
+            set_libtorch_threads(threads);
+            let mut cfg = spikerl_algo::RunConfig::paper(&env, algo_of(algo), neuron_of(neuron), 0);
+            cfg.replay_capacity = replay;
+            let opts = checkpoint::CheckpointOptions {
+                cfg,
+                replay,
+                repeats,
+                seconds,
+                every_seconds: every_secs,
+                dir,
+            };
+            let r = checkpoint::checkpoint(opts)?;
+            if !json {
+                checkpoint::print(&r);
             }
             print_json_if(json, &r)
         }

@@ -1,12 +1,13 @@
 //! Checkpoints: everything a learner needs to continue a run as if nothing happened.
 //!
 //! `checkpoints/` in the run folder holds
-//! - `ckpt-<iterations>/` (the newest two are kept), each with
+//! - `ckpt-<iterations>/` (lockstep runs: `ckpt-<env steps>/`; the newest two are kept), each with
 //!   - `nets.safetensors`: actor, target policy or proxy, critics, target critics (`actor.`, `target.`,
 //!     `critic.`, `critic_target.` prefixes) and the Adam moments (`opt.actor.`, `opt.critic.`,
 //!     `opt.proxy.`);
 //!   - `replay.safetensors`: the replay buffer's rows;
-//!   - `state.json`: counters, rate limiter, RNG states, evaluation history, actors' sequence numbers;
+//!   - `state.json`: counters, rate limiter, RNG states, evaluation history, actors' sequence numbers,
+//!     and in lockstep runs the acting side ([`LockstepState`]);
 //!   - `SHA256SUMS`: written last; a checkpoint whose sums do not match is corrupt and never loaded.
 //! - `policy.safetensors`: the newest acting policy in the wire format (loadable by actors and by
 //!   PyTorch users with `safetensors.torch.load_file`).
@@ -71,6 +72,32 @@ impl RngState {
     }
 }
 
+/// The acting side of a lockstep run (`train --sync`) at a checkpoint, taken between two env steps:
+/// with the learner's state it continues the run bit for bit. The environment's physics is not copied
+/// field by field: it is rebuilt by restarting the current episode from the same random stream and
+/// replaying its actions, which reproduces everything MuJoCo keeps (warm starts, quantities left from
+/// the last substep) and needs nothing per environment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LockstepState {
+    /// Env steps done: the next step's index.
+    pub env_steps: u64,
+    /// The exploration stream (uniform random actions, then Gaussian noise).
+    pub exploration_rng: RngState,
+    /// How the current episode began: the seed of the run's first, seeded reset...
+    pub episode_seed: Option<u64>,
+    /// ...or the environment's random stream just before an unseeded reset.
+    pub episode_rng: Option<RngState>,
+    /// The current episode's actions so far (f32 bit patterns, `act_dim` per step).
+    pub episode_actions: Vec<u32>,
+    /// The observation the replay must arrive at (f64 bit patterns): a check that it did.
+    pub observation: Vec<u64>,
+    /// The current episode's return so far (f64 bit pattern) and length.
+    pub episode_return: u64,
+    pub episode_length: u64,
+    /// Episodes finished.
+    pub episodes: u64,
+}
+
 /// The non-tensor part of a checkpoint.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LearnerState {
@@ -90,6 +117,9 @@ pub struct LearnerState {
     pub next_eval: u64,
     pub evals: Vec<EvalRecord>,
     pub actors: Vec<ActorRecord>,
+    /// Lockstep runs only: the acting side (none in distributed runs' and older checkpoints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lockstep: Option<LockstepState>,
     pub wall_seconds: f64,
     pub saved_at: String,
 }
@@ -106,6 +136,7 @@ pub struct Snapshot<'a> {
     pub limiter: RateLimiter,
     pub next_eval: u64,
     pub evals: &'a [EvalRecord],
+    pub lockstep: Option<&'a LockstepState>,
     pub wall_seconds: f64,
 }
 
@@ -149,7 +180,10 @@ pub fn save(
     let policy = spikerl_snn::encode_policy(&td3.policy_config, &td3.export_policy(), td3.actor_updates)?;
     write_atomic(&dir.join(POLICY_FILE), &policy).context("writing policy.safetensors")?;
 
-    let name = format!("ckpt-{:012}", td3.iterations);
+    // Numbered by training iterations, or by env steps in lockstep runs: those checkpoint during the
+    // random steps too, before the first iteration, and a seed group's seeds must find the same step.
+    let number = snapshot.lockstep.map_or(td3.iterations, |l| l.env_steps);
+    let name = format!("ckpt-{number:012}");
     let tmp = dir.join(format!(".tmp-{name}-{}", std::process::id()));
     let _ = fs::remove_dir_all(&tmp);
     let result = write_checkpoint(snapshot, run_id, actors, &tmp);
@@ -228,6 +262,7 @@ fn write_checkpoint(
         next_eval: snapshot.next_eval,
         evals: snapshot.evals.to_vec(),
         actors,
+        lockstep: snapshot.lockstep.cloned(),
         wall_seconds: snapshot.wall_seconds,
         saved_at: now_rfc3339(),
     };

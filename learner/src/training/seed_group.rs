@@ -25,19 +25,10 @@ pub struct SeedGroup {
 }
 
 impl SeedGroup {
-    /// One trainer per seed: `cfg` with its seed replaced, built as `lockstep::build_trainer` builds a
-    /// single run.
-    pub fn new(
-        cfg: &RunConfig,
-        seeds: &[u64],
-        batching: SeedBatching,
-        device: tch::Device,
-    ) -> anyhow::Result<SeedGroup> {
-        anyhow::ensure!(!seeds.is_empty(), "a seed group needs at least one seed");
-        let trainers = seeds
-            .iter()
-            .map(|&seed| Trainer::build(&RunConfig { seed, ..cfg.clone() }, device))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+    /// A group of the seeds' trainers (each `Trainer::build` of `cfg` with its seed replaced, as a single
+    /// run builds it; fresh, or restored from checkpoints taken at the same iteration).
+    pub fn of(cfg: &RunConfig, trainers: Vec<Trainer>, batching: SeedBatching) -> anyhow::Result<SeedGroup> {
+        anyhow::ensure!(!trainers.is_empty(), "a seed group needs at least one seed");
         let ensemble = match batching {
             SeedBatching::Stacked => {
                 let members: Vec<_> = trainers.iter().map(|t| &t.td3).collect();

@@ -2,7 +2,7 @@
 //! iterations, evaluates on schedule and records results. Used by both the lockstep mode (one process,
 //! `--sync`) and the distributed learner (a dedicated OS thread, never on the async runtime).
 
-use crate::storage::checkpoint::{self, ActorRecord, Loaded, ReplaySnapshot, Snapshot};
+use crate::storage::checkpoint::{self, ActorRecord, Loaded, LockstepState, ReplaySnapshot, Snapshot};
 use crate::storage::run_folder::{EvalRecord, LayerActivity, RunFolder};
 use crate::training::replay_service::{Delivered, ReplayService};
 use crate::training::telemetry;
@@ -98,6 +98,9 @@ impl TrainingWindow {
     }
 }
 
+/// The run id in lockstep runs' checkpoints (one process: no actors to tell runs apart).
+pub const LOCKSTEP_RUN_ID: &str = "lockstep";
+
 /// Training state that outlives single iterations.
 pub struct Trainer {
     pub cfg: RunConfig,
@@ -184,6 +187,21 @@ impl Trainer {
         actor_names: impl FnOnce() -> BTreeMap<u32, String>,
         dir: &Path,
     ) -> anyhow::Result<PathBuf> {
+        self.save(run_id, actor_names, None, dir)
+    }
+
+    /// Writes a lockstep run's checkpoint: the learner's state and the acting side's `lockstep`.
+    pub fn save_lockstep_checkpoint(&self, lockstep: &LockstepState, dir: &Path) -> anyhow::Result<PathBuf> {
+        self.save(LOCKSTEP_RUN_ID, BTreeMap::new, Some(lockstep), dir)
+    }
+
+    fn save(
+        &self,
+        run_id: &str,
+        actor_names: impl FnOnce() -> BTreeMap<u32, String>,
+        lockstep: Option<&LockstepState>,
+        dir: &Path,
+    ) -> anyhow::Result<PathBuf> {
         let (replay, limiter, actors) = {
             let guard = self.replay.lock();
             let actors = actor_records(&actor_names(), &guard.delivered);
@@ -198,6 +216,7 @@ impl Trainer {
             limiter,
             next_eval: self.next_eval,
             evals: &self.evals,
+            lockstep,
             wall_seconds: self.wall_seconds(),
         };
         checkpoint::save(&snapshot, run_id, actors, dir)
