@@ -164,3 +164,52 @@ fn resume_without_a_checkpoint_is_a_clear_error() {
     assert!(err.contains("nothing to resume"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A local cluster (learner and actor processes) stopped by `--stop-after` exits 75 with its
+/// checkpoint, and `--resume` goes on from there (as `learner --resume`: nothing lost, not
+/// bit-identical).
+#[test]
+fn a_local_cluster_stopped_by_stop_after_resumes_from_its_checkpoint() {
+    let dir = temp_dir("resume-cluster");
+    let out = dir.join("run");
+    let cluster = |extra: &[&str]| {
+        let mut cmd = spikerl();
+        cmd.args(["train", "--env", "Pendulum-v1", "--algo", "ann", "--actors", "1", "--threads", "1"])
+            .args([
+                "--steps",
+                "100000",
+                "--random-steps",
+                "256",
+                "--eval-every",
+                "1000",
+                "--eval-episodes",
+                "1",
+            ])
+            .args(["--no-progress"])
+            .args(extra)
+            .arg("--out")
+            .arg(&out);
+        cmd
+    };
+    run_to_end(cluster(&["--stop-after", "6s"]), &dir.join("stopped.log"), 75);
+    let m = manifest(&out);
+    assert_eq!(m["status"], "interrupted", "{m}");
+    let stopped_at = evals_but_wall_time(&out).len() - 1;
+    assert!(!checkpoints(&out).is_empty(), "--stop-after checkpoints");
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(checkpoints(&out).last().unwrap().join("state.json")).unwrap())
+            .unwrap();
+    let iterations = state["iterations"].as_u64().unwrap();
+    assert!(iterations > 0, "trained before the stop: {state}");
+
+    // Resumed, and stopped again: it went on from the checkpoint, not from zero.
+    run_to_end(cluster(&["--resume", "--stop-after", "6s"]), &dir.join("resumed.log"), 75);
+    let m = manifest(&out);
+    assert!(m["resumed_from"].as_str().is_some_and(|p| p.contains("ckpt-")), "{m}");
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(checkpoints(&out).last().unwrap().join("state.json")).unwrap())
+            .unwrap();
+    assert!(state["iterations"].as_u64().unwrap() > iterations, "the resumed run went on: {state}");
+    assert!(evals_but_wall_time(&out).len() - 1 >= stopped_at, "evaluations kept across the resume");
+    let _ = std::fs::remove_dir_all(&dir);
+}
