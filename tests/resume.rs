@@ -1,7 +1,8 @@
 //! `spikerl train --resume`: a lockstep run killed with SIGKILL at a random point after its first
 //! checkpoint, or stopped by `--stop-after` (exit 75), and resumed ends with the very evaluations
 //! (every column of evals.csv but wall time) and the very final policy, bit for bit, of the same run
-//! left alone. For PT-LIF (proxy target, LIF neurons) and for a `--seeds` group.
+//! left alone. For PT-LIF (proxy target, LIF neurons) and for a `--seeds` group trained as one stacked
+//! ensemble (the separate batching is the single run's code, seed after seed).
 
 mod common;
 use common::{Processes, spikerl, temp_dir};
@@ -132,7 +133,7 @@ fn a_lockstep_run_killed_at_a_random_point_resumes_bit_for_bit() {
 fn a_seed_group_stopped_then_killed_resumes_bit_for_bit() {
     let dir = temp_dir("resume-group");
     let (reference, resumed) = (dir.join("reference"), dir.join("resumed"));
-    let group = ["--seeds", "0,1", "--snn-hidden", "16,16"];
+    let group = ["--seeds", "0,1", "--seed-batching", "stacked", "--snn-hidden", "16,16"];
     let took = run_to_end(train(&reference, &group), &dir.join("reference.log"), 0);
     eprintln!("uninterrupted group: {took:.1?}");
 
