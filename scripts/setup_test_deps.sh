@@ -14,6 +14,10 @@
 #                          run folders' tb/ event files with TensorBoard's own event reader
 #   libOSMesa.so.8, ffmpeg Debian's libosmesa6 and ffmpeg (apt-get, as root): MuJoCo renders videos off screen
 #                          through OSMesa (`spikerl eval --video`, `train --video-every`); ffmpeg encodes MP4
+#   slurmctld, slurmd, sbatch, munged
+#                          Debian's slurm-wlm and munge (apt-get, as root): tests/slurm.rs starts a one-node Slurm
+#                          cluster of its own in a temporary folder (its own MUNGE key and socket, no system
+#                          services touched) and runs a sweep on it with --backend slurm
 #   target/docker/debs/prometheus_*.deb
 #                          where Docker is installed: the package deploy/build-images.sh --offline puts into the
 #                          Prometheus image, fetched now so the Docker tests need no package mirror
@@ -121,6 +125,28 @@ else
         log "installed libOSMesa.so.8 and $(ffmpeg -version 2>&1 | head -1)"
     else
         log "apt-get install libosmesa6 ffmpeg failed (no package mirror reachable?): the video tests will skip (or fail if required)"
+    fi
+fi
+
+# --- Slurm and MUNGE (tests/slurm.rs) -------------------------------------------------------------------
+# The packages' own services are not started or needed: the test runs the daemons itself.
+slurm_ready() {
+    for tool in munged slurmctld slurmd sbatch squeue scontrol scancel sinfo; do
+        command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || return 1
+    done
+}
+if slurm_ready; then
+    :
+elif ! command -v apt-get >/dev/null; then
+    log "Slurm or MUNGE missing and no apt-get here: the Slurm test will skip (or fail if required)"
+elif ! is_root; then
+    log "Slurm or MUNGE missing; installing Debian's slurm-wlm and munge needs root: the Slurm test will skip (or fail if required)"
+else
+    log "installing Debian's slurm-wlm and munge"
+    if apt_install slurm-wlm munge && slurm_ready; then
+        log "installed $(/usr/sbin/slurmctld -V 2>&1 | head -1) and $(/usr/sbin/munged -V 2>&1 | head -1)"
+    else
+        log "apt-get install slurm-wlm munge failed (no package mirror reachable?): the Slurm test will skip (or fail if required)"
     fi
 fi
 

@@ -10,7 +10,7 @@ python3 scripts/setup_native.py
 # have all of these (a GPU is never required), so there nothing may be skipped.
 bash scripts/setup_test_deps.sh
 if [ -n "${CI:-}" ]; then
-    export SPIKERL_REQUIRE=${SPIKERL_REQUIRE-docker,swarm,prometheus,root,netns,k8s-validate,nir-python,tensorboard-python,osmesa,ffmpeg}
+    export SPIKERL_REQUIRE=${SPIKERL_REQUIRE-docker,swarm,prometheus,root,netns,k8s-validate,nir-python,tensorboard-python,osmesa,ffmpeg,slurm}
 fi
 
 export RUST_BACKTRACE=1

@@ -230,15 +230,52 @@ pub enum BenchCommand {
     },
 }
 
+// `spikerl sweep SPEC --out DIR` runs a sweep; `spikerl sweep status DIR` (and the hidden `task`) look
+// at or work in one. SPEC and --out are required only without a subcommand.
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct SweepArgs {
+    #[command(subcommand)]
+    pub command: Option<SweepCommand>,
     /// The sweep specification (TOML; see experiments/).
-    pub spec: PathBuf,
-    /// Folder holding one run folder per grid point.
-    #[arg(long, env = "SPIKERL_OUT")]
-    pub out: PathBuf,
+    #[arg(required = true)]
+    pub spec: Option<PathBuf>,
+    /// Folder holding one run folder per grid point (and, for cluster backends, the spec's copy and the
+    /// scheduler's files).
+    #[arg(long, env = "SPIKERL_OUT", required = true)]
+    pub out: Option<PathBuf>,
     #[command(flatten)]
     pub options: spikerl_experiments::sweep::SweepOptions,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SweepCommand {
+    /// Each run of a sweep, whatever ran it: state, steps done, last and best return.
+    ///
+    /// One line per run of the sweep folder: its state, env steps at its last evaluation out of all of its
+    /// steps, last and best average evaluation return, attempts and resumes, and for a sweep given to Slurm
+    /// its task's state in the queue.
+    Status {
+        /// The sweep folder (`--out` of `spikerl sweep`).
+        dir: PathBuf,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One task of a sweep given to a cluster engine: what the sbatch script and the Kubernetes Job run.
+    /// Starts, resumes or skips its runs; exits 75 when they stopped early (requeued under Slurm).
+    #[command(hide = true)]
+    Task {
+        /// The sweep folder.
+        dir: PathBuf,
+        /// The task's position (default: SLURM_ARRAY_TASK_ID, else JOB_COMPLETION_INDEX).
+        #[arg(long)]
+        index: Option<usize>,
+        /// The grid's task numbers the submission picked; --index selects one of them (default: --index is
+        /// the task number itself).
+        #[arg(long, value_delimiter = ',')]
+        pick: Option<Vec<usize>>,
+    },
 }
 
 #[derive(Args, Debug)]

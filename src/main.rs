@@ -63,7 +63,7 @@ fn main() -> ExitCode {
         Command::Env(cmd) => env_cmd::run(cmd),
         #[cfg(feature = "learner")]
         Command::Bench(cmd) => bench::run(cmd),
-        Command::Sweep(args) => spikerl_experiments::sweep::run(&args.spec, &args.out, &args.options),
+        Command::Sweep(args) => sweep(args),
         Command::Report(args) => spikerl_experiments::report::run(&args.runs_dir, &args.out),
         Command::Eval(args) => eval::run(args),
         Command::Export(args) => export::run(args),
@@ -96,6 +96,27 @@ fn is_usage(e: &anyhow::Error) -> bool {
         e.downcast_ref::<spikerl_envs::EnvError>(),
         Some(spikerl_envs::EnvError::UnknownId { .. } | spikerl_envs::EnvError::BadInput(_))
     )
+}
+
+/// `spikerl sweep`: run or submit a sweep, show its status, or run one of its cluster tasks (exit 75 when
+/// the task's runs stopped early, as `train` does, so that engines retry it).
+fn sweep(args: cli::SweepArgs) -> anyhow::Result<()> {
+    use spikerl_experiments::task::Outcome;
+    match args.command {
+        Some(cli::SweepCommand::Status { dir, json }) => spikerl_experiments::status::run(&dir, json),
+        Some(cli::SweepCommand::Task { dir, index, pick }) => {
+            match spikerl_experiments::task::run(&dir, index, pick.as_deref())? {
+                Outcome::Completed => Ok(()),
+                Outcome::Incomplete(what) => Err(Incomplete(what).into()),
+                Outcome::Failed(what) => Err(anyhow::anyhow!(what)),
+            }
+        }
+        None => match (args.spec, args.out) {
+            (Some(spec), Some(out)) => spikerl_experiments::sweep::run(&spec, &out, &args.options),
+            // clap requires both without a subcommand; kept as an error rather than a panic.
+            _ => Err(UsageError("spikerl sweep needs SPEC and --out DIR".into()).into()),
+        },
+    }
 }
 
 fn init_logging(filter: &str, json: bool) {

@@ -120,7 +120,7 @@ fn a_lockstep_run_killed_at_a_random_point_resumes_bit_for_bit() {
     kill_at_random_after_first_checkpoint(
         cmd,
         &dir.join("killed.log"),
-        &[resumed.clone()],
+        std::slice::from_ref(&resumed),
         took.mul_f64(0.6),
     );
     assert_eq!(manifest(&resumed)["status"], "running", "SIGKILL leaves the manifest as it was");
@@ -211,6 +211,6 @@ fn a_local_cluster_stopped_by_stop_after_resumes_from_its_checkpoint() {
         serde_json::from_slice(&std::fs::read(checkpoints(&out).last().unwrap().join("state.json")).unwrap())
             .unwrap();
     assert!(state["iterations"].as_u64().unwrap() > iterations, "the resumed run went on: {state}");
-    assert!(evals_but_wall_time(&out).len() - 1 >= stopped_at, "evaluations kept across the resume");
+    assert!(evals_but_wall_time(&out).len() > stopped_at, "evaluations kept across the resume");
     let _ = std::fs::remove_dir_all(&dir);
 }

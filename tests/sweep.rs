@@ -1,7 +1,8 @@
 //! `spikerl sweep` and `spikerl report` end to end with real training runs (tiny ones: Pendulum-v1,
-//! 300 lockstep steps): the grid runs, a re-run skips what completed, a restarted run reproduces its
-//! numbers exactly, Ctrl-C stops cleanly, a failing run is recorded and the others go on, and the
-//! report's numbers agree with the run folders.
+//! 300 lockstep steps): the grid runs, a re-run skips what completed, an interrupted run resumes from its
+//! checkpoint, a run restarted from scratch (`--fresh`) reproduces its numbers exactly, Ctrl-C stops
+//! cleanly, a failing run is recorded and the others go on, and the report's numbers agree with the run
+//! folders. (Sweeps on Slurm: tests/slurm.rs; the Kubernetes Job: tests/sweep_k8s.rs.)
 
 mod common;
 
@@ -95,20 +96,33 @@ fn tiny_sweep_skips_reproduces_and_reports() {
     let before = fs::metadata(out.join(RUNS[1]).join("evals.csv")).unwrap().modified().unwrap();
     let o = sweep(&spec, &out, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stderr(&o).contains("4 runs (4 completed already, 0 to start, 0 to restart)"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("4 runs (4 completed already, 0 to start, 0 to resume, 0 to restart)"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(fs::metadata(out.join(RUNS[1]).join("evals.csv")).unwrap().modified().unwrap(), before);
 
-    // An interrupted run is restarted from scratch, and lockstep on CPU reproduces its numbers exactly.
+    // An interrupted run resumes from its checkpoint; with --fresh it starts again from scratch instead, and
+    // lockstep on CPU reproduces its numbers exactly.
     let proxy = out.join(RUNS[1]);
     let first = numbers(&proxy);
     let mut manifest = read_manifest(&proxy).unwrap();
     manifest["status"] = "interrupted".into();
     fs::write(proxy.join("manifest.json"), serde_json::to_vec(&manifest).unwrap()).unwrap();
     let o = sweep(&spec, &out, &["--dry-run"]);
-    assert!(String::from_utf8_lossy(&o.stdout).contains("restart (it was interrupted)"));
-    let o = sweep(&spec, &out, &[]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("resume (it was interrupted; from checkpoints/ckpt-")
+    );
+    let o = sweep(&spec, &out, &["--fresh", "--dry-run"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("restart (--fresh; it was interrupted"));
+    let o = sweep(&spec, &out, &["--fresh"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stderr(&o).contains("3 completed already, 0 to start, 1 to restart"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("3 completed already, 0 to start, 0 to resume, 1 to restart"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(status_of(&proxy), "completed");
     assert_eq!(sweep_state(&out)["runs"][RUNS[1]]["attempts"], 2);
     assert_eq!(numbers(&proxy), first, "the same grid point must give the same numbers");
@@ -228,15 +242,19 @@ fn grouped_seeds_train_in_one_process_per_configuration_with_the_same_numbers() 
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(numbers(&out.join(RUNS[3])), numbers(&single));
 
-    // A seed that did not complete is trained again alone, in its group's folder, to the same numbers.
+    // A seed restarted from scratch is trained again alone, in its group's folder, to the same numbers.
     let ann0 = out.join(RUNS[0]);
     let first = numbers(&ann0);
     let mut manifest = read_manifest(&ann0).unwrap();
     manifest["status"] = "interrupted".into();
     fs::write(ann0.join("manifest.json"), serde_json::to_vec(&manifest).unwrap()).unwrap();
-    let o = sweep(&spec, &out, &[]);
+    let o = sweep(&spec, &out, &["--fresh"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stderr(&o).contains("4 runs (3 completed already, 0 to start, 1 to restart)"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("4 runs (3 completed already, 0 to start, 0 to resume, 1 to restart)"),
+        "{}",
+        stderr(&o)
+    );
     assert!(stderr(&o).contains("start Pendulum-v1/ann/seed{0}"), "{}", stderr(&o));
     assert_eq!(numbers(&ann0), first);
     assert_eq!(sweep_state(&out)["runs"][RUNS[0]]["attempts"], 2);
@@ -290,7 +308,38 @@ fn ctrl_c_stops_runs_cleanly_and_failures_are_recorded() {
     assert_eq!(status_of(&run), "interrupted", "{log}");
     assert_eq!(sweep_state(&out)["runs"]["Pendulum-v1/ann/seed5"]["status"], "interrupted");
     let o = sweep(&spec, &out, &["--dry-run"]);
-    assert!(String::from_utf8_lossy(&o.stdout).contains("restart (it was interrupted)"));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("resume (it was interrupted; from checkpoints/ckpt-")
+    );
+
+    // Running the sweep again resumes the run from that checkpoint (its manifest says so), here stopped again.
+    let mut cmd = spikerl();
+    cmd.arg("sweep").arg(&spec).arg("--out").arg(&out);
+    let i = procs.spawn("sweep again", cmd, &dir.join("sweep-again.log"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let resumed_from = loop {
+        let manifest = read_manifest(&run).ok();
+        if let Some(m) = manifest.filter(|m| m["status"] == "running")
+            && let Some(from) = m["resumed_from"].as_str()
+        {
+            break from.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run never resumed: {}",
+            fs::read_to_string(dir.join("sweep-again.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(resumed_from.contains("ckpt-"), "{resumed_from}");
+    let pid = procs.0[i].1.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    assert!(procs.wait(i, Duration::from_secs(60)).is_some_and(|s| !s.success()));
+    let log = fs::read_to_string(dir.join("sweep-again.log")).unwrap();
+    assert!(log.contains("1 to resume") && log.contains("(resume: it was interrupted"), "{log}");
+    assert_eq!(sweep_state(&out)["runs"]["Pendulum-v1/ann/seed5"]["resumes"], 1);
+    let train_log = fs::read_to_string(run.join("train.log")).unwrap();
+    assert_eq!(train_log.matches("=== ").count(), 2, "the log keeps both lives of the run:\n{train_log}");
 
     // A run that fails is recorded with its error; the others still run; the sweep exits non-zero.
     let spec = dir.join("bad.toml");

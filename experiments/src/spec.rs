@@ -17,6 +17,13 @@
 //! env = "InvertedDoublePendulum-v4"    # selectors: env, algo, neuron; a string or a list; absent = all
 //! algo = "proxy"
 //! train = { proxy_lr = 0.003 }
+//!
+//! [slurm]                              # --backend slurm: resources of each array task (all optional)
+//! partition = "cpu"
+//! time = "08:00:00"
+//!
+//! [k8s]                                # --backend k8s: the Indexed Job (claim required)
+//! claim = "spikerl-sweeps"
 //! ```
 //!
 //! Every run is named after its grid point, `{env}/{method}/seed{N}` (`method` = `ann`, `vanilla-lif`,
@@ -55,6 +62,80 @@ pub struct Spec {
     /// stacked ensemble on CUDA): needs `sync = true`. The run folders are the same.
     #[serde(default)]
     pub group_seeds: bool,
+    /// How `--backend slurm` submits the sweep (one job array).
+    #[serde(default)]
+    pub slurm: SlurmSection,
+    /// How `--backend k8s` submits the sweep (one Indexed Job); required for that backend.
+    pub k8s: Option<K8sSection>,
+}
+
+/// `[slurm]`: the resources of each array task (one run, or one configuration's seeds with
+/// `group_seeds`). Every field is optional; the cluster's defaults apply to what is left out.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmSection {
+    /// `--partition`.
+    pub partition: Option<String>,
+    /// `--account`.
+    pub account: Option<String>,
+    /// `--cpus-per-task`; default: the cores one run keeps busy (its `threads`, plus its actors unless
+    /// `sync`).
+    pub cpus_per_task: Option<u32>,
+    /// GPUs per task (`--gres=gpu:N`); default 1 when the runs train on `device = "cuda"`, else none.
+    pub gpus: Option<u32>,
+    /// `--mem`, e.g. "8G".
+    pub mem: Option<String>,
+    /// `--time`, the wall-time limit of one life of a task, e.g. "04:00:00" or "1-00:00:00". A run that
+    /// needs longer is stopped before the limit, checkpoints, and continues in the requeued task.
+    pub time: Option<String>,
+    /// Seconds before the time limit at which Slurm sends the task SIGTERM (`--signal=B:TERM@N`): enough
+    /// to write a checkpoint (default 300).
+    pub stop_before_limit_secs: Option<u32>,
+    /// `--job-name`; default `spikerl-sweep-{name of DIR}`.
+    pub job_name: Option<String>,
+    /// The spikerl binary the tasks run, as the compute nodes see it; default: this binary.
+    pub binary: Option<std::path::PathBuf>,
+    /// More `#SBATCH` lines, each one sbatch option, e.g. ["--qos=long", "--constraint=avx2"].
+    #[serde(default)]
+    pub extra: Vec<String>,
+}
+
+/// `[k8s]`: the Indexed Job that `--backend k8s` makes, one completion index per task.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct K8sSection {
+    /// The PersistentVolumeClaim holding the sweep folder (ReadWriteMany when tasks share nodes).
+    pub claim: String,
+    /// Where pods mount the claim (default "/sweeps").
+    pub mount_path: Option<String>,
+    /// The sweep folder inside the claim; default: the name of `--out`. Pods use
+    /// `{mount_path}/{sub_path}`; `--out` must be the same folder as this machine sees it.
+    pub sub_path: Option<String>,
+    /// Container image with spikerl on PATH; default `spikerl-learner:latest` (`-cuda` with device =
+    /// "cuda"), as deploy/build-images.sh names it.
+    pub image: Option<String>,
+    /// `imagePullPolicy` (default IfNotPresent).
+    pub image_pull_policy: Option<String>,
+    /// Namespace of the Job (default: kubectl's current one).
+    pub namespace: Option<String>,
+    /// The Job's name; default `spikerl-sweep-{name of DIR}`, with the submission's number appended.
+    pub job_name: Option<String>,
+    /// Pods at once (default: every task).
+    pub parallelism: Option<u32>,
+    /// CPU request per pod, e.g. "2" or "1500m"; default: the cores one run keeps busy.
+    pub cpu: Option<String>,
+    /// Memory request and limit per pod (default "4Gi").
+    pub memory: Option<String>,
+    /// GPUs per pod (`nvidia.com/gpu`); default 1 when the runs train on `device = "cuda"`, else none.
+    pub gpus: Option<u32>,
+    /// Failures of a task's pod (not counting evictions and preemptions) before its index is given up
+    /// (`backoffLimitPerIndex`, default 3). Each retry resumes from the checkpoint.
+    pub retries: Option<u32>,
+    /// Seconds a stopped pod gets to checkpoint before it is killed (default 300).
+    pub termination_grace_secs: Option<u32>,
+    /// Pods run on nodes with these labels (e.g. { "nvidia.com/gpu.present" = "true" }).
+    #[serde(default)]
+    pub node_selector: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -113,8 +194,9 @@ pub enum OptValue {
 pub type TrainOptions = BTreeMap<String, OptValue>;
 
 /// Options the sweep sets itself: a spec may not give them.
-pub const RESERVED: [&str; 9] =
-    ["env", "algo", "neuron", "seed", "seeds", "out", "no-progress", "metrics", "help"];
+/// (`resume`: whether a run continues from its checkpoint is the sweep's decision, run by run.)
+pub const RESERVED: [&str; 10] =
+    ["env", "algo", "neuron", "seed", "seeds", "out", "no-progress", "metrics", "help", "resume"];
 
 /// One grid point: what to run and where.
 #[derive(Debug, Clone, PartialEq)]
@@ -339,6 +421,11 @@ impl RunPlan {
         self.options.get(name) == Some(&OptValue::Flag(true))
     }
 
+    /// Whether it trains on a GPU (`device = "cuda"`): cluster tasks then ask for one.
+    pub fn uses_cuda(&self) -> bool {
+        self.option("device") == Some("cuda")
+    }
+
     /// Cores one run keeps busy: its libtorch threads, plus one per actor process unless lockstep.
     /// (`--actors` defaults to 2 in `spikerl train`.)
     pub fn cores(&self) -> usize {
@@ -450,6 +537,30 @@ mod tests {
         let err = format!(
             "{:#}",
             Spec::parse(&format!("{text}\nseeds=\"0-3\"")).and_then(|s| s.expand()).unwrap_err()
+        );
+        assert!(err.contains("set by the sweep"), "{err}");
+    }
+
+    #[test]
+    fn cluster_sections_parse_and_refuse_unknown_fields() {
+        let base = "envs=[\"Pendulum-v1\"]\nalgos=[\"ann\"]\nseeds=1\n";
+        let spec = Spec::parse(&format!(
+            "{base}[slurm]\npartition=\"cpu\"\ncpus_per_task=2\ntime=\"04:00:00\"\nextra=[\"--qos=long\"]\n\
+             [k8s]\nclaim=\"sweeps\"\nparallelism=4\nnode_selector={{ \"nvidia.com/gpu.present\" = \"true\" }}\n"
+        ))
+        .unwrap();
+        assert_eq!(spec.slurm.partition.as_deref(), Some("cpu"));
+        assert_eq!(spec.slurm.extra, ["--qos=long"]);
+        let k8s = spec.k8s.unwrap();
+        assert_eq!((k8s.claim.as_str(), k8s.parallelism), ("sweeps", Some(4)));
+        assert_eq!(k8s.node_selector["nvidia.com/gpu.present"], "true");
+        assert!(Spec::parse(base).unwrap().k8s.is_none());
+        for bad in ["[slurm]\npartiton=\"cpu\"", "[k8s]\nclaim=\"c\"\ngpu=1", "[k8s]\nimage=\"x\""] {
+            assert!(Spec::parse(&format!("{base}{bad}")).is_err(), "{bad}");
+        }
+        let err = format!(
+            "{:#}",
+            Spec::parse(&format!("{base}[train]\nresume=true")).unwrap().expand().unwrap_err()
         );
         assert!(err.contains("set by the sweep"), "{err}");
     }

@@ -238,11 +238,14 @@ pub enum Need {
     Osmesa,
     /// `ffmpeg` on PATH (MP4 videos).
     Ffmpeg,
+    /// Root, and Slurm's daemons and commands with MUNGE (Debian's slurm-wlm and munge, which
+    /// scripts/setup_test_deps.sh installs): tests/slurm.rs starts a one-node cluster of its own.
+    Slurm,
 }
 
 /// Every name `SPIKERL_REQUIRE` may hold: the [`Need`]s, and `cuda` (the CUDA test in the algo crate reads
 /// the same variable).
-pub const REQUIRE_NAMES: [&str; 11] = [
+pub const REQUIRE_NAMES: [&str; 12] = [
     "docker",
     "swarm",
     "prometheus",
@@ -253,6 +256,7 @@ pub const REQUIRE_NAMES: [&str; 11] = [
     "tensorboard-python",
     "osmesa",
     "ffmpeg",
+    "slurm",
     "cuda",
 ];
 
@@ -270,6 +274,7 @@ impl Need {
             Need::TensorboardPython => "tensorboard-python",
             Need::Osmesa => "osmesa",
             Need::Ffmpeg => "ffmpeg",
+            Need::Slurm => "slurm",
         }
     }
 
@@ -369,6 +374,19 @@ impl Need {
                     Err("ffmpeg not on PATH (scripts/setup_test_deps.sh installs Debian's ffmpeg)".into())
                 }
             }
+            Need::Slurm => {
+                Need::Root.probe()?;
+                let missing: Vec<&str> =
+                    SLURM_TOOLS.into_iter().filter(|t| system_tool(t).is_none()).collect();
+                if missing.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{} not found (scripts/setup_test_deps.sh installs Debian's slurm-wlm and munge)",
+                        missing.join(", ")
+                    ))
+                }
+            }
         }
     }
 }
@@ -404,6 +422,19 @@ pub fn python_imports(python: &Path, modules: &[&str]) -> Result<(), String> {
             modules.join(" and ")
         ))
     }
+}
+
+/// What a one-node Slurm cluster needs: the daemons and the commands a sweep and its test use.
+pub const SLURM_TOOLS: [&str; 8] =
+    ["munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "scancel", "sinfo"];
+
+/// `tool` on PATH or in the system folders daemons live in (/usr/sbin is not on every PATH).
+pub fn system_tool(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin"].map(PathBuf::from))
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
 }
 
 /// True when `tool` is an executable file on PATH.
