@@ -3,9 +3,8 @@
 # costs on this machine's CPU: one training iteration of each environment and method (`spikerl bench
 # update`, one libtorch thread, synthetic minibatches, initial weights), the hours of a 1M-step run from
 # it, and the grid's machine-hours. A lockstep run adds the environment step, the action and the
-# evaluations to the iterations: PT-LIF on HalfCheetah-v4 measured 35-36 it/s in whole runs against
-# 18-21 ms per iteration here (docs/experiments.md), about 5-10% on top. Prints a Markdown table and
-# leaves the JSON figures in target/bench/grid-cost-<time>/. About 5 minutes on 2 idle cores.
+# evaluations to the iterations: about 10-15% on top (docs/experiments.md, "Cost"). Prints a Markdown
+# table and leaves the JSON figures in target/bench/grid-cost-<time>/. About 3 minutes on 2 idle cores.
 #
 #   scripts/grid_cost.sh                  (build first: cargo build --release)
 #   ITERATIONS=100 scripts/grid_cost.sh   more timed iterations per cell (default 30)
