@@ -80,31 +80,39 @@ fn checkpoints(run: &Path) -> Vec<PathBuf> {
     v
 }
 
-/// Starts `cmd`, waits for a new checkpoint in every one of `runs`, then SIGKILLs it at a random moment
-/// in the next `window` (the kill must come before the run ends: asserted).
-fn kill_at_random_after_first_checkpoint(cmd: Command, log: &Path, runs: &[PathBuf], window: Duration) {
+/// Starts `cmd` and SIGKILLs it at a random point after its first new checkpoint in every one of
+/// `runs`: once each has written a number of evaluations drawn from `evaluations` (of the 9 a run
+/// writes), plus a random fraction of a second. Counted in evaluations rather than seconds, the point
+/// falls before the end however fast the machine runs at the moment (asserted).
+fn kill_at_random_after_first_checkpoint(
+    cmd: Command,
+    log: &Path,
+    runs: &[PathBuf],
+    evaluations: std::ops::RangeInclusive<usize>,
+) {
     let before: Vec<Vec<PathBuf>> = runs.iter().map(|r| checkpoints(r)).collect();
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
-    let delay = Duration::from_secs_f64(
-        rand::rngs::StdRng::seed_from_u64(seed).random_range(0.0..1.0) * window.as_secs_f64(),
-    );
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let wanted = rng.random_range(evaluations);
+    let extra = Duration::from_secs_f64(rng.random_range(0.0..1.0));
+    let written = |r: &PathBuf| {
+        std::fs::read_to_string(r.join("evals.csv")).map_or(0, |t| t.lines().count().saturating_sub(1))
+    };
     let mut procs = Processes::default();
     let i = procs.spawn("train", cmd, log);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while runs.iter().zip(&before).any(|(r, old)| checkpoints(r).iter().all(|c| old.contains(c))) {
-        assert!(Instant::now() < deadline, "no checkpoint within 120 s");
-        assert!(procs.0[i].1.try_wait().unwrap().is_none(), "train ended before its first checkpoint");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let checkpointed = |r: &PathBuf, old: &Vec<PathBuf>| checkpoints(r).iter().any(|c| !old.contains(c));
+    while !runs.iter().zip(&before).all(|(r, old)| checkpointed(r, old) && written(r) >= wanted) {
+        assert!(Instant::now() < deadline, "no checkpoint and {wanted} evaluations within 180 s");
+        assert!(procs.0[i].1.try_wait().unwrap().is_none(), "train ended before the kill point");
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(delay);
-    assert!(
-        procs.0[i].1.try_wait().unwrap().is_none(),
-        "train ended before the kill ({delay:?} after its first checkpoint)"
-    );
+    std::thread::sleep(extra);
+    assert!(procs.0[i].1.try_wait().unwrap().is_none(), "train ended before the kill");
     procs.kill(i); // SIGKILL
     let done = runs.iter().map(|r| evals_but_wall_time(r).len() - 1).collect::<Vec<_>>();
     eprintln!(
-        "killed {delay:.2?} after the first checkpoint (kill seed {seed}); evaluations written: {done:?}"
+        "killed after {wanted} evaluations + {extra:.2?} (kill seed {seed}); evaluations written: {done:?}"
     );
 }
 
@@ -115,13 +123,13 @@ fn a_lockstep_run_killed_at_a_random_point_resumes_bit_for_bit() {
     let took = run_to_end(train(&reference, &["--checkpoint-secs", "0"]), &dir.join("reference.log"), 0);
     eprintln!("uninterrupted run: {took:.1?}");
 
-    // Checkpoints every second; killed somewhere in the first 60% of the run.
+    // Checkpoints every second; killed between its 2nd and its 6th evaluation of 9.
     let cmd = train(&resumed, &["--checkpoint-secs", "1"]);
     kill_at_random_after_first_checkpoint(
         cmd,
         &dir.join("killed.log"),
         std::slice::from_ref(&resumed),
-        took.mul_f64(0.6),
+        2..=6,
     );
     assert_eq!(manifest(&resumed)["status"], "running", "SIGKILL leaves the manifest as it was");
     run_to_end(train(&resumed, &["--resume"]), &dir.join("resumed.log"), 0);
@@ -148,7 +156,13 @@ fn a_seed_group_stopped_then_killed_resumes_bit_for_bit() {
     }
     // Then resumed and killed at a random point, and resumed again to the end.
     let cmd = train(&resumed, &[&group[..], &["--resume", "--checkpoint-secs", "1"]].concat());
-    kill_at_random_after_first_checkpoint(cmd, &dir.join("killed.log"), &seeds, took.mul_f64(0.4));
+    let stopped_with = seeds.iter().map(|r| evals_but_wall_time(r).len() - 1).max().unwrap();
+    kill_at_random_after_first_checkpoint(
+        cmd,
+        &dir.join("killed.log"),
+        &seeds,
+        stopped_with + 1..=(stopped_with + 1).max(6),
+    );
     run_to_end(train(&resumed, &[&group[..], &["--resume"]].concat()), &dir.join("resumed.log"), 0);
     for (s, run) in seeds.iter().enumerate() {
         assert_same_run(&reference.join(format!("seed{s}")), run);
