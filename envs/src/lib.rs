@@ -377,8 +377,20 @@ pub fn evaluate_episodes(
     id: &str,
     episodes: usize,
     seed: u64,
-    mut policy: impl FnMut(&[f64], &mut [f32]),
+    policy: impl FnMut(&[f64], &mut [f32]),
 ) -> Result<Vec<Episode>, EnvError> {
+    evaluate_episodes_observed(id, episodes, seed, policy, |_, _| Ok(()))
+}
+
+/// [`evaluate_episodes`] with `observe(episode, env)` called after every reset and every step, with the
+/// environment as it is then (a video captures its frames there); an error from it ends the episodes.
+pub fn evaluate_episodes_observed<E: From<EnvError>>(
+    id: &str,
+    episodes: usize,
+    seed: u64,
+    mut policy: impl FnMut(&[f64], &mut [f32]),
+    mut observe: impl FnMut(usize, &mut dyn Env) -> Result<(), E>,
+) -> Result<Vec<Episode>, E> {
     let mut env = make(id)?;
     let spec = env.spec().clone();
     let mut obs = vec![0.0; spec.obs_dim];
@@ -386,6 +398,7 @@ pub fn evaluate_episodes(
     let mut out = Vec::with_capacity(episodes);
     for episode in 0..episodes {
         env.reset_into((episode == 0).then_some(seed), &mut obs);
+        observe(episode, env.as_mut())?;
         let (mut ret, mut length) = (0.0, 0);
         loop {
             action.fill(0.0);
@@ -393,6 +406,7 @@ pub fn evaluate_episodes(
             let t = env.step_into(&action, &mut obs)?;
             ret += t.reward;
             length += 1;
+            observe(episode, env.as_mut())?;
             if t.terminated || t.truncated {
                 break;
             }

@@ -292,38 +292,17 @@ pub fn record_episodes(
     episodes: usize,
     seed: u64,
     video_episodes: usize,
-    mut policy: impl FnMut(&[f64], &mut [f32]),
+    policy: impl FnMut(&[f64], &mut [f32]),
     path: &Path,
     opts: VideoOptions,
 ) -> Result<(Vec<Episode>, VideoSummary), RenderError> {
     let mut writer = VideoWriter::create(env_id, path, opts)?;
-    let mut env = crate::make(env_id)?;
-    let spec = env.spec().clone();
-    let mut obs = vec![0.0; spec.obs_dim];
-    let mut action = vec![0.0f32; spec.act_dim];
-    let mut out = Vec::with_capacity(episodes);
-    for episode in 0..episodes {
-        let recording = episode < video_episodes;
-        env.reset_into((episode == 0).then_some(seed), &mut obs);
-        if recording {
-            writer.capture(env.as_mut())?;
+    let out = crate::evaluate_episodes_observed(env_id, episodes, seed, policy, |episode, env| {
+        match episode < video_episodes {
+            true => writer.capture(env),
+            false => Ok(()),
         }
-        let (mut ret, mut length) = (0.0, 0);
-        loop {
-            action.fill(0.0);
-            policy(&obs, &mut action);
-            let t = env.step_into(&action, &mut obs)?;
-            ret += t.reward;
-            length += 1;
-            if recording {
-                writer.capture(env.as_mut())?;
-            }
-            if t.terminated || t.truncated {
-                break;
-            }
-        }
-        out.push(Episode { ret, length });
-    }
+    })?;
     let summary = writer.finish(video_episodes.min(episodes))?;
     Ok((out, summary))
 }
