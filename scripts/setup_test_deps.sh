@@ -43,90 +43,64 @@ apt_install() {
         { timeout 600 apt-get update -q >/dev/null && timeout 600 apt-get install -y -q --no-install-recommends "$@" >/dev/null; }
 }
 
+# debian_packages WHAT READY VERSION NEEDED_BY PACKAGE...: installs Debian's PACKAGEs (as root, with apt-get)
+# unless the shell test READY already passes; WHAT names what is missing, VERSION is a command whose output
+# says what was installed, NEEDED_BY the tests that skip (or fail, where required) without it.
+debian_packages() {
+    local what=$1 ready=$2 version=$3 needed_by=$4
+    shift 4
+    if eval "$ready"; then
+        return 0
+    elif ! command -v apt-get >/dev/null; then
+        log "$what missing and no apt-get here: $needed_by will skip (or fail if required)"
+    elif ! is_root; then
+        log "$what missing; installing Debian's $* needs root: $needed_by will skip (or fail if required)"
+    else
+        log "installing Debian's $*"
+        if apt_install "$@" && eval "$ready"; then
+            log "installed $(eval "$version" 2>&1 | head -1)"
+        else
+            log "apt-get install $* failed (no package mirror reachable?): $needed_by will skip (or fail if required)"
+        fi
+    fi
+}
+
+# python_venv DIR VERSION IMPORTS NEEDED_BY REQUIREMENT...: a virtual environment in DIR with the pip
+# REQUIREMENTs, made once per VERSION (the marker DIR/.ready-VERSION) and checked by importing IMPORTS.
+python_venv() {
+    local dir=$1 version=$2 imports=$3 needed_by=$4
+    shift 4
+    [ -e "$dir/.ready-$version" ] && return 0
+    log "making $dir ($*)"
+    rm -rf "$dir"
+    mkdir -p target
+    if python3 -m venv "$dir" &&
+        "$dir/bin/python3" -m pip install --quiet --disable-pip-version-check "$@" &&
+        "$dir/bin/python3" -c "import $imports"; then
+        touch "$dir/.ready-$version"
+    else
+        rm -rf "$dir"
+        log "could not make $dir (python3 -m venv or PyPI unavailable): $needed_by will skip (or fail if required)"
+    fi
+}
+
 # --- Prometheus server and promtool -----------------------------------------------------------------------
-if command -v prometheus >/dev/null && command -v promtool >/dev/null; then
-    :
-elif ! command -v apt-get >/dev/null; then
-    log "prometheus/promtool missing and no apt-get here: the Prometheus tests will skip (or fail if required)"
-elif ! is_root; then
-    log "prometheus/promtool missing; installing Debian's prometheus package needs root: the Prometheus tests will skip (or fail if required)"
-else
-    log "installing Debian's prometheus package (prometheus, promtool)"
-    if apt_install prometheus && command -v prometheus >/dev/null && command -v promtool >/dev/null; then
-        log "installed $(prometheus --version 2>&1 | head -1)"
-    else
-        log "apt-get install prometheus failed (no package mirror reachable?): the Prometheus tests will skip (or fail if required)"
-    fi
-fi
+debian_packages "prometheus/promtool" "command -v prometheus >/dev/null && command -v promtool >/dev/null" \
+    "prometheus --version" "the Prometheus tests" prometheus
 
-# --- kubernetes-validate ---------------------------------------------------------------------------------
+# --- Python tools the tests read spikerl's files with -----------------------------------------------------
 K8S_VERSION=1.37.0
-VENV=target/k8s-validate-venv
-if [ ! -e "$VENV/.ready-$K8S_VERSION" ]; then
-    log "making $VENV (kubernetes-validate==$K8S_VERSION, PyYAML)"
-    rm -rf "$VENV"
-    mkdir -p target
-    if python3 -m venv "$VENV" &&
-        "$VENV/bin/python3" -m pip install --quiet --disable-pip-version-check \
-            "kubernetes-validate==$K8S_VERSION" "PyYAML>=6" &&
-        "$VENV/bin/python3" -c "import kubernetes_validate, yaml"; then
-        touch "$VENV/.ready-$K8S_VERSION"
-    else
-        rm -rf "$VENV"
-        log "could not make $VENV (python3 -m venv or PyPI unavailable): the Kubernetes manifest test will skip (or fail if required)"
-    fi
-fi
-
-# --- nir (NIR export test) --------------------------------------------------------------------------------
+python_venv target/k8s-validate-venv "$K8S_VERSION" "kubernetes_validate, yaml" "the Kubernetes manifest tests" \
+    "kubernetes-validate==$K8S_VERSION" "PyYAML>=6"
 NIR_VERSION=1.0.8
-NIR_VENV=target/nir-venv
-if [ ! -e "$NIR_VENV/.ready-$NIR_VERSION" ]; then
-    log "making $NIR_VENV (nir==$NIR_VERSION, numpy)"
-    rm -rf "$NIR_VENV"
-    mkdir -p target
-    if python3 -m venv "$NIR_VENV" &&
-        "$NIR_VENV/bin/python3" -m pip install --quiet --disable-pip-version-check \
-            "nir==$NIR_VERSION" numpy &&
-        "$NIR_VENV/bin/python3" -c "import nir, numpy"; then
-        touch "$NIR_VENV/.ready-$NIR_VERSION"
-    else
-        rm -rf "$NIR_VENV"
-        log "could not make $NIR_VENV (python3 -m venv or PyPI unavailable): the NIR export test will skip (or fail if required)"
-    fi
-fi
-
-# --- tensorboard (TensorBoard event files test) ---------------------------------------------------------
+python_venv target/nir-venv "$NIR_VERSION" "nir, numpy" "the NIR export test" "nir==$NIR_VERSION" numpy
 TB_VERSION=2.21.0
-TB_VENV=target/tb-venv
-if [ ! -e "$TB_VENV/.ready-$TB_VERSION" ]; then
-    log "making $TB_VENV (tensorboard==$TB_VERSION)"
-    rm -rf "$TB_VENV"
-    mkdir -p target
-    if python3 -m venv "$TB_VENV" &&
-        "$TB_VENV/bin/python3" -m pip install --quiet --disable-pip-version-check "tensorboard==$TB_VERSION" &&
-        "$TB_VENV/bin/python3" -c "import tensorboard.backend.event_processing.event_accumulator"; then
-        touch "$TB_VENV/.ready-$TB_VERSION"
-    else
-        rm -rf "$TB_VENV"
-        log "could not make $TB_VENV (python3 -m venv or PyPI unavailable): the TensorBoard test will skip (or fail if required)"
-    fi
-fi
+python_venv target/tb-venv "$TB_VERSION" "tensorboard.backend.event_processing.event_accumulator" \
+    "the TensorBoard test" "tensorboard==$TB_VERSION"
 
 # --- OSMesa and ffmpeg (videos) ---------------------------------------------------------------------------
-if ldconfig -p 2>/dev/null | grep -q 'libOSMesa\.so\.8' && command -v ffmpeg >/dev/null; then
-    :
-elif ! command -v apt-get >/dev/null; then
-    log "libOSMesa.so.8 or ffmpeg missing and no apt-get here: the video tests will skip (or fail if required)"
-elif ! is_root; then
-    log "libOSMesa.so.8 or ffmpeg missing; installing Debian's libosmesa6 and ffmpeg needs root: the video tests will skip (or fail if required)"
-else
-    log "installing Debian's libosmesa6 and ffmpeg"
-    if apt_install libosmesa6 ffmpeg && ldconfig -p | grep -q 'libOSMesa\.so\.8' && command -v ffmpeg >/dev/null; then
-        log "installed libOSMesa.so.8 and $(ffmpeg -version 2>&1 | head -1)"
-    else
-        log "apt-get install libosmesa6 ffmpeg failed (no package mirror reachable?): the video tests will skip (or fail if required)"
-    fi
-fi
+debian_packages "libOSMesa.so.8 or ffmpeg" "ldconfig -p 2>/dev/null | grep -q 'libOSMesa\.so\.8' && command -v ffmpeg >/dev/null" \
+    "ffmpeg -version" "the video tests" libosmesa6 ffmpeg
 
 # --- Slurm and MUNGE (tests/slurm.rs) -------------------------------------------------------------------
 # The packages' own services are not started or needed: the test runs the daemons itself.
@@ -135,20 +109,7 @@ slurm_ready() {
         command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || return 1
     done
 }
-if slurm_ready; then
-    :
-elif ! command -v apt-get >/dev/null; then
-    log "Slurm or MUNGE missing and no apt-get here: the Slurm test will skip (or fail if required)"
-elif ! is_root; then
-    log "Slurm or MUNGE missing; installing Debian's slurm-wlm and munge needs root: the Slurm test will skip (or fail if required)"
-else
-    log "installing Debian's slurm-wlm and munge"
-    if apt_install slurm-wlm munge && slurm_ready; then
-        log "installed $(/usr/sbin/slurmctld -V 2>&1 | head -1) and $(/usr/sbin/munged -V 2>&1 | head -1)"
-    else
-        log "apt-get install slurm-wlm munge failed (no package mirror reachable?): the Slurm test will skip (or fail if required)"
-    fi
-fi
+debian_packages "Slurm or MUNGE" slurm_ready "/usr/sbin/slurmctld -V" "the Slurm test" slurm-wlm munge
 
 # --- the Prometheus package for the offline images --------------------------------------------------------
 DEBS=target/docker/debs
