@@ -167,6 +167,11 @@ impl Trainer {
         SeedScope::enter(self.metrics_seed)
     }
 
+    /// The seed of the evaluation environment's first reset (`Seeds::eval_env`: the run seed + 100).
+    fn eval_seed(&self) -> u64 {
+        Seeds::from_run(self.cfg.seed).eval_env
+    }
+
     /// Env-step count at which the next evaluation is due.
     pub fn next_eval(&self) -> u64 {
         self.next_eval
@@ -339,8 +344,7 @@ impl Trainer {
         let _seed = self.seed_scope();
         let mut policy = Policy::new(&self.td3.policy_config, &self.td3.export_policy())?;
         policy.count_neuron_spikes();
-        let returns =
-            evaluate_policy(&mut policy, &self.spec.id, self.cfg.eval_episodes, self.cfg.seed + 100)?;
+        let returns = evaluate_policy(&mut policy, &self.spec.id, self.cfg.eval_episodes, self.eval_seed())?;
         let stats = policy.stats();
         let layers = layer_activity(stats, policy.neuron_spikes().unwrap_or_default());
         let record = EvalRecord {
@@ -383,7 +387,7 @@ impl Trainer {
                     dir.path(),
                     env_steps,
                     &self.spec.id,
-                    self.cfg.seed + 100,
+                    self.eval_seed(),
                     &self.td3.policy_config,
                     self.td3.export_policy(),
                 );
