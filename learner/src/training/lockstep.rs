@@ -314,6 +314,11 @@ pub fn run_seeds(
             trainer.label_metrics_with_seed();
         }
         trainer.announce(&run_name, "sync", opts.checkpoint_interval);
+        {
+            // At 0 from the start, as the distributed learner's, so that `increase()` sees the first failure.
+            let _seed = trainer.seed_scope();
+            metrics::counter!(learner::CHECKPOINT_FAILURES_TOTAL).increment(0);
+        }
         let seed_cfg = RunConfig { seed: seeds[s], ..cfg.clone() };
         let weights = trainer.policy_weights();
         let version = trainer.td3.actor_updates;
