@@ -252,14 +252,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         };
         let actors = args.actors;
         let describe = move |cfg: &RunConfig, id: &str| manifest(cfg, id, "distributed", actors);
-        let stop_after = args.stop_after;
-        let shutdown = async move {
-            tokio::select! {
-                _ = shutdown_signal() => {}
-                _ = sleep_or_never(stop_after) => tracing::info!("--stop-after reached: checkpointing and stopping"),
-            }
-        };
-        let result = runtime::run(opts, listener, describe, progress, shutdown).await;
+        let result = runtime::run(opts, listener, describe, progress, stop_requested(args.stop_after)).await;
         ticker.abort();
         bar.finish_and_clear();
         for mut child in children {
@@ -272,11 +265,17 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     })
 }
 
-/// Sleeps for `d`, or forever without one.
-async fn sleep_or_never(d: Option<Duration>) {
-    match d {
-        Some(d) => tokio::time::sleep(d).await,
-        None => std::future::pending().await,
+/// Resolves on SIGINT or SIGTERM, or once `stop_after` (`--stop-after`) has passed.
+async fn stop_requested(stop_after: Option<Duration>) {
+    let deadline = async {
+        match stop_after {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        _ = deadline => tracing::info!("--stop-after reached: checkpointing and stopping"),
     }
 }
 
@@ -349,12 +348,9 @@ fn in_foreground<T>(
         rt.block_on(async { crate::metrics::install_for_seeds(addr, "learner", seeds) })?;
     }
     let stop_on_signal = stop.clone();
-    let stop_after = args.stop_after;
+    let stop_requested = stop_requested(args.stop_after);
     rt.spawn(async move {
-        tokio::select! {
-            _ = shutdown_signal() => {}
-            _ = sleep_or_never(stop_after) => tracing::info!("--stop-after reached: checkpointing and stopping"),
-        }
+        stop_requested.await;
         stop_on_signal.store(true, Ordering::SeqCst);
     });
     let bar = progress_bar(!args.no_progress, total_steps);

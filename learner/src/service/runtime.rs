@@ -146,12 +146,9 @@ async fn build_or_resume(opts: &LearnerOptions, ckpt_dir: &Path) -> anyhow::Resu
 /// Publishes what describes the run and initialises the series that would otherwise appear only when
 /// they first move (a checkpoint, an evaluation): dashboards and alerts read them from the start.
 fn announce(trainer: &Trainer, run_id: &str, checkpoint_interval: Option<Duration>) {
-    // The run's info and the trainer's counters (replay size, iterations, ...): `Trainer::announce`.
+    // The run's info and the trainer's counters (replay size, iterations, ...): `Trainer::announce`,
+    // with the checkpoint series at their start (failures at 0, an empty duration histogram).
     trainer.announce(run_id, "distributed", checkpoint_interval);
-    // Exported from the start at 0, so that `increase()` (the alert rule) sees the first failure too.
-    metrics::counter!(learner::CHECKPOINT_FAILURES_TOTAL).increment(0);
-    // Empty until the first checkpoint (`--checkpoint-secs`, 5 min by default).
-    let _ = metrics::histogram!(learner::CHECKPOINT_DURATION_SECONDS);
 }
 
 /// The standard gRPC health service's statuses (`grpc.health.v1.Health`, what Kubernetes' gRPC probes
@@ -294,8 +291,8 @@ struct TrainContext {
 }
 
 impl TrainContext {
-    /// Writes a checkpoint; a failure (a full disk, say) is reported and counted, and the previous
-    /// checkpoint stays the valid one.
+    /// Writes a checkpoint (timed and counted by `Trainer::save_checkpoint`); a failure (a full disk,
+    /// say) is reported, and the previous checkpoint stays the valid one.
     fn checkpoint(&self, trainer: &Trainer) -> anyhow::Result<()> {
         let started = Instant::now();
         // Read under the replay lock (see `Trainer::save_checkpoint`): every actor in the snapshot's ledger
@@ -303,16 +300,10 @@ impl TrainContext {
         let names = || self.registry.lock().unwrap_or_else(|p| p.into_inner()).names();
         match trainer.save_checkpoint(&self.run_id, names, &self.ckpt_dir) {
             Ok(path) => {
-                metrics::histogram!(learner::CHECKPOINT_DURATION_SECONDS)
-                    .record(started.elapsed().as_secs_f64());
-                let now =
-                    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
-                metrics::gauge!(learner::CHECKPOINT_LAST_SUCCESS_TIMESTAMP_SECONDS).set(now);
                 tracing::info!(path = %path.display(), secs = started.elapsed().as_secs_f64(), "checkpoint written");
                 Ok(())
             }
             Err(e) => {
-                metrics::counter!(learner::CHECKPOINT_FAILURES_TOTAL).increment(1);
                 tracing::error!(error = %format!("{e:#}"), "checkpoint failed; training goes on, the previous checkpoint stays valid");
                 Err(e)
             }

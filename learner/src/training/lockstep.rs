@@ -26,7 +26,7 @@ use spikerl_metrics::{actor, learner};
 use spikerl_snn::Policy;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// A snapshot for progress displays.
 #[derive(Clone, Debug, Default)]
@@ -314,11 +314,6 @@ pub fn run_seeds(
             trainer.label_metrics_with_seed();
         }
         trainer.announce(&run_name, "sync", opts.checkpoint_interval);
-        {
-            // At 0 from the start, as the distributed learner's, so that `increase()` sees the first failure.
-            let _seed = trainer.seed_scope();
-            metrics::counter!(learner::CHECKPOINT_FAILURES_TOTAL).increment(0);
-        }
         let seed_cfg = RunConfig { seed: seeds[s], ..cfg.clone() };
         let weights = trainer.policy_weights();
         let version = trainer.td3.actor_updates;
@@ -403,7 +398,7 @@ fn resumable(loaded: &Loaded, seed: u64) -> anyhow::Result<&LockstepState> {
 }
 
 /// Checkpoints every seed, `env_steps` steps into the run, into its run folder (the learner's state and
-/// the acting side); counted and timed like the distributed learner's checkpoints.
+/// the acting side; timed and counted by `Trainer::save_checkpoint`, as the distributed learner's).
 fn checkpoint_seeds(
     group: &mut SeedGroup,
     lanes: &[Lane],
@@ -411,21 +406,12 @@ fn checkpoint_seeds(
     run_folders: &[RunFolder],
 ) -> anyhow::Result<()> {
     for ((trainer, lane), dir) in group.trainers()?.iter().zip(lanes).zip(run_folders) {
-        let _seed = trainer.seed_scope();
         let started = Instant::now();
-        match trainer.save_lockstep_checkpoint(&lane.state(env_steps), &dir.checkpoints()) {
-            Ok(path) => {
-                let secs = started.elapsed().as_secs_f64();
-                metrics::histogram!(learner::CHECKPOINT_DURATION_SECONDS).record(secs);
-                let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-                metrics::gauge!(learner::CHECKPOINT_LAST_SUCCESS_TIMESTAMP_SECONDS).set(now);
-                tracing::info!(path = %path.display(), secs, env_steps, "checkpoint written");
-            }
-            Err(e) => {
-                metrics::counter!(learner::CHECKPOINT_FAILURES_TOTAL).increment(1);
-                return Err(e.context(format!("checkpointing {}", dir.path().display())));
-            }
-        }
+        let path = trainer
+            .save_lockstep_checkpoint(&lane.state(env_steps), &dir.checkpoints())
+            .with_context(|| format!("checkpointing {}", dir.path().display()))?;
+        let secs = started.elapsed().as_secs_f64();
+        tracing::info!(path = %path.display(), secs, env_steps, "checkpoint written");
     }
     Ok(())
 }

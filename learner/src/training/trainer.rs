@@ -21,7 +21,7 @@ use spikerl_snn::{NamedTensors, Policy};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Symmetric action bound per dimension (tanh * max_action policies need low = -high).
 pub fn max_action(spec: &spikerl_envs::EnvSpec) -> anyhow::Result<Vec<f32>> {
@@ -185,7 +185,8 @@ impl Trainer {
     /// Writes a complete checkpoint of this run into `dir` (see `storage::checkpoint`). `actor_names`
     /// gives the distributed learner's actor names by id; it is called under the replay lock, with the
     /// delivery ledger as of the snapshot, so the records and the buffer agree (lockstep: no actors).
-    /// Returns the checkpoint's folder.
+    /// Returns the checkpoint's folder. Every checkpoint is timed and counted here (duration, last
+    /// success, failures), whoever writes it.
     pub fn save_checkpoint(
         &self,
         run_id: &str,
@@ -201,6 +202,28 @@ impl Trainer {
     }
 
     fn save(
+        &self,
+        run_id: &str,
+        actor_names: impl FnOnce() -> BTreeMap<u32, String>,
+        lockstep: Option<&LockstepState>,
+        dir: &Path,
+    ) -> anyhow::Result<PathBuf> {
+        let started = Instant::now();
+        let saved = self.write(run_id, actor_names, lockstep, dir);
+        let _seed = self.seed_scope();
+        match &saved {
+            Ok(_) => {
+                metrics::histogram!(learner::CHECKPOINT_DURATION_SECONDS)
+                    .record(started.elapsed().as_secs_f64());
+                let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+                metrics::gauge!(learner::CHECKPOINT_LAST_SUCCESS_TIMESTAMP_SECONDS).set(now);
+            }
+            Err(_) => metrics::counter!(learner::CHECKPOINT_FAILURES_TOTAL).increment(1),
+        }
+        saved
+    }
+
+    fn write(
         &self,
         run_id: &str,
         actor_names: impl FnOnce() -> BTreeMap<u32, String>,
@@ -261,6 +284,10 @@ impl Trainer {
         }
         metrics::gauge!(learner::REPLAY_SIZE).set(c.replay_size as f64);
         metrics::gauge!(learner::POLICY_VERSION).set(self.td3.actor_updates as f64);
+        // Exported from the start at 0, so that `increase()` (the alert rule) sees the first failure too.
+        metrics::counter!(learner::CHECKPOINT_FAILURES_TOTAL).increment(0);
+        // Empty until the first checkpoint (`--checkpoint-secs`, 5 min by default).
+        let _ = metrics::histogram!(learner::CHECKPOINT_DURATION_SECONDS);
         if let (Some(first), Some(last)) = (self.evals.first(), self.evals.last()) {
             metrics::gauge!(eval::RETURN_INITIAL).set(first.mean());
             metrics::gauge!(eval::RETURN_LAST).set(last.mean());
