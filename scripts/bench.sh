@@ -8,6 +8,9 @@
 #   THREADS=1 scripts/bench.sh            one thread each: the fair setting on a machine others are loading
 #   ROUNDS=5 BENCH_SECONDS=3 scripts/bench.sh   more rounds (default 3; the table gives best rounds and paired ratios)
 #   BENCH_SKIP_BUILD=1 scripts/bench.sh   re-run without set-up and build
+#   BASES="sac ddpg" scripts/bench.sh     the update figures of some RL algorithms only (default "td3 sac ddpg":
+#                                         TD3 proxy/vanilla/ann, SAC proxy/vanilla/ann, DDPG proxy/ann; issue 22);
+#                                         the sgemm and inference figures are measured whatever BASES says
 #   POLICY=run/checkpoints/policy.safetensors scripts/bench.sh
 #                                         spikerl's SNN figures from a trained HalfCheetah-v4 LIF actor (its cost
 #                                         follows the spike count; the reference is dense and does not depend on it)
@@ -25,6 +28,13 @@ cd "$(dirname "$0")/.."
 THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-3}
 BENCH_SECONDS=${BENCH_SECONDS:-2}
+BASES=${BASES:-td3 sac ddpg}
+for base in $BASES; do
+    if [[ $base != td3 && $base != sac && $base != ddpg ]]; then
+        echo "bench: BASES: unknown base '$base' (td3, sac, ddpg)" >&2
+        exit 2
+    fi
+done
 VENV=.native/bench-venv
 OUT=target/bench/$(date +%Y%m%d-%H%M%S)
 mkdir -p "$OUT"
@@ -201,13 +211,22 @@ reference() {
 for round in $(seq 1 "$ROUNDS"); do
     log "round $round/$ROUNDS"
     reference --only matmul
-    for spec in "proxy 60" "vanilla 100" "ann 300"; do
-        set -- $spec
-        reference --only update --algo "$1"
-        policy=()
-        [[ -n ${POLICY:-} && $1 != ann ]] && policy=(--policy "$POLICY")
-        "$SPIKERL" bench update --env HalfCheetah-v4 --algo "$1" --neuron lif --threads "$THREADS" \
-            --iterations "$2" "${policy[@]}" --json | sed "s/^{/{\"round\": $round, \"figure\": \"update\", /" >> "$OUT/spikerl.jsonl"
+    for base in $BASES; do
+        # TD3 runs exactly as before issue 22 (no --base on either side); SAC and DDPG name their base.
+        case $base in
+            td3) specs=("proxy 60" "vanilla 100" "ann 300"); base_args=() ;;
+            sac) specs=("proxy 60" "vanilla 100" "ann 300"); base_args=(--base sac) ;;
+            ddpg) specs=("proxy 60" "ann 300"); base_args=(--base ddpg) ;;
+        esac
+        for spec in "${specs[@]}"; do
+            set -- $spec
+            reference --only update "${base_args[@]}" --algo "$1"
+            policy=()
+            [[ -n ${POLICY:-} && $1 != ann ]] && policy=(--policy "$POLICY")
+            "$SPIKERL" bench update "${base_args[@]}" --env HalfCheetah-v4 --algo "$1" --neuron lif \
+                --threads "$THREADS" --iterations "$2" "${policy[@]}" --json \
+                | sed "s/^{/{\"round\": $round, \"figure\": \"update\", /" >> "$OUT/spikerl.jsonl"
+        done
     done
     reference --only inference
     for algo in proxy ann; do
@@ -220,9 +239,10 @@ done
 uptime | tee "$OUT/load-after.txt" >&2
 
 # ---- the table ----------------------------------------------------------------------------------------------
-python3 - "$OUT" "$THREADS" "$ROUNDS" "$REF_SKIP" <<'PY' | tee "$OUT/table.txt"
+python3 - "$OUT" "$THREADS" "$ROUNDS" "$REF_SKIP" "$BASES" <<'PY' | tee "$OUT/table.txt"
 import json, os, sys
-out, threads, rounds, ref_skip = sys.argv[1:5]
+out, threads, rounds, ref_skip, bases = sys.argv[1:6]
+bases = bases.split()
 
 def load(name):
     p = os.path.join(out, name)
@@ -230,12 +250,19 @@ def load(name):
 
 ref, ours = load("reference.jsonl"), load("spikerl.jsonl")
 
+def field(r, k):
+    # An update figure without "base" (spikerl and the reference before issue 22) is TD3's.
+    return r.get(k, "td3" if k == "base" and r.get("figure") == "update" else None)
+
+def matches(r, match):
+    return all(field(r, k) == v for k, v in match.items())
+
 def best(rows, key, **match):
-    vals = [r[key] for r in rows if all(r.get(k) == v for k, v in match.items())]
+    vals = [r[key] for r in rows if matches(r, match) and r.get(key) is not None]
     return min(vals) if vals else None
 
 def by_round(rows, key, **match):
-    return {r["round"]: r[key] for r in rows if all(r.get(k) == v for k, v in match.items())}
+    return {r["round"]: r[key] for r in rows if matches(r, match) and r.get(key) is not None}
 
 def paired(key, ref_match, ours_match):
     """Median and range of reference/spikerl over the rounds measured back to back."""
@@ -247,15 +274,30 @@ def paired(key, ref_match, ours_match):
     med = ratios[n // 2] if n % 2 else (ratios[n // 2 - 1] + ratios[n // 2]) / 2
     return f"{med:.1f}x" + (f" ({ratios[0]:.1f}-{ratios[-1]:.1f})" if n > 1 else "")
 
-figures = [  # label, unit, issue-9 figure (remembered), key, reference match, spikerl match, target speedup
-    ("PT-TD3 LIF iteration (proxy K=3, 512-512)", "ms", "68.8", "ms_per_iteration",
-     dict(figure="update", algo="proxy", variant="reference"), dict(figure="update", algo="proxy"), ">= 3x"),
-    ("  same, PyTorch with the SNN under no_grad", "ms", "", "ms_per_iteration",
-     dict(figure="update", algo="proxy", variant="snn_no_grad"), dict(figure="update", algo="proxy"), ""),
-    ("vanilla SNN-TD3 LIF iteration", "ms", "18.7", "ms_per_iteration",
-     dict(figure="update", algo="vanilla"), dict(figure="update", algo="vanilla"), ">= 2x"),
-    ("ANN TD3 iteration (CleanRL style)", "ms", "6.1-6.8", "ms_per_iteration",
-     dict(figure="update", algo="ann"), dict(figure="update", algo="ann"), ">= 2x"),
+def update_rows(base, rows):
+    """(label, issue-9 figure, algo, reference variant, target) -> the table's rows for one base."""
+    return [(label, "ms", issue, "ms_per_iteration", dict(figure="update", base=base, algo=algo, variant=variant),
+             dict(figure="update", base=base, algo=algo), target) for label, issue, algo, variant, target in rows]
+
+figures = []  # label, unit, issue-9 figure (remembered), key, reference match, spikerl match, target speedup
+if "td3" in bases:
+    figures += update_rows("td3", [
+        ("PT-TD3 LIF iteration (proxy K=3, 512-512)", "68.8", "proxy", "reference", ">= 3x"),
+        ("  same, PyTorch with the SNN under no_grad", "", "proxy", "snn_no_grad", ""),
+        ("vanilla SNN-TD3 LIF iteration", "18.7", "vanilla", "reference", ">= 2x"),
+        ("ANN TD3 iteration (CleanRL style)", "6.1-6.8", "ann", "reference", ">= 2x")])
+if "sac" in bases:   # issue 22: SAC written as CleanRL's sac_continuous_action.py, 64-64 log-std MLPs
+    figures += update_rows("sac", [
+        ("PT-SAC LIF iteration (proxy K=3, 512-512)", "", "proxy", "reference", ">= 2x"),
+        ("  same, PyTorch with the SNN under no_grad", "", "proxy", "snn_no_grad", ""),
+        ("vanilla SNN-SAC LIF iteration", "", "vanilla", "reference", ""),
+        ("ANN SAC iteration (CleanRL style)", "", "ann", "reference", "")])
+if "ddpg" in bases:  # issue 22: DDPG written as Fujimoto's OurDDPG.py; informational
+    figures += update_rows("ddpg", [
+        ("PT-DDPG LIF iteration (proxy K=3, 512-512)", "", "proxy", "reference", ""),
+        ("  same, PyTorch with the SNN under no_grad", "", "proxy", "snn_no_grad", ""),
+        ("ANN DDPG iteration (OurDDPG style)", "", "ann", "reference", "")])
+figures += [
     ("SNN LIF actor inference, 1 obs (T=5)", "us", "823", "us_per_action",
      dict(figure="inference", network="snn-lif", variant="reference"), dict(figure="inference", network="snn-lif"), ">= 40x"),
     ("  same, PyTorch under no_grad", "us", "", "us_per_action",
@@ -285,23 +327,40 @@ for label, unit, issue, r, o, pair, target in rows:
 print("speedup: best round against best round; paired: median (range) of the per-round ratios, each pair of")
 print("measurements taken back to back")
 print("\nphases (ms, best round)            PyTorch   spikerl")
-for label, key, algo in [("PT proxy step", "ms_proxy_step", "proxy"),
-                         ("SNN forward, no grad, batch 256", "ms_snn_forward_no_grad", "proxy"),
-                         ("replay sample to tensors", "ms_sample_to_tensors", "proxy")]:
-    r = best(ref, key, figure="update", algo=algo, variant="reference")
-    o = best(ours, key, figure="update", algo=algo)
-    print(f"  {label:<32} {fmt(r):>9} {fmt(o):>9}")
-for label, key in [("PT critic step", "ms_critic_step"), ("PT actor step (+Polyak)", "ms_actor_step")]:
-    print(f"  {label:<32} {fmt(best(ref, key, figure='update', algo='proxy', variant='reference')):>9} {'-':>9}")
+if "td3" in bases:
+    for label, key, algo in [("PT proxy step", "ms_proxy_step", "proxy"),
+                             ("SNN forward, no grad, batch 256", "ms_snn_forward_no_grad", "proxy"),
+                             ("replay sample to tensors", "ms_sample_to_tensors", "proxy")]:
+        r = best(ref, key, figure="update", base="td3", algo=algo, variant="reference")
+        o = best(ours, key, figure="update", base="td3", algo=algo)
+        print(f"  {label:<32} {fmt(r):>9} {fmt(o):>9}")
+    for label, key in [("PT critic step", "ms_critic_step"), ("PT actor step (+Polyak)", "ms_actor_step")]:
+        r = best(ref, key, figure="update", base="td3", algo="proxy", variant="reference")
+        print(f"  {label:<32} {fmt(r):>9} {'-':>9}")
+for base, actor_step in [("sac", "PT-SAC actor step (2 + alpha)"), ("ddpg", "PT-DDPG actor step (+Polyak)")]:
+    if base not in bases:
+        continue
+    name = base.upper()
+    r = best(ref, "ms_proxy_step", figure="update", base=base, algo="proxy", variant="reference")
+    o = best(ours, "ms_proxy_step", figure="update", base=base, algo="proxy")
+    print(f"  {'PT-' + name + ' proxy step':<32} {fmt(r):>9} {fmt(o):>9}")
+    for label, key in [("PT-" + name + " critic step" + (" (+Polyak)" if base == "sac" else ""), "ms_critic_step"),
+                       (actor_step, "ms_actor_step")]:
+        r = best(ref, key, figure="update", base=base, algo="proxy", variant="reference")
+        print(f"  {label:<32} {fmt(r):>9} {'-':>9}")
 gflops = best([{"g": -r["gflops"]} for r in ref if r.get("figure") == "matmul"], "g")
 if gflops is not None:
     gflops = -gflops
     print(f"\nsgemm [256 x 512] x [512 x 512] in this run (best round): {gflops:.1f} GFLOP/s on {threads} thread(s)")
     print("matrix-product work per iteration (dense, fwd+bwd = 3x fwd) and its time at that rate:")
-    for label, algo, variant in [("PT-TD3 LIF, reference", "proxy", "reference"),
-                                 ("PT-TD3 LIF, SNN under no_grad", "proxy", "snn_no_grad"),
-                                 ("vanilla SNN-TD3 LIF", "vanilla", "reference"), ("ANN TD3", "ann", "reference")]:
-        g = best(ref, "dense_gflop_per_iteration", figure="update", algo=algo, variant=variant)
+    work = [("td3", "PT-TD3 LIF, reference", "proxy", "reference"),
+            ("td3", "PT-TD3 LIF, SNN under no_grad", "proxy", "snn_no_grad"),
+            ("td3", "vanilla SNN-TD3 LIF", "vanilla", "reference"), ("td3", "ANN TD3", "ann", "reference"),
+            ("sac", "PT-SAC LIF, reference", "proxy", "reference"),
+            ("sac", "vanilla SNN-SAC LIF", "vanilla", "reference"), ("sac", "ANN SAC", "ann", "reference"),
+            ("ddpg", "PT-DDPG LIF, reference", "proxy", "reference"), ("ddpg", "ANN DDPG", "ann", "reference")]
+    for base, label, algo, variant in work:
+        g = best(ref, "dense_gflop_per_iteration", figure="update", base=base, algo=algo, variant=variant)
         if g is not None:
             print(f"  {label:<32} {g:5.2f} GFLOP  {1e3 * g / gflops:7.1f} ms")
 print(f"\nJSON: {out}/reference.jsonl, {out}/spikerl.jsonl")

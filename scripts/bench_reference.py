@@ -19,6 +19,16 @@ Figures (one JSON object each with --json; a table otherwise):
                    variant "snn_no_grad": the SNN forward under torch.no_grad() (PyTorch done right).
   update  vanilla  SNN-TD3 with a Polyak SNN target actor.
   update  ann      TD3 with a 256-256 ReLU actor, CleanRL style (separate Q modules, one Q optimiser).
+  --base sac       the same three algorithms on SAC, written as CleanRL's sac_continuous_action.py: twin
+                   critics (one Adam, lr 1e-3) with Polyak targets every iteration, automatic entropy tuning,
+                   every 2nd iteration 2 actor updates, each followed by an alpha update. Every actor is a
+                   squashed Gaussian whose log-std comes from its own 64-64 MLP on the state (spikerl's SAC).
+                   ann: a 256-256 mean network; vanilla: the spiking actor's pre-tanh output as the mean, no
+                   target actor; proxy: the TD target's action from a 512-512 ANN mean network plus its own
+                   log-std MLP, K imitation steps (mean and log-std MSE to the SNN's) per iteration.
+  --base ddpg      the same three on DDPG, written as Fujimoto's OurDDPG.py: one critic, actor and Polyak
+                   every iteration, no target smoothing; proxy: the TD target's action from the proxy (K MSE
+                   steps to the SNN's action, as PT-TD3), no target actor.
   inference snn / ann   one observation -> one action, as an actor does it: numpy in, numpy out.
                    variant "reference": TD3-style select_action (autograd left on);
                    variant "no_grad": the same under torch.no_grad().
@@ -26,6 +36,7 @@ Update figures also carry per-phase times (each phase alone) and dense_gflop_per
 work of one iteration as PyTorch does it.
 
 Usage: scripts/bench_reference.py [--threads 2] [--seconds 3] [--json] [--neuron lif] [--only update|inference]
+                                  [--base td3|sac|ddpg] [--algo proxy|vanilla|ann]
 """
 import argparse
 import copy
@@ -55,6 +66,13 @@ DN_RESET_V, DN_U_JUMP, DN_DU_DV, DN_DU_DU = 0.021, 0.132, -0.172, 0.529
 # Proxy per neuron: (hidden widths, learning rate); K = 3 steps per iteration.
 PROXY = {"lif": ((512, 512), 1e-3), "clif": ((800, 600), 3e-3), "dn": ((512, 512), 3e-3)}
 PROXY_STEPS = 3
+# SAC, as CleanRL's sac_continuous_action.py (policy_lr, q_lr, policy_frequency; alpha's Adam takes q_lr).
+SAC_POLICY_LR, SAC_Q_LR, SAC_ALPHA_LR, SAC_POLICY_FREQUENCY = 3e-4, 1e-3, 1e-3, 2
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+LOG_STD_HIDDEN = (64, 64)      # spikerl's log-std network, one per SAC actor (ANN, SNN, proxy)
+# DDPG, as Fujimoto's OurDDPG.py: Adam 3e-4 for actor and critic (the file's TD3 rates).
+DDPG_ACTOR_LR = DDPG_CRITIC_LR = 3e-4
+BASES = ("td3", "sac", "ddpg")
 
 ENVS = {"HalfCheetah-v4": (17, 6, 1.0), "Hopper-v4": (11, 3, 1.0), "Walker2d-v4": (17, 6, 1.0),
         "Ant-v4": (27, 8, 1.0), "InvertedDoublePendulum-v4": (11, 1, 1.0), "Pendulum-v1": (3, 1, 2.0)}
@@ -127,6 +145,10 @@ class SpikingActor(nn.Module):
         return v, RectSpike.apply(v), i, u
 
     def forward(self, obs):
+        return self.max_action * torch.tanh(self.pre_tanh(obs))
+
+    def pre_tanh(self, obs):
+        """The decoder's output before tanh * max_action (SAC's mean)."""
         b = obs.shape[0]
         pop_act = self.encoder(obs)
         enc_v = torch.zeros_like(pop_act)
@@ -142,7 +164,14 @@ class SpikingActor(nn.Module):
                 x = s
             out_sum = out_sum + x
         rate = (out_sum / T_STEPS).view(b, self.act_dim, POP)
-        return self.max_action * torch.tanh(self.decoder(rate).view(b, self.act_dim))
+        return self.decoder(rate).view(b, self.act_dim)
+
+
+class SpikingMean(SpikingActor):
+    """The spiking actor as a SAC mean network: its pre-tanh decoder output."""
+
+    def forward(self, obs):
+        return self.pre_tanh(obs)
 
 
 class MlpActor(nn.Module):
@@ -155,6 +184,49 @@ class MlpActor(nn.Module):
 
     def forward(self, s):
         return self.max_action * torch.tanh(self.l3(F.relu(self.l2(F.relu(self.l1(s))))))
+
+
+class MlpHead(nn.Module):
+    """Linear-ReLU-Linear-ReLU-Linear without output activation: SAC's mean and log-std networks."""
+
+    def __init__(self, obs_dim, out_dim, hidden):
+        super().__init__()
+        self.l1, self.l2 = nn.Linear(obs_dim, hidden[0]), nn.Linear(*hidden)
+        self.l3 = nn.Linear(hidden[1], out_dim)
+
+    def forward(self, s):
+        return self.l3(F.relu(self.l2(F.relu(self.l1(s)))))
+
+
+class SquashedGaussian(nn.Module):
+    """SAC's actor, CleanRL's Actor with one difference: CleanRL's mean and log-std are two heads on one
+    256-256 trunk; spikerl gives every SAC actor (ANN, SNN, proxy) a mean network and a SEPARATE log-std MLP on
+    the state (64-64, ReLU), because a spiking mean network has no trunk to share. The reference does the
+    same so that both sides time the same networks. log_std, sampling and log-prob as CleanRL writes them."""
+
+    def __init__(self, mean_net, obs_dim, act_dim, max_action):
+        super().__init__()
+        self.mean_net = mean_net
+        self.log_std_net = MlpHead(obs_dim, act_dim, LOG_STD_HIDDEN)
+        self.action_scale = max_action          # CleanRL: (high - low) / 2; action_bias is 0 here
+
+    def forward(self, s):
+        mean = self.mean_net(s)
+        log_std = torch.tanh(self.log_std_net(s))
+        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (log_std + 1)
+        return mean, log_std
+
+    def get_action(self, s):
+        mean, log_std = self(s)
+        std = log_std.exp()
+        normal = torch.distributions.Normal(mean, std)
+        x_t = normal.rsample()                  # mean + std * N(0, 1)
+        y_t = torch.tanh(x_t)
+        action = y_t * self.action_scale
+        log_prob = normal.log_prob(x_t)
+        log_prob -= torch.log(self.action_scale * (1 - y_t.pow(2)) + 1e-6)
+        log_prob = log_prob.sum(1, keepdim=True)
+        return action, log_prob
 
 
 class TwinCritic(nn.Module):
@@ -177,7 +249,7 @@ class TwinCritic(nn.Module):
 
 
 class QNetwork(nn.Module):
-    """CleanRL's Q network (one per critic)."""
+    """CleanRL's Q network (one per critic; SAC's SoftQNetwork and OurDDPG's Critic are the same layers)."""
 
     def __init__(self, obs_dim, act_dim):
         super().__init__()
@@ -298,6 +370,156 @@ class CleanRlTd3:
             polyak(self.qf2_target, self.qf2)
 
 
+class CleanRlSac:
+    """SAC as CleanRL's sac_continuous_action.py writes its training step, for the three actors: ann (256-256
+    mean network), vanilla (the spiking actor's pre-tanh output as the mean; SAC has no target actor, so the
+    TD target's next action is sampled from the online SNN) and proxy (the next action and its log-prob from
+    the proxy, a 512-512 ANN mean network with its own log-std MLP, trained by imitation before the critic
+    step as PT-TD3's proxy). Every mean network has its own log-std MLP (SquashedGaussian)."""
+
+    def __init__(self, obs_dim, act_dim, max_action, neuron, algo, proxy_snn_grad=True):
+        self.algo, self.proxy_snn_grad = algo, proxy_snn_grad
+        if algo == "ann":
+            mean_net = MlpHead(obs_dim, act_dim, HIDDEN)
+        else:
+            mean_net = SpikingMean(obs_dim, act_dim, max_action, neuron)
+        self.actor = SquashedGaussian(mean_net, obs_dim, act_dim, max_action)
+        self.actor_opt = torch.optim.Adam(list(self.actor.parameters()), lr=SAC_POLICY_LR)
+        if algo == "proxy":
+            hidden, lr = PROXY[neuron]
+            self.proxy = SquashedGaussian(MlpHead(obs_dim, act_dim, hidden), obs_dim, act_dim, max_action)
+            self.proxy_opt = torch.optim.Adam(self.proxy.parameters(), lr=lr)   # mean and log-std nets
+        self.qf1, self.qf2 = QNetwork(obs_dim, act_dim), QNetwork(obs_dim, act_dim)
+        self.qf1_target, self.qf2_target = copy.deepcopy(self.qf1), copy.deepcopy(self.qf2)
+        self.q_opt = torch.optim.Adam(list(self.qf1.parameters()) + list(self.qf2.parameters()), lr=SAC_Q_LR)
+        # Automatic entropy tuning (CleanRL's autotune): alpha starts at 1.
+        self.target_entropy = -float(act_dim)
+        self.log_alpha = torch.zeros(1, requires_grad=True)
+        self.alpha = self.log_alpha.exp().item()
+        self.a_opt = torch.optim.Adam([self.log_alpha], lr=SAC_ALPHA_LR)
+        self.it = 0
+
+    def proxy_step(self, state):
+        """Imitation: the proxy's mean and log-std towards the SNN actor's (held constant)."""
+        if self.proxy_snn_grad:
+            snn_mean, snn_log_std = self.actor(state)     # recorded by autograd; .detach() below cuts it
+        else:
+            with torch.no_grad():
+                snn_mean, snn_log_std = self.actor(state)
+        proxy_mean, proxy_log_std = self.proxy(state)
+        loss = F.mse_loss(proxy_mean, snn_mean.detach()) + F.mse_loss(proxy_log_std, snn_log_std.detach())
+        self.proxy_opt.zero_grad()
+        loss.backward()
+        self.proxy_opt.step()
+
+    def critic_step(self, s, a, r, s2, not_done):
+        """The critic update and the Polyak update of both target critics (CleanRL does the latter after the
+        actor block; the actor block reads only the online critics, so the order changes nothing)."""
+        with torch.no_grad():
+            policy = self.proxy if self.algo == "proxy" else self.actor
+            next_state_actions, next_state_log_pi = policy.get_action(s2)
+            qf1_next_target = self.qf1_target(s2, next_state_actions)
+            qf2_next_target = self.qf2_target(s2, next_state_actions)
+            min_qf_next_target = torch.min(qf1_next_target, qf2_next_target) - self.alpha * next_state_log_pi
+            next_q_value = r.flatten() + not_done.flatten() * GAMMA * min_qf_next_target.view(-1)
+        qf1_a_values = self.qf1(s, a).view(-1)
+        qf2_a_values = self.qf2(s, a).view(-1)
+        qf_loss = F.mse_loss(qf1_a_values, next_q_value) + F.mse_loss(qf2_a_values, next_q_value)
+        self.q_opt.zero_grad()
+        qf_loss.backward()
+        self.q_opt.step()
+        polyak(self.qf1_target, self.qf1)
+        polyak(self.qf2_target, self.qf2)
+
+    def actor_step(self, s):
+        """policy_frequency actor updates on the same observations, each followed by an alpha update."""
+        for _ in range(SAC_POLICY_FREQUENCY):
+            pi, log_pi = self.actor.get_action(s)
+            min_qf_pi = torch.min(self.qf1(s, pi), self.qf2(s, pi))
+            actor_loss = ((self.alpha * log_pi) - min_qf_pi).mean()
+            self.actor_opt.zero_grad()
+            actor_loss.backward()
+            self.actor_opt.step()
+            with torch.no_grad():
+                _, log_pi = self.actor.get_action(s)
+            alpha_loss = (-self.log_alpha.exp() * (log_pi + self.target_entropy)).mean()
+            self.a_opt.zero_grad()
+            alpha_loss.backward()
+            self.a_opt.step()
+            self.alpha = self.log_alpha.exp().item()
+
+    def train(self, sample):
+        self.it += 1
+        if self.algo == "proxy":
+            for _ in range(PROXY_STEPS):
+                self.proxy_step(sample()[0])
+        s, a, r, s2, nd = sample()
+        self.critic_step(s, a, r, s2, nd)
+        if self.it % SAC_POLICY_FREQUENCY == 0:
+            self.actor_step(s)
+
+    def act_no_grad(self, s):
+        with torch.no_grad():
+            return self.actor.mean_net(s)
+
+
+class OurDdpg:
+    """DDPG as Fujimoto's OurDDPG.py writes its training step (one critic, no target smoothing, actor and
+    Polyak every iteration; the TD target is computed with autograd on and .detach()ed, as there), for the
+    256-256 ANN actor, the spiking actor with a Polyak SNN target actor (vanilla), or the spiking actor with
+    the proxy as the TD target's policy and no target actor (proxy, trained as PT-TD3's)."""
+
+    def __init__(self, obs_dim, act_dim, max_action, neuron, algo, proxy_snn_grad=True):
+        self.algo, self.proxy_snn_grad = algo, proxy_snn_grad
+        if algo == "ann":
+            self.actor = MlpActor(obs_dim, act_dim, max_action, HIDDEN)
+        else:
+            self.actor = SpikingActor(obs_dim, act_dim, max_action, neuron)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=DDPG_ACTOR_LR)
+        if algo == "proxy":
+            hidden, lr = PROXY[neuron]
+            self.proxy = MlpActor(obs_dim, act_dim, max_action, hidden)
+            self.proxy_opt = torch.optim.Adam(self.proxy.parameters(), lr=lr)
+        else:
+            self.actor_target = copy.deepcopy(self.actor)
+        self.critic = QNetwork(obs_dim, act_dim)
+        self.critic_target = copy.deepcopy(self.critic)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=DDPG_CRITIC_LR)
+
+    proxy_step = SnnTd3.proxy_step      # the same imitation step as PT-TD3's
+
+    def critic_step(self, s, a, r, s2, not_done):
+        target_policy = self.proxy if self.algo == "proxy" else self.actor_target
+        target_q = self.critic_target(s2, target_policy(s2))
+        target_q = r + (not_done * GAMMA * target_q).detach()
+        current_q = self.critic(s, a)
+        critic_loss = F.mse_loss(current_q, target_q)
+        self.critic_opt.zero_grad()
+        critic_loss.backward()
+        self.critic_opt.step()
+
+    def actor_step(self, s):
+        actor_loss = -self.critic(s, self.actor(s)).mean()
+        self.actor_opt.zero_grad()
+        actor_loss.backward()
+        self.actor_opt.step()
+        polyak(self.critic_target, self.critic)
+        if self.algo != "proxy":
+            polyak(self.actor_target, self.actor)
+
+    def train(self, sample):
+        if self.algo == "proxy":
+            for _ in range(PROXY_STEPS):
+                self.proxy_step(sample()[0])
+        s, a, r, s2, nd = sample()
+        self.critic_step(s, a, r, s2, nd)
+        self.actor_step(s)
+
+    def act_no_grad(self, s):
+        with torch.no_grad():
+            return self.actor(s)
+
+
 # ---------------------------------------------------------------------------------------------------------
 class ReplayBuffer:
     """Fujimoto TD3's buffer: numpy arrays, uniform indices, torch.FloatTensor per field."""
@@ -341,7 +563,7 @@ def mlp_macs(widths):
     return sum(a * b for a, b in zip(widths[:-1], widths[1:]))
 
 
-def dense_gflop_per_iteration(algo, neuron, env, batch, variant):
+def dense_gflop_per_iteration(algo, neuron, env, batch, variant, base="td3"):
     """Matrix-product work of one iteration as PyTorch does it (dense; forward 2*MACs per sample, forward plus
     backward counted as 3x forward). Elementwise ops are not counted: they are not FLOP-bound."""
     obs_dim, act_dim, _ = ENVS[env]
@@ -353,8 +575,22 @@ def dense_gflop_per_iteration(algo, neuron, env, batch, variant):
     else:
         actor = snn
         target_policy = mlp_macs([obs_dim, *PROXY[neuron][0], act_dim]) if algo == "proxy" else snn
-    total = fwd(target_policy) + fwd(2 * critic1) + 3 * fwd(2 * critic1)        # critic step
-    total += (3 * fwd(actor) + 3 * fwd(critic1)) / POLICY_DELAY                  # delayed actor step
+    if base == "sac":
+        log_std = mlp_macs([obs_dim, *LOG_STD_HIDDEN, act_dim])
+        actor, target_policy = actor + log_std, target_policy + log_std
+        total = fwd(target_policy) + fwd(2 * critic1) + 3 * fwd(2 * critic1)    # critic step
+        # every policy_frequency-th iteration, policy_frequency actor updates (each: actor and both critics
+        # forward and backward, then the actor again without grad for alpha): one per iteration on average
+        total += 3 * fwd(actor) + 3 * fwd(2 * critic1) + fwd(actor)
+        if algo == "proxy":   # the SNN's outputs are detached in both variants: its forward only
+            total += PROXY_STEPS * (3 * fwd(target_policy) + fwd(snn + log_std))
+        return total / 1e9
+    if base == "ddpg":
+        total = fwd(target_policy) + fwd(critic1) + 3 * fwd(critic1)             # critic step
+        total += 3 * fwd(actor) + 3 * fwd(critic1)                                # actor, every iteration
+    else:
+        total = fwd(target_policy) + fwd(2 * critic1) + 3 * fwd(2 * critic1)    # critic step
+        total += (3 * fwd(actor) + 3 * fwd(critic1)) / POLICY_DELAY              # delayed actor step
     if algo == "proxy":
         snn_cost = 3 * fwd(snn) if variant == "reference" else fwd(snn)
         total += PROXY_STEPS * (3 * fwd(target_policy) + snn_cost)
@@ -369,11 +605,15 @@ def bench_matmul(batch, seconds):
             "gflops": 2.0 * batch * 512 * 512 / per / 1e9}
 
 
-def bench_update(algo, neuron, env, batch, seconds, variant):
+def bench_update(algo, neuron, env, batch, seconds, variant, base="td3"):
     obs_dim, act_dim, max_action = ENVS[env]
     torch.manual_seed(0)
     np.random.seed(0)
-    if algo == "ann":
+    if base == "sac":
+        agent = CleanRlSac(obs_dim, act_dim, max_action, neuron, algo, proxy_snn_grad=(variant == "reference"))
+    elif base == "ddpg":
+        agent = OurDdpg(obs_dim, act_dim, max_action, neuron, algo, proxy_snn_grad=(variant == "reference"))
+    elif algo == "ann":
         agent = CleanRlTd3(obs_dim, act_dim, max_action)
     else:
         agent = SnnTd3(obs_dim, act_dim, max_action, neuron, algo, proxy_snn_grad=(variant == "reference"))
@@ -385,15 +625,16 @@ def bench_update(algo, neuron, env, batch, seconds, variant):
         return pool[k[0] % len(pool)]
 
     per_it, reps = time_per_call(lambda: agent.train(sample), seconds, min_reps=2 * POLICY_DELAY)
-    fig = {"figure": "update", "impl": "pytorch", "env": env, "algo": algo,
+    fig = {"figure": "update", "impl": "pytorch", "env": env, "base": base, "algo": algo,
            "neuron": neuron if algo != "ann" else "-", "variant": variant, "batch": batch, "iterations": reps,
            "ms_per_iteration": per_it * 1e3, "iterations_per_second": 1.0 / per_it,
-           "dense_gflop_per_iteration": dense_gflop_per_iteration(algo, neuron, env, batch, variant)}
+           "dense_gflop_per_iteration": dense_gflop_per_iteration(algo, neuron, env, batch, variant, base)}
     # Phases, each alone over a short time (a fifth of the iteration's budget each).
     ph = max(seconds / 5, 0.3)
     s, a, r, s2, nd = pool[0]
-    if algo != "ann":
-        fig["ms_snn_forward_no_grad"] = time_per_call(lambda: agent.act_no_grad(s), ph)[0] * 1e3
+    if algo != "ann" or base != "td3":     # TD3's ANN (CleanRlTd3) has no separate phases
+        if algo != "ann":
+            fig["ms_snn_forward_no_grad"] = time_per_call(lambda: agent.act_no_grad(s), ph)[0] * 1e3
         fig["ms_critic_step"] = time_per_call(lambda: agent.critic_step(s, a, r, s2, nd), ph)[0] * 1e3
         fig["ms_actor_step"] = time_per_call(lambda: agent.actor_step(s), ph)[0] * 1e3
         if algo == "proxy":
@@ -439,6 +680,8 @@ def main():
     ap.add_argument("--seconds", type=float, default=3.0, help="timed seconds per iteration figure")
     ap.add_argument("--only", choices=["matmul", "update", "inference"], help="one kind of figure only")
     ap.add_argument("--algo", choices=["proxy", "vanilla", "ann"], help="update figures of one algorithm only")
+    ap.add_argument("--base", default="td3", choices=BASES,
+                    help="the RL algorithm of the update figures (default td3)")
     ap.add_argument("--json", action="store_true", help="one JSON object per figure, one per line")
     args = ap.parse_args()
 
@@ -452,7 +695,7 @@ def main():
     jobs = [(bench_matmul, (args.batch, 0.5))] if args.only in (None, "matmul") else []
     if args.only in (None, "update"):
         updates = [("proxy", "reference"), ("proxy", "snn_no_grad"), ("vanilla", "reference"), ("ann", "reference")]
-        jobs += [(bench_update, (algo, args.neuron, args.env, args.batch, args.seconds, variant))
+        jobs += [(bench_update, (algo, args.neuron, args.env, args.batch, args.seconds, variant, args.base))
                  for algo, variant in updates if args.algo in (None, algo)]
     if args.only in (None, "inference"):
         inf_s = max(args.seconds / 2, 0.5)
@@ -467,7 +710,8 @@ def main():
             print(f"  sgemm {fig['shape']}: {fig['gflops']:.1f} GFLOP/s", flush=True)
         elif fig["figure"] == "update":
             phases = ", ".join(f"{k[3:]} {v:.2f} ms" for k, v in fig.items() if k.startswith("ms_") and k != "ms_per_iteration")
-            print(f"  update {fig['algo']:<7} {fig['neuron']:<4} {fig['variant']:<11} "
+            base = "" if fig["base"] == "td3" else f"{fig['base']} "
+            print(f"  update {base}{fig['algo']:<7} {fig['neuron']:<4} {fig['variant']:<11} "
                   f"{fig['ms_per_iteration']:8.2f} ms/iteration ({fig['iterations_per_second']:6.1f} it/s, "
                   f"{fig['dense_gflop_per_iteration']:.2f} GFLOP)   [{phases}]",
                   flush=True)

@@ -77,6 +77,9 @@ pub enum BenchCommand {
     Update {
         #[arg(long, default_value = "HalfCheetah-v4")]
         env: String,
+        /// td3, sac or ddpg.
+        #[arg(long, value_enum, default_value = "td3")]
+        base: BaseArg,
         #[arg(long, value_enum, default_value = "proxy")]
         algo: AlgoArg,
         #[arg(long, value_enum, default_value = "lif")]
@@ -344,6 +347,24 @@ pub struct EvalArgs {
     pub video_episodes: usize,
 }
 
+/// The off-policy algorithm under the actor (docs/bases.md).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum BaseArg {
+    /// TD3, the paper's.
+    #[default]
+    Td3,
+    /// SAC (CleanRL's), with a Gaussian actor.
+    Sac,
+    /// DDPG (Fujimoto et al.'s "OurDDPG").
+    Ddpg,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImitationArg {
+    Mse,
+    Kl,
+}
+
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AlgoArg {
     Ann,
@@ -412,6 +433,9 @@ pub struct RunArgs {
     /// Gymnasium environment id (see `spikerl env info`).
     #[arg(long, env = "SPIKERL_ENV", default_value = "Pendulum-v1")]
     pub env: String,
+    /// Base algorithm: td3 (the paper's), sac (CleanRL's SAC, Gaussian actor) or ddpg ("OurDDPG").
+    #[arg(long, env = "SPIKERL_BASE", value_enum, default_value = "td3")]
+    pub base: BaseArg,
     /// Algorithm: ann (TD3, ANN actor), vanilla (SNN actor, Polyak SNN target), proxy (SNN actor, proxy target).
     #[arg(long, env = "SPIKERL_ALGO", value_enum, default_value = "proxy")]
     pub algo: AlgoArg,
@@ -449,6 +473,9 @@ pub struct RunArgs {
     /// Proxy imitation steps per iteration (K); default: the paper's 3.
     #[arg(long, env = "SPIKERL_PROXY_STEPS")]
     pub proxy_steps: Option<usize>,
+    /// How a SAC proxy imitates the spiking actor's Gaussian: mse (mean and log-std) or kl.
+    #[arg(long, env = "SPIKERL_PROXY_IMITATION", value_enum, default_value = "mse")]
+    pub proxy_imitation: ImitationArg,
     /// Proxy learning rate; default: the paper's value for the neuron type.
     #[arg(long, env = "SPIKERL_PROXY_LR")]
     pub proxy_lr: Option<f64>,

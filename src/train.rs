@@ -1,11 +1,13 @@
 //! `spikerl train` (a whole run on this machine) and `spikerl learner` (the learner role).
 
-use crate::cli::{AlgoArg, DeviceArg, LearnerArgs, NeuronArg, RunArgs, SeedBatchingArg, TrainArgs};
+use crate::cli::{
+    AlgoArg, BaseArg, DeviceArg, ImitationArg, LearnerArgs, NeuronArg, RunArgs, SeedBatchingArg, TrainArgs,
+};
 use crate::{Incomplete, UsageError, install_metrics, shutdown_signal};
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use spikerl_algo::SeedBatching;
-use spikerl_algo::{Algo, ProxyConfig, RunConfig};
+use spikerl_algo::{Algo, Base, Imitation, ProxyConfig, RunConfig};
 use spikerl_learner::service::runtime::{self, LearnerOptions, ProgressHandle};
 use spikerl_learner::service::security::TlsFiles;
 use spikerl_learner::storage::checkpoint::{self, Loaded};
@@ -19,6 +21,14 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+pub(crate) fn base_of(b: BaseArg) -> Base {
+    match b {
+        BaseArg::Td3 => Base::Td3,
+        BaseArg::Sac => Base::Sac,
+        BaseArg::Ddpg => Base::Ddpg,
+    }
+}
 
 pub(crate) fn algo_of(a: AlgoArg) -> Algo {
     match a {
@@ -42,7 +52,11 @@ pub(crate) fn neuron_of(n: NeuronArg) -> NeuronKind {
 pub fn run_config(a: &RunArgs) -> anyhow::Result<RunConfig> {
     let (algo, neuron) = (algo_of(a.algo), neuron_of(a.neuron));
     spikerl_envs::spec(&a.env)?; // unknown ids fail here, listing the known ones
-    let mut cfg = RunConfig::paper(&a.env, algo, neuron, a.seed);
+    let mut cfg = RunConfig::paper(&a.env, algo, neuron, a.seed).with_base(base_of(a.base));
+    cfg.sac.imitation = match a.proxy_imitation {
+        ImitationArg::Mse => Imitation::Mse,
+        ImitationArg::Kl => Imitation::Kl,
+    };
     cfg.steps = a.steps;
     cfg.random_steps = a.random_steps;
     cfg.eval_every = a.eval_every;
@@ -123,8 +137,8 @@ fn summary(trainer: &Trainer, out: &Path, started: Instant) {
     let last = trainer.evals.last().map(|e| e.mean());
     println!(
         "run finished in {secs:.1} s: {} training iterations ({:.1} it/s)",
-        trainer.td3.iterations,
-        trainer.td3.iterations as f64 / secs
+        trainer.learner.iterations(),
+        trainer.learner.iterations() as f64 / secs
     );
     if let (Some(first), Some(last)) = (first, last) {
         println!(
@@ -402,7 +416,7 @@ fn train_seeds(
     }
     let trainers = result?;
     let secs = started.elapsed().as_secs_f64();
-    let iterations = trainers.first().map_or(0, |t| t.td3.iterations);
+    let iterations = trainers.first().map_or(0, |t| t.learner.iterations());
     println!(
         "{} seeds ({batching}) finished in {secs:.1} s: {iterations} training iterations each ({:.1} seed-iterations/s)",
         seeds.len(),

@@ -201,6 +201,7 @@ fn dead_and_saturated_neurons_are_counted() {
 fn ann_policy_evaluates_without_firing_fields() {
     let dir = temp_dir("eval-ann");
     let cfg = PolicyConfig {
+        gaussian: None,
         obs_dim: 3,
         act_dim: 1,
         max_action: vec![2.0],
@@ -236,6 +237,7 @@ fn bad_input_exits_2_with_one_line() {
     write_policy(&cheetah, &cheetah_cfg, |_, _| {});
     let ann = dir.join("ann.safetensors");
     let ann_cfg = PolicyConfig {
+        gaussian: None,
         obs_dim: 17,
         act_dim: 6,
         max_action: vec![1.0; 6],

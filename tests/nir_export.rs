@@ -16,6 +16,7 @@ const OBSERVATIONS: usize = 100;
 /// Pendulum's shapes with the paper's network.
 fn pendulum(neuron: NeuronKind) -> PolicyConfig {
     PolicyConfig {
+        gaussian: None,
         obs_dim: 3,
         act_dim: 1,
         max_action: vec![2.0],

@@ -6,7 +6,7 @@
 use crate::policy_slot::PolicySlot;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, Normal};
+use rand_distr::{Distribution, Normal, StandardNormal};
 use spikerl_envs::vector::VecEnv;
 use spikerl_metrics::actor;
 use spikerl_proto::{EpisodeSummary, TransitionBatch};
@@ -74,6 +74,7 @@ pub fn run(
     let mut policy_version: Option<u64> = None;
     let mut obs32 = vec![0f32; n * od];
     let mut actions = vec![0f32; n * ad];
+    let mut eps = Vec::with_capacity(ad);
 
     while !shared.stop.load(Ordering::Relaxed) {
         let cap = cfg.steps_per_batch * n;
@@ -98,10 +99,19 @@ pub fn run(
             match policy.as_mut() {
                 Some(p) if !random_phase => {
                     let started = std::time::Instant::now();
-                    p.act_batch(&obs32, &mut actions);
-                    for (i, a) in actions.iter_mut().enumerate() {
-                        let m = max_action[i % ad];
-                        *a = (*a + m * noise.sample(&mut rng)).clamp(low[i % ad], m);
+                    if p.is_gaussian() {
+                        // SAC explores with its own Gaussian.
+                        for (o, a) in obs32.chunks_exact(od).zip(actions.chunks_exact_mut(ad)) {
+                            eps.clear();
+                            eps.extend((0..ad).map(|_| -> f32 { StandardNormal.sample(&mut rng) }));
+                            p.sample(o, &eps, a);
+                        }
+                    } else {
+                        p.act_batch(&obs32, &mut actions);
+                        for (i, a) in actions.iter_mut().enumerate() {
+                            let m = max_action[i % ad];
+                            *a = (*a + m * noise.sample(&mut rng)).clamp(low[i % ad], m);
+                        }
                     }
                     shared.policy_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
                     shared.policy_env_steps.fetch_add(n as u64, Ordering::Relaxed);

@@ -38,6 +38,102 @@ impl std::str::FromStr for Algo {
     }
 }
 
+/// The off-policy algorithm the actor and its target policy train with (docs/bases.md).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Base {
+    /// TD3 (the paper's): twin critics, target policy smoothing, delayed actor.
+    #[default]
+    Td3,
+    /// SAC as CleanRL's `sac_continuous_action`: a squashed Gaussian actor, twin critics, automatic
+    /// entropy tuning.
+    Sac,
+    /// DDPG as Fujimoto et al.'s "OurDDPG": one critic, no smoothing, the actor every iteration.
+    Ddpg,
+}
+
+impl Base {
+    pub const ALL: [Base; 3] = [Base::Td3, Base::Sac, Base::Ddpg];
+}
+
+impl std::fmt::Display for Base {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Base::Td3 => "td3",
+            Base::Sac => "sac",
+            Base::Ddpg => "ddpg",
+        })
+    }
+}
+
+impl std::str::FromStr for Base {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "td3" => Ok(Base::Td3),
+            "sac" => Ok(Base::Sac),
+            "ddpg" => Ok(Base::Ddpg),
+            other => Err(format!("unknown base '{other}' (expected td3, sac or ddpg)")),
+        }
+    }
+}
+
+/// How a SAC proxy imitates the spiking actor's Gaussian (both before the tanh squash).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Imitation {
+    /// Mean squared error on the mean plus that on the log-std.
+    #[default]
+    Mse,
+    /// KL(actor || proxy) between the two diagonal Gaussians, averaged over the batch.
+    Kl,
+}
+
+impl std::fmt::Display for Imitation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Imitation::Mse => "mse",
+            Imitation::Kl => "kl",
+        })
+    }
+}
+
+/// SAC's own hyperparameters, CleanRL's defaults (`sac_continuous_action.py`). The discount, Polyak
+/// coefficient, batch size and critic widths are `Td3Config`'s, which equal CleanRL's.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SacConfig {
+    /// Actor (mean and log-std networks) learning rate: CleanRL's `policy_lr`.
+    pub policy_lr: f64,
+    /// Learning rate of the twin critics and of the temperature: CleanRL's `q_lr`.
+    pub q_lr: f64,
+    /// Every `policy_frequency` iterations, `policy_frequency` actor (and temperature) steps: CleanRL's
+    /// delayed update that keeps one actor step per iteration on average.
+    pub policy_frequency: u64,
+    /// Initial temperature alpha (CleanRL starts log alpha at 0, alpha = 1).
+    pub initial_alpha: f64,
+    /// Tune alpha toward the target entropy -|A| (CleanRL's `autotune`); false: alpha stays fixed.
+    pub autotune: bool,
+    /// The log-std network every SAC actor and proxy has (its widths and bounds).
+    pub gaussian: spikerl_snn::GaussianHead,
+    /// How a proxy imitates the spiking actor's Gaussian.
+    pub imitation: Imitation,
+}
+
+impl Default for SacConfig {
+    fn default() -> Self {
+        SacConfig {
+            policy_lr: 3e-4,
+            q_lr: 1e-3,
+            policy_frequency: 2,
+            initial_alpha: 1.0,
+            autotune: true,
+            gaussian: spikerl_snn::GaussianHead::default(),
+            imitation: Imitation::Mse,
+        }
+    }
+}
+
 /// TD3 hyperparameters shared by all three algorithms.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Td3Config {
@@ -110,6 +206,9 @@ impl ProxyConfig {
 pub struct RunConfig {
     /// Gymnasium environment id.
     pub env_id: String,
+    /// The off-policy algorithm (absent in manifests written before SAC and DDPG: TD3).
+    #[serde(default)]
+    pub base: Base,
     pub algo: Algo,
     /// Spiking neuron model (ignored for `Algo::Ann`).
     pub neuron: NeuronKind,
@@ -134,6 +233,9 @@ pub struct RunConfig {
     /// How far (in transitions) actors may run ahead of the ratio before backpressure holds them.
     pub ratio_tolerance: f64,
     pub td3: Td3Config,
+    /// SAC's own hyperparameters (used by `Base::Sac` only).
+    #[serde(default)]
+    pub sac: SacConfig,
     pub proxy: ProxyConfig,
     /// Spiking network shape; `neuron` is copied into it.
     pub snn: SnnConfig,
@@ -146,6 +248,7 @@ impl RunConfig {
     pub fn paper(env_id: &str, algo: Algo, neuron: NeuronKind, seed: u64) -> Self {
         RunConfig {
             env_id: env_id.to_string(),
+            base: Base::Td3,
             algo,
             neuron,
             seed,
@@ -158,10 +261,23 @@ impl RunConfig {
             update_ratio: 1.0,
             ratio_tolerance: 1_000.0,
             td3: Td3Config::default(),
+            sac: SacConfig::default(),
             proxy: ProxyConfig::paper(neuron, env_id),
             snn: SnnConfig::paper(neuron),
             ann_hidden: vec![256, 256],
         }
+    }
+
+    /// This configuration on another base: DDPG ("OurDDPG") updates the actor every iteration and smooths
+    /// no target action (one critic: `Td3` reads the base); SAC reads `sac`. Everything else stays.
+    pub fn with_base(mut self, base: Base) -> Self {
+        self.base = base;
+        if base == Base::Ddpg {
+            self.td3.policy_delay = 1;
+            self.td3.policy_noise = 0.0;
+            self.td3.noise_clip = 0.0;
+        }
+        self
     }
 
     /// Checks values that would otherwise fail deep inside training.
@@ -182,7 +298,14 @@ impl RunConfig {
                 "videos are recorded at evaluations: --video-every needs --eval-every > 0",
             ),
         ];
-        for (ok, msg) in checks {
+        let sac = &self.sac;
+        let sac_checks: [(bool, &str); 3] = [
+            (sac.policy_frequency > 0, "SAC policy frequency must be positive"),
+            (sac.initial_alpha > 0.0 && sac.initial_alpha.is_finite(), "SAC initial alpha must be positive"),
+            (sac.policy_lr > 0.0 && sac.q_lr > 0.0, "SAC learning rates must be positive"),
+        ];
+        let sac_checks = if self.base == Base::Sac { &sac_checks[..] } else { &[] };
+        for &(ok, msg) in checks.iter().chain(sac_checks) {
             if !ok {
                 return Err(msg.to_string());
             }
@@ -197,14 +320,16 @@ impl RunConfig {
     }
 
     /// The acting policy's configuration for an environment with these spaces.
+    /// SAC's actors are Gaussian (`PolicyConfig::gaussian`); TD3's and DDPG's deterministic.
     pub fn policy_config(&self, obs_dim: usize, act_dim: usize, max_action: Vec<f32>) -> PolicyConfig {
+        let gaussian = (self.base == Base::Sac).then(|| self.sac.gaussian.clone());
         let network = match self.algo {
             Algo::Ann => NetworkConfig::Ann { hidden: self.ann_hidden.clone() },
             Algo::Vanilla | Algo::Proxy => {
                 NetworkConfig::Snn(SnnConfig { neuron: self.neuron, ..self.snn.clone() })
             }
         };
-        PolicyConfig { obs_dim, act_dim, max_action, network }
+        PolicyConfig { gaussian, obs_dim, act_dim, max_action, network }
     }
 }
 

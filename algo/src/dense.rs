@@ -692,7 +692,7 @@ fn chunks_for<'a>(mut v: &'a mut [f32], blocks: &[Range<usize>], cols: usize) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nets::TwinCritic;
+    use crate::nets::Critics;
     use spikerl_snn::torch::TorchPolicy;
     use spikerl_snn::{NetworkConfig, PolicyConfig};
 
@@ -711,15 +711,15 @@ mod tests {
         }
     }
 
-    /// The twin critics' losses and gradients, and the TD targets, against autograd through `TwinCritic`.
+    /// The twin critics' losses and gradients, and the TD targets, against autograd through `Critics`.
     #[test]
     fn critic_step_matches_autograd_on_any_thread_count() {
         tch::manual_seed(21);
         let (od, ad, rows) = (5, 2, 100);
         let vs = nn::VarStore::new(Device::Cpu);
-        let critic = TwinCritic::new(&vs.root(), od, ad, &[32, 16]);
+        let critic = Critics::new(&vs.root(), od, ad, &[32, 16]);
         let tvs = nn::VarStore::new(Device::Cpu);
-        let target = TwinCritic::new(&tvs.root(), od, ad, &[32, 16]);
+        let target = Critics::new(&tvs.root(), od, ad, &[32, 16]);
         let obs = Tensor::randn([rows, od as i64], (Kind::Float, Device::Cpu));
         let act = Tensor::randn([rows, ad as i64], (Kind::Float, Device::Cpu));
         let y = Tensor::randn([rows, 1], (Kind::Float, Device::Cpu));
@@ -776,8 +776,8 @@ mod tests {
         let target_actor = TorchPolicy::new(&tavs.root(), &cfg);
         let proxy = TorchPolicy::new(&pvs.root(), &cfg);
         let (cvs, ctvs) = (nn::VarStore::new(Device::Cpu), nn::VarStore::new(Device::Cpu));
-        let critic = TwinCritic::new(&cvs.root(), od, ad, &[16, 16]);
-        let _ = TwinCritic::new(&ctvs.root(), od, ad, &[16, 16]);
+        let critic = Critics::new(&cvs.root(), od, ad, &[16, 16]);
+        let _ = Critics::new(&ctvs.root(), od, ad, &[16, 16]);
         let obs = Tensor::randn([rows, od as i64], (Kind::Float, Device::Cpu)) * 2.0;
         let snn_action = Tensor::rand([rows, ad as i64], (Kind::Float, Device::Cpu)) - 0.5;
 
@@ -831,8 +831,8 @@ mod tests {
     #[test]
     fn networks_that_do_not_fit_are_refused() {
         let (cvs, ctvs) = (nn::VarStore::new(Device::Cpu), nn::VarStore::new(Device::Cpu));
-        let _ = TwinCritic::new(&cvs.root(), 4, 2, &[8]);
-        let _ = TwinCritic::new(&ctvs.root(), 4, 2, &[8]);
+        let _ = Critics::new(&cvs.root(), 4, 2, &[8]);
+        let _ = Critics::new(&ctvs.root(), 4, 2, &[8]);
         assert!(DenseTd3::new(4, 2, &[1.0, 1.0], &cvs, &ctvs, None, None).is_some());
         assert!(
             DenseTd3::new(5, 2, &[1.0, 1.0], &cvs, &ctvs, None, None).is_none(),

@@ -17,14 +17,17 @@
 pub mod config;
 pub mod dense;
 pub mod ensemble;
+pub mod learner;
 pub mod nets;
 pub mod optim;
 pub mod rate_limiter;
 pub mod replay;
+pub mod sac;
 pub mod seeds;
 pub mod td3;
 
-pub use config::{Algo, ProxyConfig, RunConfig, SeedBatching, Td3Config};
+pub use config::{Algo, Base, Imitation, ProxyConfig, RunConfig, SacConfig, SeedBatching, Td3Config};
+pub use learner::Learner;
 /// Plain-Rust work on libtorch's OpenMP team (lives beside the networks in `spikerl_snn::torch`, whose
 /// backward through time uses it too).
 pub use spikerl_snn::torch::omp;

@@ -46,33 +46,55 @@ impl Mlp {
     }
 }
 
-/// Twin Q networks Q(s, a) -> [B, 1], under `q1.*` and `q2.*`.
+/// The Q networks Q(s, a) -> [B, 1]: twins under `q1.*` and `q2.*` (TD3, SAC), or one under `q1.*`
+/// (DDPG).
 #[derive(Debug)]
-pub struct TwinCritic {
+pub struct Critics {
     pub q1: Mlp,
-    pub q2: Mlp,
+    pub q2: Option<Mlp>,
 }
 
-impl TwinCritic {
+impl Critics {
+    /// Twin critics.
     pub fn new(p: &nn::Path, obs_dim: usize, act_dim: usize, hidden: &[usize]) -> Self {
-        TwinCritic {
+        Critics::with_count(p, obs_dim, act_dim, hidden, 2)
+    }
+
+    /// One critic (`count` 1) or twins (`count` 2).
+    pub fn with_count(p: &nn::Path, obs_dim: usize, act_dim: usize, hidden: &[usize], count: usize) -> Self {
+        assert!(count == 1 || count == 2, "one critic or twins");
+        Critics {
             q1: Mlp::new(&(p / "q1"), obs_dim + act_dim, hidden, 1),
-            q2: Mlp::new(&(p / "q2"), obs_dim + act_dim, hidden, 1),
+            q2: (count == 2).then(|| Mlp::new(&(p / "q2"), obs_dim + act_dim, hidden, 1)),
         }
     }
 
+    /// Both twins' values.
+    ///
+    /// # Panics
+    /// With one critic.
     pub fn both(&self, obs: &Tensor, act: &Tensor) -> (Tensor, Tensor) {
         let x = Tensor::cat(&[obs, act], 1);
-        (self.q1.forward(&x), self.q2.forward(&x))
+        (self.q1.forward(&x), self.q2.as_ref().expect("twin critics").forward(&x))
+    }
+
+    /// The smallest critic's value per row: min(Q1, Q2) for twins, Q1 alone otherwise.
+    pub fn min_q(&self, obs: &Tensor, act: &Tensor) -> Tensor {
+        let x = Tensor::cat(&[obs, act], 1);
+        let q1 = self.q1.forward(&x);
+        match &self.q2 {
+            Some(q2) => q1.minimum(&q2.forward(&x)),
+            None => q1,
+        }
     }
 
     pub fn q1(&self, obs: &Tensor, act: &Tensor) -> Tensor {
         self.q1.forward(&Tensor::cat(&[obs, act], 1))
     }
 
-    /// The critic update's forward and backward: `(Q1, Q2, mse(Q1, y), mse(Q2, y))` with both losses'
-    /// gradients accumulated into the critics' variables (the gradient of their sum). With `threads >= 2`
-    /// (CPU) the two critics run at once, one per thread of libtorch's OpenMP team, each op
+    /// The critic update's forward and backward: `(Q_i, mse(Q_i, y))` per critic, with the losses'
+    /// gradients accumulated into the critics' variables (the gradient of their sum). With twins and
+    /// `threads >= 2` (CPU) the two critics run at once, one per thread of libtorch's OpenMP team, each op
     /// single-threaded inside the region (`crate::omp`): twin 23-256-256-1 MLPs on 256 rows keep one core
     /// busier than they keep two. The gradients are the same as one backward through the sum.
     pub fn losses_backward(
@@ -81,7 +103,7 @@ impl TwinCritic {
         act: &Tensor,
         y: &Tensor,
         threads: usize,
-    ) -> [(Tensor, Tensor); 2] {
+    ) -> Vec<(Tensor, Tensor)> {
         let x = Tensor::cat(&[obs, act], 1);
         let step = |net: &Mlp, x: &Tensor, y: &Tensor| {
             let q = net.forward(x);
@@ -89,11 +111,12 @@ impl TwinCritic {
             loss.backward();
             (q, loss)
         };
-        if threads < 2 || x.device() != tch::Device::Cpu {
-            return [step(&self.q1, &x, y), step(&self.q2, &x, y)];
+        let nets: Vec<&Mlp> = std::iter::once(&self.q1).chain(self.q2.as_ref()).collect();
+        if nets.len() < 2 || threads < 2 || x.device() != tch::Device::Cpu {
+            return nets.iter().map(|n| step(n, &x, y)).collect();
         }
         use std::sync::Mutex;
-        let jobs: Vec<Mutex<Option<(Mlp, Tensor, Tensor)>>> = [&self.q1, &self.q2]
+        let jobs: Vec<Mutex<Option<(Mlp, Tensor, Tensor)>>> = nets
             .iter()
             .map(|q| Mutex::new(Some((q.handle(), x.shallow_clone(), y.shallow_clone()))))
             .collect();
@@ -104,10 +127,9 @@ impl TwinCritic {
                 *done[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(step(&net, &x, &y));
             }
         });
-        let mut out = done
-            .into_iter()
-            .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()).expect("each critic ran"));
-        [out.next().unwrap(), out.next().unwrap()]
+        done.into_iter()
+            .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()).expect("each critic ran"))
+            .collect()
     }
 }
 
@@ -184,7 +206,7 @@ mod tests {
     fn twin_losses_on_two_threads_give_the_gradients_of_one_backward() {
         tch::manual_seed(6);
         let vs = nn::VarStore::new(tch::Device::Cpu);
-        let critic = TwinCritic::new(&vs.root(), 5, 2, &[32, 32]);
+        let critic = Critics::new(&vs.root(), 5, 2, &[32, 32]);
         let obs = Tensor::randn([64, 5], (tch::Kind::Float, tch::Device::Cpu));
         let act = Tensor::randn([64, 2], (tch::Kind::Float, tch::Device::Cpu));
         let y = Tensor::randn([64, 1], (tch::Kind::Float, tch::Device::Cpu));
@@ -200,7 +222,7 @@ mod tests {
         for mut v in vs.variables().into_values() {
             v.zero_grad();
         }
-        let [(p1, l1), (p2, l2)] = critic.losses_backward(&obs, &act, &y, 2);
+        let [(p1, l1), (p2, l2)] = <[_; 2]>::try_from(critic.losses_backward(&obs, &act, &y, 2)).unwrap();
         assert!(p1.equal(&q1) && p2.equal(&q2));
         assert!(l1.double_value(&[]) > 0.0 && l2.double_value(&[]) > 0.0);
         for ((name, want), (_, got)) in reference.iter().zip(grads(&vs)) {
@@ -222,7 +244,7 @@ mod tests {
     #[test]
     fn critics_start_as_pytorch_linear_layers() {
         let vs = nn::VarStore::new(tch::Device::Cpu);
-        let _critic = TwinCritic::new(&vs.root(), 17, 6, &[256, 256]);
+        let _critic = Critics::new(&vs.root(), 17, 6, &[256, 256]);
         for (name, t) in vs.variables() {
             let fan_in = if name.ends_with("weight") {
                 t.size()[1]

@@ -1,13 +1,15 @@
 //! The TD3 core shared by the three algorithms, as a pure function of networks + batches + config:
-//! no gRPC, no replay ingestion, no broadcasting. The algorithms differ only in the target policy:
+//! no gRPC, no replay ingestion, no broadcasting. It also runs DDPG (`Base::Ddpg`, Fujimoto et al.'s
+//! "OurDDPG"): one critic, no target policy smoothing, the actor every iteration (`with_base` sets the
+//! delay to 1). The algorithms differ only in the target policy:
 //!
 //! - `ann`, `vanilla`: a copy of the actor updated by Polyak averaging (standard TD3);
 //! - `proxy`: a continuous ANN trained to imitate the spiking actor in output space (K steps of
 //!   ||proxy(s) - snn(s)||^2 per iteration, the SNN held constant). No spiking target exists.
 
-use crate::config::{Algo, RunConfig, Td3Config};
+use crate::config::{Algo, Base, RunConfig, Td3Config};
 use crate::dense::DenseTd3;
-use crate::nets::{TwinCritic, hard_update, soft_update};
+use crate::nets::{Critics, hard_update, soft_update};
 use crate::optim::Adam;
 use crate::replay::Transitions;
 use crate::seeds::{Seeds, torch_init_lock};
@@ -66,6 +68,8 @@ pub struct UpdateStats {
     pub actor_loss: Option<f64>,
     /// Mean imitation loss over the K proxy steps (proxy algorithm only).
     pub proxy_loss: Option<f64>,
+    /// SAC: the temperature after the iteration.
+    pub alpha: Option<f64>,
 }
 
 /// Wall time `Td3::update` spent in each phase since the learner was built, with the number of times
@@ -104,12 +108,12 @@ pub fn smoothed_target_action(a: &Tensor, eps: &Tensor, max_action: &Tensor, cfg
 }
 
 /// The threads libtorch may use: what the learner owns for compute.
-fn threads() -> usize {
+pub(crate) fn threads() -> usize {
     tch::get_num_threads().max(1) as usize
 }
 
 /// The values of a CPU tensor, row-major, as f32.
-fn host_vec(t: &Tensor) -> Vec<f32> {
+pub(crate) fn host_vec(t: &Tensor) -> Vec<f32> {
     let t = t.to_kind(Kind::Float).contiguous();
     let n = t.numel();
     let mut v = vec![0.0f32; n];
@@ -197,6 +201,8 @@ enum TargetPolicy {
 /// Networks, optimisers and counters of one TD3 learner.
 pub struct Td3 {
     cfg: Td3Config,
+    /// TD3 or DDPG.
+    base: Base,
     pub policy_config: PolicyConfig,
     device: Device,
     max_action: Tensor,
@@ -205,10 +211,10 @@ pub struct Td3 {
     pub actor_opt: Adam,
     target: TargetPolicy,
     pub critic_vs: nn::VarStore,
-    critic: TwinCritic,
+    critic: Critics,
     pub critic_opt: Adam,
     pub critic_target_vs: nn::VarStore,
-    critic_target: TwinCritic,
+    critic_target: Critics,
     /// Training iterations done.
     pub iterations: u64,
     /// Delayed actor updates done (the policy's version).
@@ -280,16 +286,20 @@ impl Td3 {
             }
         };
 
+        assert!(run.base != Base::Sac, "SAC trains with spikerl_algo::sac::Sac");
+        let count = if run.base == Base::Ddpg { 1 } else { 2 };
         let critic_vs = nn::VarStore::new(device);
-        let critic = TwinCritic::new(&critic_vs.root(), obs_dim, act_dim, &cfg.critic_hidden);
+        let critic = Critics::with_count(&critic_vs.root(), obs_dim, act_dim, &cfg.critic_hidden, count);
         let critic_opt = Adam::new(&critic_vs, cfg.critic_lr);
         let mut critic_target_vs = nn::VarStore::new(device);
-        let critic_target = TwinCritic::new(&critic_target_vs.root(), obs_dim, act_dim, &cfg.critic_hidden);
+        let critic_target =
+            Critics::with_count(&critic_target_vs.root(), obs_dim, act_dim, &cfg.critic_hidden, count);
         hard_update(&mut critic_target_vs, &critic_vs);
         critic_target_vs.freeze();
 
         Td3 {
             cfg,
+            base: run.base,
             policy_config,
             device,
             max_action,
@@ -417,6 +427,16 @@ impl Td3 {
         }
     }
 
+    /// TD3 or DDPG.
+    pub fn base(&self) -> Base {
+        self.base
+    }
+
+    /// How many critics learn: two (TD3) or one (DDPG).
+    pub fn critic_count(&self) -> usize {
+        1 + usize::from(self.critic.q2.is_some())
+    }
+
     pub fn has_proxy(&self) -> bool {
         matches!(self.target, TargetPolicy::Proxy { .. })
     }
@@ -463,6 +483,9 @@ impl Td3 {
         let threads = threads();
         let a = tch::no_grad(|| {
             let a = self.target_act(&b.next_obs);
+            if self.base == Base::Ddpg {
+                return a; // DDPG bootstraps with the target policy's own action
+            }
             let eps = self.standard_normal(&a.size());
             smoothed_target_action(&a, &eps, &self.max_action, &self.cfg)
         });
@@ -482,14 +505,14 @@ impl Td3 {
             stats.target_mean = y.iter().map(|&v| f64::from(v)).sum::<f64>() / y.len() as f64;
         } else {
             let target = tch::no_grad(|| {
-                let (q1, q2) = self.critic_target.both(&b.next_obs, &a);
-                td_target(&b.rewards, &b.not_done, &q1, &q2, self.cfg.gamma)
+                let q = self.critic_target.min_q(&b.next_obs, &a);
+                td_target(&b.rewards, &b.not_done, &q, &q, self.cfg.gamma)
             });
             self.critic_opt.zero_grad();
-            let [(q1, l1), (_, l2)] = self.critic.losses_backward(&b.obs, &b.actions, &target, threads);
+            let losses = self.critic.losses_backward(&b.obs, &b.actions, &target, threads);
             self.critic_opt.step();
-            stats.critic_loss = l1.double_value(&[]) + l2.double_value(&[]);
-            stats.q_mean = q1.mean(Kind::Float).double_value(&[]);
+            stats.critic_loss = losses.iter().map(|(_, l)| l.double_value(&[])).sum();
+            stats.q_mean = losses[0].0.mean(Kind::Float).double_value(&[]);
             stats.target_mean = target.mean(Kind::Float).double_value(&[]);
         }
         self.phase_times.critic += started.elapsed();
@@ -567,6 +590,15 @@ impl Td3 {
             TargetPolicy::Proxy { opt, .. } => Some(opt),
             TargetPolicy::Polyak { .. } => None,
         }
+    }
+
+    /// The actor's, the critics' and the proxy's (if any) optimisers, together.
+    pub fn optimisers_mut(&mut self) -> (&mut Adam, &mut Adam, Option<&mut Adam>) {
+        let proxy = match &mut self.target {
+            TargetPolicy::Proxy { opt, .. } => Some(opt),
+            TargetPolicy::Polyak { .. } => None,
+        };
+        (&mut self.actor_opt, &mut self.critic_opt, proxy)
     }
 
     pub fn proxy_opt_mut(&mut self) -> Option<&mut Adam> {

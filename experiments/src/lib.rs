@@ -1,8 +1,8 @@
 //! Multi-seed experiments.
 //!
 //! - [`sweep`]: `spikerl sweep SPEC.toml --out DIR` expands a TOML grid ([`spec`]) of environments x
-//!   algorithms x neuron types x seeds into runs, each a `spikerl train` process in its own folder
-//!   `DIR/{env}/{method}/seed{N}`; [`plan`] decides per run from its folder whether to skip, start,
+//!   algorithms x neuron types x RL algorithms (`bases`: TD3, SAC, DDPG) x seeds into runs, each a
+//!   `spikerl train` process in its own folder `DIR/{env}/{method}/seed{N}`; [`plan`] decides per run from its folder whether to skip, start,
 //!   resume it from its checkpoint or restart it. Locally the runs are scheduled a few at a time
 //!   ([`runner`]); Ctrl-C stops cleanly; `DIR/sweep.json` ([`state`]) records every run's outcome.
 //! - [`cluster`]: `--backend slurm|k8s` hands the grid to a cluster engine instead: one Slurm job array

@@ -385,6 +385,18 @@ pub fn parse_option_names(help: &str) -> BTreeSet<String> {
 /// Refuses a spec with an option that `spikerl train` does not have, before anything starts.
 pub fn check_train_options(exe: &Path, spec_path: &Path, plans: &[RunPlan]) -> anyhow::Result<()> {
     let known = train_option_names(exe)?;
+    // The sweep adds `--base` itself for runs not on TD3: a binary from before the option would fail
+    // every one of them, after the TD3 runs started.
+    if let Some(p) = plans.iter().find(|p| p.method.base != crate::method::Base::Td3)
+        && !known.contains("base")
+    {
+        bail!(
+            "{} lists base {:?}, but {} has no `spikerl train --base` (an older binary?)",
+            spec_path.display(),
+            p.method.base.as_str(),
+            exe.display()
+        );
+    }
     for plan in plans {
         for k in plan.options.keys() {
             if !known.contains(k) {
@@ -631,6 +643,34 @@ mod tests {
             "task\truns\n0\tPendulum-v1/ann/seed0 Pendulum-v1/ann/seed1\n\
              1\tPendulum-v1/proxy-lif/seed0 Pendulum-v1/proxy-lif/seed1\n"
         );
+    }
+
+    /// A stand-in `spikerl` named `name` whose `train --help` lists `options`.
+    fn fake_binary(dir: &Path, name: &str, options: &[&str]) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let exe = dir.join(name);
+        let lines: String = options.iter().map(|o| format!("echo '      --{o} <X>'\n")).collect();
+        fs::write(&exe, format!("#!/bin/sh\n{lines}")).unwrap();
+        fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
+        exe
+    }
+
+    #[test]
+    fn runs_on_other_bases_need_a_binary_with_base() {
+        let root = temp_dir("base-flag");
+        let text = |bases: &str| {
+            format!("envs=[\"Pendulum-v1\"]\nalgos=[\"ann\"]\nseeds=1\nbases={bases}\n[train]\nsync=true")
+        };
+        let plans = |bases: &str| Spec::parse(&text(bases)).unwrap().expand().unwrap();
+        // Both written before either runs: no file is written while a process of this test starts.
+        let old = fake_binary(&root, "old", &["env", "algo", "sync", "threads"]);
+        let new = fake_binary(&root, "new", &["env", "algo", "base", "sync", "threads"]);
+        let spec = Path::new("s.toml");
+        check_train_options(&old, spec, &plans("[\"td3\"]")).unwrap();
+        let err = format!("{:#}", check_train_options(&old, spec, &plans("[\"td3\", \"sac\"]")).unwrap_err());
+        assert!(err.contains("base \"sac\"") && err.contains("--base"), "{err}");
+        check_train_options(&new, spec, &plans("[\"td3\", \"sac\"]")).unwrap();
+        fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Reading run folders as `spikerl train` writes them (docs/interface.md): `manifest.json` and
 //! `evals.csv`. Tolerant of added fields and columns; only what sweeps and reports need is read.
 
-use crate::method::{Algo, Method, Neuron};
+use crate::method::{Algo, Base, Method, Neuron};
 use anyhow::{Context, anyhow, bail};
 use serde_json::Value;
 use std::fs;
@@ -86,10 +86,15 @@ pub fn run_info(manifest: &Value) -> anyhow::Result<RunInfo> {
         None if !algo.is_spiking() => Neuron::Lif,
         None => bail!("no `config.neuron`"),
     };
+    // Absent in manifests written before `--base` existed: those runs are TD3.
+    let base = match text(config, "base") {
+        Some(b) => Base::parse(&b).ok_or_else(|| anyhow!("unknown base {b:?}"))?,
+        None => Base::Td3,
+    };
     let seed = config.get("seed").and_then(Value::as_u64).ok_or_else(|| anyhow!("no `config.seed`"))?;
     Ok(RunInfo {
         env,
-        method: Method::new(algo, neuron),
+        method: Method::new(algo, neuron).on(base),
         seed,
         steps: config.get("steps").and_then(Value::as_u64),
         random_steps: config.get("random_steps").and_then(Value::as_u64),
@@ -178,5 +183,15 @@ mod tests {
         assert_eq!(info.method, Method::ANN);
         assert_eq!((info.seed, info.steps, info.random_steps), (3, Some(10), Some(5)));
         assert!(run_info(&serde_json::json!({"config": {"env_id": "x", "algo": "sac", "seed": 1}})).is_err());
+        // `config.base`: absent is TD3 (older manifests); named bases make other rows.
+        assert_eq!(info.method.base, Base::Td3);
+        let on = |base: &str| {
+            run_info(
+                &serde_json::json!({"config": {"env_id": "x", "algo": "proxy", "neuron": "lif", "base": base, "seed": 1}}),
+            )
+        };
+        assert_eq!(on("sac").unwrap().method, Method::new(Algo::Proxy, Neuron::Lif).on(Base::Sac));
+        assert_eq!(on("td3").unwrap().method, Method::new(Algo::Proxy, Neuron::Lif));
+        assert!(format!("{:#}", on("ppo").unwrap_err()).contains("unknown base"));
     }
 }

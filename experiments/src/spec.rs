@@ -5,6 +5,7 @@
 //! envs = ["HalfCheetah-v4", "Hopper-v4"]
 //! algos = ["ann", "vanilla", "proxy"]
 //! neurons = ["lif", "clif", "dn"]      # crossed with the spiking algorithms; ann runs once per env x seed
+//! bases = ["td3", "sac"]               # the RL algorithm under each (`train --base`); default ["td3"]
 //! seeds = 5                            # 0..5, or an explicit list: [0, 1, 2]
 //! group_seeds = false                  # true: each configuration's seeds in one `train --sync --seeds` process
 //!
@@ -14,7 +15,7 @@
 //! snn_hidden = [256, 256]              # arrays are passed comma separated: `--snn-hidden 256,256`
 //!
 //! [[override]]                         # more options for the runs it selects; later entries win
-//! env = "InvertedDoublePendulum-v4"    # selectors: env, algo, neuron; a string or a list; absent = all
+//! env = "InvertedDoublePendulum-v4"    # selectors: env, algo, neuron, base; a string or a list; absent = all
 //! algo = "proxy"
 //! train = { proxy_lr = 0.003 }
 //!
@@ -27,9 +28,10 @@
 //! ```
 //!
 //! Every run is named after its grid point, `{env}/{method}/seed{N}` (`method` = `ann`, `vanilla-lif`,
-//! `proxy-clif`, ...), so the same spec always maps to the same folders.
+//! `proxy-clif`, ... on TD3; `sac-ann`, `ddpg-proxy-lif`, ... on the other bases), so the same spec
+//! always maps to the same folders.
 
-use crate::method::{Algo, Method, Neuron};
+use crate::method::{Algo, Base, Method, Neuron};
 use anyhow::{Context, bail, ensure};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -50,6 +52,10 @@ pub struct Spec {
     /// Neuron types, crossed with the spiking algorithms (required when any is listed).
     #[serde(default)]
     pub neurons: Vec<Neuron>,
+    /// RL algorithms under every method (`spikerl train --base`): td3, sac, ddpg. Default: td3 alone, the
+    /// grid of a spec written before the axis existed.
+    #[serde(default = "default_bases")]
+    pub bases: Vec<Base>,
     /// A count N (seeds 0..N) or a list of seeds.
     pub seeds: Seeds,
     /// Options of `spikerl train` given to every run.
@@ -138,6 +144,10 @@ pub struct K8sSection {
     pub node_selector: BTreeMap<String, String>,
 }
 
+fn default_bases() -> Vec<Base> {
+    vec![Base::Td3]
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum Seeds {
@@ -169,6 +179,8 @@ pub struct Override {
     pub algo: Option<OneOrMany<Algo>>,
     /// Selects spiking runs with these neurons (never an ann run).
     pub neuron: Option<OneOrMany<Neuron>>,
+    /// Selects runs on these bases (options such as SAC's own belong to its runs only).
+    pub base: Option<OneOrMany<Base>>,
     pub train: toml::Table,
 }
 
@@ -177,6 +189,7 @@ impl Override {
         self.env.as_ref().is_none_or(|e| e.contains(&env.to_string()))
             && self.algo.as_ref().is_none_or(|a| a.contains(&method.algo))
             && self.neuron.as_ref().is_none_or(|n| method.neuron.is_some_and(|m| n.contains(&m)))
+            && self.base.as_ref().is_none_or(|b| b.contains(&method.base))
     }
 }
 
@@ -190,13 +203,13 @@ pub enum OptValue {
 }
 
 /// Resolved options of one run, by long option name (`snn-hidden`), without the grid point's own
-/// (`--env`, `--algo`, `--neuron`, `--seed`) and without `--out`.
+/// (`--env`, `--algo`, `--neuron`, `--base`, `--seed`) and without `--out`.
 pub type TrainOptions = BTreeMap<String, OptValue>;
 
 /// Options the sweep sets itself: a spec may not give them.
 /// (`resume`: whether a run continues from its checkpoint is the sweep's decision, run by run.)
-pub const RESERVED: [&str; 10] =
-    ["env", "algo", "neuron", "seed", "seeds", "out", "no-progress", "metrics", "help", "resume"];
+pub const RESERVED: [&str; 11] =
+    ["env", "algo", "neuron", "base", "seed", "seeds", "out", "no-progress", "metrics", "help", "resume"];
 
 /// One grid point: what to run and where.
 #[derive(Debug, Clone, PartialEq)]
@@ -226,14 +239,16 @@ impl Spec {
         }
     }
 
-    /// The rows of the grid: ann once, each spiking algorithm once per neuron type.
+    /// The rows of the grid, base by base: ann once, each spiking algorithm once per neuron type.
     pub fn methods(&self) -> Vec<Method> {
         let mut out = Vec::new();
-        for &algo in &self.algos {
-            if algo.is_spiking() {
-                out.extend(self.neurons.iter().map(|&n| Method::new(algo, n)));
-            } else {
-                out.push(Method::ANN);
+        for &base in &self.bases {
+            for &algo in &self.algos {
+                if algo.is_spiking() {
+                    out.extend(self.neurons.iter().map(|&n| Method::new(algo, n).on(base)));
+                } else {
+                    out.push(Method::ANN.on(base));
+                }
             }
         }
         out
@@ -283,7 +298,7 @@ impl Spec {
             }
         }
         if let Some(i) = used.iter().position(|u| !u) {
-            bail!("override #{} selects no run of the grid (check its env/algo/neuron)", i + 1);
+            bail!("override #{} selects no run of the grid (check its env/algo/neuron/base)", i + 1);
         }
         Ok(plans)
     }
@@ -291,6 +306,7 @@ impl Spec {
     fn validate(&self) -> anyhow::Result<()> {
         ensure!(!self.envs.is_empty(), "`envs` is empty");
         ensure!(!self.algos.is_empty(), "`algos` is empty");
+        ensure!(!self.bases.is_empty(), "`bases` is empty (leave it out for td3 alone)");
         for env in &self.envs {
             ensure!(
                 !env.is_empty()
@@ -307,6 +323,7 @@ impl Spec {
         no_duplicates("envs", &self.envs)?;
         no_duplicates("algos", &self.algos)?;
         no_duplicates("neurons", &self.neurons)?;
+        no_duplicates("bases", &self.bases)?;
         no_duplicates("seeds", &seeds)?;
         Ok(())
     }
@@ -397,6 +414,11 @@ impl RunPlan {
         ];
         if let Some(n) = self.method.neuron {
             args.extend(["--neuron".into(), n.as_str().into()]);
+        }
+        // TD3 is train's default: leaving the flag out keeps TD3 runs' command lines as they were before
+        // `--base` existed (and runnable by a binary without it).
+        if self.method.base != Base::Td3 {
+            args.extend(["--base".into(), self.method.base.as_str().into()]);
         }
         args.extend(seed);
         for (k, v) in &self.options {
@@ -588,5 +610,131 @@ mod tests {
                 .contains("selects no run")
         );
         assert!(err("envs=[\"A-v1\"]\nalgos=[\"sac\"]\nseeds=1").contains("sac"));
+    }
+
+    const BASES: &str = r#"
+        envs = ["Hopper-v4"]
+        algos = ["ann", "proxy"]
+        neurons = ["lif"]
+        bases = ["td3", "sac", "ddpg"]
+        seeds = 2
+
+        [train]
+        sync = true
+
+        [[override]]
+        base = "sac"
+        train = { steps = 500 }
+    "#;
+
+    fn words(args: Vec<OsString>) -> String {
+        args.into_iter().map(|a| a.into_string().unwrap()).collect::<Vec<_>>().join(" ")
+    }
+
+    #[test]
+    fn bases_cross_every_method_and_leave_td3_as_it_was() {
+        let plans = Spec::parse(BASES).unwrap().expand().unwrap();
+        // 2 seeds x 1 env x 3 bases x (ann + proxy-lif), seed-major, base by base within a seed.
+        assert_eq!(plans.len(), 12);
+        let ids: Vec<_> = plans.iter().take(6).map(|p| p.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "Hopper-v4/ann/seed0",
+                "Hopper-v4/proxy-lif/seed0",
+                "Hopper-v4/sac-ann/seed0",
+                "Hopper-v4/sac-proxy-lif/seed0",
+                "Hopper-v4/ddpg-ann/seed0",
+                "Hopper-v4/ddpg-proxy-lif/seed0"
+            ]
+        );
+        assert_eq!(plans[6].id, "Hopper-v4/ann/seed1");
+        // Without the axis (and the SAC override) the grid is TD3's alone, named as the same runs with it.
+        let text = BASES.replace(r#"bases = ["td3", "sac", "ddpg"]"#, "").replace("base = \"sac\"", "");
+        let plain = Spec::parse(&text).unwrap().expand().unwrap();
+        let plain_ids: Vec<_> = plain.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(
+            plain_ids,
+            [
+                "Hopper-v4/ann/seed0",
+                "Hopper-v4/proxy-lif/seed0",
+                "Hopper-v4/ann/seed1",
+                "Hopper-v4/proxy-lif/seed1"
+            ]
+        );
+        // The base selector: only SAC's runs got the override.
+        let steps: Vec<_> =
+            plans.iter().filter(|p| p.option("steps").is_some()).map(|p| p.id.as_str()).collect();
+        assert_eq!(
+            steps,
+            [
+                "Hopper-v4/sac-ann/seed0",
+                "Hopper-v4/sac-proxy-lif/seed0",
+                "Hopper-v4/sac-ann/seed1",
+                "Hopper-v4/sac-proxy-lif/seed1"
+            ]
+        );
+    }
+
+    #[test]
+    fn base_flag_only_on_runs_of_other_bases() {
+        let plans = Spec::parse(BASES).unwrap().expand().unwrap();
+        let get = |id: &str| plans.iter().find(|p| p.id == id).unwrap();
+        assert_eq!(
+            words(get("Hopper-v4/proxy-lif/seed0").train_args(Path::new("/r/x"))),
+            "train --env Hopper-v4 --algo proxy --neuron lif --seed 0 --sync --threads 1 --out /r/x --no-progress"
+        );
+        assert_eq!(
+            words(get("Hopper-v4/sac-proxy-lif/seed1").train_args(Path::new("/r/y"))),
+            "train --env Hopper-v4 --algo proxy --neuron lif --base sac --seed 1 --steps 500 --sync --threads 1 \
+             --out /r/y --no-progress"
+        );
+        let ddpg_ann = get("Hopper-v4/ddpg-ann/seed0");
+        assert_eq!(ddpg_ann.group_id(), "Hopper-v4/ddpg-ann");
+        assert_eq!(
+            words(ddpg_ann.group_train_args(&[0, 1], Path::new("/r/Hopper-v4/ddpg-ann"))),
+            "train --env Hopper-v4 --algo ann --base ddpg --seeds 0,1 --sync --threads 1 --out /r/Hopper-v4/ddpg-ann \
+             --no-progress"
+        );
+        for p in &plans {
+            let has_flag = words(p.train_args(Path::new("d"))).contains("--base");
+            assert_eq!(has_flag, p.method.base != Base::Td3, "{}", p.id);
+        }
+    }
+
+    #[test]
+    fn seed_groups_never_mix_bases() {
+        let text = format!("group_seeds = true\n{BASES}");
+        let plans = Spec::parse(&text).unwrap().expand().unwrap();
+        let tasks = crate::plan::Task::grid(&plans, true);
+        let names: Vec<String> = tasks.iter().map(crate::plan::Task::name).collect();
+        assert_eq!(
+            names,
+            [
+                "Hopper-v4/ann/seed{0,1}",
+                "Hopper-v4/proxy-lif/seed{0,1}",
+                "Hopper-v4/sac-ann/seed{0,1}",
+                "Hopper-v4/sac-proxy-lif/seed{0,1}",
+                "Hopper-v4/ddpg-ann/seed{0,1}",
+                "Hopper-v4/ddpg-proxy-lif/seed{0,1}"
+            ]
+        );
+        for t in &tasks {
+            assert!(t.plans.iter().all(|p| p.method == t.plans[0].method), "{}", t.name());
+        }
+    }
+
+    #[test]
+    fn bad_bases_are_refused_naming_the_valid_ones() {
+        let err = |text: &str| format!("{:#}", Spec::parse(text).and_then(|s| s.expand()).unwrap_err());
+        let grid = "envs=[\"A-v1\"]\nalgos=[\"ann\"]\nseeds=1\n";
+        let unknown = err(&format!("{grid}bases=[\"td3\", \"ppo\"]"));
+        assert!(["ppo", "td3", "sac", "ddpg"].iter().all(|w| unknown.contains(w)), "{unknown}");
+        assert!(err(&format!("{grid}bases=[]")).contains("`bases` is empty"));
+        assert!(err(&format!("{grid}bases=[\"sac\", \"sac\"]")).contains("twice"));
+        assert!(err(&format!("{grid}[train]\nbase=\"sac\"")).contains("set by the sweep"));
+        assert!(
+            err(&format!("{grid}[[override]]\nbase=\"ddpg\"\ntrain={{steps=1}}")).contains("selects no run")
+        );
     }
 }

@@ -97,7 +97,7 @@ fn remote_seeds() -> Vec<(String, Vec<u8>)> {
 }
 
 fn tiny_policy(network: NetworkConfig) -> PolicyConfig {
-    PolicyConfig { obs_dim: 3, act_dim: 1, max_action: vec![2.0], network }
+    PolicyConfig { gaussian: None, obs_dim: 3, act_dim: 1, max_action: vec![2.0], network }
 }
 
 /// Named seeds for the weights target: small networks of each kind (all `ok-`).

@@ -18,7 +18,7 @@ const OBS: usize = 17;
 const ACT: usize = 6;
 
 fn cheetah(network: NetworkConfig) -> PolicyConfig {
-    PolicyConfig { obs_dim: OBS, act_dim: ACT, max_action: vec![1.0; ACT], network }
+    PolicyConfig { gaussian: None, obs_dim: OBS, act_dim: ACT, max_action: vec![1.0; ACT], network }
 }
 
 /// Fastest of a few rounds of the time per action, each round running for about `budget`. The minimum,

@@ -157,6 +157,43 @@ pub struct PolicyConfig {
     pub max_action: Vec<f32>,
     /// The network.
     pub network: NetworkConfig,
+    /// A stochastic policy's Gaussian (SAC): the network's pre-tanh output is the mean and a small ReLU
+    /// MLP on the observation gives the log-std; actors sample `tanh(mean + std * eps) * max_action`,
+    /// evaluation takes the mean. `None`: a deterministic policy (TD3, DDPG). Absent from the JSON when
+    /// `None`, so deterministic weight files are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gaussian: Option<GaussianHead>,
+}
+
+/// The log-std network of a stochastic policy: `log_std.layers.{i}` (ReLU between layers), its output
+/// squashed into `[log_std_min, log_std_max]` as CleanRL's SAC squashes it:
+/// `min + (max - min) * (tanh(raw) + 1) / 2`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GaussianHead {
+    pub hidden: Vec<usize>,
+    pub log_std_min: f32,
+    pub log_std_max: f32,
+}
+
+impl Default for GaussianHead {
+    /// A 64-64 network and CleanRL's bounds [-5, 2].
+    fn default() -> Self {
+        GaussianHead { hidden: vec![64, 64], log_std_min: -5.0, log_std_max: 2.0 }
+    }
+}
+
+impl GaussianHead {
+    /// The log-std for the network's raw output `raw`.
+    pub fn squash(&self, raw: f32) -> f32 {
+        self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (raw.tanh() + 1.0)
+    }
+
+    /// Widths of `log_std.layers.{i}` as (in, out) pairs.
+    pub fn layer_dims(&self, obs_dim: usize, act_dim: usize) -> Vec<(usize, usize)> {
+        let widths: Vec<usize> =
+            std::iter::once(obs_dim).chain(self.hidden.iter().copied()).chain([act_dim]).collect();
+        widths.windows(2).map(|w| (w[0], w[1])).collect()
+    }
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> SnnError {
@@ -198,6 +235,18 @@ impl PolicyConfig {
         };
         if self.obs_dim > MAX_WIDTH || self.act_dim > MAX_WIDTH {
             return Err(invalid("obs_dim", format!("obs_dim and act_dim must be at most {MAX_WIDTH}")));
+        }
+        if let Some(g) = &self.gaussian {
+            check_widths(&g.hidden)?;
+            if !(g.log_std_min.is_finite() && g.log_std_max.is_finite() && g.log_std_min < g.log_std_max) {
+                return Err(invalid(
+                    "gaussian",
+                    format!(
+                        "log-std bounds must be finite with min < max, found [{}, {}]",
+                        g.log_std_min, g.log_std_max
+                    ),
+                ));
+            }
         }
         match &self.network {
             NetworkConfig::Ann { hidden } => check_widths(hidden)?,
@@ -266,7 +315,7 @@ mod tests {
     use super::*;
 
     fn cheetah(network: NetworkConfig) -> PolicyConfig {
-        PolicyConfig { obs_dim: 17, act_dim: 6, max_action: vec![1.0; 6], network }
+        PolicyConfig { gaussian: None, obs_dim: 17, act_dim: 6, max_action: vec![1.0; 6], network }
     }
 
     #[test]

@@ -58,6 +58,13 @@ pub fn initial_tensors(cfg: &PolicyConfig, seed: u64) -> Result<NamedTensors, Sn
                 NetworkConfig::Snn(s) => vec![logit(s.v_decay); n],
                 NetworkConfig::Ann { .. } => unreachable!("ANNs have no decay"),
             },
+            _ if name.starts_with("log_std.") => {
+                let layer: usize = name.split('.').nth(2).and_then(|i| i.parse().ok()).expect("layer name");
+                let g = cfg.gaussian.as_ref().expect("log_std tensors exist only with a Gaussian head");
+                let fan_in = g.layer_dims(cfg.obs_dim, cfg.act_dim)[layer].0;
+                let b = 1.0 / (fan_in as f32).sqrt();
+                (0..n).map(|_| rng.uniform(-b, b)).collect()
+            }
             _ => {
                 // layers.{i}.weight [out, in] / layers.{i}.bias [out]: the layer's fan-in bounds both.
                 let layer: usize = name.split('.').nth(1).and_then(|i| i.parse().ok()).expect("layer name");

@@ -33,7 +33,7 @@ pub mod policy;
 pub mod torch;
 pub mod weights;
 
-pub use config::{DnConstants, NetworkConfig, NeuronKind, PolicyConfig, SnnConfig};
+pub use config::{DnConstants, GaussianHead, NetworkConfig, NeuronKind, PolicyConfig, SnnConfig};
 pub use error::SnnError;
 pub use init::initial_tensors;
 pub use policy::{InferenceStats, MAC_ENERGY_PJ, Policy, SOP_ENERGY_PJ, SpikeTrace, ann_equivalent_macs};

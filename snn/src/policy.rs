@@ -347,6 +347,8 @@ struct SnnNet {
     x: Vec<f32>,
     state: LayerState,
     rate: Vec<f32>,
+    /// The decoder's pre-tanh output of the latest inference (a Gaussian policy's mean).
+    pre: Vec<f32>,
     isa: Isa,
 }
 
@@ -496,6 +498,7 @@ impl SnnNet {
             let w = &self.dec_w[a * pop..(a + 1) * pop];
             let r = &self.rate[a * pop..(a + 1) * pop];
             let y: f32 = w.iter().zip(r).map(|(w, r)| w * r).sum::<f32>() + self.dec_b[a];
+            self.pre[a] = y;
             action[a] = y.tanh() * max_action[a];
         }
     }
@@ -629,6 +632,51 @@ impl AnnNet {
     }
 }
 
+/// A Gaussian policy's log-std MLP (`log_std.layers.{i}`, ReLU between layers), squashed into the head's
+/// bounds. Tiny next to the policy network, so plain loops.
+#[derive(Debug, Clone)]
+struct LogStdNet {
+    head: crate::config::GaussianHead,
+    /// Per layer: weight `[out, in]` row-major, bias, fan-in.
+    layers: Vec<(Vec<f32>, Vec<f32>, usize)>,
+    a: Vec<f32>,
+    b: Vec<f32>,
+}
+
+impl LogStdNet {
+    /// From tensors `check_tensors` has accepted for `cfg`.
+    fn new(head: &crate::config::GaussianHead, cfg: &PolicyConfig, tensors: &NamedTensors) -> Self {
+        let dims = head.layer_dims(cfg.obs_dim, cfg.act_dim);
+        let layers = (0..dims.len())
+            .map(|i| {
+                let w = tensors[&format!("log_std.layers.{i}.weight")].data.clone();
+                let b = tensors[&format!("log_std.layers.{i}.bias")].data.clone();
+                (w, b, dims[i].0)
+            })
+            .collect();
+        let widest = dims.iter().map(|&(i, o)| i.max(o)).max().unwrap_or(0);
+        LogStdNet { head: head.clone(), layers, a: vec![0.0; widest], b: vec![0.0; widest] }
+    }
+
+    /// The squashed log-std for `obs`.
+    fn forward(&mut self, obs: &[f32]) -> &[f32] {
+        self.a[..obs.len()].copy_from_slice(obs);
+        let last = self.layers.len() - 1;
+        let mut width = obs.len();
+        for (l, (w, bias, fan_in)) in self.layers.iter().enumerate() {
+            let x = &self.a[..*fan_in];
+            for (o, y) in self.b[..bias.len()].iter_mut().enumerate() {
+                let row = &w[o * fan_in..(o + 1) * fan_in];
+                let v = bias[o] + row.iter().zip(x).map(|(w, x)| w * x).sum::<f32>();
+                *y = if l < last { v.max(0.0) } else { self.head.squash(v) };
+            }
+            width = bias.len();
+            std::mem::swap(&mut self.a, &mut self.b);
+        }
+        &self.a[..width]
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Net {
     Snn(Box<SnnNet>),
@@ -640,6 +688,8 @@ enum Net {
 pub struct Policy {
     cfg: PolicyConfig,
     net: Net,
+    /// A stochastic policy's log-std network (`PolicyConfig::gaussian`).
+    log_std: Option<LogStdNet>,
     stats: InferenceStats,
     /// Per-neuron spike counts of each spiking layer `layers.{i}`, kept only after
     /// [`Policy::count_neuron_spikes`]: evaluations want dead and saturated neurons, the actors' inference
@@ -702,11 +752,13 @@ impl Policy {
                     x: vec![0.0; widest_stride * s.timesteps],
                     state: LayerState::new(widest),
                     rate: vec![0.0; cfg.act_dim * s.pop_size],
+                    pre: vec![0.0; cfg.act_dim],
                     isa: Isa::detect(),
                 }))
             }
         };
-        Ok(Self { cfg: cfg.clone(), net, stats, neuron_spikes: None })
+        let log_std = cfg.gaussian.as_ref().map(|g| LogStdNet::new(g, cfg, tensors));
+        Ok(Self { cfg: cfg.clone(), net, log_std, stats, neuron_spikes: None })
     }
 
     /// The configuration this policy was built from.
@@ -730,6 +782,31 @@ impl Policy {
                 }
             }
             Net::Ann(n) => n.forward(obs, action, &self.cfg.max_action, &mut self.stats),
+        }
+    }
+
+    /// Whether this is a stochastic (Gaussian) policy, which explores by [`Policy::sample`].
+    pub fn is_gaussian(&self) -> bool {
+        self.log_std.is_some()
+    }
+
+    /// A Gaussian policy's exploring action: `tanh(mean + exp(log_std) * eps) * max_action`, with `mean` the
+    /// network's pre-tanh output and `eps` standard normal draws, one per action dimension. A
+    /// deterministic policy returns [`Policy::act`]'s action (its callers add their own noise).
+    ///
+    /// # Panics
+    /// As [`Policy::act`], or if `eps.len() != act_dim`.
+    pub fn sample(&mut self, obs: &[f32], eps: &[f32], action: &mut [f32]) {
+        assert_eq!(eps.len(), self.cfg.act_dim, "one standard normal draw per action dimension");
+        self.act(obs, action);
+        let Some(head) = &mut self.log_std else { return };
+        let pre = match &self.net {
+            Net::Snn(n) => &n.pre[..],
+            Net::Ann(n) => &n.a[..self.cfg.act_dim],
+        };
+        let log_std = head.forward(obs);
+        for (i, a) in action.iter_mut().enumerate() {
+            *a = (pre[i] + log_std[i].exp() * eps[i]).tanh() * self.cfg.max_action[i];
         }
     }
 
@@ -838,6 +915,7 @@ mod tests {
             })
             .collect();
         cfgs.push(PolicyConfig {
+            gaussian: None,
             obs_dim: 17,
             act_dim: 6,
             max_action: vec![1.0; 6],

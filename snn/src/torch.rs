@@ -244,6 +244,8 @@ enum Net {
 #[derive(Debug)]
 pub struct TorchPolicy {
     net: Net,
+    /// A Gaussian policy's log-std MLP (`log_std.layers.{i}`) and its bounds.
+    log_std: Option<(Vec<nn::Linear>, crate::config::GaussianHead)>,
     max_action: Tensor,
 }
 
@@ -266,8 +268,36 @@ impl TorchPolicy {
             ),
             NetworkConfig::Snn(s) => Net::Snn(Box::new(TorchSnn::new(p, cfg, s))),
         };
+        let log_std = cfg.gaussian.as_ref().map(|g| {
+            let layers = g
+                .layer_dims(cfg.obs_dim, cfg.act_dim)
+                .into_iter()
+                .enumerate()
+                .map(|(i, (fan_in, fan_out))| linear_init(&(p / "log_std" / "layers" / i), fan_in, fan_out))
+                .collect();
+            (layers, g.clone())
+        });
         let max_action = Tensor::from_slice(&cfg.max_action).to_device(p.device());
-        Self { net, max_action }
+        Self { net, log_std, max_action }
+    }
+
+    /// The bound of each action, `[act]`.
+    pub fn max_action(&self) -> &Tensor {
+        &self.max_action
+    }
+
+    /// The network's pre-tanh output `[B, act]` (a Gaussian policy's mean), differentiable.
+    pub fn mean(&self, obs: &Tensor) -> Tensor {
+        self.pre_tanh(obs, None)
+    }
+
+    /// A Gaussian policy's log-std `[B, act]`, squashed into its bounds, differentiable; `None` for a
+    /// deterministic policy.
+    pub fn log_std(&self, obs: &Tensor) -> Option<Tensor> {
+        let (layers, head) = self.log_std.as_ref()?;
+        let raw = mlp_forward(layers, obs);
+        let (lo, hi) = (f64::from(head.log_std_min), f64::from(head.log_std_max));
+        Some((raw.tanh() + 1.0) * (0.5 * (hi - lo)) + lo)
     }
 
     /// `[B, obs_dim]` f32 -> `[B, act_dim]` = tanh(.) * max_action, differentiable.
@@ -286,19 +316,22 @@ impl TorchPolicy {
     fn pre_tanh(&self, obs: &Tensor, trace: Option<&mut Vec<Tensor>>) -> Tensor {
         match &self.net {
             Net::Snn(n) => n.forward(obs, trace),
-            Net::Ann(layers) => {
-                let last = layers.len() - 1;
-                let mut x = obs.shallow_clone();
-                for (i, l) in layers.iter().enumerate() {
-                    x = x.linear(&l.ws, l.bs.as_ref());
-                    if i < last {
-                        x = x.relu();
-                    }
-                }
-                x
-            }
+            Net::Ann(layers) => mlp_forward(layers, obs),
         }
     }
+}
+
+/// A ReLU MLP with a linear output.
+fn mlp_forward(layers: &[nn::Linear], obs: &Tensor) -> Tensor {
+    let last = layers.len() - 1;
+    let mut x = obs.shallow_clone();
+    for (i, l) in layers.iter().enumerate() {
+        x = x.linear(&l.ws, l.bs.as_ref());
+        if i < last {
+            x = x.relu();
+        }
+    }
+    x
 }
 
 /// Every variable of `vs`, by its VarStore name, as f32 on the CPU.

@@ -96,6 +96,12 @@ pub fn expected_shapes(cfg: &PolicyConfig) -> Result<Shapes, SnnError> {
             shapes.insert(format!("layers.{i}.decay_logit"), vec![1]);
         }
     }
+    if let Some(g) = &cfg.gaussian {
+        for (i, (fan_in, fan_out)) in g.layer_dims(cfg.obs_dim, cfg.act_dim).into_iter().enumerate() {
+            shapes.insert(format!("log_std.layers.{i}.weight"), vec![fan_out, fan_in]);
+            shapes.insert(format!("log_std.layers.{i}.bias"), vec![fan_out]);
+        }
+    }
     Ok(shapes)
 }
 

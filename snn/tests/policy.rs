@@ -19,8 +19,13 @@ fn t(shape: &[usize], data: &[f32]) -> NamedTensor {
 /// output neuron 1 gets 0.1 (silent). Decoder: rate [1, 0] -> y = 0.5 * 1 + 0.1 = 0.6.
 fn tiny(obs: f32) -> (PolicyConfig, NamedTensors) {
     let snn = SnnConfig { hidden: vec![3], pop_size: 2, timesteps: 2, ..SnnConfig::paper(NeuronKind::Lif) };
-    let cfg =
-        PolicyConfig { obs_dim: 1, act_dim: 1, max_action: vec![2.0], network: NetworkConfig::Snn(snn) };
+    let cfg = PolicyConfig {
+        gaussian: None,
+        obs_dim: 1,
+        act_dim: 1,
+        max_action: vec![2.0],
+        network: NetworkConfig::Snn(snn),
+    };
     let s = obs.tanh();
     let mut m = NamedTensors::new();
     m.insert("encoder.mu".into(), t(&[1, 2], &[s, s + 10.0]));
@@ -115,6 +120,7 @@ fn ann_policy_counts_macs_and_energy() {
 #[test]
 fn ann_matches_a_hand_computation() {
     let cfg = PolicyConfig {
+        gaussian: None,
         obs_dim: 2,
         act_dim: 1,
         max_action: vec![3.0],

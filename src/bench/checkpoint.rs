@@ -162,7 +162,7 @@ fn train_for(
     checkpoints: &Path,
 ) -> anyhow::Result<(f64, usize)> {
     let (od, ad, bs) = (trainer.spec.obs_dim, trainer.spec.act_dim, trainer.cfg.td3.batch_size);
-    let draws = 1 + if trainer.td3.has_proxy() { trainer.cfg.proxy.steps } else { 0 };
+    let draws = 1 + if trainer.learner.has_proxy() { trainer.cfg.proxy.steps } else { 0 };
     let mut scratch = Transitions::with_capacity(bs, od, ad);
     let (started, mut last_checkpoint) = (Instant::now(), Instant::now());
     let (mut iterations, mut written) = (0u64, 0);
@@ -181,7 +181,7 @@ fn train_for(
                 .collect()
         };
         let mut batches = batches.into_iter();
-        trainer.td3.update(|| batches.next().expect("one minibatch per draw"));
+        trainer.learner.update(|| batches.next().expect("one minibatch per draw"));
         iterations += 1;
     }
     Ok((iterations as f64 / started.elapsed().as_secs_f64(), written))

@@ -27,8 +27,8 @@ mod update;
 mod video;
 
 use crate::UsageError;
-use crate::cli::BenchCommand;
-use crate::train::{algo_of, device, neuron_of};
+use crate::cli::{BaseArg, BenchCommand};
+use crate::train::{algo_of, base_of, device, neuron_of};
 
 pub use policies::BadPolicyFile;
 
@@ -52,14 +52,41 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             }
             print_json_if(json, &r)
         }
-        BenchCommand::Update { env, algo, neuron, batch, device: d, iterations, threads, policy, json } => {
+        BenchCommand::Update {
+            env,
+            base,
+            algo,
+            neuron,
+            batch,
+            device: d,
+            iterations,
+            threads,
+            policy,
+            json,
+        } => {
             // libtorch panics on an empty minibatch; a zero count is the user's slip, not a crash.
             if batch == 0 || iterations == 0 || threads == Some(0) {
                 return Err(UsageError("--batch, --iterations and --threads must be positive".into()).into());
             }
             set_libtorch_threads(threads);
+            if base == BaseArg::Sac {
+                let r = update::update_sac(
+                    &env,
+                    algo_of(algo),
+                    neuron_of(neuron),
+                    batch,
+                    device(d)?,
+                    iterations,
+                    policy.as_deref(),
+                )?;
+                if !json {
+                    update::print_sac(&r);
+                }
+                return print_json_if(json, &r);
+            }
             let r = update::update(
                 &env,
+                base_of(base),
                 algo_of(algo),
                 neuron_of(neuron),
                 batch,

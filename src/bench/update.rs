@@ -9,8 +9,9 @@ use super::synthetic::random_batch;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
+use spikerl_algo::sac::Sac;
 use spikerl_algo::td3::{Batch, Td3};
-use spikerl_algo::{Algo, RunConfig};
+use spikerl_algo::{Algo, Base, RunConfig};
 use spikerl_envs::EnvSpec;
 use spikerl_learner::training::trainer::max_action;
 use spikerl_snn::{NeuronKind, Policy};
@@ -20,6 +21,8 @@ use tch::Device;
 #[derive(Debug, Serialize)]
 pub struct UpdateBench {
     pub env: String,
+    /// td3 or ddpg (SAC reports as `SacUpdateBench`).
+    pub base: String,
     pub algo: String,
     pub neuron: String,
     pub device: String,
@@ -136,6 +139,7 @@ const SAMPLE_BUFFER_ROWS: usize = 200_000;
 /// (`policy.safetensors`) instead of the initial ones.
 pub fn update(
     env: &str,
+    base: Base,
     algo: Algo,
     neuron: NeuronKind,
     batch: usize,
@@ -144,7 +148,7 @@ pub fn update(
     policy_file: Option<&std::path::Path>,
 ) -> anyhow::Result<UpdateBench> {
     let spec = spikerl_envs::spec(env)?;
-    let mut cfg = RunConfig::paper(env, algo, neuron, 0);
+    let mut cfg = RunConfig::paper(env, algo, neuron, 0).with_base(base);
     cfg.td3.batch_size = batch;
     let mut td3 = learner(&cfg, &spec, device, policy_file)?;
     let (od, ad) = (spec.obs_dim, spec.act_dim);
@@ -203,6 +207,7 @@ pub fn update(
     };
     Ok(UpdateBench {
         env: env.to_string(),
+        base: base.to_string(),
         algo: algo.to_string(),
         neuron: neuron.to_string(),
         device: format!("{device:?}"),
@@ -421,6 +426,7 @@ impl PhaseWork {
         let critic_macs = mlp_macs(od + ad, &cfg.td3.critic_hidden, 1);
         let actor = actor_macs(&td3.policy_config);
         let fwd = |macs: f64| 2.0 * b * macs / 1e9;
+        let critics = td3.critic_count() as f64;
         let target_action = match algo {
             Algo::Proxy => fwd(proxy_macs),
             // On CPU the SNN target runs in plain Rust (event-driven accumulation, not a matmul).
@@ -429,7 +435,7 @@ impl PhaseWork {
         };
         PhaseWork {
             proxy_mlp: td3.has_proxy().then(|| 3.0 * fwd(proxy_macs)),
-            critic_step: target_action + 2.0 * fwd(critic_macs) + 2.0 * 3.0 * fwd(critic_macs),
+            critic_step: target_action + critics * fwd(critic_macs) + critics * 3.0 * fwd(critic_macs),
             // Actor forward + backward (weights and inputs), Q1 forward + backward to its input only (frozen).
             actor_step: 3.0 * fwd(actor) + 2.0 * fwd(critic_macs),
         }
@@ -513,8 +519,9 @@ fn phases(t: &PhaseTimings, work: &PhaseWork, sgemm_best: f64, dense_best: Optio
 /// The summary line, the actor's firing rate and the per-phase table of `bench update`.
 pub fn print(r: &UpdateBench) {
     println!(
-        "{} {} {} batch {} on {} ({} threads): {:.2} ms/iteration ({:.1} it/s); SNN forward (no grad) {:.2} ms; proxy step {}; batch to tensors {:.3} ms",
+        "{} {} {} {} batch {} on {} ({} threads): {:.2} ms/iteration ({:.1} it/s); SNN forward (no grad) {:.2} ms; proxy step {}; batch to tensors {:.3} ms",
         r.env,
+        r.base,
         r.algo,
         r.neuron,
         r.batch,
@@ -644,6 +651,176 @@ fn print_phases(r: &UpdateBench) {
     if let Some(d) = r.dense_gflops_best {
         println!(
             "\"of dense\" is against {d:.1} GFLOP/s, the best dense::matmul rate above (the kernel the CPU path's MLPs use)"
+        );
+    }
+}
+
+/// `bench update --base sac`: SAC's iteration and its phases (from `Sac`'s phase timers), with the keys
+/// `scripts/bench.sh` reads as `UpdateBench` has them.
+#[derive(Debug, Serialize)]
+pub struct SacUpdateBench {
+    pub env: String,
+    pub base: String,
+    pub algo: String,
+    pub neuron: String,
+    pub device: String,
+    pub batch: usize,
+    pub threads: i32,
+    pub iterations: usize,
+    pub policy: Option<String>,
+    pub actor_firing_rate: Option<f64>,
+    /// One full training iteration (proxy steps, critic, and every other iteration two actor and
+    /// temperature steps).
+    pub ms_per_iteration: f64,
+    pub iterations_per_second: f64,
+    pub ms_proxy_step: Option<f64>,
+    /// The actor's Gaussian without gradient (the spiking mean on the gemm kernels, the log-std network).
+    pub ms_snn_forward_no_grad: f64,
+    pub ms_sample_to_tensors: f64,
+    pub phases: SacPhases,
+    /// The same iterations with the critics on libtorch autograd instead of `spikerl_algo::dense` (CPU).
+    pub ms_per_iteration_libtorch_critics: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SacPhases {
+    pub proxy_steps: usize,
+    pub ms_proxy_step: Option<f64>,
+    /// Critic step: next action and log-probability (proxy or actor), target twins, twin critics, Adam.
+    pub ms_critic_step: f64,
+    /// The actor block of every `policy_frequency`-th iteration: that many actor and temperature steps.
+    pub ms_actor_step: f64,
+}
+
+/// SAC's `bench update`: the same synthetic minibatches and warm-up as [`update`].
+pub fn update_sac(
+    env: &str,
+    algo: Algo,
+    neuron: NeuronKind,
+    batch: usize,
+    device: Device,
+    iterations: usize,
+    policy_file: Option<&std::path::Path>,
+) -> anyhow::Result<SacUpdateBench> {
+    let spec = spikerl_envs::spec(env)?;
+    let mut cfg = RunConfig::paper(env, algo, neuron, 0).with_base(Base::Sac);
+    cfg.td3.batch_size = batch;
+    let policy = cfg.policy_config(spec.obs_dim, spec.act_dim, max_action(&spec)?);
+    let trained = policy_file.map(|p| trained_weights(p, &policy)).transpose()?;
+    tch::manual_seed(0);
+    let mut sac = Sac::new(&cfg, policy, device, 0);
+    if let Some(w) = &trained {
+        spikerl_snn::torch::import(&mut sac.actor_vs, w)?;
+    }
+    let (od, ad) = (spec.obs_dim, spec.act_dim);
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let pool: Vec<Batch> = (0..8).map(|_| random_batch(&mut rng, batch, od, ad, device)).collect();
+    let actor_firing_rate = match &sac.policy_config.network {
+        spikerl_snn::NetworkConfig::Snn(_) => {
+            let mut p = Policy::new(&sac.policy_config, &sac.export_policy())?;
+            let obs = Vec::<f32>::try_from(pool[0].obs.to_device(Device::Cpu).flatten(0, -1))?;
+            let mut out = vec![0f32; batch * ad];
+            p.act_batch(&obs, &mut out);
+            Some(p.stats().firing_rate())
+        }
+        spikerl_snn::NetworkConfig::Ann { .. } => None,
+    };
+    let reps = iterations.max(2);
+    let mut drawn = 0;
+    let mut next = || {
+        drawn += 1;
+        pool[drawn % pool.len()].shallow_clone()
+    };
+    let sync = || {
+        if let Device::Cuda(i) = device {
+            tch::Cuda::synchronize(i as i64);
+        }
+    };
+    for _ in 0..(iterations / 10).max(4) {
+        sac.update(&mut next);
+    }
+    sync();
+    let mut timed = |sac: &mut Sac| {
+        let before = sac.phase_times;
+        let started = Instant::now();
+        for _ in 0..reps {
+            sac.update(&mut next);
+        }
+        sync();
+        let ms = started.elapsed().as_secs_f64() * 1e3 / reps as f64;
+        (ms, before, sac.phase_times)
+    };
+    let (ms_per_iteration, before, after) = timed(&mut sac);
+    let libtorch = (device == Device::Cpu).then(|| {
+        sac.set_autograd_mlps(true);
+        let ms = timed(&mut sac).0;
+        sac.set_autograd_mlps(false);
+        ms
+    });
+    let per =
+        |d: std::time::Duration, n: u64| if n == 0 { f64::NAN } else { d.as_secs_f64() * 1e3 / n as f64 };
+    let obs = pool[0].obs.shallow_clone();
+    let ms_fwd = time_ms(reps, || {
+        let _ = sac.actor_gaussian(&obs);
+    });
+    let k = if sac.has_proxy() { cfg.proxy.steps } else { 0 };
+    let ms_proxy =
+        sac.has_proxy().then(|| per(after.proxy - before.proxy, after.proxy_steps - before.proxy_steps));
+    Ok(SacUpdateBench {
+        env: env.to_string(),
+        base: Base::Sac.to_string(),
+        algo: algo.to_string(),
+        neuron: neuron.to_string(),
+        device: format!("{device:?}"),
+        batch,
+        threads: tch::get_num_threads(),
+        iterations: reps,
+        policy: policy_file.map(|p| p.display().to_string()),
+        actor_firing_rate,
+        ms_per_iteration,
+        iterations_per_second: 1e3 / ms_per_iteration,
+        ms_proxy_step: ms_proxy,
+        ms_snn_forward_no_grad: ms_fwd,
+        ms_sample_to_tensors: sample_to_tensors_ms(batch, od, ad, device, reps),
+        phases: SacPhases {
+            proxy_steps: k,
+            ms_proxy_step: ms_proxy,
+            ms_critic_step: per(after.critic - before.critic, after.critic_steps - before.critic_steps),
+            ms_actor_step: per(after.actor - before.actor, after.actor_steps - before.actor_steps),
+        },
+        ms_per_iteration_libtorch_critics: libtorch,
+    })
+}
+
+/// The human-readable lines of [`update_sac`].
+pub fn print_sac(r: &SacUpdateBench) {
+    let opt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2} ms"));
+    println!(
+        "{} sac {} {} batch {} on {} ({} threads): {:.2} ms/iteration ({:.1} it/s); actor Gaussian (no grad) {:.2} ms",
+        r.env,
+        r.algo,
+        r.neuron,
+        r.batch,
+        r.device,
+        r.threads,
+        r.ms_per_iteration,
+        r.iterations_per_second,
+        r.ms_snn_forward_no_grad,
+    );
+    let p = &r.phases;
+    println!(
+        "phases: proxy step {} (x{}), critic step {:.2} ms, actor block {:.2} ms; critics on libtorch autograd: {}",
+        opt(p.ms_proxy_step),
+        p.proxy_steps,
+        p.ms_critic_step,
+        p.ms_actor_step,
+        opt(r.ms_per_iteration_libtorch_critics).replace(" ms", " ms/iteration"),
+    );
+    if let Some(f) = r.actor_firing_rate {
+        println!(
+            "actor firing rate: {:.1}% ({})",
+            100.0 * f,
+            r.policy.as_deref().unwrap_or("initial weights")
         );
     }
 }

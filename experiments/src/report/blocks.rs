@@ -97,7 +97,7 @@ fn paper_blocks(s: &Summary) -> Vec<Block> {
     if envs.is_empty() || rows_with_paper.is_empty() {
         return vec![Block::Para(
             "The paper publishes no numbers for this grid's cells (its Table 1 covers InvertedDoublePendulum-v4, Ant-v4, \
-             HalfCheetah-v4, Hopper-v4 and Walker2d-v4 with ANN, vanilla LIF/CLIF/DN and PT-LIF/CLIF/DN)."
+             HalfCheetah-v4, Hopper-v4 and Walker2d-v4 with ANN, vanilla LIF/CLIF/DN and PT-LIF/CLIF/DN, all on TD3)."
                 .into(),
         )];
     }
@@ -120,7 +120,8 @@ fn paper_blocks(s: &Summary) -> Vec<Block> {
         Block::Para(
             "**The paper's published numbers** (Xu et al., NeurIPS 2025, Table 1: 1,000,000 training steps after 25,000 \
              random ones, 5 seeds) for the cells of this grid. These are not our runs. APG, gain and spread here are \
-             computed from the published numbers over the same cells as above."
+             computed from the published numbers over the same cells as above. The paper ran TD3 only: SAC and DDPG \
+             rows have no published numbers."
                 .into(),
         ),
         Block::Table { header, rows },
@@ -239,8 +240,10 @@ fn table1_section(s: &Summary) -> Vec<Block> {
          (population std, ddof = 0, as numpy.std in the paper's code; summary.json also has the sample std). \
          APG vs ANN: mean over environments of return / ANN return − 1 (computed as (R − R_ANN) / |R_ANN| so that \
          it keeps its sign for negative returns). PT gain vs vanilla: the same with the vanilla SNN of the same \
-         neuron as the base. Seed spread: std / |mean|, averaged over environments. Steps run: training steps at \
-         the last evaluation (after the random ones), min–max over runs."
+         neuron as the base. Both compare within a row's RL algorithm: SAC and DDPG rows (named after their base; \
+         unprefixed rows are TD3's) against the ANN and vanilla rows of the same base. Seed spread: std / |mean|, \
+         averaged over environments. Steps run: training steps at the last evaluation (after the random ones), \
+         min–max over runs."
             .into(),
     ));
     b.push(Block::Heading(3, "Published numbers".into()));
@@ -254,7 +257,7 @@ fn curves_section(s: &Summary) -> Vec<Block> {
         Block::Heading(2, "Learning curves".into()),
         Block::Para(
             "Average evaluation return against environment steps: mean over seeds (line) ± one population std (band); \
-             vanilla SNNs dashed, PT solid, one colour per neuron. Click for the SVG."
+             vanilla SNNs dashed, PT solid, one colour per neuron (lighter for SAC, darker for DDPG). Click for the SVG."
                 .into(),
         ),
     ];

@@ -6,6 +6,10 @@
 //! seeds. Per method: APG against the ANN row, the proxy's gain over the vanilla SNN of the same
 //! neuron, the seed spread std/|mean|. Only completed runs count; the others are listed with why.
 //!
+//! A method includes its base (`config.base`: TD3, SAC, DDPG): each base has its own rows, named
+//! after it (`SAC PT-LIF`; TD3's keep the paper's names), and is compared with its own ANN and vanilla
+//! rows. The paper's published numbers are TD3's and stand beside TD3's rows only.
+//!
 //! Writes DIR/report.md, DIR/report.html, DIR/table1.csv, DIR/methods.csv, DIR/energy.csv,
 //! DIR/curves.csv, DIR/runs.csv, DIR/summary.json (every aggregated number) and DIR/plots/.
 
@@ -16,7 +20,7 @@ pub mod paper;
 mod plot;
 pub mod stats;
 
-use crate::method::{Algo, Method, env_order};
+use crate::method::{Algo, Base, Method, env_order};
 use crate::run_folder::{self, Eval, RunInfo};
 use anyhow::{Context, bail};
 use serde::Serialize;
@@ -54,6 +58,8 @@ pub struct Cell {
     pub env: String,
     pub method: String,
     pub label: String,
+    /// The RL algorithm under the method (`td3`, `sac`, `ddpg`); also the prefix of other bases' keys.
+    pub base: Base,
     pub n_seeds: usize,
     pub seeds: Vec<u64>,
     pub runs: Vec<String>,
@@ -83,8 +89,10 @@ pub struct Cell {
 pub struct MethodSummary {
     pub method: String,
     pub label: String,
+    pub base: Base,
     pub envs: usize,
-    /// Mean over envs of (return / ANN return - 1), as (R - R_ann) / |R_ann|.
+    /// Mean over envs of (return / ANN return - 1), as (R - R_ann) / |R_ann|, against the ANN of the
+    /// same base.
     pub apg: Option<f64>,
     pub apg_envs: usize,
     /// Proxy rows: mean over envs of (return / vanilla return of the same neuron - 1).
@@ -108,6 +116,7 @@ pub struct EnergyRow {
     pub env: String,
     pub method: String,
     pub label: String,
+    pub base: Base,
     pub n: usize,
     /// SNN: synaptic operations per inference.
     pub sops_per_inference: Option<f64>,
@@ -115,7 +124,7 @@ pub struct EnergyRow {
     pub macs_per_inference: Option<f64>,
     pub firing_rate: Option<f64>,
     pub energy_nj_per_inference: Option<f64>,
-    /// The ANN's energy on this env divided by this method's.
+    /// The energy of the ANN of the same base on this env divided by this method's.
     pub ann_energy_ratio: Option<f64>,
 }
 
@@ -126,6 +135,7 @@ pub struct Curve {
     pub env: String,
     pub method: String,
     pub label: String,
+    pub base: Base,
     pub points: Vec<CurvePoint>,
 }
 
@@ -135,6 +145,7 @@ pub struct RunRow {
     pub dir: String,
     pub env: String,
     pub method: String,
+    pub base: Base,
     pub seed: u64,
     pub max_avg_return: f64,
     pub final_avg_return: f64,
@@ -359,6 +370,7 @@ fn cell(env: &str, m: &Method, rs: &[&RunData]) -> Cell {
         env: env.to_string(),
         method: m.key(),
         label: m.label(),
+        base: m.base,
         n_seeds: rs.len(),
         seeds: rs.iter().map(|r| r.info.seed).collect(),
         runs: rs.iter().map(|r| r.dir.clone()).collect(),
@@ -393,13 +405,14 @@ fn relative_to(mine: &[&Cell], base: &Method, cells: &[Cell]) -> (Relative, Rela
     (ours, theirs)
 }
 
-/// One method across environments: APG, the proxy's gain over vanilla, the seed spread.
+/// One method across environments: APG, the proxy's gain over vanilla, the seed spread. Both gains
+/// compare within the method's base (SAC's PT-LIF against SAC's ANN and SAC's vanilla LIF).
 fn method_summary(m: &Method, envs: &[String], cells: &[Cell]) -> MethodSummary {
     let mine: Vec<&Cell> = envs.iter().filter_map(|e| find_cell(cells, e, m)).collect();
     let (apg, paper_apg) =
-        if m.algo == Algo::Ann { (None, None) } else { relative_to(&mine, &Method::ANN, cells) };
+        if m.algo == Algo::Ann { (None, None) } else { relative_to(&mine, &m.ann(), cells) };
     let (gain, paper_gain) = match (m.algo, m.neuron) {
-        (Algo::Proxy, Some(n)) => relative_to(&mine, &Method::new(Algo::Vanilla, n), cells),
+        (Algo::Proxy, Some(n)) => relative_to(&mine, &Method::new(Algo::Vanilla, n).on(m.base), cells),
         _ => (None, None),
     };
     let spreads: Vec<f64> = mine.iter().filter_map(|c| c.seed_spread).collect();
@@ -408,6 +421,7 @@ fn method_summary(m: &Method, envs: &[String], cells: &[Cell]) -> MethodSummary 
     MethodSummary {
         method: m.key(),
         label: m.label(),
+        base: m.base,
         envs: mine.len(),
         apg: apg.map(|a| a.0),
         apg_envs: apg.map_or(0, |a| a.1),
@@ -424,15 +438,20 @@ fn method_summary(m: &Method, envs: &[String], cells: &[Cell]) -> MethodSummary 
     }
 }
 
-/// The energy table's rows of one environment, each compared with that environment's ANN.
+/// The energy table's rows of one environment, each compared with that environment's ANN of its base.
 fn energy_rows(env: &str, methods: &[Method], groups: &Groups) -> Vec<EnergyRow> {
     let mut rows: Vec<EnergyRow> = methods
         .iter()
         .filter_map(|m| groups.get(&(env.to_string(), *m)).map(|rs| energy_row(env, m, rs)))
         .collect();
-    let ann_nj = rows.iter().find(|r| r.method == Method::ANN.key()).and_then(|r| r.energy_nj_per_inference);
+    // Each base's ANN energy on this environment.
+    let ann_nj: BTreeMap<Base, f64> = rows
+        .iter()
+        .filter(|r| r.method == Method::ANN.on(r.base).key())
+        .filter_map(|r| Some((r.base, r.energy_nj_per_inference?)))
+        .collect();
     for r in &mut rows {
-        r.ann_energy_ratio = match (ann_nj, r.energy_nj_per_inference) {
+        r.ann_energy_ratio = match (ann_nj.get(&r.base), r.energy_nj_per_inference) {
             (Some(a), Some(e)) if e > 0.0 => Some(a / e),
             _ => None,
         };
@@ -451,6 +470,7 @@ fn energy_row(env: &str, m: &Method, rs: &[&RunData]) -> EnergyRow {
         env: env.to_string(),
         method: m.key(),
         label: m.label(),
+        base: m.base,
         n: last.len(),
         sops_per_inference: if spiking { avg(|e| e.sops_per_inference) } else { None },
         macs_per_inference: if spiking { None } else { nj.map(|nj| nj * 1000.0 / MAC_ENERGY_PJ) },
@@ -469,6 +489,7 @@ fn curve(env: &str, m: &Method, rs: &[&RunData]) -> Curve {
         env: env.to_string(),
         method: m.key(),
         label: m.label(),
+        base: m.base,
         points: stats::average_curves(&per_seed),
     }
 }
@@ -483,6 +504,7 @@ fn run_rows(runs: &[RunData]) -> Vec<RunRow> {
             dir: r.dir.clone(),
             env: r.info.env.clone(),
             method: r.info.method.key(),
+            base: r.info.method.base,
             seed: r.info.seed,
             max_avg_return: r.max_avg_return,
             final_avg_return: r.evals.last().map_or(f64::NAN, |e| e.avg_return),

@@ -1,7 +1,7 @@
 //! The paper's published numbers (../shared/docs/method.md: Xu et al., NeurIPS 2025, Table 1 and the
 //! energy figures), shown beside ours and always labelled as the paper's.
 
-use crate::method::{Algo, Method, Neuron, PAPER_ENVS};
+use crate::method::{Algo, Base, Method, Neuron, PAPER_ENVS};
 
 /// The protocol behind the published numbers.
 pub const STEPS: u64 = 1_000_000;
@@ -50,8 +50,12 @@ const TABLE1: [Row; 7] = [
 ];
 
 /// The paper's (mean, std) for `method` on `env`, if it published one. Only the exact v4 ids match:
-/// v5 environments differ in observations and rewards.
+/// v5 environments differ in observations and rewards. Only TD3 matches: the paper ran nothing on SAC
+/// or DDPG, so their rows have no published numbers.
 pub fn table1(env: &str, method: &Method) -> Option<(f64, f64)> {
+    if method.base != Base::Td3 {
+        return None;
+    }
     let col = PAPER_ENVS.iter().position(|e| *e == env)?;
     TABLE1.iter().find(|(a, n, _)| *a == method.algo && *n == method.neuron).map(|(_, _, row)| row[col])
 }
@@ -86,5 +90,7 @@ mod tests {
         assert_eq!(table1("HalfCheetah-v4", &Method::ANN), Some((10857.0, 475.0)));
         assert_eq!(table1("HalfCheetah-v5", &Method::ANN), None);
         assert_eq!(table1("Hopper-v4", &Method::new(Algo::Proxy, Neuron::Plif)), None);
+        assert_eq!(table1("HalfCheetah-v4", &Method::ANN.on(Base::Sac)), None);
+        assert_eq!(table1("Walker2d-v4", &Method::new(Algo::Proxy, Neuron::Lif).on(Base::Ddpg)), None);
     }
 }

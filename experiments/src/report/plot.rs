@@ -2,7 +2,7 @@
 //! (population) std, written as PNG and SVG by spikerl-plot (embedded font, atomic writes).
 
 use super::stats::CurvePoint;
-use crate::method::{Algo, Method, Neuron};
+use crate::method::{Algo, Base, Method, Neuron};
 use spikerl_plot::{Chart, Curve, Point};
 use std::path::Path;
 
@@ -12,8 +12,21 @@ pub struct Series {
     pub points: Vec<CurvePoint>,
 }
 
-/// Colour per neuron (ANN: near black); vanilla and proxy of a neuron share it, vanilla dashed.
+/// Colour per neuron (ANN: near black); vanilla and proxy of a neuron share it, vanilla dashed. Other
+/// bases than TD3 shade it (SAC lighter, DDPG darker), so that one plot can hold a neuron's rows on
+/// every base and still tell them apart.
 fn color(m: &Method) -> (u8, u8, u8) {
+    let (r, g, b) = neuron_color(m);
+    let shade = |c: u8| match m.base {
+        Base::Td3 => c,
+        // Halfway to white (the ANN's near black becomes mid grey).
+        Base::Sac => c + (255 - c) / 2,
+        Base::Ddpg => (c as u16 * 3 / 5) as u8,
+    };
+    (shade(r), shade(g), shade(b))
+}
+
+fn neuron_color(m: &Method) -> (u8, u8, u8) {
     match m.neuron {
         None => (40, 40, 40),
         Some(Neuron::Lif) => (31, 119, 180),
@@ -52,6 +65,7 @@ pub fn learning_curves(stem: &Path, title: &str, series: &[Series]) -> anyhow::R
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     #[test]
     fn writes_png_and_svg_with_text() {
@@ -66,12 +80,19 @@ mod tests {
             Series { method: Method::ANN, points: pts(0.0) },
             Series { method: Method::new(Algo::Vanilla, Neuron::Lif), points: pts(1.0) },
             Series { method: Method::new(Algo::Proxy, Neuron::Lif), points: pts(2.0) },
+            Series { method: Method::new(Algo::Proxy, Neuron::Lif).on(Base::Sac), points: pts(3.0) },
         ];
         learning_curves(&dir.join("c"), "Pendulum-v1", &series).unwrap();
         let png = std::fs::read(dir.join("c.png")).unwrap();
         assert_eq!(&png[1..4], b"PNG");
         let svg = std::fs::read_to_string(dir.join("c.svg")).unwrap();
-        assert!(svg.contains("PT-LIF (n=2)") && svg.contains("Pendulum-v1"));
+        assert!(
+            svg.contains("PT-LIF (n=2)") && svg.contains("SAC PT-LIF (n=2)") && svg.contains("Pendulum-v1")
+        );
+        // A neuron's rows on other bases keep its hue but not its exact colour.
+        let pt = Method::new(Algo::Proxy, Neuron::Lif);
+        let colors: BTreeSet<_> = Base::ALL.iter().map(|&b| color(&pt.on(b))).collect();
+        assert_eq!(colors.len(), 3);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

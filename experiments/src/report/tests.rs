@@ -13,14 +13,19 @@ struct Fake<'a> {
     rows: &'a [(u64, f64)],
     /// Last evaluation's (sops, firing rate, nJ).
     energy: (f64, f64, f64),
+    /// `config.base`; None leaves it out, as manifests from before `--base` do.
+    base: Option<&'a str>,
 }
 
 fn write_fake(root: &Path, rel: &str, f: &Fake) {
     let dir = root.join(rel);
     fs::create_dir_all(dir.join("checkpoints")).unwrap();
-    let m = serde_json::json!({"status": f.status, "mode": "sync", "error": if f.status == "failed" { Value::from("boom\nmore") } else { Value::Null },
+    let mut m = serde_json::json!({"status": f.status, "mode": "sync", "error": if f.status == "failed" { Value::from("boom\nmore") } else { Value::Null },
         "config": {"env_id": f.env, "algo": f.algo, "neuron": f.neuron, "seed": f.seed, "steps": 150, "random_steps": 50,
                    "td3": {"batch_size": 256}}});
+    if let Some(base) = f.base {
+        m["config"]["base"] = base.into();
+    }
     fs::write(dir.join("manifest.json"), serde_json::to_vec_pretty(&m).unwrap()).unwrap();
     let mut csv = String::from(run_folder_header());
     for (i, (step, ret)) in f.rows.iter().enumerate() {
@@ -49,6 +54,7 @@ fn fabricate(root: &Path) {
         status: "completed",
         rows: Box::leak(vec![(0, max - 500.0), (100, max), (200, max - 100.0)].into_boxed_slice()),
         energy,
+        base: None,
     };
     let ann = (0.0, 0.0, 282.0);
     write_fake(root, "Hopper-v4/ann/seed0", &f("Hopper-v4", "ann", "lif", 0, 1000.0, ann));
@@ -244,5 +250,95 @@ fn differing_configs_are_noted_and_empty_dirs_refused() {
     assert_eq!(diffs, ["td3.batch_size"]);
     let root = temp_dir("empty");
     assert!(format!("{:#}", run(&root, &root.join("out")).unwrap_err()).contains("no run folders"));
+    fs::remove_dir_all(&root).unwrap();
+}
+
+/// [`fabricate`]'s TD3 runs (no `config.base`) with SAC and DDPG runs on Hopper-v4 beside them:
+/// sac-ann {2000, 2400} (0.1 nJ), sac-proxy-lif {1100, 1100} (0.05 nJ), ddpg-proxy-lif {500}, and a copy
+/// of TD3's ann seed 0 that names its base.
+fn fabricate_bases(root: &Path) {
+    fabricate(root);
+    let f = |algo, base, seed, max: f64, energy| Fake {
+        env: "Hopper-v4",
+        algo,
+        neuron: "lif",
+        seed,
+        status: "completed",
+        rows: Box::leak(vec![(0, max - 500.0), (100, max), (200, max - 100.0)].into_boxed_slice()),
+        energy,
+        base: Some(base),
+    };
+    let (ann, pt) = ((0.0, 0.0, 0.1), (1000.0, 0.2, 0.05));
+    write_fake(root, "Hopper-v4/sac-ann/seed0", &f("ann", "sac", 0, 2000.0, ann));
+    write_fake(root, "Hopper-v4/sac-ann/seed1", &f("ann", "sac", 1, 2400.0, ann));
+    write_fake(root, "Hopper-v4/sac-proxy-lif/seed0", &f("proxy", "sac", 0, 1100.0, pt));
+    write_fake(root, "Hopper-v4/sac-proxy-lif/seed1", &f("proxy", "sac", 1, 1100.0, pt));
+    write_fake(root, "Hopper-v4/ddpg-proxy-lif/seed0", &f("proxy", "ddpg", 0, 500.0, pt));
+    // `"base": "td3"` is the same method as no base: a second copy of that seed.
+    write_fake(root, "zz-copy/td3-ann-seed0", &f("ann", "td3", 0, 9999.0, ann));
+}
+
+#[test]
+fn other_bases_have_rows_of_their_own_beside_td3s() {
+    let root = temp_dir("bases");
+    fabricate_bases(&root);
+    let s = summary_of(&root);
+    // Base by base, TD3's (the paper's names) first.
+    assert_eq!(s.methods, ["ann", "vanilla-lif", "proxy-lif", "sac-ann", "sac-proxy-lif", "ddpg-proxy-lif"]);
+    assert_eq!(s.completed_runs, 13 + 5);
+    let cell = |m: &str| s.table1.iter().find(|c| c.env == "Hopper-v4" && c.method == m).unwrap();
+    // Same env, algo, neuron and seeds, other base: never merged into TD3's cell.
+    assert_eq!((cell("proxy-lif").mean, cell("proxy-lif").n_seeds), (1200.0, 2));
+    assert_eq!((cell("sac-proxy-lif").mean, cell("sac-proxy-lif").std), (1100.0, 0.0));
+    assert_eq!((cell("sac-proxy-lif").label.as_str(), cell("sac-proxy-lif").base), ("SAC PT-LIF", Base::Sac));
+    assert_eq!(cell("ddpg-proxy-lif").label, "DDPG PT-LIF");
+    assert_eq!(cell("sac-ann").label, "SAC ANN");
+    // The paper's numbers are TD3's only.
+    assert_eq!(cell("ann").paper_mean, Some(3410.0));
+    assert_eq!((cell("sac-ann").paper_mean, cell("sac-proxy-lif").paper_mean), (None, None));
+
+    let m = |k: &str| s.method_summaries.iter().find(|m| m.method == k).unwrap();
+    // APG against the ANN of the same base: (1100 - 2200) / 2200; TD3's unchanged (Hopper 0, Pendulum 1/6).
+    close(m("sac-proxy-lif").apg.unwrap(), -0.5);
+    close(m("proxy-lif").apg.unwrap(), 1.0 / 12.0);
+    // DDPG has no ANN and no vanilla rows here: nothing to compare with (not TD3's).
+    assert_eq!((m("ddpg-proxy-lif").apg, m("ddpg-proxy-lif").gain_over_vanilla), (None, None));
+    assert_eq!((m("sac-proxy-lif").paper_apg, m("sac-ann").paper_mean_seed_spread), (None, None));
+
+    // Energy against the ANN of the same base.
+    let e = |k: &str| s.energy.iter().find(|r| r.env == "Hopper-v4" && r.method == k).unwrap();
+    close(e("sac-proxy-lif").ann_energy_ratio.unwrap(), 0.1 / 0.05);
+    close(e("proxy-lif").ann_energy_ratio.unwrap(), 282.0 / 0.154);
+    assert_eq!(e("ddpg-proxy-lif").ann_energy_ratio, None);
+    assert!(s.curves.iter().any(|c| c.method == "sac-ann" && c.label == "SAC ANN"));
+
+    let dup = s.excluded.iter().find(|e| e.dir == "zz-copy/td3-ann-seed0").unwrap();
+    assert!(dup.reason.contains("Hopper-v4/ann/seed0"), "{}", dup.reason);
+
+    let out = root.join("report");
+    run(&root, &out).unwrap();
+    let md = fs::read_to_string(out.join("report.md")).unwrap();
+    // TD3's rows read as before; SAC's and DDPG's follow them in the same table.
+    let at = |line: &str| md.find(line).unwrap_or_else(|| panic!("{line:?} not in\n{md}"));
+    let rows = [
+        at("| ANN (TD3) | 1200 ± 200 | -300 ± 100 | — | — | 25.0% | 2 | 150 |"),
+        at("| PT-LIF | 1200 ± 100 | -250 ± 82 | +8.3% | +54.2% |"),
+        at("| SAC ANN | 2200 ± 200 | — | — | — | 9.1% | 2 | 150 |"),
+        at("| SAC PT-LIF | 1100 ± 0 | — | -50.0% | — | 0.0% | 2 | 150 |"),
+        at("| DDPG PT-LIF | 500 ± 0 | — | — | — | 0.0% | 1 | 150 |"),
+    ];
+    assert!(rows.is_sorted(), "TD3, then SAC, then DDPG");
+    // The published numbers stand beside TD3's rows only.
+    assert!(md.contains("| PT-LIF (paper) | 3385 ± 157 |"), "{md}");
+    assert!(!md.contains("SAC ANN (paper)") && !md.contains("DDPG PT-LIF (paper)"), "{md}");
+    let runs = fs::read_to_string(out.join("runs.csv")).unwrap();
+    assert!(
+        runs.contains("Hopper-v4/sac-proxy-lif/seed1,Hopper-v4,sac-proxy-lif,1,1100,1000,200,150,3"),
+        "{runs}"
+    );
+    let json: Value = serde_json::from_str(&fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let bases: Vec<&str> =
+        json["method_summaries"].as_array().unwrap().iter().map(|m| m["base"].as_str().unwrap()).collect();
+    assert_eq!(bases, ["td3", "td3", "td3", "sac", "sac", "ddpg"]);
     fs::remove_dir_all(&root).unwrap();
 }

@@ -137,7 +137,7 @@ async fn build_or_resume(opts: &LearnerOptions, ckpt_dir: &Path) -> anyhow::Resu
             return Ok(Start { trainer, run_id, actors: Vec::new(), resumed_from: None });
         };
         let actors = trainer.restore(&l).with_context(|| format!("restoring {}", l.path.display()))?;
-        tracing::info!(checkpoint = %l.path.display(), iterations = trainer.td3.iterations, "resumed");
+        tracing::info!(checkpoint = %l.path.display(), iterations = trainer.learner.iterations(), "resumed");
         Ok(Start { trainer, run_id, actors, resumed_from: Some(l.path.display().to_string()) })
     })
     .await?
@@ -366,7 +366,7 @@ fn train(
     ctx: &TrainContext,
     progress: &ProgressHandle,
 ) -> anyhow::Result<Trainer> {
-    let mut published = trainer.td3.actor_updates;
+    let mut published = trainer.learner.actor_updates();
     let mut last_publish = Instant::now();
     let mut last_checkpoint = Instant::now();
     let total_steps = trainer.cfg.random_steps + trainer.cfg.steps;
@@ -378,9 +378,9 @@ fn train(
             break;
         }
         let counters = trainer.replay.counters();
-        if trainer.td3.actor_updates != published && last_publish.elapsed() >= ctx.publish_interval {
+        if trainer.learner.actor_updates() != published && last_publish.elapsed() >= ctx.publish_interval {
             publish(&trainer, policy_tx)?;
-            published = trainer.td3.actor_updates;
+            published = trainer.learner.actor_updates();
             last_publish = Instant::now();
         }
         let eval = trainer.evaluate_if_due(counters.inserted, Some(run_folder))?;
@@ -393,7 +393,7 @@ fn train(
         let mut p = progress.lock().unwrap_or_else(|p| p.into_inner());
         p.env_steps = counters.inserted;
         p.total_steps = total_steps;
-        p.iterations = trainer.td3.iterations;
+        p.iterations = trainer.learner.iterations();
         if eval.is_some() {
             p.last_eval = eval;
             p.best_eval = trainer.best_return();
@@ -419,9 +419,9 @@ fn train(
 /// Encodes the current actor weights and makes them the newest version for every subscriber. Public so
 /// that `spikerl bench transport` measures the learner's own publish path.
 pub fn publish(trainer: &Trainer, tx: &watch::Sender<Option<Arc<PolicyUpdate>>>) -> anyhow::Result<()> {
-    let td3 = &trainer.td3;
-    let version = td3.actor_updates;
-    let weights = spikerl_snn::encode_policy(&td3.policy_config, &td3.export_policy(), version)?;
+    let learner = &trainer.learner;
+    let version = learner.actor_updates();
+    let weights = spikerl_snn::encode_policy(learner.policy_config(), &learner.export_policy(), version)?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
     tx.send_replace(Some(Arc::new(PolicyUpdate { version, weights, published_unix_nanos: now })));
     metrics::gauge!(learner::POLICY_VERSION).set(version as f64);

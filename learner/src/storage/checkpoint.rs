@@ -23,10 +23,10 @@ use safetensors::SafeTensors;
 use safetensors::tensor::{Dtype, TensorView};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use spikerl_algo::Learner;
 use spikerl_algo::config::RunConfig;
 use spikerl_algo::rate_limiter::RateLimiter;
 use spikerl_algo::replay::{ReplayBuffer, Transitions};
-use spikerl_algo::td3::Td3;
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -109,6 +109,9 @@ pub struct LearnerState {
     pub adam_steps_actor: u64,
     pub adam_steps_critic: u64,
     pub adam_steps_proxy: Option<u64>,
+    /// SAC's temperature optimiser (none in TD3's, DDPG's and older checkpoints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adam_steps_alpha: Option<u64>,
     pub limiter: RateLimiter,
     pub replay_len: usize,
     pub replay_cursor: usize,
@@ -129,7 +132,7 @@ pub struct Snapshot<'a> {
     pub cfg: &'a RunConfig,
     pub obs_dim: usize,
     pub act_dim: usize,
-    pub td3: &'a Td3,
+    pub learner: &'a Learner,
     /// The replay buffer and limiter as they were at one moment (copied under the replay lock, so
     /// that actors' inserts are held only for the copy, not for the write).
     pub replay: ReplaySnapshot,
@@ -176,13 +179,17 @@ pub fn save(
     dir: &Path,
 ) -> anyhow::Result<PathBuf> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let td3 = snapshot.td3;
-    let policy = spikerl_snn::encode_policy(&td3.policy_config, &td3.export_policy(), td3.actor_updates)?;
+    let learner = snapshot.learner;
+    let policy = spikerl_snn::encode_policy(
+        learner.policy_config(),
+        &learner.export_policy(),
+        learner.actor_updates(),
+    )?;
     write_atomic(&dir.join(POLICY_FILE), &policy).context("writing policy.safetensors")?;
 
     // Numbered by training iterations, or by env steps in lockstep runs: those checkpoint during the
     // random steps too, before the first iteration, and a seed group's seeds must find the same step.
-    let number = snapshot.lockstep.map_or(td3.iterations, |l| l.env_steps);
+    let number = snapshot.lockstep.map_or(learner.iterations(), |l| l.env_steps);
     let name = format!("ckpt-{number:012}");
     let tmp = dir.join(format!(".tmp-{name}-{}", std::process::id()));
     let _ = fs::remove_dir_all(&tmp);
@@ -219,21 +226,16 @@ fn write_checkpoint(
     tmp: &Path,
 ) -> anyhow::Result<()> {
     fs::create_dir_all(tmp)?;
-    let td3 = snapshot.td3;
+    let learner = snapshot.learner;
     let mut nets: Vec<(String, Tensor)> = Vec::new();
-    for (prefix, vs) in [
-        ("actor", &td3.actor_vs),
-        ("target", td3.target_vs()),
-        ("critic", &td3.critic_vs),
-        ("critic_target", &td3.critic_target_vs),
-    ] {
+    for (prefix, vs) in learner.stores() {
         nets.extend(vs.variables().into_iter().map(|(n, t)| (format!("{prefix}.{n}"), t)));
     }
-    nets.extend(td3.actor_opt.state().into_iter().map(|(n, t)| (format!("opt.actor.{n}"), t)));
-    nets.extend(td3.critic_opt.state().into_iter().map(|(n, t)| (format!("opt.critic.{n}"), t)));
-    if let Some(opt) = td3.proxy_opt() {
-        nets.extend(opt.state().into_iter().map(|(n, t)| (format!("opt.proxy.{n}"), t)));
+    let optimisers = learner.optimisers();
+    for (name, opt) in &optimisers {
+        nets.extend(opt.state().into_iter().map(|(n, t)| (format!("opt.{name}.{n}"), t)));
     }
+    let steps_of = |name: &str| optimisers.iter().find(|(n, _)| *n == name).map(|(_, o)| o.steps);
     let mut sums = String::new();
     let bytes = serialize_tensors(&nets)?;
     write_file(tmp, NETS_FILE, &bytes, &mut sums)?;
@@ -249,16 +251,17 @@ fn write_checkpoint(
         format_version: STATE_FORMAT,
         run_id: run_id.to_string(),
         config: snapshot.cfg.clone(),
-        iterations: td3.iterations,
-        actor_updates: td3.actor_updates,
-        adam_steps_actor: td3.actor_opt.steps,
-        adam_steps_critic: td3.critic_opt.steps,
-        adam_steps_proxy: td3.proxy_opt().map(|o| o.steps),
+        iterations: learner.iterations(),
+        actor_updates: learner.actor_updates(),
+        adam_steps_actor: steps_of("actor").unwrap_or_default(),
+        adam_steps_critic: steps_of("critic").unwrap_or_default(),
+        adam_steps_proxy: steps_of("proxy"),
+        adam_steps_alpha: steps_of("alpha"),
         limiter: snapshot.limiter.clone(),
         replay_len: len,
         replay_cursor: cursor,
         replay_rng: RngState::of(rng),
-        noise_rng: RngState::of(&td3.noise_rng),
+        noise_rng: RngState::of(learner.noise_rng()),
         next_eval: snapshot.next_eval,
         evals: snapshot.evals.to_vec(),
         actors,
@@ -462,37 +465,38 @@ impl Loaded {
     /// and actors' sequence records for the trainer to take.
     pub fn restore_into(
         &self,
-        td3: &mut Td3,
+        learner: &mut Learner,
         obs_dim: usize,
         act_dim: usize,
         capacity: usize,
     ) -> anyhow::Result<Restored> {
         let s = &self.state;
         let nets = SafeTensors::deserialize(&self.nets)?;
-        let device = td3.device();
+        let device = learner.device();
         {
-            copy_into(&td3.actor_vs, "actor", &nets)?;
-            copy_into(td3.target_vs(), "target", &nets)?;
-            copy_into(&td3.critic_vs, "critic", &nets)?;
-            copy_into(&td3.critic_target_vs, "critic_target", &nets)?;
-            let nets = &nets;
-            let get = |prefix: &'static str| {
-                move |k: &str| tensor_of(nets, &format!("{prefix}.{k}")).map(|t| t.to_device(device))
-            };
-            td3.actor_opt.load_state(s.adam_steps_actor, &get("opt.actor")).map_err(anyhow::Error::msg)?;
-            td3.critic_opt.load_state(s.adam_steps_critic, &get("opt.critic")).map_err(anyhow::Error::msg)?;
-            match (td3.proxy_opt_mut(), s.adam_steps_proxy) {
-                (Some(opt), Some(steps)) => {
-                    opt.load_state(steps, &get("opt.proxy")).map_err(anyhow::Error::msg)?
-                }
-                (None, None) => {}
-                _ => {
-                    bail!("the checkpoint's algorithm does not match this run's (proxy present in one only)")
-                }
+            for (prefix, vs) in learner.stores() {
+                copy_into(vs, prefix, &nets)?;
             }
-            td3.iterations = s.iterations;
-            td3.actor_updates = s.actor_updates;
-            td3.noise_rng = s.noise_rng.restore()?;
+            let nets = &nets;
+            for (name, opt) in learner.optimisers_mut() {
+                let steps = match name {
+                    "actor" => Some(s.adam_steps_actor),
+                    "critic" => Some(s.adam_steps_critic),
+                    "proxy" => s.adam_steps_proxy,
+                    "alpha" => s.adam_steps_alpha,
+                    other => unreachable!("no optimiser is named {other}"),
+                };
+                let Some(steps) = steps else {
+                    bail!("the checkpoint's algorithm does not match this run's (it has no {name} optimiser)")
+                };
+                let prefix = format!("opt.{name}");
+                let get = |k: &str| tensor_of(nets, &format!("{prefix}.{k}")).map(|t| t.to_device(device));
+                opt.load_state(steps, &get).map_err(anyhow::Error::msg)?;
+            }
+            if s.adam_steps_proxy.is_some() != learner.has_proxy() {
+                bail!("the checkpoint's algorithm does not match this run's (proxy present in one only)");
+            }
+            learner.set_progress(s.iterations, s.actor_updates, s.noise_rng.restore()?);
         }
 
         let replay = SafeTensors::deserialize(&self.replay)?;

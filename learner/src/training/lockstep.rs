@@ -14,7 +14,7 @@ use crate::training::trainer::{Trainer, max_action};
 use anyhow::{Context, bail, ensure};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, Normal};
+use rand_distr::{Distribution, Normal, StandardNormal};
 use spikerl_algo::SeedBatching;
 use spikerl_algo::config::RunConfig;
 
@@ -54,6 +54,8 @@ struct Lane {
     obs32: Vec<f32>,
     next32: Vec<f32>,
     action: Vec<f32>,
+    /// A Gaussian policy's standard normal draws for one action.
+    eps: Vec<f32>,
     transition: Transitions,
     episode_return: f64,
     episode_length: u64,
@@ -92,6 +94,7 @@ impl Lane {
             obs32: vec![0.0; spec.obs_dim],
             next32: vec![0.0; spec.obs_dim],
             action: vec![0.0; spec.act_dim],
+            eps: Vec::with_capacity(spec.act_dim),
             transition: Transitions::with_capacity(1, spec.obs_dim, spec.act_dim),
             episode_return: 0.0,
             episode_length: 0,
@@ -199,9 +202,17 @@ impl Lane {
                 self.policy_version = version;
                 metrics::gauge!(learner::POLICY_VERSION).set(version as f64);
             }
-            self.policy.act(&self.obs32, &mut self.action);
-            for (a, &m) in self.action.iter_mut().zip(&self.max_action) {
-                *a = (*a + m * self.noise.sample(&mut self.rng) as f32).clamp(-m, m);
+            if self.policy.is_gaussian() {
+                // SAC explores with its own Gaussian.
+                self.eps.clear();
+                self.eps
+                    .extend(self.max_action.iter().map(|_| -> f32 { StandardNormal.sample(&mut self.rng) }));
+                self.policy.sample(&self.obs32, &self.eps, &mut self.action);
+            } else {
+                self.policy.act(&self.obs32, &mut self.action);
+                for (a, &m) in self.action.iter_mut().zip(&self.max_action) {
+                    *a = (*a + m * self.noise.sample(&mut self.rng) as f32).clamp(-m, m);
+                }
             }
         }
         let step = self.env.step(&self.action);
@@ -316,8 +327,8 @@ pub fn run_seeds(
         trainer.announce(&run_name, "sync", opts.checkpoint_interval);
         let seed_cfg = RunConfig { seed: seeds[s], ..cfg.clone() };
         let weights = trainer.policy_weights();
-        let version = trainer.td3.actor_updates;
-        let mut lane = Lane::new(&seed_cfg, &trainer.td3.policy_config, &weights, version)?;
+        let version = trainer.learner.actor_updates();
+        let mut lane = Lane::new(&seed_cfg, trainer.learner.policy_config(), &weights, version)?;
         if let Some(state) = resumed.get(s) {
             lane.restore(state, &weights, version).with_context(|| format!("resuming seed {}", seeds[s]))?;
             let _seed = trainer.seed_scope();
@@ -326,7 +337,7 @@ pub fn run_seeds(
             tracing::info!(
                 seed = seeds[s],
                 env_steps = start,
-                iterations = trainer.td3.iterations,
+                iterations = trainer.learner.iterations(),
                 "resumed"
             );
         }

@@ -5,7 +5,7 @@
 //! where per-kernel overhead dominates, as on a GPU) or as the seeds' own `Td3` learners one after the
 //! other (what a single run does, seed by seed).
 
-use spikerl_algo::config::{RunConfig, SeedBatching};
+use spikerl_algo::config::{Base, RunConfig, SeedBatching};
 use spikerl_algo::ensemble::Ensemble;
 
 use crate::storage::run_folder::RunFolder;
@@ -29,9 +29,18 @@ impl SeedGroup {
     /// run builds it; fresh, or restored from checkpoints taken at the same iteration).
     pub fn of(cfg: &RunConfig, trainers: Vec<Trainer>, batching: SeedBatching) -> anyhow::Result<SeedGroup> {
         anyhow::ensure!(!trainers.is_empty(), "a seed group needs at least one seed");
+        // The stacked ensemble is TD3's (twin critics, delayed actor); other bases train their seeds
+        // separately, which computes the same as single runs.
+        let batching = if batching == SeedBatching::Stacked && cfg.base != Base::Td3 {
+            tracing::warn!(base = %cfg.base, "stacked seed groups train TD3 only: training the seeds separately");
+            SeedBatching::Separate
+        } else {
+            batching
+        };
         let ensemble = match batching {
             SeedBatching::Stacked => {
-                let members: Vec<_> = trainers.iter().map(|t| &t.td3).collect();
+                let members: Vec<_> =
+                    trainers.iter().map(|t| t.learner.td3().expect("a TD3 learner")).collect();
                 Some(
                     Ensemble::from_members(cfg, &members)
                         .map_err(anyhow::Error::msg)
@@ -45,12 +54,12 @@ impl SeedGroup {
 
     /// Training iterations done (every seed did as many).
     pub fn iterations(&self) -> u64 {
-        self.ensemble.as_ref().map_or(self.trainers[0].td3.iterations, |e| e.iterations)
+        self.ensemble.as_ref().map_or(self.trainers[0].learner.iterations(), |e| e.iterations)
     }
 
     /// The acting policies' version: delayed actor updates done.
     pub fn policy_version(&self) -> u64 {
-        self.ensemble.as_ref().map_or(self.trainers[0].td3.actor_updates, |e| e.actor_updates)
+        self.ensemble.as_ref().map_or(self.trainers[0].learner.actor_updates(), |e| e.actor_updates)
     }
 
     /// Whether every seed has done all its training iterations.
@@ -114,7 +123,7 @@ impl SeedGroup {
     pub fn trainers(&mut self) -> anyhow::Result<&mut [Trainer]> {
         if let (Some(e), false) = (&self.ensemble, self.written_back) {
             for (s, t) in self.trainers.iter_mut().enumerate() {
-                e.write_member(s, &mut t.td3)
+                e.write_member(s, t.learner.td3_mut().expect("stacked seeds are TD3 learners"))
                     .map_err(anyhow::Error::msg)
                     .context("writing a seed's state back from the ensemble")?;
             }

@@ -8,12 +8,13 @@ use crate::training::replay_service::{Delivered, ReplayService};
 use crate::training::telemetry;
 use crate::training::video::{self, VideoRecorder};
 use anyhow::bail;
+use spikerl_algo::Learner;
 use spikerl_algo::config::RunConfig;
 use spikerl_algo::rate_limiter::RateLimiter;
 use spikerl_algo::replay::ReplayBuffer;
 use spikerl_algo::replay::Transitions;
 use spikerl_algo::seeds::Seeds;
-use spikerl_algo::td3::{Batch, Td3, UpdateStats};
+use spikerl_algo::td3::{Batch, UpdateStats};
 use spikerl_envs::EnvSpec;
 use spikerl_metrics::seed_label::SeedScope;
 use spikerl_metrics::{eval, learner, snn};
@@ -105,7 +106,7 @@ pub const LOCKSTEP_RUN_ID: &str = "lockstep";
 pub struct Trainer {
     pub cfg: RunConfig,
     pub spec: EnvSpec,
-    pub td3: Td3,
+    pub learner: Learner,
     pub replay: Arc<ReplayService>,
     scratch: Vec<Transitions>,
     /// Env-step count at which the next evaluation is due.
@@ -131,18 +132,18 @@ impl Trainer {
         let seeds = Seeds::from_run(cfg.seed);
         let policy_config = cfg.policy_config(spec.obs_dim, spec.act_dim, max_action(&spec)?);
         policy_config.validate()?;
-        let td3 = Td3::seeded(cfg, policy_config, cfg.seed, device);
+        let learner = Learner::seeded(cfg, policy_config, cfg.seed, device);
         let buffer = ReplayBuffer::new(cfg.replay_capacity, spec.obs_dim, spec.act_dim, seeds.replay);
         let limiter = RateLimiter::new(cfg.update_ratio, cfg.random_steps, cfg.ratio_tolerance);
         let replay = Arc::new(ReplayService::new(buffer, limiter));
-        Ok(Trainer::new(cfg.clone(), spec, td3, replay))
+        Ok(Trainer::new(cfg.clone(), spec, learner, replay))
     }
 
-    pub fn new(cfg: RunConfig, spec: EnvSpec, td3: Td3, replay: Arc<ReplayService>) -> Trainer {
+    pub fn new(cfg: RunConfig, spec: EnvSpec, learner: Learner, replay: Arc<ReplayService>) -> Trainer {
         Trainer {
             cfg,
             spec,
-            td3,
+            learner,
             replay,
             scratch: Vec::new(),
             next_eval: 0,
@@ -239,7 +240,7 @@ impl Trainer {
             cfg: &self.cfg,
             obs_dim: self.spec.obs_dim,
             act_dim: self.spec.act_dim,
-            td3: &self.td3,
+            learner: &self.learner,
             replay,
             limiter,
             next_eval: self.next_eval,
@@ -255,7 +256,7 @@ impl Trainer {
     /// records (names, ids and their ledger).
     pub fn restore(&mut self, loaded: &Loaded) -> anyhow::Result<Vec<ActorRecord>> {
         let (od, ad, capacity) = (self.spec.obs_dim, self.spec.act_dim, self.cfg.replay_capacity);
-        let restored = loaded.restore_into(&mut self.td3, od, ad, capacity)?;
+        let restored = loaded.restore_into(&mut self.learner, od, ad, capacity)?;
         {
             let mut guard = self.replay.lock();
             guard.buffer = restored.buffer;
@@ -274,16 +275,16 @@ impl Trainer {
     /// counters and evaluation history (restored ones after a resume). `mode`: "distributed" or "sync".
     pub fn announce(&self, run_id: &str, mode: &'static str, checkpoint_interval: Option<Duration>) {
         let _seed = self.seed_scope();
-        telemetry::run_started(&self.cfg, &self.td3.policy_config, run_id, mode, checkpoint_interval);
+        telemetry::run_started(&self.cfg, self.learner.policy_config(), run_id, mode, checkpoint_interval);
         let c = self.replay.counters();
-        metrics::counter!(learner::TRAIN_ITERATIONS_TOTAL).absolute(self.td3.iterations);
+        metrics::counter!(learner::TRAIN_ITERATIONS_TOTAL).absolute(self.learner.iterations());
         if mode == "sync" {
             // One process steps and stores: the run's total (continues across resumes). A distributed
             // learner counts per actor instead (`actor` label, from registration).
             metrics::counter!(learner::TRANSITIONS_INSERTED_TOTAL).absolute(c.inserted);
         }
         metrics::gauge!(learner::REPLAY_SIZE).set(c.replay_size as f64);
-        metrics::gauge!(learner::POLICY_VERSION).set(self.td3.actor_updates as f64);
+        metrics::gauge!(learner::POLICY_VERSION).set(self.learner.actor_updates() as f64);
         // Exported from the start at 0, so that `increase()` (the alert rule) sees the first failure too.
         metrics::counter!(learner::CHECKPOINT_FAILURES_TOTAL).increment(0);
         // Empty until the first checkpoint (`--checkpoint-secs`, 5 min by default).
@@ -305,14 +306,14 @@ impl Trainer {
 
     /// Whether the run has done all its training iterations.
     pub fn done(&self) -> bool {
-        self.td3.iterations >= self.cfg.steps
+        self.learner.iterations() >= self.cfg.steps
     }
 
     /// One training iteration, once the rate limiter allows it. None when the replay service closed.
     pub fn iterate(&mut self) -> Option<&UpdateStats> {
         let mut batches = self.draw()?.into_iter();
         let started = Instant::now();
-        let stats = self.td3.update(|| batches.next().expect("one sampled minibatch per draw"));
+        let stats = self.learner.update(|| batches.next().expect("one sampled minibatch per draw"));
         self.record(stats, started.elapsed());
         Some(&self.last_stats)
     }
@@ -320,14 +321,14 @@ impl Trainer {
     /// Waits until the rate limiter allows an iteration, then draws its minibatches (K for the proxy
     /// steps, then one) as tensors on the learner's device. None when the replay service closed.
     pub fn draw(&mut self) -> Option<Vec<Batch>> {
-        let batches = 1 + if self.td3.has_proxy() { self.cfg.proxy.steps } else { 0 };
+        let batches = 1 + if self.learner.has_proxy() { self.cfg.proxy.steps } else { 0 };
         let waiting = Instant::now();
         if !self.replay.wait_and_sample(batches, self.cfg.td3.batch_size, &mut self.scratch) {
             return None;
         }
         let _seed = self.seed_scope();
         metrics::histogram!(learner::SAMPLE_WAIT_SECONDS).record(waiting.elapsed().as_secs_f64());
-        let (od, ad, device) = (self.spec.obs_dim, self.spec.act_dim, self.td3.device());
+        let (od, ad, device) = (self.spec.obs_dim, self.spec.act_dim, self.learner.device());
         Some(self.scratch.iter().map(|t| Batch::from_transitions(t, od, ad, device)).collect())
     }
 
@@ -369,15 +370,15 @@ impl Trainer {
     /// scalars gathered since their last write.
     pub fn evaluate(&mut self, env_steps: u64, run_folder: Option<&mut RunFolder>) -> anyhow::Result<f64> {
         let _seed = self.seed_scope();
-        let mut policy = Policy::new(&self.td3.policy_config, &self.td3.export_policy())?;
+        let mut policy = Policy::new(self.learner.policy_config(), &self.learner.export_policy())?;
         policy.count_neuron_spikes();
         let returns = evaluate_policy(&mut policy, &self.spec.id, self.cfg.eval_episodes, self.eval_seed())?;
         let stats = policy.stats();
         let layers = layer_activity(stats, policy.neuron_spikes().unwrap_or_default());
         let record = EvalRecord {
             step: env_steps,
-            iterations: self.td3.iterations,
-            policy_version: self.td3.actor_updates,
+            iterations: self.learner.iterations(),
+            policy_version: self.learner.actor_updates(),
             returns,
             wall_seconds: self.wall_seconds(),
             sops_per_inference: stats.sops_per_inference(),
@@ -395,7 +396,7 @@ impl Trainer {
         metrics::gauge!(snn::ENERGY_NANOJOULES_PER_INFERENCE).set(record.energy_nj_per_inference);
         crate::training::telemetry::record_evaluation(
             self.evals.first().map_or(mean, EvalRecord::mean),
-            &self.td3.policy_config,
+            self.learner.policy_config(),
             stats,
             &record.layers,
         );
@@ -415,8 +416,8 @@ impl Trainer {
                     env_steps,
                     &self.spec.id,
                     self.eval_seed(),
-                    &self.td3.policy_config,
-                    self.td3.export_policy(),
+                    self.learner.policy_config(),
+                    self.learner.export_policy(),
                 );
             }
         }
@@ -426,7 +427,7 @@ impl Trainer {
 
     /// Current weights of the acting policy.
     pub fn policy_weights(&self) -> NamedTensors {
-        self.td3.export_policy()
+        self.learner.export_policy()
     }
 
     /// Best evaluation mean so far (the paper's "max average return").

@@ -42,6 +42,8 @@ pub struct SnnTape {
     /// The last layer's firing rate `[B, act, pop]` and the tanh of the pre-activation `[B, act]`.
     rate: Tensor,
     tanh: Tensor,
+    /// The pre-activation `[B, act]`.
+    pre: Tensor,
 }
 
 /// The elements of a contiguous f32 CPU tensor.
@@ -263,9 +265,10 @@ impl HostSnn {
         }
     }
 
-    /// `tanh` of the pre-activation for the observations `obs` (`[rows, obs]`) into `out` (`[rows, act]`),
-    /// on the calling thread. Every buffer is step-major `[T, rows, n]`, as the taped forward's.
-    fn forward(&self, obs: &[f32], out: &mut [f32], sc: &mut Scratch) {
+    /// `tanh` of the pre-activation (the pre-activation itself unless `squash`) for the observations `obs`
+    /// (`[rows, obs]`) into `out` (`[rows, act]`), on the calling thread. Every buffer is step-major
+    /// `[T, rows, n]`, as the taped forward's.
+    fn forward(&self, obs: &[f32], out: &mut [f32], sc: &mut Scratch, squash: bool) {
         let (od, pop, steps) = (self.obs_dim, self.pop, self.steps);
         let rows = obs.len() / od;
         let width = od * pop;
@@ -324,7 +327,8 @@ impl HostSnn {
                     let count: f32 = (0..steps).map(|t| sc.input[t * rows * out_width + unit]).sum();
                     pre += count / steps as f32 * self.dec_w[a * pop + p];
                 }
-                *y = (pre + self.dec_b[a]).tanh();
+                let pre = pre + self.dec_b[a];
+                *y = if squash { pre.tanh() } else { pre };
             }
         }
     }
@@ -378,7 +382,7 @@ impl TorchSnn {
                 pop,
             ]);
             let tanh = pre.tanh();
-            let tape = SnnTape { batch: b, activation, diff, spikes, potentials, decays, rate, tanh };
+            let tape = SnnTape { batch: b, activation, diff, spikes, potentials, decays, rate, tanh, pre };
             Some((tape.tanh.shallow_clone(), tape))
         })
     }
@@ -393,7 +397,7 @@ impl TorchSnn {
     /// whole blocks through the encoder, every layer (currents on the gemm kernels, the fused LIF loop)
     /// and the decoder, so that a block's buffers stay in its core's cache and no step waits for the
     /// other threads.
-    fn forward_no_grad_on(&self, obs: &Tensor, threads: usize) -> Option<Tensor> {
+    fn forward_no_grad_on(&self, obs: &Tensor, threads: usize, squash: bool) -> Option<Tensor> {
         let (threshold, _) = self.lif_constants()?;
         if obs.device() != Device::Cpu || obs.kind() != Kind::Float || obs.dim() != 2 {
             return None;
@@ -418,7 +422,7 @@ impl TorchSnn {
                     let first = block * NO_GRAD_BLOCK;
                     let last = (first + NO_GRAD_BLOCK).min(rows);
                     let mut o = outs[block].lock().unwrap_or_else(|p| p.into_inner());
-                    net.forward(&obs_rows[first * od..last * od], &mut o, &mut scratch);
+                    net.forward(&obs_rows[first * od..last * od], &mut o, &mut scratch, squash);
                 }
             });
             drop(outs);
@@ -544,7 +548,34 @@ impl TorchPolicy {
         if self.max_action.device() != Device::Cpu {
             return None;
         }
-        Some(snn.forward_no_grad_on(obs, tch::get_num_threads().max(1) as usize)? * &self.max_action)
+        Some(snn.forward_no_grad_on(obs, tch::get_num_threads().max(1) as usize, true)? * &self.max_action)
+    }
+
+    /// [`TorchPolicy::forward_no_grad`]'s pre-tanh output (a Gaussian policy's mean), without gradient.
+    pub fn mean_no_grad(&self, obs: &Tensor) -> Option<Tensor> {
+        let Net::Snn(snn) = &self.net else { return None };
+        if self.max_action.device() != Device::Cpu {
+            return None;
+        }
+        snn.forward_no_grad_on(obs, tch::get_num_threads().max(1) as usize, false)
+    }
+
+    /// The pre-tanh output (a Gaussian policy's mean) and the tape [`TorchPolicy::backward_taped_mean`]
+    /// needs, where the hand-written backward applies (as [`TorchPolicy::forward_taped`]).
+    pub fn mean_taped(&self, obs: &Tensor) -> Option<(Tensor, SnnTape)> {
+        let Net::Snn(snn) = &self.net else { return None };
+        if self.max_action.device() != Device::Cpu {
+            return None;
+        }
+        let (_, tape) = snn.forward_taped(obs)?;
+        Some((tape.pre.shallow_clone(), tape))
+    }
+
+    /// The spiking network's variables' gradients given a loss's gradient with respect to the pre-tanh
+    /// output [`TorchPolicy::mean_taped`] returned.
+    pub fn backward_taped_mean(&self, tape: &SnnTape, grad_pre: &Tensor) -> ActorGrads {
+        let Net::Snn(snn) = &self.net else { unreachable!("a tape exists only for a spiking actor") };
+        snn.backward_taped(tape, grad_pre)
     }
 
     /// The gradient of a loss with respect to every variable of the network, given its gradient with
@@ -638,6 +669,7 @@ mod tests {
         assert!(policy(NeuronKind::Clif, 3, 1).1.forward_taped(&obs).is_none());
         assert!(policy(NeuronKind::Dn, 3, 1).1.forward_taped(&obs).is_none());
         let cfg = PolicyConfig {
+            gaussian: None,
             obs_dim: 3,
             act_dim: 1,
             max_action: vec![1.0],
@@ -658,9 +690,9 @@ mod tests {
         });
         let obs = Tensor::randn([150, 17], (Kind::Float, Device::Cpu)) * 1.5;
         let Net::Snn(snn) = &net.net else { unreachable!() };
-        let one = snn.forward_no_grad_on(&obs, 1).unwrap();
+        let one = snn.forward_no_grad_on(&obs, 1, true).unwrap();
         for threads in [2, 3, 5] {
-            assert!(snn.forward_no_grad_on(&obs, threads).unwrap().equal(&one), "{threads} threads");
+            assert!(snn.forward_no_grad_on(&obs, threads, true).unwrap().equal(&one), "{threads} threads");
         }
         let reference = tch::no_grad(|| snn.forward(&obs, None).tanh());
         let off = (&one - &reference).abs();

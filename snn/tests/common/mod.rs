@@ -5,7 +5,7 @@ use spikerl_snn::{NetworkConfig, NeuronKind, PolicyConfig, SnnConfig};
 
 /// HalfCheetah shapes: obs 17, act 6, max_action 1.
 pub fn cheetah(network: NetworkConfig) -> PolicyConfig {
-    PolicyConfig { obs_dim: 17, act_dim: 6, max_action: vec![1.0; 6], network }
+    PolicyConfig { gaussian: None, obs_dim: 17, act_dim: 6, max_action: vec![1.0; 6], network }
 }
 
 pub fn cheetah_snn(neuron: NeuronKind) -> PolicyConfig {

@@ -80,7 +80,7 @@ pub fn capture_latencies() -> anyhow::Result<Arc<Mutex<Vec<f64>>>> {
 pub fn measure(lo: &Loopback<'_>, latencies: &Mutex<Vec<f64>>) -> anyhow::Result<BroadcastFigures> {
     let o = lo.o;
     let mut trainer = learner::trainer(&o.env, Algo::Proxy, NeuronKind::Lif, 1_000, Limiter::IngestOnly)?;
-    let parameters = trainer.td3.export_policy().values().map(|t| t.data.len()).sum();
+    let parameters = trainer.learner.export_policy().values().map(|t| t.data.len()).sum();
     let server = lo.learner_rt.block_on(learner::Server::start(&trainer, o.server_nodelay))?;
     let url = server.url();
     let subs = lo.client_rt.block_on(async {

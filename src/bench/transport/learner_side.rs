@@ -136,12 +136,12 @@ pub fn publish_next(
     tx: &watch::Sender<Option<Arc<PolicyUpdate>>>,
 ) -> anyhow::Result<Published> {
     // A new version without training: the version is the actor-update count, as in a run.
-    trainer.td3.actor_updates += 1;
+    trainer.learner.td3_mut().expect("a TD3 learner").actor_updates += 1;
     let started = Instant::now();
     runtime::publish(trainer, tx)?;
     let encode_seconds = started.elapsed().as_secs_f64();
     let bytes = tx.borrow().as_ref().map_or(0, |p| p.weights.len());
-    Ok(Published { version: trainer.td3.actor_updates, encode_seconds, bytes })
+    Ok(Published { version: trainer.learner.actor_updates(), encode_seconds, bytes })
 }
 
 /// Training iterations done in a measured window.
@@ -161,20 +161,23 @@ pub fn train_for(
 ) -> anyhow::Result<TrainWindow> {
     let started = Instant::now();
     let mut last_publish = Instant::now();
-    let mut published = trainer.td3.actor_updates;
-    let first = trainer.td3.iterations;
+    let mut published = trainer.learner.actor_updates();
+    let first = trainer.learner.iterations();
     while started.elapsed() < duration && !stop.load(Ordering::Relaxed) {
         if trainer.iterate().is_none() {
             anyhow::bail!("the bench replay service closed");
         }
         if let Some(tx) = publish
-            && trainer.td3.actor_updates != published
+            && trainer.learner.actor_updates() != published
             && last_publish.elapsed() >= Duration::from_millis(100)
         {
             runtime::publish(trainer, tx)?;
-            published = trainer.td3.actor_updates;
+            published = trainer.learner.actor_updates();
             last_publish = Instant::now();
         }
     }
-    Ok(TrainWindow { iterations: trainer.td3.iterations - first, seconds: started.elapsed().as_secs_f64() })
+    Ok(TrainWindow {
+        iterations: trainer.learner.iterations() - first,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
