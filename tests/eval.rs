@@ -137,6 +137,7 @@ fn run_folder_and_policy_file_reproduce_the_runs_evaluation() {
 
 fn pendulum_snn() -> PolicyConfig {
     PolicyConfig {
+        gaussian: None,
         obs_dim: 3,
         act_dim: 1,
         max_action: vec![2.0],

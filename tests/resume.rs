@@ -137,6 +137,32 @@ fn a_lockstep_run_killed_at_a_random_point_resumes_bit_for_bit() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// SAC (issue 22) resumes bit for bit too: the temperature, its optimiser and every Gaussian draw of
+/// the learner and the actor are in the checkpoint.
+#[test]
+fn a_sac_lockstep_run_killed_at_a_random_point_resumes_bit_for_bit() {
+    let dir = temp_dir("resume-sac");
+    let (reference, resumed) = (dir.join("reference"), dir.join("resumed"));
+    let sac = ["--base", "sac"];
+    let took = run_to_end(
+        train(&reference, &[&sac[..], &["--checkpoint-secs", "0"]].concat()),
+        &dir.join("reference.log"),
+        0,
+    );
+    eprintln!("uninterrupted SAC run: {took:.1?}");
+    let cmd = train(&resumed, &[&sac[..], &["--checkpoint-secs", "1"]].concat());
+    kill_at_random_after_first_checkpoint(
+        cmd,
+        &dir.join("killed.log"),
+        std::slice::from_ref(&resumed),
+        2..=6,
+    );
+    run_to_end(train(&resumed, &[&sac[..], &["--resume"]].concat()), &dir.join("resumed.log"), 0);
+    assert_same_run(&reference, &resumed);
+    assert_eq!(manifest(&resumed)["config"]["base"], "sac");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn a_seed_group_stopped_then_killed_resumes_bit_for_bit() {
     let dir = temp_dir("resume-group");

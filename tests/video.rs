@@ -95,6 +95,7 @@ fn frames_match_gymnasium() {
 
 fn write_policy(path: &Path, obs_dim: usize, max_action: f32) {
     let cfg = PolicyConfig {
+        gaussian: None,
         obs_dim,
         act_dim: 1,
         max_action: vec![max_action],

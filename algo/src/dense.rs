@@ -758,6 +758,7 @@ mod tests {
 
     fn ann(obs: usize, act: usize, hidden: Vec<usize>) -> PolicyConfig {
         PolicyConfig {
+            gaussian: None,
             obs_dim: obs,
             act_dim: act,
             max_action: (0..act).map(|i| 1.0 + i as f32).collect(),

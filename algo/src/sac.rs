@@ -417,3 +417,250 @@ impl Sac {
         Tensor::from_slice(&self.noise).view(shape).to_device(self.device)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Base;
+    use spikerl_snn::NeuronKind;
+
+    fn values(x: &Tensor) -> Vec<f32> {
+        Vec::<f32>::try_from(x.flatten(0, -1)).unwrap()
+    }
+
+    fn small_run(algo: Algo) -> (RunConfig, PolicyConfig) {
+        let mut cfg = RunConfig::paper("Pendulum-v1", algo, NeuronKind::Lif, 0).with_base(Base::Sac);
+        cfg.snn.hidden = vec![32, 32];
+        cfg.ann_hidden = vec![32, 32];
+        cfg.proxy.hidden = vec![32, 32];
+        cfg.td3.critic_hidden = vec![32, 32];
+        cfg.sac.gaussian.hidden = vec![16];
+        let policy = cfg.policy_config(3, 1, vec![2.0]);
+        (cfg, policy)
+    }
+
+    fn batch(seed: i64) -> Batch {
+        tch::manual_seed(seed);
+        let n = 64;
+        Batch {
+            obs: Tensor::randn([n, 3], (Kind::Float, Device::Cpu)),
+            actions: Tensor::rand([n, 1], (Kind::Float, Device::Cpu)) * 4.0 - 2.0,
+            rewards: Tensor::randn([n, 1], (Kind::Float, Device::Cpu)),
+            next_obs: Tensor::randn([n, 3], (Kind::Float, Device::Cpu)),
+            not_done: Tensor::ones([n, 1], (Kind::Float, Device::Cpu)),
+        }
+    }
+
+    fn snapshot(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
+        let mut v: Vec<_> = vs.variables().into_iter().map(|(k, t)| (k, t.detach().copy())).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    fn changed(before: &[(String, Tensor)], vs: &nn::VarStore) -> bool {
+        let now = vs.variables();
+        before.iter().any(|(k, t)| !now[k].equal(t))
+    }
+
+    /// The log-density of the squashed Gaussian, straight from the change of variables in f64: the
+    /// pre-squash point is atanh(a / m), its Gaussian density, less log |da/dx| = log(m (1 - tanh^2)).
+    #[test]
+    fn log_prob_with_tanh_correction_matches_a_direct_computation() {
+        let mean = [0.3f32, -1.2, 2.5, 0.0];
+        let log_std = [-0.5f32, 0.4, -2.0, 1.0];
+        let eps = [0.7f32, -1.1, 0.2, 1.9];
+        let max = [2.0f32, 1.0];
+        let t = |v: &[f32]| Tensor::from_slice(v).view([2, 2]);
+        let m = Tensor::from_slice(&max).view([1, 2]);
+        let (action, log_prob) = squashed_sample(&t(&mean), &t(&log_std), &t(&eps), &m);
+        let (action, log_prob) = (values(&action), values(&log_prob));
+        for (row, &got) in log_prob.iter().enumerate() {
+            let mut want = 0.0f64;
+            for (col, &mx) in max.iter().enumerate() {
+                let i = row * 2 + col;
+                let (mu, ls, e, mx) = (mean[i] as f64, log_std[i] as f64, eps[i] as f64, mx as f64);
+                let x = mu + ls.exp() * e;
+                let a = x.tanh() * mx;
+                assert!((action[i] as f64 - a).abs() < 1e-5, "action {} vs {a}", action[i]);
+                let u = (a / mx).atanh(); // recovered from the action itself
+                let gauss =
+                    -((u - mu) / ls.exp()).powi(2) / 2.0 - ls - (2.0 * std::f64::consts::PI).sqrt().ln();
+                want += gauss - (mx * (1.0 - (a / mx).powi(2)) + 1e-6).ln();
+            }
+            let got = got as f64;
+            assert!(
+                (got - want).abs() < 2e-3 * want.abs().max(1.0),
+                "row {row}: log-prob {got}, direct {want}"
+            );
+        }
+    }
+
+    #[test]
+    fn gaussian_kl_is_zero_for_equal_gaussians_and_matches_the_closed_form() {
+        let t = |v: &[f32]| Tensor::from_slice(v).view([1, 2]);
+        let (m, l) = (t(&[0.5, -1.0]), t(&[0.1, -0.3]));
+        assert!(gaussian_kl((&m, &l), (&m, &l)).double_value(&[]).abs() < 1e-7);
+        // KL(N(0, 1) || N(1, e^2)) = 1 + (1 + 1) / (2 e^2) - 1/2 per dimension.
+        let kl = gaussian_kl((&t(&[0.0, 0.0]), &t(&[0.0, 0.0])), (&t(&[1.0, 1.0]), &t(&[1.0, 1.0])));
+        let want = 2.0 * (1.0 + 2.0 / (2.0 * std::f64::consts::E.powi(2)) - 0.5);
+        assert!((kl.double_value(&[]) - want).abs() < 1e-5);
+    }
+
+    #[test]
+    fn entropy_tuning_moves_alpha_toward_the_target_entropy() {
+        let _rng = torch_init_lock();
+        tch::set_num_threads(1);
+        tch::manual_seed(2);
+        let (cfg, policy) = small_run(Algo::Ann);
+        let mut sac = Sac::new(&cfg, policy.clone(), Device::Cpu, 5);
+        // A wide policy (log-std near its top bound) has entropy far above -|A|: alpha must fall.
+        let obs = batch(3).obs;
+        let (_, log_std) = sac.actor_gaussian(&obs);
+        let before = sac.alpha();
+        for _ in 0..20 {
+            sac.alpha_step(&obs);
+        }
+        let after = sac.alpha();
+        let mean_log_std = log_std.mean(Kind::Float).double_value(&[]);
+        assert!(mean_log_std > -2.0, "an untrained policy is wide: mean log-std {mean_log_std}");
+        assert!(after < before, "entropy above target: alpha must fall, {before} -> {after}");
+
+        // A target entropy above the policy's: alpha must rise.
+        let mut sac = Sac::new(&cfg, policy, Device::Cpu, 5);
+        sac.target_entropy = 10.0;
+        let before = sac.alpha();
+        for _ in 0..20 {
+            sac.alpha_step(&obs);
+        }
+        assert!(sac.alpha() > before, "entropy below target: alpha must rise, {before} -> {}", sac.alpha());
+    }
+
+    #[test]
+    fn proxy_imitation_lowers_its_loss_and_touches_only_the_proxy() {
+        let _rng = torch_init_lock();
+        tch::set_num_threads(1);
+        for imitation in [Imitation::Mse, Imitation::Kl] {
+            tch::manual_seed(4);
+            let (mut cfg, policy) = small_run(Algo::Proxy);
+            cfg.sac.imitation = imitation;
+            let mut sac = Sac::new(&cfg, policy, Device::Cpu, 5);
+            let (actor, critic, alpha) = (snapshot(&sac.actor_vs), snapshot(&sac.critic_vs), sac.alpha());
+            let proxy = snapshot(sac.proxy_vs().unwrap());
+            let obs = batch(6).obs;
+            let first = sac.proxy_step(&obs).unwrap();
+            let mut last = first;
+            for _ in 0..60 {
+                last = sac.proxy_step(&obs).unwrap();
+            }
+            assert!(last < 0.5 * first, "{imitation}: imitation loss must fall, {first} -> {last}");
+            assert!(!changed(&actor, &sac.actor_vs), "{imitation}: a proxy step must not change the actor");
+            assert!(!changed(&critic, &sac.critic_vs), "{imitation}: nor the critics");
+            assert_eq!(sac.alpha(), alpha, "nor the temperature");
+            assert!(changed(&proxy, sac.proxy_vs().unwrap()), "the proxy itself must learn");
+        }
+    }
+
+    /// Proxy SAC's TD target samples from the proxy, vanilla's from the actor: moving one and not the
+    /// other changes the critic's targets accordingly.
+    #[test]
+    fn the_td_target_samples_from_the_proxy_in_proxy_mode() {
+        let _rng = torch_init_lock();
+        tch::set_num_threads(1);
+        tch::manual_seed(8);
+        let (cfg, policy) = small_run(Algo::Proxy);
+        let sac = Sac::new(&cfg, policy, Device::Cpu, 5);
+        let obs = batch(9).next_obs;
+        let (pm, _) = sac.target_gaussian(&obs);
+        let want = tch::no_grad(|| sac.proxy.as_ref().unwrap().net.mean(&obs));
+        assert!(pm.equal(&want), "proxy mode: the target policy is the proxy");
+        let (am, _) = sac.actor_gaussian(&obs);
+        assert!(!pm.equal(&am), "and not the spiking actor");
+    }
+
+    #[test]
+    fn an_iteration_updates_what_cleanrl_updates() {
+        let _rng = torch_init_lock();
+        tch::set_num_threads(1);
+        tch::manual_seed(10);
+        let (cfg, policy) = small_run(Algo::Vanilla);
+        let mut sac = Sac::new(&cfg, policy, Device::Cpu, 5);
+        let (actor, target) = (snapshot(&sac.actor_vs), snapshot(&sac.critic_target_vs));
+        let s = sac.update(|| batch(11));
+        assert!(s.actor_loss.is_none(), "policy_frequency 2: no actor step on the first iteration");
+        assert!(!changed(&actor, &sac.actor_vs));
+        assert!(changed(&target, &sac.critic_target_vs), "the target critics follow every iteration");
+        let s = sac.update(|| batch(12));
+        assert!(s.actor_loss.is_some() && s.alpha.is_some());
+        assert_eq!(sac.actor_updates, 2, "two actor steps every second iteration");
+        assert!(changed(&actor, &sac.actor_vs));
+        let log_std_moved = sac
+            .actor_vs
+            .variables()
+            .iter()
+            .filter(|(k, _)| k.starts_with("log_std."))
+            .any(|(k, v)| !actor.iter().any(|(n, t)| n == k && t.equal(v)));
+        assert!(log_std_moved, "the log-std network trains with the actor");
+    }
+
+    /// The spiking actor's hand-written backward through time (plus autograd for the rest) against
+    /// autograd throughout: the same actor losses and weights.
+    #[test]
+    fn hand_written_spiking_actor_step_trains_as_autograd_does() {
+        let _rng = torch_init_lock();
+        tch::set_num_threads(1);
+        let run = |autograd: bool| {
+            tch::manual_seed(13);
+            let (cfg, policy) = small_run(Algo::Vanilla);
+            let mut sac = Sac::new(&cfg, policy, Device::Cpu, 5);
+            sac.autograd_actor = autograd;
+            let mut losses = Vec::new();
+            for i in 0..4 {
+                losses.extend(sac.update(|| batch(20 + i)).actor_loss);
+            }
+            (losses, snapshot(&sac.actor_vs))
+        };
+        let (hand, hand_w) = run(false);
+        let (auto, auto_w) = run(true);
+        assert_eq!(hand.len(), 2);
+        for (a, b) in hand.iter().zip(&auto) {
+            assert!((a - b).abs() <= 1e-4 * a.abs().max(1.0), "actor loss {a} (hand) vs {b} (autograd)");
+        }
+        for ((name, h), (_, a)) in hand_w.iter().zip(&auto_w) {
+            let diff = (h - a).abs().max().double_value(&[]);
+            assert!(diff <= 1e-4, "{name}: hand and autograd weights differ by {diff}");
+        }
+    }
+
+    /// The dense critics against libtorch autograd: the same losses.
+    #[test]
+    fn dense_critics_train_as_autograd_does() {
+        let _rng = torch_init_lock();
+        tch::set_num_threads(1);
+        let run = |autograd: bool| {
+            tch::manual_seed(14);
+            let (cfg, policy) = small_run(Algo::Proxy);
+            let mut sac = Sac::new(&cfg, policy, Device::Cpu, 5);
+            assert!(sac.dense.is_some());
+            sac.set_autograd_mlps(autograd);
+            let mut k = 0;
+            (0..4)
+                .map(|_| {
+                    sac.update(|| {
+                        k += 1;
+                        batch(40 + k)
+                    })
+                })
+                .collect::<Vec<_>>()
+        };
+        for (d, a) in run(false).iter().zip(run(true)) {
+            let close = |x: f64, y: f64| (x - y).abs() <= 1e-4 * x.abs().max(1.0);
+            assert!(
+                close(d.critic_loss, a.critic_loss),
+                "critic loss dense {} vs autograd {}",
+                d.critic_loss,
+                a.critic_loss
+            );
+            assert!(close(d.target_mean, a.target_mean), "{d:?} vs {a:?}");
+        }
+    }
+}

@@ -955,6 +955,42 @@ mod tests {
         }
     }
 
+    /// DDPG ("OurDDPG"): one critic, the target action unsmoothed, the actor every iteration.
+    #[test]
+    fn ddpg_has_one_critic_no_smoothing_and_an_actor_every_iteration() {
+        let _rng = torch_rng();
+        tch::set_num_threads(1);
+        for algo in [Algo::Ann, Algo::Proxy] {
+            tch::manual_seed(21);
+            let (cfg, policy) = small_run(algo);
+            let cfg = cfg.with_base(Base::Ddpg);
+            let mut ddpg = Td3::new(&cfg, policy, Device::Cpu, 11);
+            assert_eq!(ddpg.critic_count(), 1);
+            assert!(
+                ddpg.critic_vs.variables().keys().all(|k| k.starts_with("q1.")),
+                "{algo:?}: one critic's variables only"
+            );
+            let rng_before = ddpg.noise_rng.clone();
+            // The TD target must be r + gamma * Q'(s', pi'(s')) exactly: no noise.
+            let b = batch(22);
+            let a = ddpg.target_act(&b.next_obs);
+            let want = tch::no_grad(|| {
+                let q = ddpg.critic_target.q1(&b.next_obs, &a);
+                (&b.rewards + &b.not_done * cfg.td3.gamma * q).mean(Kind::Float).double_value(&[])
+            });
+            let s = ddpg.update(|| b.shallow_clone());
+            if algo == Algo::Ann {
+                // (With a proxy its K imitation steps come first and move the target policy.)
+                let close = (s.target_mean - want).abs() < 1e-5 * want.abs().max(1.0);
+                assert!(close, "{algo:?}: TD target {} vs {want} unsmoothed", s.target_mean);
+            }
+            assert!(s.actor_loss.is_some(), "{algo:?}: the actor learns every iteration");
+            assert_eq!(ddpg.noise_rng, rng_before, "{algo:?}: no smoothing noise was drawn");
+            ddpg.update(|| batch(23));
+            assert_eq!(ddpg.actor_updates, 2);
+        }
+    }
+
     #[test]
     fn same_seed_same_losses_and_weights() {
         let _rng = torch_rng();

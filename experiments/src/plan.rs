@@ -438,6 +438,28 @@ mod tests {
     use super::*;
     use crate::method::{Algo, Method, Neuron};
 
+    #[test]
+    fn seed_groups_never_mix_bases() {
+        let text = format!("group_seeds = true\n{}", crate::spec::tests::BASES);
+        let plans = Spec::parse(&text).unwrap().expand().unwrap();
+        let tasks = Task::grid(&plans, true);
+        let names: Vec<String> = tasks.iter().map(Task::name).collect();
+        assert_eq!(
+            names,
+            [
+                "Hopper-v4/ann/seed{0,1}",
+                "Hopper-v4/proxy-lif/seed{0,1}",
+                "Hopper-v4/sac-ann/seed{0,1}",
+                "Hopper-v4/sac-proxy-lif/seed{0,1}",
+                "Hopper-v4/ddpg-ann/seed{0,1}",
+                "Hopper-v4/ddpg-proxy-lif/seed{0,1}"
+            ]
+        );
+        for t in &tasks {
+            assert!(t.plans.iter().all(|p| p.method == t.plans[0].method), "{}", t.name());
+        }
+    }
+
     fn plan() -> RunPlan {
         let mut options = TrainOptions::new();
         options.insert("steps".into(), OptValue::Value("300".into()));

@@ -3,7 +3,7 @@
 //! stacked ensemble, and leave a run folder and checkpoints that hold its own state.
 
 use spikerl_algo::SeedBatching;
-use spikerl_algo::{Algo, RunConfig};
+use spikerl_algo::{Algo, Base, RunConfig};
 use spikerl_learner::storage::checkpoint;
 use spikerl_learner::storage::run_folder::{Manifest, RunFolder};
 use spikerl_learner::training::lockstep;
@@ -68,10 +68,10 @@ fn single_run(cfg: &RunConfig, seed: u64, root: &Path) -> Trainer {
 fn nets(t: &Trainer) -> Vec<(&'static str, NamedTensors)> {
     let export = spikerl_snn::torch::export;
     vec![
-        ("actor", t.td3.export_policy()),
-        ("critic", export(&t.td3.critic_vs)),
-        ("critic target", export(&t.td3.critic_target_vs)),
-        ("target policy", export(t.td3.target_vs())),
+        ("actor", t.learner.td3().unwrap().export_policy()),
+        ("critic", export(&t.learner.td3().unwrap().critic_vs)),
+        ("critic target", export(&t.learner.td3().unwrap().critic_target_vs)),
+        ("target policy", export(t.learner.td3().unwrap().target_vs())),
     ]
 }
 
@@ -100,19 +100,26 @@ fn separate_seeds_train_bit_for_bit_as_single_runs() {
     let root = folder("separate");
     let group = run_seeds(&cfg, &[4, 9], SeedBatching::Separate, &root);
     let single = single_run(&cfg, 9, &root.join("single-9"));
-    assert_eq!(group[1].td3.iterations, 60);
+    assert_eq!(group[1].learner.td3().unwrap().iterations, 60);
     assert_eq!(returns(&group[1]), returns(&single), "seed 9's evaluations");
     for ((what, a), (_, b)) in nets(&group[1]).into_iter().zip(nets(&single)) {
         assert_eq!(a, b, "seed 9's {what} differs from its single run's");
     }
     // The other seed trained too, on its own: different weights, its own evaluations in its own folder.
-    assert_ne!(group[0].td3.export_policy(), group[1].td3.export_policy());
+    assert_ne!(
+        group[0].learner.td3().unwrap().export_policy(),
+        group[1].learner.td3().unwrap().export_policy()
+    );
     let csv = std::fs::read_to_string(root.join("seed4/evals.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + group[0].evals.len(), "{csv}");
     assert_eq!(group[0].evals.iter().map(|e| e.step).collect::<Vec<_>>(), [0, 100, 200, 260]);
     let back = restored(&cfg, 4, &root.join("seed4"));
-    assert_eq!(back.td3.iterations, 60);
-    assert_eq!(back.td3.export_policy(), group[0].td3.export_policy(), "seed 4's checkpoint");
+    assert_eq!(back.learner.td3().unwrap().iterations, 60);
+    assert_eq!(
+        back.learner.td3().unwrap().export_policy(),
+        group[0].learner.td3().unwrap().export_policy(),
+        "seed 4's checkpoint"
+    );
     let _ = std::fs::remove_dir_all(&root);
 }
 
@@ -126,7 +133,7 @@ fn stacked_seeds_follow_their_single_runs_and_checkpoint_their_own_state() {
     let stacked = run_seeds(&cfg, &[1, 2, 3], SeedBatching::Stacked, &root.join("stacked"));
     let separate = run_seeds(&cfg, &[1, 2, 3], SeedBatching::Separate, &root.join("separate"));
     for (s, (a, b)) in stacked.iter().zip(&separate).enumerate() {
-        assert_eq!((a.td3.iterations, a.td3.actor_updates), (80, 40));
+        assert_eq!((a.learner.td3().unwrap().iterations, a.learner.td3().unwrap().actor_updates), (80, 40));
         for ((what, x), (_, y)) in nets(a).into_iter().zip(nets(b)) {
             let d = max_abs_diff(&x, &y);
             eprintln!("member {s} {what}: stacked vs separate max abs diff {d:e}");
@@ -141,15 +148,23 @@ fn stacked_seeds_follow_their_single_runs_and_checkpoint_their_own_state() {
     }
     // Training moved the weights well beyond that tolerance.
     let fresh = Trainer::build(&RunConfig { seed: 1, ..cfg.clone() }, tch::Device::Cpu).unwrap();
-    assert!(max_abs_diff(&stacked[0].td3.export_policy(), &fresh.td3.export_policy()) > 1e-2);
+    assert!(
+        max_abs_diff(
+            &stacked[0].learner.td3().unwrap().export_policy(),
+            &fresh.learner.td3().unwrap().export_policy()
+        ) > 1e-2
+    );
     // Each seed's checkpoint holds the ensemble member's whole state.
     for (s, seed) in [1, 2, 3].into_iter().enumerate() {
         let back = restored(&cfg, seed, &root.join(format!("stacked/seed{seed}")));
         for ((what, x), (_, y)) in nets(&back).into_iter().zip(nets(&stacked[s])) {
             assert_eq!(x, y, "seed {seed}'s checkpointed {what}");
         }
-        assert_eq!(back.td3.critic_opt.steps, stacked[s].td3.critic_opt.steps);
-        assert_eq!(back.td3.noise_rng, stacked[s].td3.noise_rng);
+        assert_eq!(
+            back.learner.td3().unwrap().critic_opt.steps,
+            stacked[s].learner.td3().unwrap().critic_opt.steps
+        );
+        assert_eq!(back.learner.td3().unwrap().noise_rng, stacked[s].learner.td3().unwrap().noise_rng);
     }
     let _ = std::fs::remove_dir_all(&root);
 }
@@ -165,18 +180,59 @@ fn stacked_spiking_seeds_train_each_their_own_proxy() {
         .map(|&seed| Trainer::build(&RunConfig { seed, ..cfg.clone() }, tch::Device::Cpu).unwrap())
         .collect();
     for (s, t) in group.iter().enumerate() {
-        assert_eq!(t.td3.iterations, 40);
+        assert_eq!(t.learner.td3().unwrap().iterations, 40);
         assert!(t.last_stats.proxy_loss.is_some_and(f64::is_finite), "seed {s}: {:?}", t.last_stats);
         let moved = max_abs_diff(
-            &spikerl_snn::torch::export(t.td3.target_vs()),
-            &spikerl_snn::torch::export(fresh[s].td3.target_vs()),
+            &spikerl_snn::torch::export(t.learner.td3().unwrap().target_vs()),
+            &spikerl_snn::torch::export(fresh[s].learner.td3().unwrap().target_vs()),
         );
         assert!(moved > 1e-3, "seed {s}'s proxy did not train: {moved}");
         assert_eq!(t.evals.len(), 4, "evaluations at 0, 100, 200 and the end (240)");
     }
-    assert_ne!(group[0].td3.export_policy(), group[1].td3.export_policy());
+    assert_ne!(
+        group[0].learner.td3().unwrap().export_policy(),
+        group[1].learner.td3().unwrap().export_policy()
+    );
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(root.join("seed6/manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["config"]["seed"], 6);
     let _ = std::fs::remove_dir_all(&root);
+}
+
+/// SAC's and DDPG's seed groups (issue 22): stacked is asked for, but the ensemble is TD3's, so their
+/// seeds train separately, each bit for bit as its single run, and resume from their own checkpoints
+/// with every store (SAC's temperature and proxy included) as it was.
+#[test]
+fn sac_and_ddpg_seed_groups_train_as_single_runs_and_checkpoint_every_store() {
+    tch::set_num_threads(1);
+    for base in [Base::Sac, Base::Ddpg] {
+        let cfg = small(Algo::Proxy, 60).with_base(base);
+        let root = folder(&format!("{base}-group"));
+        let group = run_seeds(&cfg, &[4, 9], SeedBatching::Stacked, &root);
+        let single = single_run(&cfg, 9, &root.join("single-9"));
+        assert_eq!(returns(&group[1]), returns(&single), "{base}: seed 9's evaluations");
+        assert_eq!(
+            group[1].learner.export_policy(),
+            single.learner.export_policy(),
+            "{base}: seed 9's actor"
+        );
+        let back = restored(&cfg, 4, &root.join("seed4"));
+        assert_eq!(back.learner.iterations(), 60);
+        let (stores, want) = (back.learner.stores(), group[0].learner.stores());
+        assert_eq!(
+            stores.iter().map(|s| s.0).collect::<Vec<_>>(),
+            want.iter().map(|s| s.0).collect::<Vec<_>>()
+        );
+        if base == Base::Sac {
+            assert!(stores.iter().any(|s| s.0 == "alpha") && stores.iter().any(|s| s.0 == "target"));
+        }
+        for ((name, a), (_, b)) in stores.iter().zip(&want) {
+            let export = spikerl_snn::torch::export;
+            assert_eq!(export(a), export(b), "{base}: the checkpoint's {name}");
+        }
+        for ((name, a), (_, b)) in back.learner.optimisers().iter().zip(group[0].learner.optimisers()) {
+            assert_eq!(a.steps, b.steps, "{base}: {name} optimiser steps");
+        }
+        let _ = std::fs::remove_dir_all(&root);
+    }
 }

@@ -353,6 +353,7 @@ mod tests {
 
     fn cfg(neuron: NeuronKind) -> PolicyConfig {
         PolicyConfig {
+            gaussian: None,
             obs_dim: 3,
             act_dim: 2,
             max_action: vec![2.0, 1.0],

@@ -907,6 +907,7 @@ mod tests {
         let mut cfgs: Vec<PolicyConfig> = NeuronKind::ALL
             .iter()
             .map(|&k| PolicyConfig {
+                gaussian: None,
                 obs_dim: 17,
                 act_dim: 6,
                 max_action: vec![1.0; 6],
@@ -950,6 +951,7 @@ mod tests {
     #[test]
     fn per_neuron_counts_are_opt_in_and_sum_the_traces() {
         let cfg = PolicyConfig {
+            gaussian: None,
             obs_dim: 17,
             act_dim: 6,
             max_action: vec![1.0; 6],

@@ -334,3 +334,47 @@ fn forward_shape_and_bounds() {
         }
     }
 }
+
+/// A Gaussian (SAC) policy: the plain-Rust actors' sample `tanh(mean + exp(log_std) eps) max_action`
+/// equals the learner's, computed from `TorchPolicy::mean` and `log_std` on the same weights; with
+/// eps = 0 it is the deterministic action; its parameters are the wire names, and an initial-weights
+/// file holds them.
+#[test]
+fn gaussian_policy_samples_as_the_learner_computes() {
+    setup();
+    for network in [cheetah_ann().network, cheetah_snn(NeuronKind::Lif).network] {
+        let cfg = PolicyConfig { gaussian: Some(spikerl_snn::GaussianHead::default()), ..cheetah_ann() };
+        let cfg = PolicyConfig { network, ..cfg };
+        let (vs, net) = build(&cfg, 11);
+        let exported = export(&vs);
+        assert!(exported.keys().any(|k| k.starts_with("log_std.layers.")), "{:?}", exported.keys());
+        let shapes = expected_shapes(&cfg).unwrap();
+        assert_eq!(exported.keys().collect::<Vec<_>>(), shapes.keys().collect::<Vec<_>>());
+        spikerl_snn::initial_tensors(&cfg, 3).map(|t| Policy::new(&cfg, &t).unwrap()).unwrap();
+
+        let mut policy = Policy::new(&cfg, &export(&vs)).unwrap();
+        assert!(policy.is_gaussian());
+        let obs = observations(16, 5);
+        let rows = obs.len() / 17;
+        let x = to_tensor(&obs, 17);
+        let (mean, log_std) = tch::no_grad(|| (net.mean(&x), net.log_std(&x).unwrap()));
+        let ls = Vec::<f32>::try_from(log_std.flatten(0, -1)).unwrap();
+        assert!(ls.iter().all(|&l| (-5.0..=2.0).contains(&l)), "log-std within CleanRL's bounds");
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let eps: Vec<f32> = (0..rows * 6).map(|_| rng.random_range(-2.0f32..2.0)).collect();
+        let want = tch::no_grad(|| (mean + log_std.exp() * to_tensor(&eps, 6)).tanh() * net.max_action());
+        let want = Vec::<f32>::try_from(want.flatten(0, -1)).unwrap();
+        let (mut got, mut det) = (vec![0f32; 6], vec![0f32; 6]);
+        let mut deterministic = vec![0f32; 6];
+        for r in 0..rows {
+            let o = &obs[r * 17..(r + 1) * 17];
+            policy.sample(o, &eps[r * 6..(r + 1) * 6], &mut got);
+            for (g, w) in got.iter().zip(&want[r * 6..(r + 1) * 6]) {
+                assert!((g - w).abs() < 1e-4, "row {r}: plain Rust {g} vs tch {w}");
+            }
+            policy.sample(o, &[0.0; 6], &mut det);
+            policy.act(o, &mut deterministic);
+            assert_eq!(det, deterministic, "eps = 0 samples the deterministic action");
+        }
+    }
+}

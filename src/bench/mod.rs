@@ -29,6 +29,7 @@ mod video;
 use crate::UsageError;
 use crate::cli::{BaseArg, BenchCommand};
 use crate::train::{algo_of, base_of, device, neuron_of};
+use spikerl_algo::RunConfig;
 
 pub use policies::BadPolicyFile;
 
@@ -84,16 +85,8 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
                 }
                 return print_json_if(json, &r);
             }
-            let r = update::update(
-                &env,
-                base_of(base),
-                algo_of(algo),
-                neuron_of(neuron),
-                batch,
-                device(d)?,
-                iterations,
-                policy.as_deref(),
-            )?;
+            let run = RunConfig::paper(&env, algo_of(algo), neuron_of(neuron), 0).with_base(base_of(base));
+            let r = update::update(&run, batch, device(d)?, iterations, policy.as_deref())?;
             if !json {
                 update::print(&r);
             }

@@ -135,20 +135,18 @@ pub struct SgemmRate {
 /// Rows of the replay buffer that `Phases::ms_sampling` draws from.
 const SAMPLE_BUFFER_ROWS: usize = 200_000;
 
-/// One training iteration and its phases; `policy_file`: start the actor from these trained weights
+/// One training iteration of `run` (TD3 or DDPG) and its phases; `policy_file`: start the actor from these trained weights
 /// (`policy.safetensors`) instead of the initial ones.
 pub fn update(
-    env: &str,
-    base: Base,
-    algo: Algo,
-    neuron: NeuronKind,
+    run: &RunConfig,
     batch: usize,
     device: Device,
     iterations: usize,
     policy_file: Option<&std::path::Path>,
 ) -> anyhow::Result<UpdateBench> {
+    let (env, base, algo, neuron) = (run.env_id.as_str(), run.base, run.algo, run.neuron);
     let spec = spikerl_envs::spec(env)?;
-    let mut cfg = RunConfig::paper(env, algo, neuron, 0).with_base(base);
+    let mut cfg = run.clone();
     cfg.td3.batch_size = batch;
     let mut td3 = learner(&cfg, &spec, device, policy_file)?;
     let (od, ad) = (spec.obs_dim, spec.act_dim);

@@ -597,6 +597,7 @@ mod tests {
 
     fn policy(neuron: NeuronKind, obs: usize, act: usize) -> (nn::VarStore, TorchPolicy) {
         let cfg = PolicyConfig {
+            gaussian: None,
             obs_dim: obs,
             act_dim: act,
             max_action: (0..act).map(|i| 1.0 + i as f32).collect(),
