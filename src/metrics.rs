@@ -127,6 +127,7 @@ fn initialise(role: &str) {
             learner::CRITIC_LOSS,
             learner::ACTOR_LOSS,
             learner::PROXY_LOSS,
+            learner::SAC_ALPHA,
             learner::Q_MEAN,
             learner::TD_TARGET_MEAN,
             snn::FIRING_RATE,

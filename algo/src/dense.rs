@@ -582,6 +582,54 @@ impl DenseTd3 {
         (loss, grad)
     }
 
+    /// `mean min(Q1, Q2)(s, a)` at actions `a` (`[rows, act_dim]`) through the online twins, and its
+    /// gradient with respect to `a` (SAC's actor step; each row's gradient is its smaller critic's, as
+    /// autograd's `minimum` gives away from ties).
+    pub fn min_q_action_grad(&mut self, obs: &[f32], actions: &[f32], threads: usize) -> (f64, Vec<f32>) {
+        concat_rows(obs, self.obs_dim, actions, self.act_dim, &mut self.x);
+        let rows = actions.len() / self.act_dim;
+        let (od, ad) = (self.obs_dim, self.act_dim);
+        let x = &self.x;
+        let nets = [self.q[0].refs(), self.q[1].refs()];
+        let blocks = row_blocks(rows, threads);
+        self.tapes.resize_with(blocks.len(), Tape::default);
+        self.tapes2.resize_with(blocks.len(), Tape::default);
+        let mut grad = vec![0.0f32; rows * ad];
+        let mut work: Vec<_> = blocks
+            .iter()
+            .zip(self.tapes.iter_mut().zip(self.tapes2.iter_mut()))
+            .zip(chunks_for(&mut grad, &blocks, ad))
+            .map(|((b, (t1, t2)), g)| (b, t1, t2, g, 0.0f64))
+            .collect();
+        let inv = 1.0 / rows as f32;
+        each(threads, &mut work, &|_, (block, t1, t2, g, sum)| {
+            let input = &x[block.start * (od + ad)..block.end * (od + ad)];
+            forward(&nets[0], input, block.len(), t1);
+            forward(&nets[1], input, block.len(), t2);
+            // Each row's gradient goes to its smaller critic only.
+            let mut first = vec![false; block.len()];
+            *sum = 0.0;
+            for (r, (&a, &b)) in t1.output().iter().zip(t2.output()).enumerate() {
+                first[r] = a <= b;
+                *sum += f64::from(a.min(b));
+            }
+            for (d, &f) in t1.output_grad().iter_mut().zip(&first) {
+                *d = if f { inv } else { 0.0 };
+            }
+            for (d, &f) in t2.output_grad().iter_mut().zip(&first) {
+                *d = if f { 0.0 } else { inv };
+            }
+            let mut g2 = vec![0.0f32; g.len()];
+            backward(&nets[0], t1, Some((g, od..od + ad)));
+            backward(&nets[1], t2, Some((&mut g2, od..od + ad)));
+            for (a, b) in g.iter_mut().zip(&g2) {
+                *a += b;
+            }
+        });
+        let mean = work.iter().map(|w| w.4).sum::<f64>() / rows as f64;
+        (mean, grad)
+    }
+
     /// The ANN actor's step: loss `-mean Q1(s, actor(s))`, the actor's gradients into `actor_grads`.
     pub fn actor_step(&mut self, obs: &[f32], threads: usize) -> Option<f64> {
         let (actor, _, actor_grads) = self.actor.as_mut()?;

@@ -364,17 +364,37 @@ impl Sac {
         let rows = obs.size()[0];
         let eps = self.standard_normal(&[rows, self.policy_config.act_dim as i64]);
         self.critic_vs.freeze();
+        self.actor_opt.zero_grad();
+        // CPU, LIF family: the spiking network's backward through time hand-written, from the gradient
+        // with respect to its pre-tanh output; autograd for the rest.
         let taped = if self.autograd_actor { None } else { self.actor.mean_taped(obs) };
-        let loss = match taped {
-            // CPU, LIF family: autograd from the loss back to the spiking network's pre-tanh output and
-            // through the log-std network; the spiking network's backward through time hand-written.
-            Some((mean, tape)) => {
-                self.actor_opt.zero_grad();
-                let mean = mean.detach().set_requires_grad(true);
-                let log_std = self.actor.log_std(obs).expect("a SAC actor has a log-std network");
-                let (action, log_prob) = squashed_sample(&mean, &log_std, &eps, &self.max_action);
-                let loss = (log_prob * alpha - self.critic.min_q(obs, &action)).mean(Kind::Float);
+        let (mean, tape) = match taped {
+            Some((mean, tape)) => (mean.detach().set_requires_grad(true), Some(tape)),
+            None => (self.actor.mean(obs), None),
+        };
+        let log_std = self.actor.log_std(obs).expect("a SAC actor has a log-std network");
+        let (action, log_prob) = squashed_sample(&mean, &log_std, &eps, &self.max_action);
+        let entropy_term = (log_prob * alpha).mean(Kind::Float);
+        let loss = match &mut self.dense {
+            // The critics' part dense: d mean(min Q) / d action from the hand-written twins, then
+            // autograd through the sample with that gradient as a constant (the same gradient as
+            // backpropagating through the critics).
+            Some(dense) if !self.autograd_actor => {
+                let threads = threads();
+                let (min_q, grad) = dense.min_q_action_grad(&host_vec(obs), &host_vec(&action), threads);
+                let grad = Tensor::from_slice(&grad).view([rows, -1]).to_device(self.device);
+                let surrogate = &entropy_term - (&action * grad).sum(Kind::Float);
+                surrogate.backward();
+                entropy_term.double_value(&[]) - min_q
+            }
+            _ => {
+                let loss = &entropy_term - self.critic.min_q(obs, &action).mean(Kind::Float);
                 loss.backward();
+                loss.double_value(&[])
+            }
+        };
+        match tape {
+            Some(tape) => {
                 let mut grads: HashMap<String, Tensor> = self.actor.backward_taped_mean(&tape, &mean.grad());
                 for (name, var) in self.actor_vs.variables() {
                     if name.starts_with("log_std.") {
@@ -382,19 +402,11 @@ impl Sac {
                     }
                 }
                 self.actor_opt.step_with_grads(&grads);
-                loss
             }
-            None => {
-                let mean = self.actor.mean(obs);
-                let log_std = self.actor.log_std(obs).expect("a SAC actor has a log-std network");
-                let (action, log_prob) = squashed_sample(&mean, &log_std, &eps, &self.max_action);
-                let loss = (log_prob * alpha - self.critic.min_q(obs, &action)).mean(Kind::Float);
-                self.actor_opt.backward_step(&loss);
-                loss
-            }
-        };
+            None => self.actor_opt.step(),
+        }
         self.critic_vs.unfreeze();
-        loss.double_value(&[])
+        loss
     }
 
     /// One temperature step: minimise mean(-alpha (log pi(a|s) + target entropy)) with a fresh sample of
@@ -631,36 +643,45 @@ mod tests {
         }
     }
 
-    /// The dense critics against libtorch autograd: the same losses.
+    /// The dense critics (and the dense min-Q gradient of the actor step) against libtorch autograd
+    /// throughout: the same losses and actor weights, for an ANN and a proxy SAC.
     #[test]
     fn dense_critics_train_as_autograd_does() {
         let _rng = torch_init_lock();
         tch::set_num_threads(1);
-        let run = |autograd: bool| {
-            tch::manual_seed(14);
-            let (cfg, policy) = small_run(Algo::Proxy);
-            let mut sac = Sac::new(&cfg, policy, Device::Cpu, 5);
-            assert!(sac.dense.is_some());
-            sac.set_autograd_mlps(autograd);
-            let mut k = 0;
-            (0..4)
-                .map(|_| {
-                    sac.update(|| {
-                        k += 1;
-                        batch(40 + k)
+        for algo in [Algo::Ann, Algo::Proxy] {
+            let run = |autograd: bool| {
+                tch::manual_seed(14);
+                let (cfg, policy) = small_run(algo);
+                let mut sac = Sac::new(&cfg, policy, Device::Cpu, 5);
+                assert!(sac.dense.is_some());
+                sac.set_autograd_mlps(autograd);
+                sac.autograd_actor = autograd;
+                let mut k = 0;
+                let stats: Vec<_> = (0..4)
+                    .map(|_| {
+                        sac.update(|| {
+                            k += 1;
+                            batch(40 + k)
+                        })
                     })
-                })
-                .collect::<Vec<_>>()
-        };
-        for (d, a) in run(false).iter().zip(run(true)) {
+                    .collect();
+                (stats, snapshot(&sac.actor_vs))
+            };
+            let ((dense, dw), (auto, aw)) = (run(false), run(true));
             let close = |x: f64, y: f64| (x - y).abs() <= 1e-4 * x.abs().max(1.0);
-            assert!(
-                close(d.critic_loss, a.critic_loss),
-                "critic loss dense {} vs autograd {}",
-                d.critic_loss,
-                a.critic_loss
-            );
-            assert!(close(d.target_mean, a.target_mean), "{d:?} vs {a:?}");
+            for (d, a) in dense.iter().zip(&auto) {
+                assert!(close(d.critic_loss, a.critic_loss), "{algo:?}: {d:?} vs {a:?}");
+                assert!(close(d.target_mean, a.target_mean), "{algo:?}: {d:?} vs {a:?}");
+                assert_eq!(d.actor_loss.is_some(), a.actor_loss.is_some());
+                if let (Some(x), Some(y)) = (d.actor_loss, a.actor_loss) {
+                    assert!(close(x, y), "{algo:?} actor loss: dense {x} vs autograd {y}");
+                }
+            }
+            for ((name, x), (_, y)) in dw.iter().zip(&aw) {
+                let diff = (x - y).abs().max().double_value(&[]);
+                assert!(diff <= 1e-4, "{algo:?} {name}: dense and autograd actors differ by {diff}");
+            }
         }
     }
 }

@@ -139,6 +139,8 @@ catalogue! {
             "Actor loss (-Q1) of the latest actor update.";
         PROXY_LOSS = "spikerl_learner_proxy_loss": Gauge,
             "Proxy imitation loss of the latest actor update (proxy algorithm; NaN otherwise).";
+        SAC_ALPHA = "spikerl_learner_sac_alpha": Gauge,
+            "SAC's entropy temperature alpha after the latest iteration (--base sac; NaN otherwise).";
         Q_MEAN = "spikerl_learner_q_mean": Gauge,
             "Mean Q1 estimate over the latest minibatch.";
         TD_TARGET_MEAN = "spikerl_learner_td_target_mean": Gauge,

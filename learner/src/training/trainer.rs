@@ -56,6 +56,8 @@ struct TrainingWindow {
     /// Actor and proxy losses only come on some iterations (the delayed actor; the proxy algorithm).
     actor_loss: (f64, u64),
     proxy_loss: (f64, u64),
+    /// SAC's temperature (sum, count).
+    alpha: (f64, u64),
     /// When the window began: the previous write, or the start of its first iteration.
     started: Option<Instant>,
 }
@@ -73,6 +75,9 @@ impl TrainingWindow {
         if let Some(l) = s.proxy_loss {
             self.proxy_loss = (self.proxy_loss.0 + l, self.proxy_loss.1 + 1);
         }
+        if let Some(a) = s.alpha {
+            self.alpha = (self.alpha.0 + a, self.alpha.1 + 1);
+        }
     }
 
     /// The means as TensorBoard scalars (tags: docs/interface.md), and a fresh window from now.
@@ -83,9 +88,11 @@ impl TrainingWindow {
             ("train/q_mean".to_string(), self.q_mean / n),
             ("train/td_target_mean".to_string(), self.target_mean / n),
         ];
-        for (tag, (sum, count)) in
-            [("train/actor_loss", self.actor_loss), ("train/proxy_loss", self.proxy_loss)]
-        {
+        for (tag, (sum, count)) in [
+            ("train/actor_loss", self.actor_loss),
+            ("train/proxy_loss", self.proxy_loss),
+            ("train/alpha", self.alpha),
+        ] {
             if count > 0 {
                 out.push((tag.to_string(), sum / count as f64));
             }
@@ -482,6 +489,9 @@ fn record_update_metrics(s: &UpdateStats) {
     }
     if let Some(l) = s.proxy_loss {
         metrics::gauge!(learner::PROXY_LOSS).set(l);
+    }
+    if let Some(a) = s.alpha {
+        metrics::gauge!(learner::SAC_ALPHA).set(a);
     }
 }
 
