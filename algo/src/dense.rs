@@ -681,6 +681,18 @@ impl DenseTd3 {
     /// The proxy's imitation step: loss `mean ||proxy(s) - target||^2` over every element (PyTorch's
     /// `mse_loss`), its gradients into `proxy_grads`.
     pub fn proxy_step(&mut self, obs: &[f32], target: &[f32], threads: usize) -> Option<f64> {
+        self.proxy_step_on(obs, target, true, threads)
+    }
+
+    /// [`DenseTd3::proxy_step`] on the proxy's squashed output (`squash`: TD3's actions) or on its raw
+    /// output (SAC's Gaussian mean before the tanh).
+    pub fn proxy_step_on(
+        &mut self,
+        obs: &[f32],
+        target: &[f32],
+        squash: bool,
+        threads: usize,
+    ) -> Option<f64> {
         let (proxy, grads) = self.proxy.as_mut()?;
         let (od, ad) = (self.obs_dim, self.act_dim);
         let rows = obs.len() / od;
@@ -697,11 +709,17 @@ impl DenseTd3 {
             let (pre, grad) = tape.output_and_grad();
             let mut e2 = 0.0f64;
             for (i, (g, &p)) in grad.iter_mut().zip(pre).enumerate() {
-                let t = p.tanh();
-                let m = max_action[i % ad];
-                let d = t * m - target[i];
-                e2 += f64::from(d * d);
-                *g = scale * d * m * (1.0 - t * t);
+                if squash {
+                    let t = p.tanh();
+                    let m = max_action[i % ad];
+                    let d = t * m - target[i];
+                    e2 += f64::from(d * d);
+                    *g = scale * d * m * (1.0 - t * t);
+                } else {
+                    let d = p - target[i];
+                    e2 += f64::from(d * d);
+                    *g = scale * d;
+                }
             }
             *sq = e2;
             backward(&layers, tape, None);

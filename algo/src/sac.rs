@@ -188,6 +188,8 @@ impl Sac {
             return;
         }
         let pc = &self.policy_config;
+        // The proxy's mean network (`layers.*`) too: its MSE imitation step is dense.
+        let proxy = self.proxy.as_ref().map(|p| &p.vs);
         self.dense = DenseTd3::new(
             pc.obs_dim,
             pc.act_dim,
@@ -195,7 +197,7 @@ impl Sac {
             &self.critic_vs,
             &self.critic_target_vs,
             None,
-            None,
+            proxy,
         );
     }
 
@@ -266,6 +268,24 @@ impl Sac {
         self.proxy.as_ref()?;
         let (mean, log_std) = self.actor_gaussian(obs);
         let imitation = self.sac.imitation;
+        if let (Imitation::Mse, Some(dense)) = (imitation, self.dense.as_mut()) {
+            // The mean network's half of the loss dense, the log-std network's with autograd: the two
+            // networks share no parameter, so the gradient of the sum is the two gradients side by side.
+            let mean_loss = dense.proxy_step_on(&host_vec(obs), &host_vec(&mean), false, threads())?;
+            let mut grads = dense.proxy_grads()?;
+            let p = self.proxy.as_mut()?;
+            p.opt.zero_grad();
+            let log_std_loss =
+                p.net.log_std(obs).expect("the proxy has a log-std").mse_loss(&log_std, Reduction::Mean);
+            log_std_loss.backward();
+            for (name, var) in p.vs.variables() {
+                if name.starts_with("log_std.") {
+                    grads.insert(name, var.grad());
+                }
+            }
+            p.opt.step_with_grads(&grads);
+            return Some(mean_loss + log_std_loss.double_value(&[]));
+        }
         let p = self.proxy.as_mut()?;
         let (pm, pl) = (p.net.mean(obs), p.net.log_std(obs).expect("the proxy has a log-std"));
         let loss = match imitation {
@@ -666,21 +686,28 @@ mod tests {
                         })
                     })
                     .collect();
-                (stats, snapshot(&sac.actor_vs))
+                let proxy = sac.proxy_vs().map(snapshot).unwrap_or_default();
+                (stats, snapshot(&sac.actor_vs), proxy)
             };
-            let ((dense, dw), (auto, aw)) = (run(false), run(true));
+            let ((dense, dw, dp), (auto, aw, ap)) = (run(false), run(true));
             let close = |x: f64, y: f64| (x - y).abs() <= 1e-4 * x.abs().max(1.0);
             for (d, a) in dense.iter().zip(&auto) {
                 assert!(close(d.critic_loss, a.critic_loss), "{algo:?}: {d:?} vs {a:?}");
                 assert!(close(d.target_mean, a.target_mean), "{algo:?}: {d:?} vs {a:?}");
                 assert_eq!(d.actor_loss.is_some(), a.actor_loss.is_some());
-                if let (Some(x), Some(y)) = (d.actor_loss, a.actor_loss) {
-                    assert!(close(x, y), "{algo:?} actor loss: dense {x} vs autograd {y}");
+                for (x, y) in
+                    d.actor_loss.iter().zip(&a.actor_loss).chain(d.proxy_loss.iter().zip(&a.proxy_loss))
+                {
+                    assert!(close(*x, *y), "{algo:?} actor/proxy loss: dense {x} vs autograd {y}");
                 }
             }
             for ((name, x), (_, y)) in dw.iter().zip(&aw) {
                 let diff = (x - y).abs().max().double_value(&[]);
                 assert!(diff <= 1e-4, "{algo:?} {name}: dense and autograd actors differ by {diff}");
+            }
+            for ((name, x), (_, y)) in dp.iter().zip(&ap) {
+                let diff = (x - y).abs().max().double_value(&[]);
+                assert!(diff <= 1e-4, "{algo:?} proxy {name}: dense and autograd differ by {diff}");
             }
         }
     }
