@@ -20,7 +20,6 @@ use crate::seeds::{Seeds, torch_init_lock};
 use crate::td3::{Batch, PhaseTimes, UpdateStats, host_vec, threads};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, StandardNormal};
 use spikerl_snn::torch::TorchPolicy;
 use spikerl_snn::{NetworkConfig, PolicyConfig};
 use std::collections::HashMap;
@@ -443,10 +442,7 @@ impl Sac {
 
     /// A standard-normal tensor of `shape` drawn from `noise_rng`.
     fn standard_normal(&mut self, shape: &[i64]) -> Tensor {
-        let n = shape.iter().product::<i64>() as usize;
-        self.noise.clear();
-        self.noise.extend((0..n).map(|_| -> f32 { StandardNormal.sample(&mut self.noise_rng) }));
-        Tensor::from_slice(&self.noise).view(shape).to_device(self.device)
+        crate::td3::standard_normal(&mut self.noise_rng, &mut self.noise, shape, self.device)
     }
 }
 

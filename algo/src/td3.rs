@@ -107,6 +107,20 @@ pub fn smoothed_target_action(a: &Tensor, eps: &Tensor, max_action: &Tensor, cfg
     (a + noise).clamp_tensor(Some(&-max_action), Some(max_action))
 }
 
+/// A standard-normal tensor of `shape` on `device`, drawn from `rng` through the reusable buffer `buf`
+/// (a learner's own stream, so that checkpoints hold its state).
+pub(crate) fn standard_normal(
+    rng: &mut ChaCha8Rng,
+    buf: &mut Vec<f32>,
+    shape: &[i64],
+    device: Device,
+) -> Tensor {
+    let n = shape.iter().product::<i64>() as usize;
+    buf.clear();
+    buf.extend((0..n).map(|_| -> f32 { StandardNormal.sample(rng) }));
+    Tensor::from_slice(buf).view(shape).to_device(device)
+}
+
 /// The threads libtorch may use: what the learner owns for compute.
 pub(crate) fn threads() -> usize {
     tch::get_num_threads().max(1) as usize
@@ -578,10 +592,7 @@ impl Td3 {
 
     /// A standard-normal tensor of `shape` drawn from `noise_rng`.
     fn standard_normal(&mut self, shape: &[i64]) -> Tensor {
-        let n = shape.iter().product::<i64>() as usize;
-        self.noise.clear();
-        self.noise.extend((0..n).map(|_| -> f32 { StandardNormal.sample(&mut self.noise_rng) }));
-        Tensor::from_slice(&self.noise).view(shape).to_device(self.device)
+        standard_normal(&mut self.noise_rng, &mut self.noise, shape, self.device)
     }
 
     /// The proxy's optimiser, if there is a proxy.
